@@ -1,0 +1,1 @@
+"""Audio post-processing, stitching, loudness and encoding."""

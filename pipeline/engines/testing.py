@@ -1,0 +1,47 @@
+"""TestToneEngine: a deterministic stand-in for fast tests. It speaks no words.
+
+Each word becomes a tone whose pitch comes from the word's hash and whose length grows
+with the word, with short gaps between words and silence around the chunk (so trimming
+has something to trim). Same request, same samples, on every machine. Never a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
+
+
+class TestToneEngine:
+    """Deterministic tones instead of speech, for tests and benchmarks of the pipeline."""
+
+    __test__ = False  # not a pytest class
+    name = "test-tone"
+    model_version = "test-tone 1"
+    sample_rate = 22050
+    max_chunk_chars = 1000
+    default_voice = "tone"
+
+    def _word(self, word: str, rate: float) -> AudioArray:
+        digest = hashlib.sha256(word.encode("utf-8")).digest()
+        freq = 180.0 + digest[0] * 2.0
+        seconds = (0.06 + 0.045 * len(word)) / rate
+        t = np.arange(int(self.sample_rate * seconds)) / self.sample_rate
+        envelope = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
+        return (0.5 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+    def render_one(self, request: SynthesisRequest) -> SynthesisResult:
+        rate = float(request.params.get("speaking_rate", 1.0))
+        gap = np.zeros(int(self.sample_rate * 0.08 / rate), np.float32)
+        edge = np.zeros(int(self.sample_rate * 0.2), np.float32)
+        parts: list[AudioArray] = [edge]
+        for word in request.text.split():
+            parts += [self._word(word, rate), gap]
+        parts.append(edge)
+        return SynthesisResult(audio=np.concatenate(parts), sample_rate=self.sample_rate)
+
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        return [self.render_one(request) for request in requests]

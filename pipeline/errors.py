@@ -1,0 +1,61 @@
+"""The one error tree, and the one place that maps errors to exit codes and HTTP statuses."""
+
+from __future__ import annotations
+
+
+class VoicebatchError(Exception):
+    """voicebatch failed."""
+
+    exit_code = 1
+    http_status = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InputError(VoicebatchError):
+    """The input or the request is invalid; fix it and try again (never retried)."""
+
+    exit_code = 2
+    http_status = 422
+
+
+class NotFoundError(InputError):
+    """No such job or object."""
+
+    exit_code = 4
+    http_status = 404
+
+
+class RetryableError(VoicebatchError):
+    """A passing failure (storage, broker, database hiccup, engine out of memory); retry later."""
+
+    exit_code = 75  # EX_TEMPFAIL
+    http_status = 503
+
+
+class PermanentError(VoicebatchError):
+    """The work failed and retrying it will not help."""
+
+    exit_code = 1
+    http_status = 500
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The CLI exit code for an exception: ours carry one, Ctrl-C is 130, anything else 1."""
+    if isinstance(exc, VoicebatchError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    return 1
+
+
+def http_status_for(exc: BaseException) -> int:
+    """The HTTP status for an exception raised under a route."""
+    if isinstance(exc, VoicebatchError):
+        return exc.http_status
+    return 500

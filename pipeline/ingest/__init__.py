@@ -1,0 +1,82 @@
+"""Readers that turn input files into a Document, and the checks every input passes first."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import InputError
+from pipeline.ingest.document import Chapter, Document
+from pipeline.ingest.markdown import parse_markdown
+from pipeline.ingest.plaintext import parse_plaintext
+
+__all__ = ["Chapter", "Document", "SourceFile", "load_source", "parse_source", "read_document"]
+
+READERS = {
+    ".txt": parse_plaintext,
+    ".text": parse_plaintext,
+    ".md": parse_markdown,
+    ".markdown": parse_markdown,
+}
+MAX_INPUT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An input file read and checked: its name, decoded text and content hash."""
+
+    path: Path
+    text: str
+    sha256: str
+
+    @property
+    def reader_suffix(self) -> str:
+        return self.path.suffix.lower()
+
+
+def load_source(path: Path) -> SourceFile:
+    """Read an input file, refusing anything that is not non-empty UTF-8 text in a known format."""
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a text file")
+    if suffix not in READERS:
+        known = ", ".join(sorted(READERS))
+        raise InputError(f"{path}: unsupported input format '{suffix or '(none)'}' (supported: {known})")
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise InputError(f"{path}: {size} bytes is over the {MAX_INPUT_BYTES} byte input limit")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
+    if b"\x00" in raw[:65536]:
+        raise InputError(f"{path}: looks like a binary file (it contains NUL bytes), not text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "convert it with iconv -t UTF-8"
+        ) from exc
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if not any(ch.isalnum() for ch in text):
+        raise InputError(f"{path}: is empty (no words to read)")
+    return SourceFile(path=path, text=text, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def parse_source(source: SourceFile) -> Document:
+    """Parse a checked source into a Document; a document with nothing to read is an error."""
+    reader = READERS[source.reader_suffix]
+    document = reader(source.text, default_title=source.path.stem)
+    if not document.chapters:
+        raise InputError(f"{source.path}: has no readable text")
+    return document
+
+
+def read_document(path: Path) -> Document:
+    """load_source + parse_source."""
+    return parse_source(load_source(path))

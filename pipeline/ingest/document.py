@@ -1,0 +1,27 @@
+"""What every reader produces: a Document of chapters, each a list of paragraphs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter (or catalogue item): a title and its paragraphs of plain text."""
+
+    title: str
+    paragraphs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed input: book-level metadata and its chapters in reading order."""
+
+    title: str
+    chapters: tuple[Chapter, ...]
+    author: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def word_count(self) -> int:
+        return sum(len(p.split()) for c in self.chapters for p in c.paragraphs)

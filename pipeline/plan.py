@@ -1,0 +1,106 @@
+"""Planning: input file -> checked Document -> chunks -> one job in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.config import Settings
+from pipeline.engines import Engine, engine_params
+from pipeline.errors import InputError
+from pipeline.ingest import Document, SourceFile, parse_source
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import JobStatus
+from pipeline.storage import content_hash
+from pipeline.text.segment import segment_paragraphs
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    job_id: uuid.UUID
+    resumed: bool
+    status: JobStatus
+    chunks_total: int
+
+
+def assembly_options(settings: Settings) -> dict[str, Any]:
+    """The settings assembly needs, stored with the job so a resume assembles the same way."""
+    return {
+        "pause_sentence_ms": settings.pause_sentence_ms,
+        "pause_paragraph_ms": settings.pause_paragraph_ms,
+        "pause_chapter_ms": settings.pause_chapter_ms,
+        "loudness_lufs": settings.loudness_lufs,
+        "true_peak_dbtp": settings.true_peak_dbtp,
+        "bitrate_kbps": settings.bitrate_kbps,
+        "chunk_max_chars": settings.chunk_max_chars,
+    }
+
+
+def build_spec(
+    document: Document, source: SourceFile, *, engine: Engine, settings: Settings, output_uri: str | None
+) -> store.JobSpec:
+    """Segment every chapter and hash every chunk; pure, no I/O."""
+    voice = settings.voice or engine.default_voice
+    params = engine_params(settings)
+    max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
+    items = []
+    for chapter in document.chapters:
+        chunks = tuple(
+            store.ChunkSpec(
+                text=segment.text,
+                paragraph_start=segment.paragraph_start,
+                content_hash=content_hash(
+                    text=segment.text, voice=voice, engine=engine.name,
+                    model_version=engine.model_version, params=params,
+                ),
+            )
+            for segment in segment_paragraphs(chapter.paragraphs, max_chars)
+        )
+        if chunks:
+            items.append(store.ItemSpec(title=chapter.title, chunks=chunks))
+    options = assembly_options(settings)
+    fingerprint = hashlib.sha256(
+        json.dumps(
+            [source.sha256, engine.name, voice, engine.model_version, params, options,
+             settings.output_format, output_uri],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
+    return store.JobSpec(
+        title=document.title, author=document.author, source_name=str(source.path),
+        source_sha256=source.sha256, fingerprint=fingerprint, engine=engine.name, voice=voice,
+        model_version=engine.model_version, output_format=settings.output_format, items=tuple(items),
+        params=params, options=options, output_uri=output_uri,
+    )
+
+
+def plan_job(
+    factory: sessionmaker[Session], source: SourceFile, *, engine: Engine, settings: Settings,
+    output_uri: str | None, fresh: bool = False,
+) -> PlannedJob:
+    """Find the job this exact command made before (resume), or create it.
+
+    `fresh` cancels the earlier job and starts a new one. A job that ended with failed
+    chunks is reopened so that they are tried again.
+    """
+    document = parse_source(source)
+    spec = build_spec(document, source, engine=engine, settings=settings, output_uri=output_uri)
+    if not spec.items:
+        raise InputError(f"{source.path}: has no speakable text")
+    with transaction(factory) as session:
+        previous = store.find_resumable_job(session, fingerprint=spec.fingerprint)
+        if previous is not None and fresh:
+            store.cancel_job(session, job_id=previous.id)
+            previous = None
+        if previous is not None:
+            store.retry_failed(session, job_id=previous.id)
+            session.refresh(previous)
+            return PlannedJob(previous.id, True, previous.status, previous.chunks_total)
+        job_id = store.create_job(session, spec=spec)
+        return PlannedJob(job_id, False, JobStatus.PENDING, sum(len(i.chunks) for i in spec.items))

@@ -1,0 +1,97 @@
+"""One call that takes an input file all the way to finished audio: plan, render, assemble.
+
+Used by `voicebatch render` (embedded mode) and by the benchmark. Distributed mode calls
+the same three steps from separate tasks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.assemble import MANIFEST_KEY, AssemblyResult, assemble_job
+from pipeline.config import Settings
+from pipeline.engines import Engine, check_engine_name, create_engine
+from pipeline.ingest import SourceFile, load_source
+from pipeline.plan import PlannedJob, plan_job
+from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
+from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.models import JobStatus
+from pipeline.storage import LocalObjectStore, ObjectStore, open_store
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    job: PlannedJob
+    stats: RenderStats
+    assembly: AssemblyResult | None
+    output_dir: Path
+    seconds: dict[str, float]
+
+
+@dataclass
+class LocalRuntime:
+    """Everything a render needs in one process: settings, database, chunk store, engine."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    chunk_store: ObjectStore
+    engine: Engine | None = None
+
+    @classmethod
+    def open(cls, settings: Settings) -> LocalRuntime:
+        db = create_db_engine(settings.resolved_database_url)
+        ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
+        return cls(settings, session_factory(db), open_store(settings.resolved_storage_url, settings))
+
+    def load_engine(self) -> Engine:
+        if self.engine is None:
+            self.engine = create_engine(self.settings)
+        return self.engine
+
+
+def check_inputs(path: Path, settings: Settings) -> SourceFile:
+    """Every check that needs no model or database, so bad input fails in milliseconds."""
+    check_engine_name(settings.engine)
+    return load_source(path)
+
+
+def render_file(
+    runtime: LocalRuntime, source: SourceFile, *, output_dir: Path, fresh: bool = False,
+    progress: ProgressCallback | None = None,
+    on_planned: Callable[[PlannedJob], None] | None = None,
+) -> RenderOutcome:
+    """Plan (or resume) the job for `source`, render what is missing, and assemble into output_dir."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    engine = runtime.load_engine()
+    timings["engine_load"] = time.perf_counter() - started
+    output_dir = output_dir.expanduser().resolve()
+    output_store = LocalObjectStore(output_dir)
+
+    mark = time.perf_counter()
+    planned = plan_job(runtime.factory, source, engine=engine, settings=runtime.settings,
+                       output_uri=output_dir.as_uri(), fresh=fresh)
+    timings["plan"] = time.perf_counter() - mark
+    if on_planned is not None:
+        on_planned(planned)
+
+    mark = time.perf_counter()
+    renderer = ChunkRenderer(factory=runtime.factory, store_=runtime.chunk_store, engine=engine,
+                             settings=runtime.settings)
+    stats = renderer.render_job(planned.job_id, progress=progress)
+    timings["render"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    assembly = None
+    finished = planned.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED)
+    if not (finished and stats.rendered == 0 and output_store.exists(MANIFEST_KEY)):
+        assembly = assemble_job(runtime.factory, job_id=planned.job_id, chunk_store=runtime.chunk_store,
+                                output_store=output_store)
+    timings["assemble"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+    return RenderOutcome(planned, stats, assembly, output_dir, timings)

@@ -1,0 +1,99 @@
+"""Database engines, sessions and migrations (Alembic owns the schema)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.errors import InputError, RetryableError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, its folder created."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(f"invalid database URL {url!r}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection_engine"] = engine
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Migrate the database to the newest schema; returns the revision now in place."""
+    from alembic import command
+
+    try:
+        if current_revision(engine) != head_revision(engine):
+            command.upgrade(alembic_config(engine), "head")
+        return current_revision(engine)
+    except OperationalError as exc:
+        raise RetryableError(f"database {engine.url.render_as_string()} unreachable: {exc.orig}") from exc
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Make sure the schema is current: migrate (embedded SQLite) or ask for `voicebatch db upgrade`."""
+    try:
+        at, head = current_revision(engine), head_revision(engine)
+    except OperationalError as exc:
+        raise RetryableError(f"database {engine.url.render_as_string()} unreachable: {exc.orig}") from exc
+    if at == head:
+        return
+    if auto_upgrade:
+        upgrade(engine)
+        return
+    raise InputError(f"database schema is at {at or 'nothing'}, not {head}: run `voicebatch db upgrade`")

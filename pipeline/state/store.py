@@ -1,0 +1,434 @@
+"""The only module that changes job, item and chunk state.
+
+Every change is a conditional UPDATE that names the state it expects to leave (and, for
+chunks, the lease owner), so a duplicate or stale caller changes nothing and learns so
+from the return value. Callers pass a Session inside a transaction they own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from pipeline.errors import InputError, NotFoundError
+from pipeline.state.models import (
+    FINAL_JOB_STATUSES,
+    Chunk,
+    ChunkStatus,
+    Item,
+    ItemStatus,
+    Job,
+    JobStatus,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    text: str
+    paragraph_start: bool
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ItemSpec:
+    title: str
+    chunks: tuple[ChunkSpec, ...]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything needed to create a job, its items and chunks in one transaction."""
+
+    title: str
+    source_name: str
+    source_sha256: str
+    fingerprint: str
+    engine: str
+    voice: str
+    model_version: str
+    output_format: str
+    items: tuple[ItemSpec, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    author: str | None = None
+    output_uri: str | None = None
+    kind: str = "book"
+
+
+@dataclass(frozen=True)
+class ChunkLease:
+    """A chunk leased to one owner until `expires_at`."""
+
+    chunk_id: uuid.UUID
+    seq: int
+    text: str
+    content_hash: str
+    attempts: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    chunks_total: int
+    chunks_done: int
+    chunks_failed: int
+    chunks_leased: int
+    audio_seconds: float
+
+    @property
+    def chunks_pending(self) -> int:
+        return self.chunks_total - self.chunks_done - self.chunks_failed - self.chunks_leased
+
+    @property
+    def fraction(self) -> float:
+        return (self.chunks_done + self.chunks_failed) / self.chunks_total if self.chunks_total else 1.0
+
+
+def _rows(result: Any) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+def create_job(session: Session, *, spec: JobSpec) -> uuid.UUID:
+    """Insert a job with its items and chunks. All or nothing: the caller's transaction."""
+    if not spec.items or not any(item.chunks for item in spec.items):
+        raise InputError(f"{spec.source_name}: nothing to render (no speakable text)")
+    job_id = uuid.uuid4()
+    now = utcnow()
+    total = sum(len(item.chunks) for item in spec.items)
+    session.add(
+        Job(
+            id=job_id, kind=spec.kind, title=spec.title[:500], author=spec.author,
+            source_name=spec.source_name[:1000], source_sha256=spec.source_sha256,
+            fingerprint=spec.fingerprint, status=JobStatus.PENDING, engine=spec.engine,
+            voice=spec.voice, model_version=spec.model_version, params=spec.params,
+            output_format=spec.output_format, output_uri=spec.output_uri, options=spec.options,
+            chunks_total=total, created_at=now, updated_at=now,
+        )
+    )
+    session.flush()
+    item_rows: list[dict[str, Any]] = []
+    chunk_rows: list[dict[str, Any]] = []
+    seq = 0
+    for position, item in enumerate(spec.items):
+        item_id = uuid.uuid4()
+        item_rows.append(
+            {"id": item_id, "job_id": job_id, "position": position, "title": item.title[:1000],
+             "status": ItemStatus.PENDING, "created_at": now, "updated_at": now}
+        )
+        for chunk in item.chunks:
+            chunk_rows.append(
+                {"id": uuid.uuid4(), "job_id": job_id, "item_id": item_id, "seq": seq,
+                 "text": chunk.text, "paragraph_start": chunk.paragraph_start,
+                 "status": ChunkStatus.PENDING, "attempts": 0, "content_hash": chunk.content_hash,
+                 "cache_hit": False, "created_at": now, "updated_at": now}
+            )
+            seq += 1
+    session.execute(insert(Item), item_rows)
+    if chunk_rows:
+        session.execute(insert(Chunk), chunk_rows)
+    return job_id
+
+
+def get_job(session: Session, job_ref: str | uuid.UUID) -> Job:
+    """A job by UUID or by a unique prefix of at least 4 characters of its id."""
+    if isinstance(job_ref, uuid.UUID):
+        job = session.get(Job, job_ref)
+        if job is None:
+            raise NotFoundError(f"no job {job_ref}")
+        return job
+    ref = job_ref.strip().lower()
+    try:
+        return get_job(session, uuid.UUID(ref))
+    except ValueError:
+        pass
+    if len(ref) < 4 or any(ch not in "0123456789abcdef-" for ch in ref):
+        raise InputError(f"'{job_ref}' is not a job id (give the UUID or at least its first 4 characters)")
+    # Uuid columns are stored without dashes on SQLite and compared as text on PostgreSQL.
+    candidates = [job for job in session.scalars(select(Job)) if str(job.id).startswith(ref)]
+    if not candidates:
+        raise NotFoundError(f"no job {job_ref}")
+    if len(candidates) > 1:
+        raise InputError(f"job id prefix '{job_ref}' is ambiguous ({len(candidates)} jobs); give more of it")
+    return candidates[0]
+
+
+def find_resumable_job(session: Session, *, fingerprint: str) -> Job | None:
+    """The newest job made by the same command that was not cancelled."""
+    return session.scalars(
+        select(Job)
+        .where(Job.fingerprint == fingerprint, Job.status != JobStatus.CANCELLED)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def list_jobs(session: Session, *, limit: int = 50) -> Sequence[Job]:
+    return session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()
+
+
+def job_progress(session: Session, *, job_id: uuid.UUID) -> JobProgress:
+    rows = session.execute(
+        select(Chunk.status, func.count(), func.coalesce(func.sum(Chunk.duration_seconds), 0.0))
+        .where(Chunk.job_id == job_id)
+        .group_by(Chunk.status)
+    ).all()
+    counts = {status: (count, seconds) for status, count, seconds in rows}
+
+    def count(status: ChunkStatus) -> int:
+        return int(counts.get(status, (0, 0.0))[0])
+
+    return JobProgress(
+        chunks_total=sum(int(c) for c, _ in counts.values()),
+        chunks_done=count(ChunkStatus.DONE),
+        chunks_failed=count(ChunkStatus.FAILED),
+        chunks_leased=count(ChunkStatus.LEASED),
+        audio_seconds=float(counts.get(ChunkStatus.DONE, (0, 0.0))[1]),
+    )
+
+
+def _move_job(session: Session, job_id: uuid.UUID, frm: Sequence[JobStatus], to: JobStatus, **values: Any) -> bool:
+    now = utcnow()
+    if to in FINAL_JOB_STATUSES:
+        values.setdefault("finished_at", now)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(list(frm)))
+        .values(status=to, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+def start_job(session: Session, *, job_id: uuid.UUID) -> bool:
+    """pending -> rendering."""
+    return _move_job(session, job_id, [JobStatus.PENDING], JobStatus.RENDERING)
+
+
+def begin_assembly(session: Session, *, job_id: uuid.UUID) -> bool:
+    """rendering -> assembling, only once no chunk is pending or leased."""
+    open_chunks = session.scalar(
+        select(func.count()).where(
+            Chunk.job_id == job_id, Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED])
+        )
+    )
+    if open_chunks:
+        return False
+    return _move_job(session, job_id, [JobStatus.RENDERING], JobStatus.ASSEMBLING)
+
+
+def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float, output_uri: str | None) -> JobStatus:
+    """assembling -> done, partially_failed (some items failed) or failed (all did)."""
+    statuses = list(session.scalars(select(Item.status).where(Item.job_id == job_id)))
+    failed = sum(1 for s in statuses if s == ItemStatus.FAILED)
+    to = JobStatus.DONE if not failed else JobStatus.FAILED if failed == len(statuses) else JobStatus.PARTIALLY_FAILED
+    error = None
+    if failed:
+        bad = session.scalar(select(func.count()).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED))
+        error = f"{failed} of {len(statuses)} items failed ({bad} chunks could not be rendered)"
+    if not _move_job(
+        session, job_id, [JobStatus.ASSEMBLING], to, audio_seconds=audio_seconds, output_uri=output_uri, error=error
+    ):
+        raise InputError(f"job {job_id} is not being assembled; it cannot finish")
+    return to
+
+
+def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
+    """Any non-final state -> cancelled; its leases are dropped."""
+    moved = _move_job(session, job_id, [s for s in JobStatus if s not in FINAL_JOB_STATUSES], JobStatus.CANCELLED)
+    if moved:
+        session.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED)
+            .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return moved
+
+
+def retry_failed(session: Session, *, job_id: uuid.UUID) -> int:
+    """A user's explicit retry: failed chunks and items go back to pending, the job to rendering."""
+    if not _move_job(session, job_id, [JobStatus.PARTIALLY_FAILED, JobStatus.FAILED], JobStatus.RENDERING,
+                     finished_at=None, error=None):
+        return 0
+    now = utcnow()
+    session.execute(
+        update(Item).where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
+        .values(status=ItemStatus.PENDING, error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(session.execute(
+        update(Chunk).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
+        .values(status=ChunkStatus.PENDING, attempts=0, error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ))
+
+
+# --- chunks ------------------------------------------------------------------------------
+
+
+def lease_chunks(
+    session: Session, *, job_id: uuid.UUID, owner: str, limit: int, ttl: timedelta, max_attempts: int,
+    now: datetime | None = None,
+) -> list[ChunkLease]:
+    """Lease up to `limit` chunks in reading order: pending ones, or ones whose lease expired.
+
+    A chunk whose lease expired `max_attempts` times (its renderer keeps dying) is failed
+    instead of leased again.
+    """
+    now = now or utcnow()
+    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
+    session.execute(
+        update(Chunk)
+        .where(Chunk.job_id == job_id, expired, Chunk.attempts >= max_attempts)
+        .values(status=ChunkStatus.FAILED, lease_owner=None, lease_expires_at=None, updated_at=now,
+                error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing")
+        .execution_options(synchronize_session=False)
+    )
+    available = or_(Chunk.status == ChunkStatus.PENDING, expired)
+    candidates = session.execute(
+        select(Chunk.id, Chunk.seq, Chunk.text, Chunk.content_hash, Chunk.attempts)
+        .where(Chunk.job_id == job_id, available)
+        .order_by(Chunk.seq)
+        .limit(limit)
+    ).all()
+    expires = now + ttl
+    leases: list[ChunkLease] = []
+    for chunk_id, seq, text, digest, attempts in candidates:
+        result = session.execute(
+            update(Chunk)
+            .where(Chunk.id == chunk_id, available)
+            .values(status=ChunkStatus.LEASED, lease_owner=owner, lease_expires_at=expires,
+                    attempts=Chunk.attempts + 1, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if _rows(result) == 1:
+            leases.append(ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires))
+    return leases
+
+
+def renew_leases(session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None) -> int:
+    """Push the expiry of every lease `owner` still holds; returns how many it holds."""
+    now = now or utcnow()
+    return _rows(session.execute(
+        update(Chunk)
+        .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner, Chunk.lease_expires_at >= now)
+        .values(lease_expires_at=now + ttl, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ))
+
+
+def complete_chunk(
+    session: Session, *, chunk_id: uuid.UUID, owner: str, object_key: str, duration: float,
+    sample_rate: int, cache_hit: bool = False,
+) -> bool:
+    """leased (by owner) -> done. False if the lease was lost: the caller must not count it."""
+    now = utcnow()
+    return _rows(session.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
+        .values(status=ChunkStatus.DONE, object_key=object_key, duration_seconds=duration,
+                sample_rate=sample_rate, cache_hit=cache_hit, lease_owner=None,
+                lease_expires_at=None, error=None, rendered_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )) == 1
+
+
+def fail_chunk(
+    session: Session, *, chunk_id: uuid.UUID, owner: str, error: str, retryable: bool, max_attempts: int
+) -> ChunkStatus | None:
+    """leased (by owner) -> pending (retry) or failed. None if the lease was lost."""
+    attempts = session.scalar(
+        select(Chunk.attempts).where(
+            Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner
+        )
+    )
+    if attempts is None:
+        return None
+    to = ChunkStatus.PENDING if retryable and attempts < max_attempts else ChunkStatus.FAILED
+    moved = _rows(session.execute(
+        update(Chunk)
+        .where(Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
+        .values(status=to, error=error[:4000], lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ))
+    return to if moved else None
+
+
+def release_leases(session: Session, *, owner: str) -> int:
+    """Hand back every chunk `owner` holds (a graceful stop); the attempt is not counted."""
+    return _rows(session.execute(
+        update(Chunk)
+        .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
+        .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None,
+                attempts=case((Chunk.attempts > 0, Chunk.attempts - 1), else_=0),
+                updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ))
+
+
+@dataclass(frozen=True)
+class RenderedAudio:
+    object_key: str
+    duration: float
+    sample_rate: int
+
+
+def find_rendered(session: Session, *, content_hash: str) -> RenderedAudio | None:
+    """Audio some earlier chunk (any job) rendered for the same content hash."""
+    row = session.execute(
+        select(Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate)
+        .where(Chunk.content_hash == content_hash, Chunk.status == ChunkStatus.DONE)
+        .limit(1)
+    ).first()
+    if row is None or row[0] is None or row[1] is None or row[2] is None:
+        return None
+    return RenderedAudio(row[0], float(row[1]), int(row[2]))
+
+
+def item_chunks(session: Session, *, item_id: uuid.UUID) -> Sequence[Chunk]:
+    return session.scalars(select(Chunk).where(Chunk.item_id == item_id).order_by(Chunk.seq)).all()
+
+
+def job_items(session: Session, *, job_id: uuid.UUID) -> Sequence[Item]:
+    return session.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.position)).all()
+
+
+def failed_chunks(session: Session, *, job_id: uuid.UUID) -> Sequence[Chunk]:
+    return session.scalars(
+        select(Chunk).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED).order_by(Chunk.seq)
+    ).all()
+
+
+# --- items -------------------------------------------------------------------------------
+
+
+def complete_item(session: Session, *, item_id: uuid.UUID, object_key: str, duration: float) -> bool:
+    """pending -> done with its output file. Re-assembly of a done item updates nothing."""
+    return _rows(session.execute(
+        update(Item)
+        .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
+        .values(status=ItemStatus.DONE, object_key=object_key, duration_seconds=duration, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )) == 1
+
+
+def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
+    """pending -> failed (some of its chunks could not be rendered)."""
+    return _rows(session.execute(
+        update(Item)
+        .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
+        .values(status=ItemStatus.FAILED, error=error[:4000], updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )) == 1

@@ -1,0 +1,227 @@
+"""Object storage: a local folder or any S3 API, behind one ObjectStore protocol.
+
+Chunk audio lives at content-addressed keys (`chunk_key`): the same text, voice, engine,
+model version and parameters always map to the same key, and a key is written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pipeline.config import Settings
+from pipeline.errors import InputError, NotFoundError, RetryableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Where chunk audio and finished files go."""
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
+        """Write `key` unless it exists. True if this call wrote it; an existing key is success."""
+        ...
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Write or replace `key`."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; NotFoundError if there is none."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def url(self, key: str) -> str:
+        """A URL a client can fetch the object from (presigned for S3)."""
+        ...
+
+
+def content_hash(*, text: str, voice: str, engine: str, model_version: str, params: Mapping[str, Any]) -> str:
+    """sha256 over everything that determines a chunk's audio."""
+    payload = json.dumps(
+        {"text": text, "voice": voice, "engine": engine, "model": model_version, "params": dict(params)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def chunk_key(digest: str, *, suffix: str = "wav") -> str:
+    """The object key of a chunk's audio, fanned out by the hash's first byte."""
+    return f"chunks/{digest[:2]}/{digest}.{suffix}"
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a folder or mean different things on different stores."""
+    path = PurePosixPath(key)
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+        raise InputError(f"invalid object key {key!r}")
+    return str(path)
+
+
+class LocalObjectStore:
+    """Objects as files under a root folder; writes are atomic (temp file + link/rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _write_temp(self, path: Path, data: bytes) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return tmp
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        tmp = self._write_temp(path, data)
+        try:
+            os.link(tmp, path)  # fails if another writer got there first: write-once
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        path = self._path(key)
+        os.replace(self._write_temp(path, data), path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"no object {key} in {self.root}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+
+class S3ObjectStore:
+    """Objects in an S3 bucket under a prefix (AWS, MinIO, any S3 API), via boto3."""
+
+    def __init__(self, *, bucket: str, prefix: str, client: S3Client, presign_seconds: int = 3600) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.client = client
+        self.presign_seconds = presign_seconds
+
+    @classmethod
+    def from_settings(cls, url: str, settings: Settings) -> S3ObjectStore:
+        import boto3
+        from botocore.config import Config
+
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        secret = settings.s3_secret_access_key
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            config=Config(
+                signature_version="s3v4",
+                retries={"max_attempts": 5, "mode": "standard"},
+                s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
+            ),
+        )
+        return cls(bucket=bucket, prefix=prefix, client=client, presign_seconds=settings.s3_presign_seconds)
+
+    def _key(self, key: str) -> str:
+        key = check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _error(self, exc: Exception, key: str) -> Exception:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return NotFoundError(f"no object s3://{self.bucket}/{self._key(key)}")
+            if code == "NoSuchBucket":
+                return InputError(f"S3 bucket {self.bucket} does not exist")
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return InputError(f"S3 refused access to s3://{self.bucket} ({code})")
+        return RetryableError(f"S3 request for {key} failed: {exc}")
+
+    def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "PreconditionFailed":
+                return False
+            if code == "ConditionalRequestConflict":
+                # A concurrent write of the same key is in flight; the key is content-addressed,
+                # so once it lands it holds the same bytes.
+                raise RetryableError(f"concurrent write of {key}; retry") from exc
+            raise self._error(exc, key) from exc
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            return body
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._error(exc, key) from exc
+        except Exception as exc:
+            raise self._error(exc, key) from exc
+
+    def url(self, key: str) -> str:
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=self.presign_seconds,
+        )
+        return url
+
+
+def open_store(url: str, settings: Settings) -> ObjectStore:
+    """The store a storage URL names: s3://bucket/prefix, file:///path or a plain path."""
+    if url.startswith("s3://"):
+        return S3ObjectStore.from_settings(url, settings)
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" in url:
+        raise InputError(f"unsupported storage URL {url!r} (use a folder path or s3://bucket/prefix)")
+    return LocalObjectStore(Path(url))

@@ -1,0 +1,1 @@
+"""Text preparation: normalisation and segmentation into engine-sized chunks."""
