@@ -131,6 +131,7 @@ def assemble_job(
             manifest_chapters.append({
                 "index": number, "title": item.title, "file": key,
                 "start": round(span.start / rate, 3), "duration": round((span.end - span.start) / rate, 3),
+                "start_sample": span.start, "end_sample": span.end,
                 "chunks": [{"text": c.text, "start": round(c.start / rate, 3), "end": round(c.end / rate, 3)}
                            for c in span.chunks],
             })

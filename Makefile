@@ -1,0 +1,41 @@
+# One Makefile for README, CI and developers alike.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-unit test-integration test-e2e lint typecheck bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install  ## render the bundled example book into out/
+	$(BIN)/voicebatch render examples/aesop.md -o out/ --format mp3
+
+test: install  ## every test: unit, integration (PostgreSQL, S3 server), e2e (real CLI + Piper)
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: install
+	$(BIN)/python -m pytest tests/integration
+
+test-e2e: install
+	$(BIN)/python -m pytest tests/e2e
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install  ## embedded render vs a plain Piper loop; appends to docs/benchmarks.md
+	$(BIN)/python bench/bench_embedded.py --write docs/benchmarks.md
+
+clean:
+	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,69 @@
+"""Shared fixtures. Tests that need a service skip on a laptop without it and fail in CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings, load_settings
+from pipeline.runner import LocalRuntime
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip (or, with CI set, fail) when a service does not answer on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        message = f"{name} not reachable on {host}:{port} ({exc})"
+        if IN_CI:
+            pytest.fail(f"{message}; CI must provide it")
+        pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's VOICEBATCH_* variables or their data folder."""
+    for key in list(os.environ):
+        if key.startswith("VOICEBATCH_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("VOICEBATCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded settings with the deterministic test engine and a private data folder."""
+    return load_settings(engine="test-tone", data_dir=tmp_path / "data", output_format="wav")
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[LocalRuntime]:
+    yield LocalRuntime.open(settings)
+
+
+@pytest.fixture
+def book(tmp_path: Path) -> Path:
+    """A small Markdown book: a title, three chapters, several paragraphs."""
+    path = tmp_path / "book.md"
+    path.write_text(
+        "# A Small Book\n\n"
+        "## First Chapter\n\nThe first sentence is here. And a second one follows it.\n\n"
+        "A new paragraph starts now. It has two sentences.\n\n"
+        "## Second Chapter\n\nShort. Tiny. Words to speak in the second chapter of the book.\n\n"
+        "## Third Chapter\n\nThe end of the book comes with this final paragraph of text.\n",
+        encoding="utf-8",
+    )
+    return path

@@ -1,0 +1,116 @@
+"""Trim, stitch, loudness and encoding, measured on the samples they produce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from pipeline.audio.encode import decode, encode
+from pipeline.audio.process import from_wav_bytes, normalize_loudness, to_wav_bytes, trim_silence, true_peak
+from pipeline.audio.stitch import ChunkAudio, Pauses, stitch
+
+SR = 22050
+
+
+def tone(seconds: float, amp: float = 0.3, freq: float = 220.0) -> np.ndarray:
+    t = np.arange(int(SR * seconds)) / SR
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts with pauses and sparse full-scale plosive-like spikes: a high crest factor."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal(int(SR * seconds)).astype(np.float32) * 0.05
+    audio *= (np.sin(2 * np.pi * 3 * np.arange(len(audio)) / SR) > 0).astype(np.float32)
+    spikes = rng.choice(len(audio) - 50, size=int(seconds * 4), replace=False)
+    for at in spikes:
+        audio[at : at + 40] += np.hanning(40).astype(np.float32) * rng.choice([-1.0, 1.0])
+    return (audio / np.max(np.abs(audio))).astype(np.float32)
+
+
+def test_trim_removes_edge_silence_and_keeps_a_margin() -> None:
+    audio = np.concatenate([np.zeros(SR), tone(1.0), np.zeros(SR // 2)])
+    trimmed = trim_silence(audio, SR, keep_ms=40)
+    assert abs(len(trimmed) / SR - 1.08) < 0.02
+    assert trimmed[0] == 0.0 and trimmed[-1] == 0.0  # faded, no click at the edges
+
+
+def test_trim_keeps_a_quiet_voice_and_empties_pure_silence() -> None:
+    quiet = np.concatenate([np.zeros(SR), tone(0.5, amp=0.01), np.zeros(SR)])
+    assert abs(len(trim_silence(quiet, SR)) / SR - 0.58) < 0.02
+    assert trim_silence(np.zeros(SR, np.float32), SR).size == 0
+
+
+def test_wav_roundtrip_is_16_bit_exact() -> None:
+    audio = tone(0.25)
+    back, rate = from_wav_bytes(to_wav_bytes(audio, SR))
+    assert rate == SR and len(back) == len(audio)
+    assert np.max(np.abs(back - audio)) < 1 / 32767 + 1e-6
+
+
+def test_stitch_places_pauses_by_kind_and_chapters_are_exact_slices() -> None:
+    a, b, c, d = tone(0.5), tone(0.25, freq=330), tone(0.3, freq=440), tone(0.2, freq=550)
+    pauses = Pauses(sentence_ms=100, paragraph_ms=500, chapter_ms=2000)
+    book, spans = stitch(
+        [[ChunkAudio("a", True, a), ChunkAudio("b", False, b), ChunkAudio("c", True, c)], [ChunkAudio("d", True, d)]],
+        SR, pauses,
+    )
+    first = spans[0]
+    assert [(s.start, s.end) for s in first.chunks] == [
+        (0, len(a)),
+        (len(a) + SR // 10, len(a) + SR // 10 + len(b)),
+        (len(a) + SR // 10 + len(b) + SR // 2, len(a) + SR // 10 + len(b) + SR // 2 + len(c)),
+    ]
+    assert spans[1].start == first.end + 2 * SR and spans[1].end == len(book)
+    np.testing.assert_array_equal(book[spans[1].start : spans[1].end], d)
+    assert not book[first.end : spans[1].start].any()  # the chapter pause is silent
+
+
+def test_loudness_hits_target_and_true_peak_stays_under_ceiling() -> None:
+    audio = speechlike(20.0)
+    out, report = normalize_loudness(audio, SR, target_lufs=-18.0, ceiling_dbtp=-1.0)
+    measured = pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64))
+    assert abs(measured + 18.0) <= 0.5
+    assert abs(report.output_lufs - measured) < 0.01
+    assert 20 * np.log10(true_peak(out, SR)) <= -1.0
+    assert report.limited  # full-scale peaks at -18 LUFS needed the limiter
+
+
+def test_loudness_of_quiet_material_is_gain_only() -> None:
+    audio = tone(5.0, amp=0.05)
+    out, report = normalize_loudness(audio, SR, target_lufs=-23.0, ceiling_dbtp=-1.0)
+    assert not report.limited
+    assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) + 23.0) < 0.05
+    np.testing.assert_allclose(out, audio * np.float32(10 ** (report.gain_db / 20)), rtol=1e-5, atol=1e-7)
+
+
+def test_audio_too_short_to_measure_is_only_limited() -> None:
+    click = np.zeros(SR // 10, np.float32)
+    click[100] = 1.0
+    out, report = normalize_loudness(click, SR, target_lufs=-18.0, ceiling_dbtp=-1.0)
+    assert report.gain_db == 0.0 and true_peak(out, SR) <= 10 ** (-1 / 20)
+
+
+def test_blockwise_true_peak_matches_full_oversampling() -> None:
+    audio = speechlike(5.0, seed=3) * 0.9
+    assert abs(true_peak(audio, SR, floor=0.4) - true_peak(audio, SR)) < 1e-6
+
+
+@pytest.mark.parametrize(("fmt", "rate"), [("wav", SR), ("flac", SR), ("mp3", SR), ("opus", 48000)])
+def test_encode_decode_keeps_duration_and_tags(fmt: str, rate: int) -> None:
+    audio = tone(2.0)
+    decoded = decode(encode(audio, SR, fmt, metadata={"title": "Chapter One", "artist": "Ann"}))
+    assert decoded.sample_rate == rate
+    assert abs(decoded.duration - 2.0) < 0.03
+    tags = {k.lower(): v for k, v in decoded.metadata.items()}
+    assert tags["title"] == "Chapter One" and tags["artist"] == "Ann"
+    # Not silent, and the same pitch came back: the spectrum peaks at 220 Hz.
+    spectrum = np.abs(np.fft.rfft(decoded.audio))
+    assert abs(np.argmax(spectrum) * decoded.sample_rate / len(decoded.audio) - 220) < 2
+
+
+def test_lossless_formats_are_sample_exact() -> None:
+    audio = tone(1.0)
+    for fmt in ("wav", "flac"):
+        np.testing.assert_allclose(decode(encode(audio, SR, fmt)).audio, audio, atol=1.5 / 32767)

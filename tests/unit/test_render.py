@@ -1,0 +1,169 @@
+"""The embedded pipeline end to end with the test engine: outputs, resume, cache, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.audio.encode import decode
+from pipeline.config import Settings
+from pipeline.engines.base import SynthesisRequest, SynthesisResult
+from pipeline.engines.testing import TestToneEngine
+from pipeline.errors import InputError, PermanentError
+from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ChunkStatus, JobStatus
+
+
+class CountingEngine(TestToneEngine):
+    """The test engine, counting requests; optionally Ctrl-C after N batches or failing on a word."""
+
+    def __init__(self, *, interrupt_after: int | None = None, fail_on: str | None = None) -> None:
+        self.requests: list[str] = []
+        self.batches = 0
+        self.interrupt_after = interrupt_after
+        self.fail_on = fail_on
+
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        if self.interrupt_after is not None and self.batches >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.batches += 1
+        if self.fail_on and any(self.fail_on in r.text for r in requests):
+            raise PermanentError(f"engine cannot say {self.fail_on!r}")
+        self.requests += [r.text for r in requests]
+        return super().render_batch(requests)
+
+
+def run(runtime: LocalRuntime, engine: CountingEngine, source: Path, out: Path, **kw: object):  # type: ignore[no-untyped-def]
+    runtime.engine = engine
+    return render_file(runtime, check_inputs(source, runtime.settings), output_dir=out, **kw)  # type: ignore[arg-type]
+
+
+def long_book(tmp_path: Path, chapters: int = 3, paragraphs: int = 6) -> Path:
+    lines = ["# Long Book\n"]
+    for c in range(chapters):
+        lines.append(f"## Chapter {c + 1}\n")
+        for p in range(paragraphs):
+            lines.append(f"Paragraph {p} of chapter {c} begins here. It has a second sentence, number {p}.\n")
+    path = tmp_path / "long.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def test_render_writes_book_chapters_and_manifest(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+    outcome = run(runtime, CountingEngine(), book, tmp_path / "out")
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
+    assert manifest["title"] == "A Small Book" and manifest["file"] == "book.wav"
+    assert [c["title"] for c in manifest["chapters"]] == ["First Chapter", "Second Chapter", "Third Chapter"]
+    assert [c["file"] for c in manifest["chapters"]] == [
+        "chapters/01-first-chapter.wav", "chapters/02-second-chapter.wav", "chapters/03-third-chapter.wav",
+    ]
+    first_texts = [c["text"] for c in manifest["chapters"][0]["chunks"]]
+    assert first_texts == ["The first sentence is here. And a second one follows it.",
+                           "A new paragraph starts now. It has two sentences."]
+    whole = decode(out / "book.wav")
+    assert abs(whole.duration - manifest["duration"]) < 0.001
+    for chapter in manifest["chapters"]:
+        audio = decode(out / chapter["file"]).audio
+        start = chapter["start_sample"]
+        assert chapter["end_sample"] - start == len(audio)
+        # Chapter files are slices of the book's samples: equal to the sample.
+        np.testing.assert_array_equal(audio, whole.audio[start : start + len(audio)])
+        assert abs(len(audio) / whole.sample_rate - chapter["duration"]) < 0.001
+        ends = [(c["start"], c["end"]) for c in chapter["chunks"]]
+        assert ends[0][0] == 0.0 and abs(ends[-1][1] - chapter["duration"]) < 0.001
+        assert all(a[1] < b[0] for a, b in zip(ends, ends[1:], strict=False))  # pauses between chunks
+    assert abs(manifest["loudness"]["integrated_lufs"] + 18.0) <= 0.5
+    assert manifest["loudness"]["true_peak_dbtp"] <= -1.0
+
+
+def test_interrupted_render_resumes_rendering_only_missing_chunks(
+    runtime: LocalRuntime, tmp_path: Path, settings: Settings
+) -> None:
+    source = long_book(tmp_path)
+    runtime.settings = settings.model_copy(update={"batch_size": 4})
+    first = CountingEngine(interrupt_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run(runtime, first, source, tmp_path / "out")
+    with transaction(runtime.factory) as session:
+        (job,) = store.list_jobs(session)
+        progress = store.job_progress(session, job_id=job.id)
+    assert progress.chunks_done == 8 and progress.chunks_leased == 0  # Ctrl-C handed leases back
+    second = CountingEngine()
+    outcome = run(runtime, second, source, tmp_path / "out")
+    assert outcome.job.resumed and outcome.job.job_id == job.id
+    assert len(second.requests) == progress.chunks_total - 8
+    assert not set(second.requests) & set(first.requests)
+    # And the result is what one uninterrupted run produces.
+    clean = CountingEngine()
+    fresh_runtime = LocalRuntime.open(runtime.settings.model_copy(update={"data_dir": tmp_path / "other"}))
+    run(fresh_runtime, clean, source, tmp_path / "clean")
+    assert len(clean.requests) == progress.chunks_total
+    assert (tmp_path / "out" / "long.wav").read_bytes() == (tmp_path / "clean" / "long.wav").read_bytes()
+
+
+def test_rerunning_a_finished_job_renders_nothing(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+    run(runtime, CountingEngine(), book, tmp_path / "out")
+    again = CountingEngine()
+    outcome = run(runtime, again, book, tmp_path / "out")
+    assert again.requests == [] and outcome.assembly is None and outcome.job.resumed
+
+
+def test_fresh_starts_a_new_job_and_cancels_the_old_one(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+    first = run(runtime, CountingEngine(), book, tmp_path / "out")
+    second = run(runtime, CountingEngine(), book, tmp_path / "out", fresh=True)
+    assert second.job.job_id != first.job.job_id and not second.job.resumed
+    with transaction(runtime.factory) as session:
+        assert store.get_job(session, first.job.job_id).status == JobStatus.DONE  # final: never moves back
+        assert store.get_job(session, second.job.job_id).status == JobStatus.DONE
+
+
+def test_identical_chunks_are_rendered_once_across_jobs(runtime: LocalRuntime, tmp_path: Path) -> None:
+    a = tmp_path / "a.txt"
+    a.write_text("Shared sentence one.\n\nOnly in A.\n")
+    b = tmp_path / "b.txt"
+    b.write_text("Shared sentence one.\n\nOnly in B, and different.\n")
+    run(runtime, CountingEngine(), a, tmp_path / "out-a")
+    engine = CountingEngine()
+    outcome = run(runtime, engine, b, tmp_path / "out-b")
+    assert engine.requests == ["Only in B, and different."]
+    assert (outcome.stats.cached, outcome.stats.rendered) == (1, 1)
+    chunk_files = list((runtime.settings.data_dir / "objects" / "chunks").rglob("*.wav"))
+    assert len(chunk_files) == 3
+
+
+def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+    broken = CountingEngine(fail_on="Tiny")
+    outcome = run(runtime, broken, book, tmp_path / "out")
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.PARTIALLY_FAILED
+    assert outcome.stats.failed == 1 and outcome.stats.rendered == 3  # 4 chunks, one unsayable
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [c["title"] for c in manifest["chapters"]] == ["First Chapter", "Third Chapter"]
+    assert manifest["failed_chunks"][0]["item"] == "Second Chapter"
+    assert "cannot say 'Tiny'" in manifest["failed_chunks"][0]["error"]
+    with transaction(runtime.factory) as session:
+        (failed,) = store.failed_chunks(session, job_id=outcome.job.job_id)
+        assert failed.status == ChunkStatus.FAILED and "Tiny" in failed.text
+    fixed = CountingEngine()
+    again = run(runtime, fixed, book, tmp_path / "out")
+    assert fixed.requests == [failed.text]
+    assert again.assembly is not None and again.assembly.status == JobStatus.DONE
+    assert len(json.loads((tmp_path / "out" / "manifest.json").read_text())["chapters"]) == 3
+
+
+def test_bad_input_creates_no_job(runtime: LocalRuntime, tmp_path: Path, settings: Settings) -> None:
+    binary = tmp_path / "x.txt"
+    binary.write_bytes(b"\x00\x01\x02")
+    with pytest.raises(InputError):
+        check_inputs(binary, settings)
+    with pytest.raises(InputError, match="unknown engine"):
+        check_inputs(tmp_path / "missing.md", settings.model_copy(update={"engine": "nope"}))
+    with transaction(runtime.factory) as session:
+        assert store.list_jobs(session) == []
