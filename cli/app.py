@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.output import clock, console, err_console, fail, render_progress, reported_errors
+from cli.output import clock, console, err_console, render_progress, reported_errors
 from pipeline.config import OUTPUT_FORMATS, Settings, load_settings
 from pipeline.engines import ENGINES
 from pipeline.runner import LocalRuntime, check_inputs, render_file
@@ -18,8 +18,11 @@ from pipeline.state.db import create_db_engine, upgrade
 from pipeline.state.db import transaction as db_transaction
 
 app = typer.Typer(
-    name="voicebatch", help="Render speech in bulk: books and catalogues into finished audio.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    name="voicebatch",
+    help="Render speech in bulk: books and catalogues into finished audio.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -27,8 +30,13 @@ app.add_typer(db_app, name="db")
 _state: dict[str, Any] = {"debug": False}
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", envvar="VOICEBATCH_DATA_DIR", show_envvar=True,
-                              help="Folder for the job database and chunk cache.")
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="VOICEBATCH_DATA_DIR",
+        show_envvar=True,
+        help="Folder for the job database and chunk cache.",
+    ),
 ]
 
 
@@ -37,24 +45,54 @@ def _settings(**overrides: Any) -> Settings:
 
 
 @app.callback()
-def root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False) -> None:
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
     _state["debug"] = debug
 
 
 @app.command()
 def render(
     source: Annotated[Path, typer.Argument(help="Book to read: .txt or .md", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the audio files.")] = Path("out"),
-    fmt: Annotated[str | None, typer.Option("--format", "-f", envvar="VOICEBATCH_OUTPUT_FORMAT",
-                                            show_envvar=True, help=f"One of {', '.join(OUTPUT_FORMATS)}.")] = None,
-    engine: Annotated[str | None, typer.Option(envvar="VOICEBATCH_ENGINE", show_envvar=True,
-                                               help=f"One of {', '.join(sorted(ENGINES))} (default piper).")] = None,
-    voice: Annotated[str | None, typer.Option(envvar="VOICEBATCH_VOICE", show_envvar=True,
-                                              help="Voice name or .onnx path (default: the engine's).")] = None,
-    batch_size: Annotated[int | None, typer.Option(envvar="VOICEBATCH_BATCH_SIZE", show_envvar=True,
-                                                   help="Chunks per engine call.")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for the audio files.")
+    ] = Path("out"),
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            envvar="VOICEBATCH_OUTPUT_FORMAT",
+            show_envvar=True,
+            help=f"One of {', '.join(OUTPUT_FORMATS)}.",
+        ),
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VOICEBATCH_ENGINE",
+            show_envvar=True,
+            help=f"One of {', '.join(sorted(ENGINES))} (default piper).",
+        ),
+    ] = None,
+    voice: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VOICEBATCH_VOICE",
+            show_envvar=True,
+            help="Voice name or .onnx path (default: the engine's).",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            envvar="VOICEBATCH_BATCH_SIZE", show_envvar=True, help="Chunks per engine call."
+        ),
+    ] = None,
     data_dir: DataDir = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Render a book into one audio file per chapter, one for the whole book, and manifest.json.
@@ -62,22 +100,33 @@ def render(
     Run the same command again after an interruption and it resumes where it stopped.
     """
     with reported_errors(_state["debug"]):
-        settings = _settings(output_format=fmt, engine=engine, voice=voice, batch_size=batch_size,
-                             data_dir=data_dir)
+        settings = _settings(
+            output_format=fmt, engine=engine, voice=voice, batch_size=batch_size, data_dir=data_dir
+        )
         checked = check_inputs(source, settings)
         runtime = LocalRuntime.open(settings)
         err_console.print(f"loading {settings.engine} voice...", highlight=False)
 
         def planned(job: Any) -> None:
             verb = "resuming" if job.resumed else "created"
-            err_console.print(f"{verb} job [bold]{job.job_id}[/] ({job.chunks_total} chunks)", highlight=False)
+            err_console.print(
+                f"{verb} job [bold]{job.job_id}[/] ({job.chunks_total} chunks)", highlight=False
+            )
 
         try:
             with render_progress(not quiet) as progress:
-                outcome = render_file(runtime, checked, output_dir=output, fresh=fresh, progress=progress,
-                                      on_planned=planned)
+                outcome = render_file(
+                    runtime,
+                    checked,
+                    output_dir=output,
+                    fresh=fresh,
+                    progress=progress,
+                    on_planned=planned,
+                )
         except KeyboardInterrupt:
-            err_console.print("\n[yellow]interrupted[/]: progress is saved; run the same command to resume")
+            err_console.print(
+                "\n[yellow]interrupted[/]: progress is saved; run the same command to resume"
+            )
             raise typer.Exit(130) from None
     _print_outcome(outcome)
 
@@ -85,28 +134,40 @@ def render(
 def _print_outcome(outcome: Any) -> None:
     stats, assembly = outcome.stats, outcome.assembly
     seconds = outcome.seconds
-    speed = stats.audio_seconds / seconds["render"] if seconds["render"] > 0 and stats.audio_seconds else 0.0
+    speed = (
+        stats.audio_seconds / seconds["render"]
+        if seconds["render"] > 0 and stats.audio_seconds
+        else 0.0
+    )
     console.print(
         f"rendered {stats.rendered} chunks, {stats.cached} from cache, {stats.failed} failed "
         f"in {seconds['total']:.1f} s" + (f" ({speed:.1f}x real time)" if speed else ""),
         highlight=False,
     )
     if assembly is None:
-        console.print(f"job {outcome.job.job_id} was already finished; outputs in {outcome.output_dir}")
+        console.print(
+            f"job {outcome.job.job_id} was already finished; outputs in {outcome.output_dir}"
+        )
         return
     loud = assembly.loudness
     console.print(
         f"job {outcome.job.job_id} {assembly.status}: {len(assembly.chapter_keys)} chapters, "
         f"{clock(assembly.duration)} of audio"
-        + (f", {loud.output_lufs:.1f} LUFS, true peak {loud.true_peak_dbtp:.1f} dBTP" if loud else ""),
+        + (
+            f", {loud.output_lufs:.1f} LUFS, true peak {loud.true_peak_dbtp:.1f} dBTP"
+            if loud
+            else ""
+        ),
         highlight=False,
     )
     for key in [assembly.book_key, *assembly.chapter_keys, "manifest.json"]:
         if key:
             console.print(f"  {outcome.output_dir / key}", highlight=False)
     for failed in assembly.failed_chunks:
-        err_console.print(f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
-                          highlight=False)
+        err_console.print(
+            f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
+            highlight=False,
+        )
     if assembly.failed_chunks:
         raise typer.Exit(1)
 
@@ -114,12 +175,22 @@ def _print_outcome(outcome: Any) -> None:
 def _job_dict(session: Any, job: Any) -> dict[str, Any]:
     progress = store.job_progress(session, job_id=job.id)
     return {
-        "id": str(job.id), "status": str(job.status), "title": job.title, "source": job.source_name,
-        "engine": job.engine, "voice": job.voice, "format": job.output_format, "output": job.output_uri,
-        "chunks_total": progress.chunks_total, "chunks_done": progress.chunks_done,
-        "chunks_failed": progress.chunks_failed, "chunks_pending": progress.chunks_pending,
-        "progress": round(progress.fraction, 4), "audio_seconds": round(progress.audio_seconds, 2),
-        "error": job.error, "created_at": job.created_at.isoformat(),
+        "id": str(job.id),
+        "status": str(job.status),
+        "title": job.title,
+        "source": job.source_name,
+        "engine": job.engine,
+        "voice": job.voice,
+        "format": job.output_format,
+        "output": job.output_uri,
+        "chunks_total": progress.chunks_total,
+        "chunks_done": progress.chunks_done,
+        "chunks_failed": progress.chunks_failed,
+        "chunks_pending": progress.chunks_pending,
+        "progress": round(progress.fraction, 4),
+        "audio_seconds": round(progress.audio_seconds, 2),
+        "error": job.error,
+        "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
 
@@ -143,14 +214,22 @@ def jobs(
         return
     table = Table("job", "status", "progress", "audio", "title", "created")
     for row in rows:
-        table.add_row(row["id"][:8], row["status"], f"{row['chunks_done']}/{row['chunks_total']}",
-                      clock(row["audio_seconds"]), row["title"], row["created_at"][:19].replace("T", " "))
+        table.add_row(
+            row["id"][:8],
+            row["status"],
+            f"{row['chunks_done']}/{row['chunks_total']}",
+            clock(row["audio_seconds"]),
+            row["title"],
+            row["created_at"][:19].replace("T", " "),
+        )
     console.print(table)
 
 
 @app.command()
 def status(
-    job: Annotated[str, typer.Argument(help="Job id, or its first characters.", show_default=False)],
+    job: Annotated[
+        str, typer.Argument(help="Job id, or its first characters.", show_default=False)
+    ],
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
@@ -160,21 +239,29 @@ def status(
         with db_transaction(runtime.factory) as session:
             found = store.get_job(session, job)
             info = _job_dict(session, found)
-            info["failed"] = [{"seq": c.seq, "text": c.text, "error": c.error}
-                              for c in store.failed_chunks(session, job_id=found.id)]
+            info["failed"] = [
+                {"seq": c.seq, "text": c.text, "error": c.error}
+                for c in store.failed_chunks(session, job_id=found.id)
+            ]
     if as_json:
         console.print_json(json.dumps(info))
         return
     for key in ("id", "status", "title", "source", "engine", "voice", "format", "output"):
         console.print(f"{key:>9}: {info[key]}", highlight=False)
-    console.print(f"{'chunks':>9}: {info['chunks_done']}/{info['chunks_total']} done, "
-                  f"{info['chunks_failed']} failed, {info['chunks_pending']} to go "
-                  f"({info['progress']:.0%})", highlight=False)
+    console.print(
+        f"{'chunks':>9}: {info['chunks_done']}/{info['chunks_total']} done, "
+        f"{info['chunks_failed']} failed, {info['chunks_pending']} to go "
+        f"({info['progress']:.0%})",
+        highlight=False,
+    )
     console.print(f"{'audio':>9}: {clock(info['audio_seconds'])}", highlight=False)
     if info["error"]:
         console.print(f"{'error':>9}: {info['error']}", highlight=False)
     for failed in info["failed"]:
-        console.print(f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}", highlight=False)
+        console.print(
+            f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}",
+            highlight=False,
+        )
 
 
 @db_app.command("upgrade")

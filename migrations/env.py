@@ -28,7 +28,9 @@ def run_migrations_online() -> None:
         get_settings().resolved_database_url
     )
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True
+        )
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()

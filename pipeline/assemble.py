@@ -68,7 +68,13 @@ def _load_items(
         missing = [c for c in chunks if c.status != ChunkStatus.DONE or c.object_key is None]
         if missing:
             failed_chunks += [
-                {"item": item.title, "seq": c.seq, "text": c.text, "status": str(c.status), "error": c.error}
+                {
+                    "item": item.title,
+                    "seq": c.seq,
+                    "text": c.text,
+                    "status": str(c.status),
+                    "error": c.error,
+                }
                 for c in missing
             ]
             failed_items.append((item.id, f"{len(missing)} of {len(chunks)} chunks not rendered"))
@@ -89,7 +95,11 @@ def _load_items(
 
 
 def assemble_job(
-    factory: sessionmaker[Session], *, job_id: uuid.UUID, chunk_store: ObjectStore, output_store: ObjectStore
+    factory: sessionmaker[Session],
+    *,
+    job_id: uuid.UUID,
+    chunk_store: ObjectStore,
+    output_store: ObjectStore,
 ) -> AssemblyResult:
     """Stitch, normalise, encode and write a job's outputs, then record it done."""
     with transaction(factory) as session:
@@ -104,7 +114,9 @@ def assemble_job(
         items, failed_items, failed_chunks, rate = _load_items(session, job_id, chunk_store)
 
     codec = codec_for(fmt)
-    pauses = Pauses(options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"])
+    pauses = Pauses(
+        options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
+    )
     book_key: str | None = None
     chapter_keys: list[str] = []
     report: LoudnessReport | None = None
@@ -125,16 +137,37 @@ def assemble_job(
         for number, (item, span) in enumerate(zip(items, spans, strict=True), start=1):
             key = f"chapters/{number:0{width}d}-{slugify(item.title, fallback='chapter')}.{codec.extension}"
             chapter_keys.append(key)
-            jobs.append((key, book[span.start : span.end], {
-                "title": item.title, "album": title, "artist": author or "", "track": f"{number}/{len(items)}",
-            }))
-            manifest_chapters.append({
-                "index": number, "title": item.title, "file": key,
-                "start": round(span.start / rate, 3), "duration": round((span.end - span.start) / rate, 3),
-                "start_sample": span.start, "end_sample": span.end,
-                "chunks": [{"text": c.text, "start": round(c.start / rate, 3), "end": round(c.end / rate, 3)}
-                           for c in span.chunks],
-            })
+            jobs.append(
+                (
+                    key,
+                    book[span.start : span.end],
+                    {
+                        "title": item.title,
+                        "album": title,
+                        "artist": author or "",
+                        "track": f"{number}/{len(items)}",
+                    },
+                )
+            )
+            manifest_chapters.append(
+                {
+                    "index": number,
+                    "title": item.title,
+                    "file": key,
+                    "start": round(span.start / rate, 3),
+                    "duration": round((span.end - span.start) / rate, 3),
+                    "start_sample": span.start,
+                    "end_sample": span.end,
+                    "chunks": [
+                        {
+                            "text": c.text,
+                            "start": round(c.start / rate, 3),
+                            "end": round(c.end / rate, 3),
+                        }
+                        for c in span.chunks
+                    ],
+                }
+            )
             done_items.append((item.item_id, key, (span.end - span.start) / rate))
 
         def write(job_: tuple[str, AudioArray, dict[str, str]]) -> None:
@@ -144,23 +177,38 @@ def assemble_job(
 
         # The book alone takes as long to encode as all chapters together: two threads
         # (FFmpeg releases the GIL) halve the wall time.
+        def write_all(group: list[tuple[str, AudioArray, dict[str, str]]]) -> None:
+            for one in group:
+                write(one)
+
         with ThreadPoolExecutor(max_workers=2) as pool:
-            book_written = pool.submit(write, jobs[0])
-            chapters_written = pool.submit(lambda: [write(j) for j in jobs[1:]])
-            book_written.result()
-            chapters_written.result()
+            for written in [pool.submit(write_all, jobs[:1]), pool.submit(write_all, jobs[1:])]:
+                written.result()
 
     manifest = {
-        "job_id": str(job_id), "title": title, "author": author, "format": fmt,
-        "sample_rate": rate, "duration": round(duration, 3), "file": book_key,
-        "loudness": None if report is None else {
-            "integrated_lufs": round(report.output_lufs, 2), "true_peak_dbtp": round(report.true_peak_dbtp, 2),
-            "gain_db": round(report.gain_db, 2), "limited": report.limited,
+        "job_id": str(job_id),
+        "title": title,
+        "author": author,
+        "format": fmt,
+        "sample_rate": rate,
+        "duration": round(duration, 3),
+        "file": book_key,
+        "loudness": None
+        if report is None
+        else {
+            "integrated_lufs": round(report.output_lufs, 2),
+            "true_peak_dbtp": round(report.true_peak_dbtp, 2),
+            "gain_db": round(report.gain_db, 2),
+            "limited": report.limited,
         },
-        "chapters": manifest_chapters, "failed_chunks": failed_chunks,
+        "chapters": manifest_chapters,
+        "failed_chunks": failed_chunks,
     }
-    output_store.put(MANIFEST_KEY, json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
-                     content_type="application/json")
+    output_store.put(
+        MANIFEST_KEY,
+        json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
 
     with transaction(factory) as session:
         for item_id, key, seconds in done_items:
@@ -169,5 +217,7 @@ def assemble_job(
             store.fail_item(session, item_id=item_id, error=error)
         status = store.get_job(session, job_id).status
         if status == JobStatus.ASSEMBLING:
-            status = store.finish_job(session, job_id=job_id, audio_seconds=duration, output_uri=book_key)
+            status = store.finish_job(
+                session, job_id=job_id, audio_seconds=duration, output_uri=book_key
+            )
     return AssemblyResult(status, book_key, chapter_keys, duration, report, failed_chunks)

@@ -28,30 +28,51 @@ class Settings(BaseSettings):
         env_prefix="VOICEBATCH_", env_file=".env", extra="ignore", validate_default=True
     )
 
-    data_dir: Path = Field(default_factory=_default_data_dir, description="Job database and chunk cache.")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Job database and chunk cache."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default SQLite in data_dir."
+    )
     storage_url: str | None = Field(
-        None, description="Folder path or s3://bucket/prefix for chunk objects; default data_dir/objects."
+        None,
+        description="Folder path or s3://bucket/prefix for chunk objects; default data_dir/objects.",
     )
     s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO and friends).")
     s3_region: str = Field("us-east-1", description="S3 region used for signing.")
-    s3_access_key_id: str | None = Field(None, description="S3 key id; default: boto3's credential chain.")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 key id; default: boto3's credential chain."
+    )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
-    s3_presign_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600, description="Presigned URL lifetime.")
+    s3_presign_seconds: int = Field(
+        3600, ge=1, le=7 * 24 * 3600, description="Presigned URL lifetime."
+    )
 
-    engine: str = Field("piper", description="Speech engine: piper (CPU, bundled voice) or test-tone.")
-    voice: str | None = Field(None, description="Voice name or model path; default: the engine's own.")
-    speaking_rate: float = Field(1.0, gt=0.25, le=4.0, description="1.0 = the voice's natural pace.")
+    engine: str = Field(
+        "piper", description="Speech engine: piper (CPU, bundled voice) or test-tone."
+    )
+    voice: str | None = Field(
+        None, description="Voice name or model path; default: the engine's own."
+    )
+    speaking_rate: float = Field(
+        1.0, gt=0.25, le=4.0, description="1.0 = the voice's natural pace."
+    )
     output_format: OutputFormat = Field("mp3", description="wav, flac, mp3 or opus.")
-    bitrate_kbps: int | None = Field(None, ge=8, le=320, description="mp3/opus bitrate; default 64/48.")
+    bitrate_kbps: int | None = Field(
+        None, ge=8, le=320, description="mp3/opus bitrate; default 64/48."
+    )
 
-    chunk_max_chars: int = Field(400, ge=40, le=5000, description="Upper bound on a chunk's length.")
+    chunk_max_chars: int = Field(
+        400, ge=40, le=5000, description="Upper bound on a chunk's length."
+    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")
     pause_paragraph_ms: int = Field(800, ge=0, le=10_000, description="Silence after a paragraph.")
     pause_chapter_ms: int = Field(2000, ge=0, le=60_000, description="Silence between chapters.")
-    loudness_lufs: float = Field(-18.0, ge=-40.0, le=-5.0, description="Integrated loudness target.")
+    loudness_lufs: float = Field(
+        -18.0, ge=-40.0, le=-5.0, description="Integrated loudness target."
+    )
     true_peak_dbtp: float = Field(-1.0, ge=-12.0, le=0.0, description="True-peak ceiling.")
 
     lease_seconds: int = Field(300, ge=5, description="How long a renderer holds a chunk.")
@@ -94,7 +115,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(part) for part in first["loc"]) or "settings"
-        raise InputError(f"invalid setting {name} (VOICEBATCH_{name.upper()}): {first['msg']}") from exc
+        raise InputError(
+            f"invalid setting {name} (VOICEBATCH_{name.upper()}): {first['msg']}"
+        ) from exc
 
 
 @lru_cache(maxsize=1)

@@ -43,7 +43,12 @@ def assembly_options(settings: Settings) -> dict[str, Any]:
 
 
 def build_spec(
-    document: Document, source: SourceFile, *, engine: Engine, settings: Settings, output_uri: str | None
+    document: Document,
+    source: SourceFile,
+    *,
+    engine: Engine,
+    settings: Settings,
+    output_uri: str | None,
 ) -> store.JobSpec:
     """Segment every chapter and hash every chunk; pure, no I/O."""
     voice = settings.voice or engine.default_voice
@@ -56,8 +61,11 @@ def build_spec(
                 text=segment.text,
                 paragraph_start=segment.paragraph_start,
                 content_hash=content_hash(
-                    text=segment.text, voice=voice, engine=engine.name,
-                    model_version=engine.model_version, params=params,
+                    text=segment.text,
+                    voice=voice,
+                    engine=engine.name,
+                    model_version=engine.model_version,
+                    params=params,
                 ),
             )
             for segment in segment_paragraphs(chapter.paragraphs, max_chars)
@@ -67,22 +75,44 @@ def build_spec(
     options = assembly_options(settings)
     fingerprint = hashlib.sha256(
         json.dumps(
-            [source.sha256, engine.name, voice, engine.model_version, params, options,
-             settings.output_format, output_uri],
+            [
+                source.sha256,
+                engine.name,
+                voice,
+                engine.model_version,
+                params,
+                options,
+                settings.output_format,
+                output_uri,
+            ],
             sort_keys=True,
         ).encode()
     ).hexdigest()
     return store.JobSpec(
-        title=document.title, author=document.author, source_name=str(source.path),
-        source_sha256=source.sha256, fingerprint=fingerprint, engine=engine.name, voice=voice,
-        model_version=engine.model_version, output_format=settings.output_format, items=tuple(items),
-        params=params, options=options, output_uri=output_uri,
+        title=document.title,
+        author=document.author,
+        source_name=str(source.path),
+        source_sha256=source.sha256,
+        fingerprint=fingerprint,
+        engine=engine.name,
+        voice=voice,
+        model_version=engine.model_version,
+        output_format=settings.output_format,
+        items=tuple(items),
+        params=params,
+        options=options,
+        output_uri=output_uri,
     )
 
 
 def plan_job(
-    factory: sessionmaker[Session], source: SourceFile, *, engine: Engine, settings: Settings,
-    output_uri: str | None, fresh: bool = False,
+    factory: sessionmaker[Session],
+    source: SourceFile,
+    *,
+    engine: Engine,
+    settings: Settings,
+    output_uri: str | None,
+    fresh: bool = False,
 ) -> PlannedJob:
     """Find the job this exact command made before (resume), or create it.
 

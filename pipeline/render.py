@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.audio.process import to_wav_bytes, trim_silence
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
+from pipeline.engines.base import ParamValue
 from pipeline.errors import InputError, RetryableError, VoicebatchError
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -60,7 +61,12 @@ class ChunkRenderer:
     """Takes leased chunks of one job through cache lookup, engine, post-processing and storage."""
 
     def __init__(
-        self, *, factory: sessionmaker[Session], store_: ObjectStore, engine: Engine, settings: Settings,
+        self,
+        *,
+        factory: sessionmaker[Session],
+        store_: ObjectStore,
+        engine: Engine,
+        settings: Settings,
         owner: str | None = None,
     ) -> None:
         self.factory = factory
@@ -70,11 +76,18 @@ class ChunkRenderer:
         self.owner = owner or worker_id()
         self.stats = RenderStats()
 
-    def _complete(self, lease: ChunkLease, key: str, duration: float, rate: int, *, cached: bool) -> None:
+    def _complete(
+        self, lease: ChunkLease, key: str, duration: float, rate: int, *, cached: bool
+    ) -> None:
         with transaction(self.factory) as session:
             ok = store.complete_chunk(
-                session, chunk_id=lease.chunk_id, owner=self.owner, object_key=key,
-                duration=duration, sample_rate=rate, cache_hit=cached,
+                session,
+                chunk_id=lease.chunk_id,
+                owner=self.owner,
+                object_key=key,
+                duration=duration,
+                sample_rate=rate,
+                cache_hit=cached,
             )
         if not ok:
             self.stats.lost += 1
@@ -90,8 +103,12 @@ class ChunkRenderer:
         message = f"{type(exc).__name__}: {exc}"
         with transaction(self.factory) as session:
             store.fail_chunk(
-                session, chunk_id=lease.chunk_id, owner=self.owner, error=message,
-                retryable=retryable, max_attempts=self.settings.max_attempts,
+                session,
+                chunk_id=lease.chunk_id,
+                owner=self.owner,
+                error=message,
+                retryable=retryable,
+                max_attempts=self.settings.max_attempts,
             )
         self.stats.failed += 0 if retryable else 1
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
@@ -105,10 +122,12 @@ class ChunkRenderer:
         self._complete(lease, found.object_key, found.duration, found.sample_rate, cached=True)
         return True
 
-    def _engine_batch(self, leases: Sequence[ChunkLease], voice: str, params: dict[str, object]) -> list[
-        SynthesisResult | BaseException
-    ]:
-        requests = [SynthesisRequest(text=lease.text, voice=voice, params=params) for lease in leases]  # type: ignore[arg-type]
+    def _engine_batch(
+        self, leases: Sequence[ChunkLease], voice: str, params: Mapping[str, ParamValue]
+    ) -> list[SynthesisResult | BaseException]:
+        requests = [
+            SynthesisRequest(text=lease.text, voice=voice, params=params) for lease in leases
+        ]
         started = time.perf_counter()
         try:
             self.stats.engine_calls += 1
@@ -133,7 +152,9 @@ class ChunkRenderer:
         finally:
             self.stats.engine_seconds += time.perf_counter() - started
 
-    def render_leases(self, leases: Sequence[ChunkLease], *, voice: str, params: dict[str, object]) -> None:
+    def render_leases(
+        self, leases: Sequence[ChunkLease], *, voice: str, params: Mapping[str, ParamValue]
+    ) -> None:
         """Render leased chunks: cached ones are taken from storage, the rest go to the engine."""
         misses = [lease for lease in leases if not self._from_cache(lease)]
         if not misses:
@@ -145,12 +166,18 @@ class ChunkRenderer:
             try:
                 audio = trim_silence(result.audio, result.sample_rate)
                 key = chunk_key(lease.content_hash)
-                self.objects.put_if_absent(key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav")
-                self._complete(lease, key, len(audio) / result.sample_rate, result.sample_rate, cached=False)
+                self.objects.put_if_absent(
+                    key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
+                )
+                self._complete(
+                    lease, key, len(audio) / result.sample_rate, result.sample_rate, cached=False
+                )
             except VoicebatchError as exc:
                 self._fail(lease, exc)
 
-    def render_job(self, job_id: uuid.UUID, *, progress: ProgressCallback | None = None) -> RenderStats:
+    def render_job(
+        self, job_id: uuid.UUID, *, progress: ProgressCallback | None = None
+    ) -> RenderStats:
         """Lease and render this job's chunks until none is left to take.
 
         On any exit (Ctrl-C included) the leases still held are handed back, so the next
@@ -165,8 +192,12 @@ class ChunkRenderer:
             while True:
                 with transaction(self.factory) as session:
                     leases = store.lease_chunks(
-                        session, job_id=job_id, owner=self.owner, limit=self.settings.batch_size,
-                        ttl=ttl, max_attempts=self.settings.max_attempts,
+                        session,
+                        job_id=job_id,
+                        owner=self.owner,
+                        limit=self.settings.batch_size,
+                        ttl=ttl,
+                        max_attempts=self.settings.max_attempts,
                     )
                 if not leases:
                     break
@@ -174,8 +205,15 @@ class ChunkRenderer:
                 if progress is not None:
                     with transaction(self.factory) as session:
                         counts = store.job_progress(session, job_id=job_id)
-                    progress(RenderProgress(counts.chunks_total, counts.chunks_done, counts.chunks_failed,
-                                            counts.audio_seconds, self.stats))
+                    progress(
+                        RenderProgress(
+                            counts.chunks_total,
+                            counts.chunks_done,
+                            counts.chunks_failed,
+                            counts.audio_seconds,
+                            self.stats,
+                        )
+                    )
         finally:
             with transaction(self.factory) as session:
                 store.release_leases(session, owner=self.owner)

@@ -46,7 +46,9 @@ class LocalRuntime:
     def open(cls, settings: Settings) -> LocalRuntime:
         db = create_db_engine(settings.resolved_database_url)
         ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
-        return cls(settings, session_factory(db), open_store(settings.resolved_storage_url, settings))
+        return cls(
+            settings, session_factory(db), open_store(settings.resolved_storage_url, settings)
+        )
 
     def load_engine(self) -> Engine:
         if self.engine is None:
@@ -61,7 +63,11 @@ def check_inputs(path: Path, settings: Settings) -> SourceFile:
 
 
 def render_file(
-    runtime: LocalRuntime, source: SourceFile, *, output_dir: Path, fresh: bool = False,
+    runtime: LocalRuntime,
+    source: SourceFile,
+    *,
+    output_dir: Path,
+    fresh: bool = False,
     progress: ProgressCallback | None = None,
     on_planned: Callable[[PlannedJob], None] | None = None,
 ) -> RenderOutcome:
@@ -74,15 +80,25 @@ def render_file(
     output_store = LocalObjectStore(output_dir)
 
     mark = time.perf_counter()
-    planned = plan_job(runtime.factory, source, engine=engine, settings=runtime.settings,
-                       output_uri=output_dir.as_uri(), fresh=fresh)
+    planned = plan_job(
+        runtime.factory,
+        source,
+        engine=engine,
+        settings=runtime.settings,
+        output_uri=output_dir.as_uri(),
+        fresh=fresh,
+    )
     timings["plan"] = time.perf_counter() - mark
     if on_planned is not None:
         on_planned(planned)
 
     mark = time.perf_counter()
-    renderer = ChunkRenderer(factory=runtime.factory, store_=runtime.chunk_store, engine=engine,
-                             settings=runtime.settings)
+    renderer = ChunkRenderer(
+        factory=runtime.factory,
+        store_=runtime.chunk_store,
+        engine=engine,
+        settings=runtime.settings,
+    )
     stats = renderer.render_job(planned.job_id, progress=progress)
     timings["render"] = time.perf_counter() - mark
 
@@ -90,8 +106,12 @@ def render_file(
     assembly = None
     finished = planned.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED)
     if not (finished and stats.rendered == 0 and output_store.exists(MANIFEST_KEY)):
-        assembly = assemble_job(runtime.factory, job_id=planned.job_id, chunk_store=runtime.chunk_store,
-                                output_store=output_store)
+        assembly = assemble_job(
+            runtime.factory,
+            job_id=planned.job_id,
+            chunk_store=runtime.chunk_store,
+            output_store=output_store,
+        )
     timings["assemble"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
     return RenderOutcome(planned, stats, assembly, output_dir, timings)

@@ -44,10 +44,18 @@ class ObjectStore(Protocol):
         ...
 
 
-def content_hash(*, text: str, voice: str, engine: str, model_version: str, params: Mapping[str, Any]) -> str:
+def content_hash(
+    *, text: str, voice: str, engine: str, model_version: str, params: Mapping[str, Any]
+) -> str:
     """sha256 over everything that determines a chunk's audio."""
     payload = json.dumps(
-        {"text": text, "voice": voice, "engine": engine, "model": model_version, "params": dict(params)},
+        {
+            "text": text,
+            "voice": voice,
+            "engine": engine,
+            "model": model_version,
+            "params": dict(params),
+        },
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -63,7 +71,12 @@ def chunk_key(digest: str, *, suffix: str = "wav") -> str:
 def check_key(key: str) -> str:
     """Refuse keys that could escape a folder or mean different things on different stores."""
     path = PurePosixPath(key)
-    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in key.split("/")):
+    if (
+        not key
+        or key.startswith("/")
+        or "\\" in key
+        or any(p in ("", ".", "..") for p in key.split("/"))
+    ):
         raise InputError(f"invalid object key {key!r}")
     return str(path)
 
@@ -117,7 +130,9 @@ class LocalObjectStore:
 class S3ObjectStore:
     """Objects in an S3 bucket under a prefix (AWS, MinIO, any S3 API), via boto3."""
 
-    def __init__(self, *, bucket: str, prefix: str, client: S3Client, presign_seconds: int = 3600) -> None:
+    def __init__(
+        self, *, bucket: str, prefix: str, client: S3Client, presign_seconds: int = 3600
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
@@ -142,7 +157,9 @@ class S3ObjectStore:
                 s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
             ),
         )
-        return cls(bucket=bucket, prefix=prefix, client=client, presign_seconds=settings.s3_presign_seconds)
+        return cls(
+            bucket=bucket, prefix=prefix, client=client, presign_seconds=settings.s3_presign_seconds
+        )
 
     def _key(self, key: str) -> str:
         key = check_key(key)
@@ -166,7 +183,11 @@ class S3ObjectStore:
 
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type, IfNoneMatch="*"
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentType=content_type,
+                IfNoneMatch="*",
             )
             return True
         except ClientError as exc:
@@ -183,13 +204,17 @@ class S3ObjectStore:
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+            )
         except Exception as exc:
             raise self._error(exc, key) from exc
 
     def get(self, key: str) -> bytes:
         try:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))[
+                "Body"
+            ].read()
             return body
         except Exception as exc:
             raise self._error(exc, key) from exc
@@ -223,5 +248,7 @@ def open_store(url: str, settings: Settings) -> ObjectStore:
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" in url:
-        raise InputError(f"unsupported storage URL {url!r} (use a folder path or s3://bucket/prefix)")
+        raise InputError(
+            f"unsupported storage URL {url!r} (use a folder path or s3://bucket/prefix)"
+        )
     return LocalObjectStore(Path(url))

@@ -6,9 +6,11 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 from pipeline.engines.base import AudioArray
 from pipeline.errors import InputError
@@ -30,7 +32,9 @@ CODECS: dict[str, Codec] = {
     "flac": Codec("flac", "flac", "flac", "audio/flac", None),
     # LAME quality 5 encodes twice as fast as its default with no audible change for speech.
     "mp3": Codec("mp3", "libmp3lame", "mp3", "audio/mpeg", 64, options={"compression_level": "5"}),
-    "opus": Codec("ogg", "libopus", "opus", "audio/ogg", 48, rates=(48000, 24000, 16000, 12000, 8000)),
+    "opus": Codec(
+        "ogg", "libopus", "opus", "audio/ogg", 48, rates=(48000, 24000, 16000, 12000, 8000)
+    ),
 }
 
 
@@ -38,7 +42,9 @@ def codec_for(fmt: str) -> Codec:
     try:
         return CODECS[fmt]
     except KeyError:
-        raise InputError(f"unknown output format '{fmt}' (available: {', '.join(CODECS)})") from None
+        raise InputError(
+            f"unknown output format '{fmt}' (available: {', '.join(CODECS)})"
+        ) from None
 
 
 def output_rate(fmt: str, sample_rate: int) -> int:
@@ -49,7 +55,11 @@ def output_rate(fmt: str, sample_rate: int) -> int:
 
 
 def encode(
-    audio: AudioArray, sample_rate: int, fmt: str, *, bitrate_kbps: int | None = None,
+    audio: AudioArray,
+    sample_rate: int,
+    fmt: str,
+    *,
+    bitrate_kbps: int | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
     """Encode mono float audio into a complete file of format `fmt`, returned as bytes."""
@@ -57,7 +67,10 @@ def encode(
     rate = output_rate(fmt, sample_rate)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=codec.container) as container:
-        stream = container.add_stream(codec.codec, rate=rate, options=dict(codec.options or {}))
+        stream = cast(
+            AudioStream,
+            container.add_stream(codec.codec, rate=rate, options=dict(codec.options or {})),
+        )
         stream.layout = "mono"
         kbps = bitrate_kbps or codec.default_kbps
         if kbps:
@@ -66,14 +79,17 @@ def encode(
             if value:
                 container.metadata[key] = value
         resampler = av.AudioResampler(
-            format=stream.format.name, layout="mono", rate=rate,
+            format=stream.format.name,
+            layout="mono",
+            rate=rate,
             frame_size=stream.codec_context.frame_size or None,
         )
         step = 1 << 16
         for offset in range(0, max(len(audio), 1), step):
             frame = av.AudioFrame.from_ndarray(
                 np.ascontiguousarray(audio[None, offset : offset + step], dtype=np.float32),
-                format="flt", layout="mono",
+                format="flt",
+                layout="mono",
             )
             frame.sample_rate = sample_rate
             for out in resampler.resample(frame):
@@ -99,10 +115,14 @@ def decode(source: Path | bytes) -> DecodedAudio:
     """Decode any audio file FFmpeg reads into mono float32 (channels averaged)."""
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        with av.open(handle) as container:
+        with av.open(handle, "r") as container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.rate)
-            parts = [f.to_ndarray()[0] for frame in container.decode(stream) for f in resampler.resample(frame)]
+            parts = [
+                f.to_ndarray()[0]
+                for frame in container.decode(stream)
+                for f in resampler.resample(frame)
+            ]
             parts += [f.to_ndarray()[0] for f in resampler.resample(None)]
             meta = {**dict(container.metadata), **dict(stream.metadata)}
             rate = int(stream.rate)

@@ -16,7 +16,11 @@ from pipeline.errors import PermanentError
 
 
 def trim_silence(
-    audio: AudioArray, sample_rate: int, *, threshold_db: float = -50.0, keep_ms: float = 40.0,
+    audio: AudioArray,
+    sample_rate: int,
+    *,
+    threshold_db: float = -50.0,
+    keep_ms: float = 40.0,
     fade_ms: float = 5.0,
 ) -> AudioArray:
     """Cut leading and trailing silence, keeping `keep_ms` around the speech, with short fades.
@@ -30,7 +34,9 @@ def trim_silence(
     frames = len(audio) // frame
     if frames == 0:
         return audio
-    rms = np.sqrt(np.mean(audio[: frames * frame].reshape(frames, frame).astype(np.float64) ** 2, axis=1))
+    rms = np.sqrt(
+        np.mean(audio[: frames * frame].reshape(frames, frame).astype(np.float64) ** 2, axis=1)
+    )
     peak = float(rms.max())
     if peak <= 1e-6:
         return np.zeros(0, np.float32)
@@ -93,7 +99,7 @@ def true_peak(audio: AudioArray, sample_rate: int, *, floor: float = 0.0) -> flo
     padded[: len(audio)] = np.abs(audio)
     peaks = padded.reshape(n_blocks, block).max(axis=1)
     best = sample_peak
-    for index in np.flatnonzero(peaks > floor):
+    for index in np.flatnonzero(peaks > floor).tolist():
         start, stop = index * block, min(len(audio), (index + 1) * block)
         lo, hi = max(0, start - pad), min(len(audio), stop + pad)
         # The padding is filter context only: its edges ring against the implied zeros.
@@ -138,7 +144,9 @@ def normalize_loudness(
     """
     meter = pyloudnorm.Meter(sample_rate)
     measurable = len(audio) >= int(0.4 * sample_rate) and np.any(np.abs(audio) > 1e-5)
-    before = float(meter.integrated_loudness(audio.astype(np.float64))) if measurable else float("-inf")
+    before = (
+        float(meter.integrated_loudness(audio.astype(np.float64))) if measurable else float("-inf")
+    )
     gain_db = target_lufs - before if np.isfinite(before) else 0.0
     out = (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate

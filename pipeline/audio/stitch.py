@@ -55,10 +55,12 @@ def stitch(
     """
 
     def samples(ms: int) -> int:
-        return int(round(sample_rate * ms / 1000))
+        return round(sample_rate * ms / 1000)
 
     sentence, paragraph, chapter_gap = (
-        samples(pauses.sentence_ms), samples(pauses.paragraph_ms), samples(pauses.chapter_ms)
+        samples(pauses.sentence_ms),
+        samples(pauses.paragraph_ms),
+        samples(pauses.chapter_ms),
     )
     layout: list[tuple[int, list[tuple[int, ChunkAudio]]]] = []
     cursor = 0
@@ -81,7 +83,9 @@ def stitch(
         for offset, chunk in placed:
             book[offset : offset + len(chunk.audio)] = chunk.audio
             chunk_spans.append(
-                ChunkSpan(chunk.text, offset - chapter_start, offset - chapter_start + len(chunk.audio))
+                ChunkSpan(
+                    chunk.text, offset - chapter_start, offset - chapter_start + len(chunk.audio)
+                )
             )
         end = chunk_spans[-1].end + chapter_start if chunk_spans else chapter_start
         spans.append(ChapterSpan(chapter_start, end, tuple(chunk_spans)))

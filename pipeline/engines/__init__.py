@@ -8,7 +8,14 @@ from pipeline.config import Settings
 from pipeline.engines.base import Engine, SynthesisRequest, SynthesisResult
 from pipeline.errors import InputError
 
-__all__ = ["ENGINES", "Engine", "SynthesisRequest", "SynthesisResult", "create_engine", "engine_params"]
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "SynthesisRequest",
+    "SynthesisResult",
+    "create_engine",
+    "engine_params",
+]
 
 
 def _piper(settings: Settings) -> Engine:
@@ -40,4 +47,7 @@ def create_engine(settings: Settings) -> Engine:
 
 def engine_params(settings: Settings) -> dict[str, str | int | float | bool]:
     """The settings that change an engine's audio, as stored with a job and hashed per chunk."""
-    return {"speaking_rate": settings.speaking_rate, "sentence_pause_ms": settings.pause_sentence_ms}
+    return {
+        "speaking_rate": settings.speaking_rate,
+        "sentence_pause_ms": settings.pause_sentence_ms,
+    }

@@ -57,7 +57,9 @@ class PiperEngine:
         self._voices: dict[str, Any] = {
             self.default_voice: PiperVoice.load(model_path, config_path=config_path)
         }
-        self._lock = threading.Lock()  # one onnxruntime session; piper's phonemizer is not re-entrant
+        self._lock = (
+            threading.Lock()
+        )  # one onnxruntime session; piper's phonemizer is not re-entrant
         self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
         self.model_version = (
             f"piper-tts {_version('piper-tts')}; {Path(model_path).name} "
@@ -83,7 +85,9 @@ class PiperEngine:
 
         params = request.params
         rate = float(params.get("speaking_rate", 1.0))
-        pause = np.zeros(int(self.sample_rate * float(params.get("sentence_pause_ms", 0)) / 1000), np.float32)
+        pause = np.zeros(
+            int(self.sample_rate * float(params.get("sentence_pause_ms", 0)) / 1000), np.float32
+        )
         config = SynthesisConfig(length_scale=1.0 / rate)
         pieces: list[AudioArray] = []
         with self._lock:
@@ -94,7 +98,9 @@ class PiperEngine:
                         pieces.append(pause)
                     pieces.append(audio_chunk.audio_float_array.astype(np.float32, copy=False))
             except Exception as exc:  # onnxruntime and espeak raise bare exceptions
-                raise PermanentError(f"piper could not render {request.text[:60]!r}: {exc}") from exc
+                raise PermanentError(
+                    f"piper could not render {request.text[:60]!r}: {exc}"
+                ) from exc
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return SynthesisResult(audio=audio, sample_rate=self.sample_rate)
 

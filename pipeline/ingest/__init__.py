@@ -45,7 +45,9 @@ def load_source(path: Path) -> SourceFile:
         raise InputError(f"{path}: is a directory, not a text file")
     if suffix not in READERS:
         known = ", ".join(sorted(READERS))
-        raise InputError(f"{path}: unsupported input format '{suffix or '(none)'}' (supported: {known})")
+        raise InputError(
+            f"{path}: unsupported input format '{suffix or '(none)'}' (supported: {known})"
+        )
     size = path.stat().st_size
     if size > MAX_INPUT_BYTES:
         raise InputError(f"{path}: {size} bytes is over the {MAX_INPUT_BYTES} byte input limit")

@@ -82,7 +82,9 @@ def upgrade(engine: Engine) -> str | None:
             command.upgrade(alembic_config(engine), "head")
         return current_revision(engine)
     except OperationalError as exc:
-        raise RetryableError(f"database {engine.url.render_as_string()} unreachable: {exc.orig}") from exc
+        raise RetryableError(
+            f"database {engine.url.render_as_string()} unreachable: {exc.orig}"
+        ) from exc
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
@@ -90,10 +92,14 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     try:
         at, head = current_revision(engine), head_revision(engine)
     except OperationalError as exc:
-        raise RetryableError(f"database {engine.url.render_as_string()} unreachable: {exc.orig}") from exc
+        raise RetryableError(
+            f"database {engine.url.render_as_string()} unreachable: {exc.orig}"
+        ) from exc
     if at == head:
         return
     if auto_upgrade:
         upgrade(engine)
         return
-    raise InputError(f"database schema is at {at or 'nothing'}, not {head}: run `voicebatch db upgrade`")
+    raise InputError(
+        f"database schema is at {at or 'nothing'}, not {head}: run `voicebatch db upgrade`"
+    )

@@ -84,7 +84,9 @@ class ChunkStatus(enum.StrEnum):
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e])
+    return Enum(
+        cls, name=name, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Base(DeclarativeBase):
@@ -109,7 +111,9 @@ class Job(Base):
     source_name: Mapped[str] = mapped_column(String(1000))
     source_sha256: Mapped[str] = mapped_column(String(64))
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), default=JobStatus.PENDING)
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), default=JobStatus.PENDING
+    )
     engine: Mapped[str] = mapped_column(String(64))
     voice: Mapped[str] = mapped_column(String(1000))
     model_version: Mapped[str] = mapped_column(String(500))
@@ -137,7 +141,9 @@ class Item(Base):
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(String(1000))
-    status: Mapped[ItemStatus] = mapped_column(_enum(ItemStatus, "item_status"), default=ItemStatus.PENDING)
+    status: Mapped[ItemStatus] = mapped_column(
+        _enum(ItemStatus, "item_status"), default=ItemStatus.PENDING
+    )
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     object_key: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
@@ -158,11 +164,15 @@ class Chunk(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    item_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), index=True
+    )
     seq: Mapped[int] = mapped_column(Integer)  # reading order within the job
     text: Mapped[str] = mapped_column(Text)
     paragraph_start: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[ChunkStatus] = mapped_column(_enum(ChunkStatus, "chunk_status"), default=ChunkStatus.PENDING)
+    status: Mapped[ChunkStatus] = mapped_column(
+        _enum(ChunkStatus, "chunk_status"), default=ChunkStatus.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

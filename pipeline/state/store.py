@@ -89,7 +89,11 @@ class JobProgress:
 
     @property
     def fraction(self) -> float:
-        return (self.chunks_done + self.chunks_failed) / self.chunks_total if self.chunks_total else 1.0
+        return (
+            (self.chunks_done + self.chunks_failed) / self.chunks_total
+            if self.chunks_total
+            else 1.0
+        )
 
 
 def _rows(result: Any) -> int:
@@ -109,12 +113,24 @@ def create_job(session: Session, *, spec: JobSpec) -> uuid.UUID:
     total = sum(len(item.chunks) for item in spec.items)
     session.add(
         Job(
-            id=job_id, kind=spec.kind, title=spec.title[:500], author=spec.author,
-            source_name=spec.source_name[:1000], source_sha256=spec.source_sha256,
-            fingerprint=spec.fingerprint, status=JobStatus.PENDING, engine=spec.engine,
-            voice=spec.voice, model_version=spec.model_version, params=spec.params,
-            output_format=spec.output_format, output_uri=spec.output_uri, options=spec.options,
-            chunks_total=total, created_at=now, updated_at=now,
+            id=job_id,
+            kind=spec.kind,
+            title=spec.title[:500],
+            author=spec.author,
+            source_name=spec.source_name[:1000],
+            source_sha256=spec.source_sha256,
+            fingerprint=spec.fingerprint,
+            status=JobStatus.PENDING,
+            engine=spec.engine,
+            voice=spec.voice,
+            model_version=spec.model_version,
+            params=spec.params,
+            output_format=spec.output_format,
+            output_uri=spec.output_uri,
+            options=spec.options,
+            chunks_total=total,
+            created_at=now,
+            updated_at=now,
         )
     )
     session.flush()
@@ -124,15 +140,32 @@ def create_job(session: Session, *, spec: JobSpec) -> uuid.UUID:
     for position, item in enumerate(spec.items):
         item_id = uuid.uuid4()
         item_rows.append(
-            {"id": item_id, "job_id": job_id, "position": position, "title": item.title[:1000],
-             "status": ItemStatus.PENDING, "created_at": now, "updated_at": now}
+            {
+                "id": item_id,
+                "job_id": job_id,
+                "position": position,
+                "title": item.title[:1000],
+                "status": ItemStatus.PENDING,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
         for chunk in item.chunks:
             chunk_rows.append(
-                {"id": uuid.uuid4(), "job_id": job_id, "item_id": item_id, "seq": seq,
-                 "text": chunk.text, "paragraph_start": chunk.paragraph_start,
-                 "status": ChunkStatus.PENDING, "attempts": 0, "content_hash": chunk.content_hash,
-                 "cache_hit": False, "created_at": now, "updated_at": now}
+                {
+                    "id": uuid.uuid4(),
+                    "job_id": job_id,
+                    "item_id": item_id,
+                    "seq": seq,
+                    "text": chunk.text,
+                    "paragraph_start": chunk.paragraph_start,
+                    "status": ChunkStatus.PENDING,
+                    "attempts": 0,
+                    "content_hash": chunk.content_hash,
+                    "cache_hit": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
             )
             seq += 1
     session.execute(insert(Item), item_rows)
@@ -154,13 +187,17 @@ def get_job(session: Session, job_ref: str | uuid.UUID) -> Job:
     except ValueError:
         pass
     if len(ref) < 4 or any(ch not in "0123456789abcdef-" for ch in ref):
-        raise InputError(f"'{job_ref}' is not a job id (give the UUID or at least its first 4 characters)")
+        raise InputError(
+            f"'{job_ref}' is not a job id (give the UUID or at least its first 4 characters)"
+        )
     # Uuid columns are stored without dashes on SQLite and compared as text on PostgreSQL.
     candidates = [job for job in session.scalars(select(Job)) if str(job.id).startswith(ref)]
     if not candidates:
         raise NotFoundError(f"no job {job_ref}")
     if len(candidates) > 1:
-        raise InputError(f"job id prefix '{job_ref}' is ambiguous ({len(candidates)} jobs); give more of it")
+        raise InputError(
+            f"job id prefix '{job_ref}' is ambiguous ({len(candidates)} jobs); give more of it"
+        )
     return candidates[0]
 
 
@@ -194,11 +231,13 @@ def job_progress(session: Session, *, job_id: uuid.UUID) -> JobProgress:
         chunks_done=count(ChunkStatus.DONE),
         chunks_failed=count(ChunkStatus.FAILED),
         chunks_leased=count(ChunkStatus.LEASED),
-        audio_seconds=float(counts.get(ChunkStatus.DONE, (0, 0.0))[1]),
+        audio_seconds=float(counts.get(ChunkStatus.DONE, (0, 0.0))[1] or 0.0),
     )
 
 
-def _move_job(session: Session, job_id: uuid.UUID, frm: Sequence[JobStatus], to: JobStatus, **values: Any) -> bool:
+def _move_job(
+    session: Session, job_id: uuid.UUID, frm: Sequence[JobStatus], to: JobStatus, **values: Any
+) -> bool:
     now = utcnow()
     if to in FINAL_JOB_STATUSES:
         values.setdefault("finished_at", now)
@@ -228,17 +267,33 @@ def begin_assembly(session: Session, *, job_id: uuid.UUID) -> bool:
     return _move_job(session, job_id, [JobStatus.RENDERING], JobStatus.ASSEMBLING)
 
 
-def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float, output_uri: str | None) -> JobStatus:
+def finish_job(
+    session: Session, *, job_id: uuid.UUID, audio_seconds: float, output_uri: str | None
+) -> JobStatus:
     """assembling -> done, partially_failed (some items failed) or failed (all did)."""
     statuses = list(session.scalars(select(Item.status).where(Item.job_id == job_id)))
     failed = sum(1 for s in statuses if s == ItemStatus.FAILED)
-    to = JobStatus.DONE if not failed else JobStatus.FAILED if failed == len(statuses) else JobStatus.PARTIALLY_FAILED
+    to = (
+        JobStatus.DONE
+        if not failed
+        else JobStatus.FAILED
+        if failed == len(statuses)
+        else JobStatus.PARTIALLY_FAILED
+    )
     error = None
     if failed:
-        bad = session.scalar(select(func.count()).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED))
+        bad = session.scalar(
+            select(func.count()).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
+        )
         error = f"{failed} of {len(statuses)} items failed ({bad} chunks could not be rendered)"
     if not _move_job(
-        session, job_id, [JobStatus.ASSEMBLING], to, audio_seconds=audio_seconds, output_uri=output_uri, error=error
+        session,
+        job_id,
+        [JobStatus.ASSEMBLING],
+        to,
+        audio_seconds=audio_seconds,
+        output_uri=output_uri,
+        error=error,
     ):
         raise InputError(f"job {job_id} is not being assembled; it cannot finish")
     return to
@@ -246,12 +301,19 @@ def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float, out
 
 def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
     """Any non-final state -> cancelled; its leases are dropped."""
-    moved = _move_job(session, job_id, [s for s in JobStatus if s not in FINAL_JOB_STATUSES], JobStatus.CANCELLED)
+    moved = _move_job(
+        session, job_id, [s for s in JobStatus if s not in FINAL_JOB_STATUSES], JobStatus.CANCELLED
+    )
     if moved:
         session.execute(
             update(Chunk)
             .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED)
-            .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=utcnow())
+            .values(
+                status=ChunkStatus.PENDING,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=utcnow(),
+            )
             .execution_options(synchronize_session=False)
         )
     return moved
@@ -259,27 +321,43 @@ def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
 
 def retry_failed(session: Session, *, job_id: uuid.UUID) -> int:
     """A user's explicit retry: failed chunks and items go back to pending, the job to rendering."""
-    if not _move_job(session, job_id, [JobStatus.PARTIALLY_FAILED, JobStatus.FAILED], JobStatus.RENDERING,
-                     finished_at=None, error=None):
+    if not _move_job(
+        session,
+        job_id,
+        [JobStatus.PARTIALLY_FAILED, JobStatus.FAILED],
+        JobStatus.RENDERING,
+        finished_at=None,
+        error=None,
+    ):
         return 0
     now = utcnow()
     session.execute(
-        update(Item).where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
+        update(Item)
+        .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
         .values(status=ItemStatus.PENDING, error=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return _rows(session.execute(
-        update(Chunk).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
-        .values(status=ChunkStatus.PENDING, attempts=0, error=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ))
+    return _rows(
+        session.execute(
+            update(Chunk)
+            .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
+            .values(status=ChunkStatus.PENDING, attempts=0, error=None, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 # --- chunks ------------------------------------------------------------------------------
 
 
 def lease_chunks(
-    session: Session, *, job_id: uuid.UUID, owner: str, limit: int, ttl: timedelta, max_attempts: int,
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    owner: str,
+    limit: int,
+    ttl: timedelta,
+    max_attempts: int,
     now: datetime | None = None,
 ) -> list[ChunkLease]:
     """Lease up to `limit` chunks in reading order: pending ones, or ones whose lease expired.
@@ -292,8 +370,13 @@ def lease_chunks(
     session.execute(
         update(Chunk)
         .where(Chunk.job_id == job_id, expired, Chunk.attempts >= max_attempts)
-        .values(status=ChunkStatus.FAILED, lease_owner=None, lease_expires_at=None, updated_at=now,
-                error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing")
+        .values(
+            status=ChunkStatus.FAILED,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+            error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+        )
         .execution_options(synchronize_session=False)
     )
     available = or_(Chunk.status == ChunkStatus.PENDING, expired)
@@ -309,8 +392,13 @@ def lease_chunks(
         result = session.execute(
             update(Chunk)
             .where(Chunk.id == chunk_id, available)
-            .values(status=ChunkStatus.LEASED, lease_owner=owner, lease_expires_at=expires,
-                    attempts=Chunk.attempts + 1, updated_at=now)
+            .values(
+                status=ChunkStatus.LEASED,
+                lease_owner=owner,
+                lease_expires_at=expires,
+                attempts=Chunk.attempts + 1,
+                updated_at=now,
+            )
             .execution_options(synchronize_session=False)
         )
         if _rows(result) == 1:
@@ -318,35 +406,73 @@ def lease_chunks(
     return leases
 
 
-def renew_leases(session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None) -> int:
+def renew_leases(
+    session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None
+) -> int:
     """Push the expiry of every lease `owner` still holds; returns how many it holds."""
     now = now or utcnow()
-    return _rows(session.execute(
-        update(Chunk)
-        .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner, Chunk.lease_expires_at >= now)
-        .values(lease_expires_at=now + ttl, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ))
+    return _rows(
+        session.execute(
+            update(Chunk)
+            .where(
+                Chunk.status == ChunkStatus.LEASED,
+                Chunk.lease_owner == owner,
+                Chunk.lease_expires_at >= now,
+            )
+            .values(lease_expires_at=now + ttl, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def complete_chunk(
-    session: Session, *, chunk_id: uuid.UUID, owner: str, object_key: str, duration: float,
-    sample_rate: int, cache_hit: bool = False,
+    session: Session,
+    *,
+    chunk_id: uuid.UUID,
+    owner: str,
+    object_key: str,
+    duration: float,
+    sample_rate: int,
+    cache_hit: bool = False,
 ) -> bool:
     """leased (by owner) -> done. False if the lease was lost: the caller must not count it."""
     now = utcnow()
-    return _rows(session.execute(
-        update(Chunk)
-        .where(Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
-        .values(status=ChunkStatus.DONE, object_key=object_key, duration_seconds=duration,
-                sample_rate=sample_rate, cache_hit=cache_hit, lease_owner=None,
-                lease_expires_at=None, error=None, rendered_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )) == 1
+    return (
+        _rows(
+            session.execute(
+                update(Chunk)
+                .where(
+                    Chunk.id == chunk_id,
+                    Chunk.status == ChunkStatus.LEASED,
+                    Chunk.lease_owner == owner,
+                )
+                .values(
+                    status=ChunkStatus.DONE,
+                    object_key=object_key,
+                    duration_seconds=duration,
+                    sample_rate=sample_rate,
+                    cache_hit=cache_hit,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    error=None,
+                    rendered_at=now,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+        == 1
+    )
 
 
 def fail_chunk(
-    session: Session, *, chunk_id: uuid.UUID, owner: str, error: str, retryable: bool, max_attempts: int
+    session: Session,
+    *,
+    chunk_id: uuid.UUID,
+    owner: str,
+    error: str,
+    retryable: bool,
+    max_attempts: int,
 ) -> ChunkStatus | None:
     """leased (by owner) -> pending (retry) or failed. None if the lease was lost."""
     attempts = session.scalar(
@@ -357,25 +483,41 @@ def fail_chunk(
     if attempts is None:
         return None
     to = ChunkStatus.PENDING if retryable and attempts < max_attempts else ChunkStatus.FAILED
-    moved = _rows(session.execute(
-        update(Chunk)
-        .where(Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
-        .values(status=to, error=error[:4000], lease_owner=None, lease_expires_at=None, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ))
+    moved = _rows(
+        session.execute(
+            update(Chunk)
+            .where(
+                Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner
+            )
+            .values(
+                status=to,
+                error=error[:4000],
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
     return to if moved else None
 
 
 def release_leases(session: Session, *, owner: str) -> int:
     """Hand back every chunk `owner` holds (a graceful stop); the attempt is not counted."""
-    return _rows(session.execute(
-        update(Chunk)
-        .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
-        .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None,
+    return _rows(
+        session.execute(
+            update(Chunk)
+            .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
+            .values(
+                status=ChunkStatus.PENDING,
+                lease_owner=None,
+                lease_expires_at=None,
                 attempts=case((Chunk.attempts > 0, Chunk.attempts - 1), else_=0),
-                updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ))
+                updated_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -407,28 +549,47 @@ def job_items(session: Session, *, job_id: uuid.UUID) -> Sequence[Item]:
 
 def failed_chunks(session: Session, *, job_id: uuid.UUID) -> Sequence[Chunk]:
     return session.scalars(
-        select(Chunk).where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED).order_by(Chunk.seq)
+        select(Chunk)
+        .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
+        .order_by(Chunk.seq)
     ).all()
 
 
 # --- items -------------------------------------------------------------------------------
 
 
-def complete_item(session: Session, *, item_id: uuid.UUID, object_key: str, duration: float) -> bool:
+def complete_item(
+    session: Session, *, item_id: uuid.UUID, object_key: str, duration: float
+) -> bool:
     """pending -> done with its output file. Re-assembly of a done item updates nothing."""
-    return _rows(session.execute(
-        update(Item)
-        .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
-        .values(status=ItemStatus.DONE, object_key=object_key, duration_seconds=duration, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )) == 1
+    return (
+        _rows(
+            session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
+                .values(
+                    status=ItemStatus.DONE,
+                    object_key=object_key,
+                    duration_seconds=duration,
+                    updated_at=utcnow(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
+        == 1
+    )
 
 
 def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
     """pending -> failed (some of its chunks could not be rendered)."""
-    return _rows(session.execute(
-        update(Item)
-        .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
-        .values(status=ItemStatus.FAILED, error=error[:4000], updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )) == 1
+    return (
+        _rows(
+            session.execute(
+                update(Item)
+                .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
+                .values(status=ItemStatus.FAILED, error=error[:4000], updated_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        )
+        == 1
+    )

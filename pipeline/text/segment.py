@@ -15,9 +15,63 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _ABBREVIATIONS = frozenset(
-    """mr mrs ms mx dr prof st jr sr vs etc e.g i.e cf no nos mt capt col gen lt sgt rev hon
-    inc ltd co corp fig figs vol vols ch pp approx dept est govt univ jan feb mar apr jun jul
-    aug sep sept oct nov dec a.m p.m u.s u.k""".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "dr",
+        "prof",
+        "st",
+        "jr",
+        "sr",
+        "vs",
+        "etc",
+        "e.g",
+        "i.e",
+        "cf",
+        "no",
+        "nos",
+        "mt",
+        "capt",
+        "col",
+        "gen",
+        "lt",
+        "sgt",
+        "rev",
+        "hon",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "fig",
+        "figs",
+        "vol",
+        "vols",
+        "ch",
+        "pp",
+        "approx",
+        "dept",
+        "est",
+        "govt",
+        "univ",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "a.m",
+        "p.m",
+        "u.s",
+        "u.k",
+    ]
 )
 _CLOSERS = "\"'”’»)]}"
 # Sentence end: terminal punctuation, optional closing quotes/brackets, then space or end.
@@ -84,7 +138,11 @@ def _best_cut(text: str, max_chars: int) -> int:
     """Index at which to cut `text` so the head fits max_chars, at the best boundary."""
     floor = max_chars // 4  # do not shave off a sliver when a better cut exists
     for pattern in (_CLAUSE_STRONG, _CLAUSE_WEAK):
-        cuts = [m.start() for m in pattern.finditer(text, 0, max_chars + 1) if floor <= m.start() <= max_chars]
+        cuts = [
+            m.start()
+            for m in pattern.finditer(text, 0, max_chars + 1)
+            if floor <= m.start() <= max_chars
+        ]
         if cuts:
             return cuts[-1]
     space = text.rfind(" ", 0, max_chars + 1)

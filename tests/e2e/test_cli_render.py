@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,14 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "aesop.md"
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
 
 
-def cli(*args: str, data: Path, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, data: Path, check: bool = False, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
     env["VOICEBATCH_DATA_DIR"] = str(data)
-    result = subprocess.run([VOICEBATCH, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    result = subprocess.run(
+        [VOICEBATCH, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -38,31 +43,52 @@ def spoken_words(text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+def rendered(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("render")
-    result = cli("render", str(EXAMPLE), "-o", str(root / "out"), "--format", "mp3", data=root / "data", check=True)
+    result = cli(
+        "render",
+        str(EXAMPLE),
+        "-o",
+        str(root / "out"),
+        "--format",
+        "mp3",
+        data=root / "data",
+        check=True,
+    )
     return root / "out", root / "data", result
 
 
-def test_render_makes_a_file_per_chapter_and_the_whole_book(rendered: tuple[Path, Path, object]) -> None:
+def test_render_makes_a_file_per_chapter_and_the_whole_book(
+    rendered: tuple[Path, Path, object],
+) -> None:
     out, _, _ = rendered
     assert sorted(p.name for p in (out / "chapters").iterdir()) == [
-        "01-the-fox-and-the-grapes.mp3", "02-the-hare-and-the-tortoise.mp3", "03-the-ant-and-the-grasshopper.mp3",
+        "01-the-fox-and-the-grapes.mp3",
+        "02-the-hare-and-the-tortoise.mp3",
+        "03-the-ant-and-the-grasshopper.mp3",
     ]
     book = decode(out / "aesop.mp3")
     words = spoken_words(EXAMPLE.read_text())
     wpm = words / (book.duration / 60)
-    assert 120 <= wpm <= 200, f"{words} words in {book.duration:.1f} s is {wpm:.0f} words per minute"
+    assert 120 <= wpm <= 200, (
+        f"{words} words in {book.duration:.1f} s is {wpm:.0f} words per minute"
+    )
     loudness = pyloudnorm.Meter(book.sample_rate).integrated_loudness(book.audio.astype(np.float64))
     assert abs(loudness + 18.0) <= 1.0  # -18 LUFS target; mp3 coding moves it a little
     assert {k.lower(): v for k, v in book.metadata.items()}["title"] == "Three Fables of Aesop"
 
 
-def test_manifest_describes_chapters_and_chunks_as_rendered(rendered: tuple[Path, Path, object]) -> None:
+def test_manifest_describes_chapters_and_chunks_as_rendered(
+    rendered: tuple[Path, Path, object],
+) -> None:
     out, _, _ = rendered
     manifest = json.loads((out / "manifest.json").read_text())
     assert [c["title"] for c in manifest["chapters"]] == [
-        "The Fox and the Grapes", "The Hare and the Tortoise", "The Ant and the Grasshopper",
+        "The Fox and the Grapes",
+        "The Hare and the Tortoise",
+        "The Ant and the Grasshopper",
     ]
     assert manifest["loudness"]["true_peak_dbtp"] <= -1.0
     for chapter in manifest["chapters"]:
@@ -71,7 +97,7 @@ def test_manifest_describes_chapters_and_chunks_as_rendered(rendered: tuple[Path
         # Speech, not silence, in every chapter: RMS well above -45 dBFS.
         assert 20 * np.log10(np.sqrt(np.mean(audio.audio**2))) > -45
         times = [(c["start"], c["end"]) for c in chapter["chunks"]]
-        assert all(s < e for s, e in times) and all(a[1] < b[0] for a, b in zip(times, times[1:], strict=False))
+        assert all(s < e for s, e in times) and all(a[1] < b[0] for a, b in pairwise(times))
         assert times[-1][1] <= chapter["duration"] + 0.001
     text = " ".join(c["text"] for ch in manifest["chapters"] for c in ch["chunks"])
     assert "Slow but steady wins the race." in text and "<" not in text
@@ -90,7 +116,9 @@ def test_jobs_and_status_show_the_finished_job(rendered: tuple[Path, Path, objec
 
 def test_rerun_of_a_finished_render_does_no_work(rendered: tuple[Path, Path, object]) -> None:
     out, data, _ = rendered
-    again = cli("render", str(EXAMPLE), "-o", str(out), "--format", "mp3", "-q", data=data, check=True)
+    again = cli(
+        "render", str(EXAMPLE), "-o", str(out), "--format", "mp3", "-q", data=data, check=True
+    )
     assert "rendered 0 chunks, 0 from cache" in again.stdout and "already finished" in again.stdout
 
 
@@ -98,13 +126,28 @@ def test_ctrl_c_then_rerun_renders_only_what_was_missing(tmp_path: Path) -> None
     data, out = tmp_path / "data", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
     env["VOICEBATCH_DATA_DIR"] = str(data)
-    args = [VOICEBATCH, "render", str(EXAMPLE), "-o", str(out), "--format", "opus", "--batch-size", "1", "-q"]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        VOICEBATCH,
+        "render",
+        str(EXAMPLE),
+        "-o",
+        str(out),
+        "--format",
+        "opus",
+        "--batch-size",
+        "1",
+        "-q",
+    ]
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
     def done_chunks() -> int:
         try:
             with sqlite3.connect(data / "voicebatch.db", timeout=5) as db:
-                return int(db.execute("select count(*) from chunks where status = 'done'").fetchone()[0])
+                return int(
+                    db.execute("select count(*) from chunks where status = 'done'").fetchone()[0]
+                )
         except sqlite3.OperationalError:
             return 0
 
@@ -143,12 +186,23 @@ def write(path: Path, content: bytes) -> Path:
         (lambda d: write(d / "image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"), [], "binary"),
         (lambda d: write(d / "latin1.txt", "naïve café".encode("latin-1")), [], "not valid UTF-8"),
         (lambda d: write(d / "book.docx", b"PK\x03\x04"), [], "unsupported input format '.docx'"),
-        (lambda d: write(d / "ok.md", b"# T\n\nHello."), ["--engine", "espeak"], "unknown engine 'espeak'"),
-        (lambda d: write(d / "ok.md", b"# T\n\nHello."), ["--format", "aiff"], "invalid setting output_format"),
+        (
+            lambda d: write(d / "ok.md", b"# T\n\nHello."),
+            ["--engine", "espeak"],
+            "unknown engine 'espeak'",
+        ),
+        (
+            lambda d: write(d / "ok.md", b"# T\n\nHello."),
+            ["--format", "aiff"],
+            "invalid setting output_format",
+        ),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_creates_no_job(
-    tmp_path: Path, make, extra: list[str], message: str  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    make,
+    extra: list[str],
+    message: str,  # type: ignore[no-untyped-def]
 ) -> None:
     source = make(tmp_path)
     result = cli("render", str(source), "-o", str(tmp_path / "out"), *extra, data=tmp_path / "data")

@@ -7,7 +7,13 @@ import pyloudnorm
 import pytest
 
 from pipeline.audio.encode import decode, encode
-from pipeline.audio.process import from_wav_bytes, normalize_loudness, to_wav_bytes, trim_silence, true_peak
+from pipeline.audio.process import (
+    from_wav_bytes,
+    normalize_loudness,
+    to_wav_bytes,
+    trim_silence,
+    true_peak,
+)
 from pipeline.audio.stitch import ChunkAudio, Pauses, stitch
 
 SR = 22050
@@ -53,8 +59,12 @@ def test_stitch_places_pauses_by_kind_and_chapters_are_exact_slices() -> None:
     a, b, c, d = tone(0.5), tone(0.25, freq=330), tone(0.3, freq=440), tone(0.2, freq=550)
     pauses = Pauses(sentence_ms=100, paragraph_ms=500, chapter_ms=2000)
     book, spans = stitch(
-        [[ChunkAudio("a", True, a), ChunkAudio("b", False, b), ChunkAudio("c", True, c)], [ChunkAudio("d", True, d)]],
-        SR, pauses,
+        [
+            [ChunkAudio("a", True, a), ChunkAudio("b", False, b), ChunkAudio("c", True, c)],
+            [ChunkAudio("d", True, d)],
+        ],
+        SR,
+        pauses,
     )
     first = spans[0]
     assert [(s.start, s.end) for s in first.chunks] == [
@@ -82,7 +92,9 @@ def test_loudness_of_quiet_material_is_gain_only() -> None:
     out, report = normalize_loudness(audio, SR, target_lufs=-23.0, ceiling_dbtp=-1.0)
     assert not report.limited
     assert abs(pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64)) + 23.0) < 0.05
-    np.testing.assert_allclose(out, audio * np.float32(10 ** (report.gain_db / 20)), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        out, audio * np.float32(10 ** (report.gain_db / 20)), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_audio_too_short_to_measure_is_only_limited() -> None:

@@ -20,21 +20,33 @@ def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
 
 
 def test_markdown_chapters_from_headings_with_book_title_and_markup_dropped(tmp_path: Path) -> None:
-    doc = read_document(write(tmp_path, "b.md", (
-        "---\ntitle: Front Matter Title\nauthor: Ann Author\n---\n"
-        "# Ignored Because Front Matter Wins\n\n"
-        "## One\n\nHello *big* [world](http://x.org) and `code`.\n\n![a picture](p.png)\n\n"
-        "- a list item\n- another\n\n```\nprint('code blocks are not read')\n```\n\n"
-        "## Two\n\n> A quoted line\n> continues here.\n\n### A sub-heading\n\nMore text.\n"
-    )))
+    doc = read_document(
+        write(
+            tmp_path,
+            "b.md",
+            (
+                "---\ntitle: Front Matter Title\nauthor: Ann Author\n---\n"
+                "# Ignored Because Front Matter Wins\n\n"
+                "## One\n\nHello *big* [world](http://x.org) and `code`.\n\n![a picture](p.png)\n\n"
+                "- a list item\n- another\n\n```\nprint('code blocks are not read')\n```\n\n"
+                "## Two\n\n> A quoted line\n> continues here.\n\n### A sub-heading\n\nMore text.\n"
+            ),
+        )
+    )
     assert doc.title == "Front Matter Title" and doc.author == "Ann Author"
     assert [c.title for c in doc.chapters] == ["One", "Two"]
     assert doc.chapters[0].paragraphs == ("Hello big world and code.", "a list item", "another")
-    assert doc.chapters[1].paragraphs == ("A quoted line continues here.", "A sub-heading", "More text.")
+    assert doc.chapters[1].paragraphs == (
+        "A quoted line continues here.",
+        "A sub-heading",
+        "More text.",
+    )
 
 
 def test_markdown_single_title_heading_over_chapters_and_preamble(tmp_path: Path) -> None:
-    doc = read_document(write(tmp_path, "b.md", "# My Book\n\nA foreword.\n\n## A\n\nx.\n\n## B\n\ny.\n"))
+    doc = read_document(
+        write(tmp_path, "b.md", "# My Book\n\nA foreword.\n\n## A\n\nx.\n\n## B\n\ny.\n")
+    )
     assert doc.title == "My Book"
     assert [c.title for c in doc.chapters] == ["My Book", "A", "B"]
     assert doc.chapters[0].paragraphs == ("A foreword.",)
@@ -46,16 +58,30 @@ def test_markdown_without_headings_is_one_chapter(tmp_path: Path) -> None:
 
 
 def test_plain_text_chapter_lines_in_many_styles(tmp_path: Path) -> None:
-    doc = read_document(write(tmp_path, "b.txt", (
-        "Title page text.\n\nCHAPTER I.\n\nIt was a dark\nand stormy night.\n\n* * *\n\nLater.\n\n"
-        "Chapter 2: The Morning\n\nMorning came.\n\nChapter Twenty-One\n\nLate.\n\nEPILOGUE\n\nThe end.\n"
-    )))
-    assert [c.title for c in doc.chapters] == ["b", "CHAPTER I", "Chapter 2: The Morning", "Chapter Twenty-One", "EPILOGUE"]
+    doc = read_document(
+        write(
+            tmp_path,
+            "b.txt",
+            (
+                "Title page text.\n\nCHAPTER I.\n\nIt was a dark\nand stormy night.\n\n* * *\n\nLater.\n\n"
+                "Chapter 2: The Morning\n\nMorning came.\n\nChapter Twenty-One\n\nLate.\n\nEPILOGUE\n\nThe end.\n"
+            ),
+        )
+    )
+    assert [c.title for c in doc.chapters] == [
+        "b",
+        "CHAPTER I",
+        "Chapter 2: The Morning",
+        "Chapter Twenty-One",
+        "EPILOGUE",
+    ]
     assert doc.chapters[1].paragraphs == ("It was a dark and stormy night.", "Later.")
 
 
 def test_plain_text_without_chapter_marks_is_one_chapter(tmp_path: Path) -> None:
-    doc = read_document(write(tmp_path, "essay.txt", "The chapter of my life.\n\nSecond paragraph.\n"))
+    doc = read_document(
+        write(tmp_path, "essay.txt", "The chapter of my life.\n\nSecond paragraph.\n")
+    )
     assert [c.title for c in doc.chapters] == ["essay"]
     assert len(doc.chapters[0].paragraphs) == 2
 
@@ -83,7 +109,9 @@ def test_crlf_line_endings(tmp_path: Path) -> None:
         ("noext", "text", "unsupported input format '(none)'"),
     ],
 )
-def test_bad_input_gets_one_clear_error(tmp_path: Path, name: str, content: str | bytes | None, message: str) -> None:
+def test_bad_input_gets_one_clear_error(
+    tmp_path: Path, name: str, content: str | bytes | None, message: str
+) -> None:
     path = tmp_path / name if content is None else write(tmp_path, name, content)
     with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
         load_source(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -49,25 +50,37 @@ def long_book(tmp_path: Path, chapters: int = 3, paragraphs: int = 6) -> Path:
     for c in range(chapters):
         lines.append(f"## Chapter {c + 1}\n")
         for p in range(paragraphs):
-            lines.append(f"Paragraph {p} of chapter {c} begins here. It has a second sentence, number {p}.\n")
+            lines.append(
+                f"Paragraph {p} of chapter {c} begins here. It has a second sentence, number {p}.\n"
+            )
     path = tmp_path / "long.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
 
 
-def test_render_writes_book_chapters_and_manifest(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+def test_render_writes_book_chapters_and_manifest(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
     outcome = run(runtime, CountingEngine(), book, tmp_path / "out")
     out = tmp_path / "out"
     manifest = json.loads((out / "manifest.json").read_text())
     assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
     assert manifest["title"] == "A Small Book" and manifest["file"] == "book.wav"
-    assert [c["title"] for c in manifest["chapters"]] == ["First Chapter", "Second Chapter", "Third Chapter"]
+    assert [c["title"] for c in manifest["chapters"]] == [
+        "First Chapter",
+        "Second Chapter",
+        "Third Chapter",
+    ]
     assert [c["file"] for c in manifest["chapters"]] == [
-        "chapters/01-first-chapter.wav", "chapters/02-second-chapter.wav", "chapters/03-third-chapter.wav",
+        "chapters/01-first-chapter.wav",
+        "chapters/02-second-chapter.wav",
+        "chapters/03-third-chapter.wav",
     ]
     first_texts = [c["text"] for c in manifest["chapters"][0]["chunks"]]
-    assert first_texts == ["The first sentence is here. And a second one follows it.",
-                           "A new paragraph starts now. It has two sentences."]
+    assert first_texts == [
+        "The first sentence is here. And a second one follows it.",
+        "A new paragraph starts now. It has two sentences.",
+    ]
     whole = decode(out / "book.wav")
     assert abs(whole.duration - manifest["duration"]) < 0.001
     for chapter in manifest["chapters"]:
@@ -79,7 +92,7 @@ def test_render_writes_book_chapters_and_manifest(runtime: LocalRuntime, book: P
         assert abs(len(audio) / whole.sample_rate - chapter["duration"]) < 0.001
         ends = [(c["start"], c["end"]) for c in chapter["chunks"]]
         assert ends[0][0] == 0.0 and abs(ends[-1][1] - chapter["duration"]) < 0.001
-        assert all(a[1] < b[0] for a, b in zip(ends, ends[1:], strict=False))  # pauses between chunks
+        assert all(a[1] < b[0] for a, b in pairwise(ends))  # pauses between chunks
     assert abs(manifest["loudness"]["integrated_lufs"] + 18.0) <= 0.5
     assert manifest["loudness"]["true_peak_dbtp"] <= -1.0
 
@@ -103,29 +116,41 @@ def test_interrupted_render_resumes_rendering_only_missing_chunks(
     assert not set(second.requests) & set(first.requests)
     # And the result is what one uninterrupted run produces.
     clean = CountingEngine()
-    fresh_runtime = LocalRuntime.open(runtime.settings.model_copy(update={"data_dir": tmp_path / "other"}))
+    fresh_runtime = LocalRuntime.open(
+        runtime.settings.model_copy(update={"data_dir": tmp_path / "other"})
+    )
     run(fresh_runtime, clean, source, tmp_path / "clean")
     assert len(clean.requests) == progress.chunks_total
-    assert (tmp_path / "out" / "long.wav").read_bytes() == (tmp_path / "clean" / "long.wav").read_bytes()
+    assert (tmp_path / "out" / "long.wav").read_bytes() == (
+        tmp_path / "clean" / "long.wav"
+    ).read_bytes()
 
 
-def test_rerunning_a_finished_job_renders_nothing(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+def test_rerunning_a_finished_job_renders_nothing(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
     run(runtime, CountingEngine(), book, tmp_path / "out")
     again = CountingEngine()
     outcome = run(runtime, again, book, tmp_path / "out")
     assert again.requests == [] and outcome.assembly is None and outcome.job.resumed
 
 
-def test_fresh_starts_a_new_job_and_cancels_the_old_one(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+def test_fresh_starts_a_new_job_and_cancels_the_old_one(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
     first = run(runtime, CountingEngine(), book, tmp_path / "out")
     second = run(runtime, CountingEngine(), book, tmp_path / "out", fresh=True)
     assert second.job.job_id != first.job.job_id and not second.job.resumed
     with transaction(runtime.factory) as session:
-        assert store.get_job(session, first.job.job_id).status == JobStatus.DONE  # final: never moves back
+        assert (
+            store.get_job(session, first.job.job_id).status == JobStatus.DONE
+        )  # final: never moves back
         assert store.get_job(session, second.job.job_id).status == JobStatus.DONE
 
 
-def test_identical_chunks_are_rendered_once_across_jobs(runtime: LocalRuntime, tmp_path: Path) -> None:
+def test_identical_chunks_are_rendered_once_across_jobs(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
     a = tmp_path / "a.txt"
     a.write_text("Shared sentence one.\n\nOnly in A.\n")
     b = tmp_path / "b.txt"
@@ -139,7 +164,9 @@ def test_identical_chunks_are_rendered_once_across_jobs(runtime: LocalRuntime, t
     assert len(chunk_files) == 3
 
 
-def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(runtime: LocalRuntime, book: Path, tmp_path: Path) -> None:
+def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
     broken = CountingEngine(fail_on="Tiny")
     outcome = run(runtime, broken, book, tmp_path / "out")
     assert outcome.assembly is not None and outcome.assembly.status == JobStatus.PARTIALLY_FAILED
@@ -158,7 +185,9 @@ def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(runtime: LocalRuntim
     assert len(json.loads((tmp_path / "out" / "manifest.json").read_text())["chapters"]) == 3
 
 
-def test_bad_input_creates_no_job(runtime: LocalRuntime, tmp_path: Path, settings: Settings) -> None:
+def test_bad_input_creates_no_job(
+    runtime: LocalRuntime, tmp_path: Path, settings: Settings
+) -> None:
     binary = tmp_path / "x.txt"
     binary.write_bytes(b"\x00\x01\x02")
     with pytest.raises(InputError):

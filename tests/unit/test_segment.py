@@ -8,9 +8,13 @@ from hypothesis import strategies as st
 from pipeline.text.segment import segment_paragraph, segment_paragraphs, split_long, split_sentences
 
 WORD = st.text(
-    alphabet=st.characters(codec="utf-8", categories=["Lu", "Ll", "Lo", "Nd"]), min_size=1, max_size=12
+    alphabet=st.characters(codec="utf-8", categories=["Lu", "Ll", "Lo", "Nd"]),
+    min_size=1,
+    max_size=12,
 )
-PUNCT = st.sampled_from(["", "", "", ",", ";", ":", ".", "!", "?", "...", "…", "—", '."', ".”", "。"])
+PUNCT = st.sampled_from(
+    ["", "", "", ",", ";", ":", ".", "!", "?", "...", "…", "—", '."', ".”", "。"]
+)
 TOKEN = st.builds(lambda w, p: w + p, WORD, PUNCT)
 PARAGRAPH = st.lists(TOKEN, min_size=1, max_size=80).map(" ".join)
 
@@ -34,7 +38,10 @@ def test_chunks_keep_every_word_in_order_and_fit_the_budget(paragraph: str, budg
 
 
 @settings(max_examples=200, deadline=None)
-@given(paragraphs=st.lists(PARAGRAPH, min_size=1, max_size=6), budget=st.integers(min_value=20, max_value=300))
+@given(
+    paragraphs=st.lists(PARAGRAPH, min_size=1, max_size=6),
+    budget=st.integers(min_value=20, max_value=300),
+)
 def test_no_chunk_spans_two_paragraphs(paragraphs: list[str], budget: int) -> None:
     segments = list(segment_paragraphs(paragraphs, budget))
     expected = [segment_paragraph(p, budget) for p in paragraphs]
@@ -44,7 +51,10 @@ def test_no_chunk_spans_two_paragraphs(paragraphs: list[str], budget: int) -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(sentence=st.lists(WORD, min_size=1, max_size=60).map(" ".join), budget=st.integers(min_value=12, max_value=80))
+@given(
+    sentence=st.lists(WORD, min_size=1, max_size=60).map(" ".join),
+    budget=st.integers(min_value=12, max_value=80),
+)
 def test_overlong_sentence_splits_only_between_words(sentence: str, budget: int) -> None:
     pieces = split_long(sentence, budget)
     if all(len(w) <= budget for w in words(sentence)):
@@ -69,12 +79,18 @@ def test_sentence_boundaries_respect_abbreviations_initials_and_decimals() -> No
 
 def test_quotes_ellipses_and_lowercase_continuations() -> None:
     assert split_sentences("“Wait…” she said. He waited... and waited. Done?") == [
-        "“Wait…” she said.", "He waited... and waited.", "Done?",
+        "“Wait…” she said.",
+        "He waited... and waited.",
+        "Done?",
     ]
 
 
 def test_cjk_sentences_split_on_full_width_stops() -> None:
-    assert split_sentences("你好。今天天气很好！我们走吧？") == ["你好。", "今天天气很好！", "我们走吧？"]
+    assert split_sentences("你好。今天天气很好！我们走吧？") == [
+        "你好。",
+        "今天天气很好！",
+        "我们走吧？",
+    ]
 
 
 def test_long_sentence_prefers_clause_boundaries() -> None:

@@ -19,7 +19,10 @@ def test_defaults_need_no_configuration(tmp_path: Path, monkeypatch: pytest.Monk
     settings = load_settings()
     assert settings.engine == "piper" and settings.output_format == "mp3"
     assert settings.data_dir == tmp_path / "xdg" / "voicebatch"
-    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'xdg' / 'voicebatch' / 'voicebatch.db'}"
+    assert (
+        settings.resolved_database_url
+        == f"sqlite:///{tmp_path / 'xdg' / 'voicebatch' / 'voicebatch.db'}"
+    )
     assert settings.resolved_storage_url == str(tmp_path / "xdg" / "voicebatch" / "objects")
     assert settings.loudness_lufs == -18.0 and settings.true_peak_dbtp == -1.0
 
@@ -28,7 +31,11 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICEBATCH_OUTPUT_FORMAT", "flac")
     monkeypatch.setenv("VOICEBATCH_CHUNK_MAX_CHARS", "250")
     settings = load_settings(engine="TEST-TONE", output_format=None)
-    assert (settings.output_format, settings.chunk_max_chars, settings.engine) == ("flac", 250, "test-tone")
+    assert (settings.output_format, settings.chunk_max_chars, settings.engine) == (
+        "flac",
+        250,
+        "test-tone",
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +47,9 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"loudness_lufs": 3}, "invalid setting loudness_lufs"),
     ],
 )
-def test_invalid_settings_are_one_line_input_errors(overrides: dict[str, object], message: str) -> None:
+def test_invalid_settings_are_one_line_input_errors(
+    overrides: dict[str, object], message: str
+) -> None:
     with pytest.raises(InputError, match=message) as info:
         load_settings(**overrides)
     assert "\n" not in str(info.value)
@@ -60,11 +69,13 @@ def test_test_tone_engine_is_deterministic_and_length_follows_text(tmp_path: Pat
     settings = load_settings(engine="test-tone", data_dir=tmp_path)
     engine = create_engine(settings)
     params = engine_params(settings)
-    short, long, again = engine.render_batch([
-        SynthesisRequest("Two words.", "tone", params),
-        SynthesisRequest("Many more words make longer audio than two.", "tone", params),
-        SynthesisRequest("Two words.", "tone", params),
-    ])
+    short, long, again = engine.render_batch(
+        [
+            SynthesisRequest("Two words.", "tone", params),
+            SynthesisRequest("Many more words make longer audio than two.", "tone", params),
+            SynthesisRequest("Two words.", "tone", params),
+        ]
+    )
     np.testing.assert_array_equal(short.audio, again.audio)
     assert long.duration > 2 * short.duration and short.sample_rate == 22050
 

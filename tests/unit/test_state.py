@@ -16,17 +16,28 @@ from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus, utcnow
 TTL = timedelta(minutes=5)
 
 
-def make_spec(chunks_per_item: tuple[int, ...] = (2, 3), fingerprint: str = "f" * 64) -> store.JobSpec:
+def make_spec(
+    chunks_per_item: tuple[int, ...] = (2, 3), fingerprint: str = "f" * 64
+) -> store.JobSpec:
     items = tuple(
         store.ItemSpec(
             title=f"Chapter {i + 1}",
-            chunks=tuple(store.ChunkSpec(f"text {i}.{j}", j == 0, f"{i:02d}{j:062d}") for j in range(n)),
+            chunks=tuple(
+                store.ChunkSpec(f"text {i}.{j}", j == 0, f"{i:02d}{j:062d}") for j in range(n)
+            ),
         )
         for i, n in enumerate(chunks_per_item)
     )
     return store.JobSpec(
-        title="Book", source_name="book.md", source_sha256="0" * 64, fingerprint=fingerprint,
-        engine="test-tone", voice="tone", model_version="1", output_format="wav", items=items,
+        title="Book",
+        source_name="book.md",
+        source_sha256="0" * 64,
+        fingerprint=fingerprint,
+        engine="test-tone",
+        voice="tone",
+        model_version="1",
+        output_format="wav",
+        items=items,
     )
 
 
@@ -37,15 +48,25 @@ def new_job(db: sessionmaker[Session], **kwargs: object) -> uuid.UUID:
     return job_id
 
 
-def lease(db: sessionmaker[Session], job_id: uuid.UUID, owner: str, limit: int = 10, **kw: object) -> list[store.ChunkLease]:
+def lease(
+    db: sessionmaker[Session], job_id: uuid.UUID, owner: str, limit: int = 10, **kw: object
+) -> list[store.ChunkLease]:
     with transaction(db) as session:
-        return store.lease_chunks(session, job_id=job_id, owner=owner, limit=limit, ttl=TTL, max_attempts=3, **kw)  # type: ignore[arg-type]
+        return store.lease_chunks(
+            session, job_id=job_id, owner=owner, limit=limit, ttl=TTL, max_attempts=3, **kw
+        )  # type: ignore[arg-type]
 
 
 def complete(db: sessionmaker[Session], chunk: store.ChunkLease, owner: str) -> bool:
     with transaction(db) as session:
-        return store.complete_chunk(session, chunk_id=chunk.chunk_id, owner=owner, object_key="k",
-                                    duration=1.5, sample_rate=22050)
+        return store.complete_chunk(
+            session,
+            chunk_id=chunk.chunk_id,
+            owner=owner,
+            object_key="k",
+            duration=1.5,
+            sample_rate=22050,
+        )
 
 
 def test_create_job_writes_items_and_chunks_in_reading_order(db: sessionmaker[Session]) -> None:
@@ -95,7 +116,9 @@ def test_only_the_lease_owner_can_complete_and_only_once(db: sessionmaker[Sessio
         assert store.job_progress(session, job_id=job_id).chunks_done == 1
 
 
-def test_expired_lease_is_taken_over_and_stale_owner_cannot_commit(db: sessionmaker[Session]) -> None:
+def test_expired_lease_is_taken_over_and_stale_owner_cannot_commit(
+    db: sessionmaker[Session],
+) -> None:
     job_id = new_job(db, chunks_per_item=(1,))
     (stale,) = lease(db, job_id, "dead-worker")
     later = utcnow() + TTL + timedelta(seconds=1)
@@ -105,7 +128,9 @@ def test_expired_lease_is_taken_over_and_stale_owner_cannot_commit(db: sessionma
     assert complete(db, fresh, "live-worker")
 
 
-def test_chunk_whose_renderer_keeps_dying_fails_after_max_attempts(db: sessionmaker[Session]) -> None:
+def test_chunk_whose_renderer_keeps_dying_fails_after_max_attempts(
+    db: sessionmaker[Session],
+) -> None:
     job_id = new_job(db, chunks_per_item=(1,))
     now = utcnow()
     for attempt in range(3):
@@ -142,22 +167,52 @@ def test_fail_chunk_retries_retryable_errors_then_gives_up(db: sessionmaker[Sess
     for _ in range(3):
         (chunk,) = lease(db, job_id, "a")
         with transaction(db) as session:
-            outcomes.append(store.fail_chunk(session, chunk_id=chunk.chunk_id, owner="a", error="S3 timeout",
-                                             retryable=True, max_attempts=3))
+            outcomes.append(
+                store.fail_chunk(
+                    session,
+                    chunk_id=chunk.chunk_id,
+                    owner="a",
+                    error="S3 timeout",
+                    retryable=True,
+                    max_attempts=3,
+                )
+            )
     assert outcomes == [ChunkStatus.PENDING, ChunkStatus.PENDING, ChunkStatus.FAILED]
 
 
-def test_permanent_failure_is_immediate_and_stale_owner_is_ignored(db: sessionmaker[Session]) -> None:
+def test_permanent_failure_is_immediate_and_stale_owner_is_ignored(
+    db: sessionmaker[Session],
+) -> None:
     job_id = new_job(db, chunks_per_item=(1,))
     (chunk,) = lease(db, job_id, "a")
     with transaction(db) as session:
-        assert store.fail_chunk(session, chunk_id=chunk.chunk_id, owner="b", error="x", retryable=False,
-                                max_attempts=3) is None
-        assert store.fail_chunk(session, chunk_id=chunk.chunk_id, owner="a", error="bad text",
-                                retryable=False, max_attempts=3) == ChunkStatus.FAILED
+        assert (
+            store.fail_chunk(
+                session,
+                chunk_id=chunk.chunk_id,
+                owner="b",
+                error="x",
+                retryable=False,
+                max_attempts=3,
+            )
+            is None
+        )
+        assert (
+            store.fail_chunk(
+                session,
+                chunk_id=chunk.chunk_id,
+                owner="a",
+                error="bad text",
+                retryable=False,
+                max_attempts=3,
+            )
+            == ChunkStatus.FAILED
+        )
 
 
-def test_assembly_starts_only_when_no_chunk_is_open_and_only_once(db: sessionmaker[Session]) -> None:
+def test_assembly_starts_only_when_no_chunk_is_open_and_only_once(
+    db: sessionmaker[Session],
+) -> None:
     job_id = new_job(db, chunks_per_item=(2,))
     chunks = lease(db, job_id, "a")
     with transaction(db) as session:
@@ -178,8 +233,12 @@ def _finish_items(db: sessionmaker[Session], job_id: uuid.UUID, fail_first: bool
             if fail_first and index == 0:
                 assert store.fail_item(session, item_id=item.id, error="chunk failed")
             else:
-                assert store.complete_item(session, item_id=item.id, object_key=f"{index}.wav", duration=2.0)
-                assert not store.complete_item(session, item_id=item.id, object_key="again", duration=9.0)
+                assert store.complete_item(
+                    session, item_id=item.id, object_key=f"{index}.wav", duration=2.0
+                )
+                assert not store.complete_item(
+                    session, item_id=item.id, object_key="again", duration=9.0
+                )
         return store.finish_job(session, job_id=job_id, audio_seconds=4.0, output_uri="book.wav")
 
 
@@ -195,11 +254,20 @@ def test_job_finishes_done_when_every_item_is_done(db: sessionmaker[Session]) ->
         assert not store.cancel_job(session, job_id=job_id)  # final states never move
 
 
-def test_job_with_a_failed_item_ends_partially_failed_and_can_be_retried(db: sessionmaker[Session]) -> None:
+def test_job_with_a_failed_item_ends_partially_failed_and_can_be_retried(
+    db: sessionmaker[Session],
+) -> None:
     job_id = new_job(db, chunks_per_item=(1, 1))
     first, second = lease(db, job_id, "a")
     with transaction(db) as session:
-        store.fail_chunk(session, chunk_id=first.chunk_id, owner="a", error="boom", retryable=False, max_attempts=3)
+        store.fail_chunk(
+            session,
+            chunk_id=first.chunk_id,
+            owner="a",
+            error="boom",
+            retryable=False,
+            max_attempts=3,
+        )
     complete(db, second, "a")
     assert _finish_items(db, job_id, fail_first=True) == JobStatus.PARTIALLY_FAILED
     with transaction(db) as session:
@@ -228,7 +296,11 @@ def test_find_rendered_serves_identical_chunks_across_jobs(db: sessionmaker[Sess
     complete(db, chunk, "a")
     with transaction(db) as session:
         found = store.find_rendered(session, content_hash=chunk.content_hash)
-        assert found is not None and (found.object_key, found.duration, found.sample_rate) == ("k", 1.5, 22050)
+        assert found is not None and (found.object_key, found.duration, found.sample_rate) == (
+            "k",
+            1.5,
+            22050,
+        )
 
 
 def test_get_job_by_prefix_and_clear_errors(db: sessionmaker[Session]) -> None:

@@ -10,14 +10,25 @@ from pipeline.config import load_settings
 from pipeline.errors import InputError, NotFoundError
 from pipeline.storage import LocalObjectStore, S3ObjectStore, chunk_key, content_hash, open_store
 
-BASE = {"text": "Hello there.", "voice": "v", "engine": "piper", "model_version": "1", "params": {"rate": 1.0}}
+BASE = {
+    "text": "Hello there.",
+    "voice": "v",
+    "engine": "piper",
+    "model_version": "1",
+    "params": {"rate": 1.0},
+}
 
 
 def test_content_hash_changes_with_every_input_that_changes_audio() -> None:
     reference = content_hash(**BASE)  # type: ignore[arg-type]
     assert reference == content_hash(**BASE)  # type: ignore[arg-type]
-    for field, value in [("text", "Hello there!"), ("voice", "w"), ("engine", "maya1"),
-                         ("model_version", "2"), ("params", {"rate": 1.1})]:
+    for field, value in [
+        ("text", "Hello there!"),
+        ("voice", "w"),
+        ("engine", "maya1"),
+        ("model_version", "2"),
+        ("params", {"rate": 1.1}),
+    ]:
         assert content_hash(**{**BASE, field: value}) != reference, field  # type: ignore[arg-type]
     assert content_hash(**{**BASE, "params": {"b": 1, "a": 2}}) == content_hash(  # type: ignore[arg-type]
         **{**BASE, "params": {"a": 2, "b": 1}}
