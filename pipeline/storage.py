@@ -137,6 +137,7 @@ class S3ObjectStore:
         self.prefix = prefix.strip("/")
         self.client = client
         self.presign_seconds = presign_seconds
+        self._bucket_ok = False
 
     @classmethod
     def from_settings(cls, url: str, settings: Settings) -> S3ObjectStore:
@@ -165,29 +166,41 @@ class S3ObjectStore:
         key = check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _error(self, exc: Exception, key: str) -> Exception:
+    def _error(self, exc: Exception, full_key: str) -> Exception:
         from botocore.exceptions import ClientError
 
+        where = f"s3://{self.bucket}/{full_key}"
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                return NotFoundError(f"no object s3://{self.bucket}/{self._key(key)}")
+                return NotFoundError(f"no object {where}")
             if code == "NoSuchBucket":
                 return InputError(f"S3 bucket {self.bucket} does not exist")
             if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return InputError(f"S3 refused access to s3://{self.bucket} ({code})")
-        return RetryableError(f"S3 request for {key} failed: {exc}")
+        return RetryableError(f"S3 request for {where} failed: {' '.join(str(exc).split())}")
+
+    def _check_bucket(self) -> None:
+        """A bare 404 on HEAD cannot tell a missing key from a missing bucket: ask once."""
+        from botocore.exceptions import ClientError
+
+        if self._bucket_ok:
+            return
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchBucket", "NotFound"):
+                raise InputError(f"S3 bucket {self.bucket} does not exist") from exc
+            raise self._error(exc, "") from exc
+        self._bucket_ok = True
 
     def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
         from botocore.exceptions import ClientError
 
+        full = self._key(key)
         try:
             self.client.put_object(
-                Bucket=self.bucket,
-                Key=self._key(key),
-                Body=data,
-                ContentType=content_type,
-                IfNoneMatch="*",
+                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, IfNoneMatch="*"
             )
             return True
         except ClientError as exc:
@@ -197,40 +210,42 @@ class S3ObjectStore:
             if code == "ConditionalRequestConflict":
                 # A concurrent write of the same key is in flight; the key is content-addressed,
                 # so once it lands it holds the same bytes.
-                raise RetryableError(f"concurrent write of {key}; retry") from exc
-            raise self._error(exc, key) from exc
+                raise RetryableError(f"concurrent write of {full}; retry") from exc
+            raise self._error(exc, full) from exc
         except Exception as exc:
-            raise self._error(exc, key) from exc
+            raise self._error(exc, full) from exc
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
+        full = self._key(key)
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type
+                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type
             )
         except Exception as exc:
-            raise self._error(exc, key) from exc
+            raise self._error(exc, full) from exc
 
     def get(self, key: str) -> bytes:
+        full = self._key(key)
         try:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))[
-                "Body"
-            ].read()
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=full)["Body"].read()
             return body
         except Exception as exc:
-            raise self._error(exc, key) from exc
+            raise self._error(exc, full) from exc
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
+        full = self._key(key)
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            self.client.head_object(Bucket=self.bucket, Key=full)
             return True
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+                self._check_bucket()
                 return False
-            raise self._error(exc, key) from exc
+            raise self._error(exc, full) from exc
         except Exception as exc:
-            raise self._error(exc, key) from exc
+            raise self._error(exc, full) from exc
 
     def url(self, key: str) -> str:
         url: str = self.client.generate_presigned_url(

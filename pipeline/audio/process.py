@@ -7,6 +7,7 @@ import wave
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pyloudnorm
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import resample_poly
@@ -80,26 +81,33 @@ def from_wav_bytes(data: bytes) -> tuple[AudioArray, int]:
     return (pcm.astype(np.float32) / 32767.0), rate
 
 
+def _oversampled_peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
+    """Per input sample, the largest magnitude among its 4x-oversampled points (BS.1770-4)."""
+    upsampled = resample_poly(audio, 4, 1).astype(np.float32, copy=False)
+    return np.abs(upsampled).reshape(-1, 4).max(axis=1)
+
+
 def true_peak(audio: AudioArray, sample_rate: int, *, floor: float = 0.0) -> float:
     """Peak of the signal oversampled 4x (the ITU-R BS.1770-4 true-peak method), linear.
 
-    Only 1024-sample blocks whose sample peak exceeds `floor` are oversampled (with 32
-    samples of context each side); pass floor=ceiling/2 when you only need to know whether
-    a ceiling is crossed: an intersample peak more than 6 dB over its samples does not
-    occur in speech.
+    With `floor`, only 1024-sample blocks whose sample peak exceeds it are oversampled (with
+    32 samples of filter context each side), when they are few; pass floor=ceiling/2 when
+    you only need to know whether a ceiling is crossed: an intersample peak more than 6 dB
+    over its samples does not occur in speech.
     """
     if audio.size == 0:
         return 0.0
-    sample_peak = float(np.max(np.abs(audio)))
-    if floor <= 0.0:
-        return max(sample_peak, float(np.max(np.abs(resample_poly(audio, 4, 1)))))
     block, pad = 1024, 32
     n_blocks = -(-len(audio) // block)
     padded = np.zeros(n_blocks * block, np.float32)
     padded[: len(audio)] = np.abs(audio)
     peaks = padded.reshape(n_blocks, block).max(axis=1)
-    best = sample_peak
-    for index in np.flatnonzero(peaks > floor).tolist():
+    loud_blocks = np.flatnonzero(peaks > floor).tolist()
+    if len(loud_blocks) > n_blocks // 8:
+        # Many small filter designs cost more than one pass over everything.
+        return float(_oversampled_peaks(audio).max())
+    best = float(peaks.max())
+    for index in loud_blocks:
         start, stop = index * block, min(len(audio), (index + 1) * block)
         lo, hi = max(0, start - pad), min(len(audio), stop + pad)
         # The padding is filter context only: its edges ring against the implied zeros.
@@ -121,18 +129,18 @@ class LoudnessReport:
     limited: bool
 
 
-def _limit(audio: AudioArray, sample_rate: int, ceiling: float) -> AudioArray:
-    """A look-ahead peak limiter: no sample (oversampled) goes above `ceiling`.
+def _limiter_gain(
+    over: npt.NDArray[np.float32], sample_rate: int, ceiling: float
+) -> npt.NDArray[np.float32]:
+    """A look-ahead peak limiter's gain curve for oversampled peaks `over`.
 
-    The needed gain per sample is min-filtered over 2 windows and then averaged over one,
+    The gain each sample needs is min-filtered over two windows and averaged over one,
     which keeps the smoothed gain at or below the needed gain everywhere (no overs) while
     ramping over ~5 ms instead of clipping.
     """
     window = max(3, int(sample_rate * 0.005)) | 1
-    over = np.abs(resample_poly(audio, 4, 1)).reshape(-1, 4).max(axis=1)[: len(audio)]
-    need = np.minimum(1.0, ceiling / np.maximum(over, 1e-12))
-    gain = uniform_filter1d(minimum_filter1d(need, size=2 * window), size=window)
-    return (audio * gain).astype(np.float32)
+    need = np.minimum(np.float32(1.0), np.float32(ceiling) / np.maximum(over, np.float32(1e-12)))
+    return uniform_filter1d(minimum_filter1d(need, size=2 * window), size=window)
 
 
 def normalize_loudness(
@@ -140,33 +148,35 @@ def normalize_loudness(
 ) -> tuple[AudioArray, LoudnessReport]:
     """Gain to `target_lufs` integrated loudness, then limit true peaks under `ceiling_dbtp`.
 
-    Audio too short or too quiet to measure (under 0.4 s, or silent) is only peak-limited.
+    Limiting lowers loudness, so the gain is raised and the limiter run again (at most
+    three times) until the result is within 0.2 LU of the target. The oversampled peaks
+    are computed once: they scale with the gain. Audio too short or too quiet to measure
+    (under 0.4 s, or silent) is only peak-limited.
     """
     meter = pyloudnorm.Meter(sample_rate)
-    measurable = len(audio) >= int(0.4 * sample_rate) and np.any(np.abs(audio) > 1e-5)
+    measurable = len(audio) >= int(0.4 * sample_rate) and bool(np.any(np.abs(audio) > 1e-5))
     before = (
         float(meter.integrated_loudness(audio.astype(np.float64))) if measurable else float("-inf")
     )
     gain_db = target_lufs - before if np.isfinite(before) else 0.0
-    out = (audio * np.float32(10 ** (gain_db / 20))).astype(np.float32)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
-    peak = true_peak(out, sample_rate, floor=ceiling / 2)
-    limited = peak > ceiling
+    gain = 10 ** (gain_db / 20)
+    over = _oversampled_peaks(audio) if audio.size else np.zeros(0, np.float32)
+    if audio.size == 0 or float(over.max()) * gain <= ceiling:
+        out = (audio * np.float32(gain)).astype(np.float32)
+        peak = float(over.max()) * gain if audio.size else 0.0
+        return out, LoudnessReport(before, before + gain_db, gain_db, db(peak), False)
     after = before + gain_db
-    source = out
     for _ in range(3):
-        if peak <= ceiling:
-            break
-        # Limiting lowers loudness; make it up and limit again until within 0.2 LU.
-        out = _limit(source, sample_rate, ceiling)
-        peak = true_peak(out, sample_rate, floor=ceiling / 2)
+        out = (
+            audio * np.float32(gain) * _limiter_gain(over * np.float32(gain), sample_rate, ceiling)
+        ).astype(np.float32)
         if not measurable:
             break
         after = float(meter.integrated_loudness(out.astype(np.float64)))
         if abs(after - target_lufs) <= 0.2:
             break
-        makeup = target_lufs - after
-        gain_db += makeup
-        source = (source * np.float32(10 ** (makeup / 20))).astype(np.float32)
-        peak = true_peak(source, sample_rate, floor=ceiling / 2)
-    return out, LoudnessReport(before, after, gain_db, db(peak), limited)
+        gain *= 10 ** ((target_lufs - after) / 20)
+    return out, LoudnessReport(
+        before, after, float(db(gain)), db(true_peak(out, sample_rate)), True
+    )

@@ -25,6 +25,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def one_line(error: object) -> str:
+    """A driver's multi-line message as one line."""
+    return " ".join(str(error).split())
+
+
 def create_db_engine(url: str) -> Engine:
     """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, its folder created."""
     try:
@@ -83,7 +88,7 @@ def upgrade(engine: Engine) -> str | None:
         return current_revision(engine)
     except OperationalError as exc:
         raise RetryableError(
-            f"database {engine.url.render_as_string()} unreachable: {exc.orig}"
+            f"database {engine.url.render_as_string()} unreachable: {one_line(exc.orig)}"
         ) from exc
 
 
@@ -93,7 +98,7 @@ def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
         at, head = current_revision(engine), head_revision(engine)
     except OperationalError as exc:
         raise RetryableError(
-            f"database {engine.url.render_as_string()} unreachable: {exc.orig}"
+            f"database {engine.url.render_as_string()} unreachable: {one_line(exc.orig)}"
         ) from exc
     if at == head:
         return

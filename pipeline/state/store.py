@@ -385,6 +385,9 @@ def lease_chunks(
         .where(Chunk.job_id == job_id, available)
         .order_by(Chunk.seq)
         .limit(limit)
+        # Rows another session is leasing right now are skipped, not waited on: otherwise
+        # this caller would block, then find them taken and go home with nothing.
+        .with_for_update(skip_locked=True)
     ).all()
     expires = now + ttl
     leases: list[ChunkLease] = []

@@ -126,7 +126,10 @@ def s3_client(s3_endpoint: str) -> S3Client:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=s3_endpoint, region_name=S3_REGION, aws_access_key_id=S3_KEY,
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name=S3_REGION,
+        aws_access_key_id=S3_KEY,
         aws_secret_access_key=S3_KEY,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
@@ -147,7 +150,12 @@ S3_PREFIX = "audio/v1"
 def s3_settings(s3_endpoint: str, s3_bucket: str, tmp_path: Path) -> Settings:
     """Test-tone settings whose chunk storage is s3://<fresh bucket>/audio/v1 on the moto server."""
     return load_settings(
-        engine="test-tone", data_dir=tmp_path / "data", output_format="wav",
-        storage_url=f"s3://{s3_bucket}/{S3_PREFIX}", s3_endpoint_url=s3_endpoint,
-        s3_region=S3_REGION, s3_access_key_id=S3_KEY, s3_secret_access_key=S3_KEY,
+        engine="test-tone",
+        data_dir=tmp_path / "data",
+        output_format="wav",
+        storage_url=f"s3://{s3_bucket}/{S3_PREFIX}",
+        s3_endpoint_url=s3_endpoint,
+        s3_region=S3_REGION,
+        s3_access_key_id=S3_KEY,
+        s3_secret_access_key=S3_KEY,
     )

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections import Counter
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,13 +23,15 @@ from tests.unit.test_state import TTL, lease, new_job
 def test_state_tests_here_run_on_postgresql(db: sessionmaker[Session]) -> None:
     with db() as session:
         assert session.get_bind().dialect.name == "postgresql"
-        assert session.execute(text("SELECT current_database()")).scalar_one().startswith(
-            "voicebatch_it_"
+        assert (
+            session.execute(text("SELECT current_database()"))
+            .scalar_one()
+            .startswith("voicebatch_it_")
         )
 
 
 def test_each_test_gets_a_database_of_its_own(db: sessionmaker[Session]) -> None:
-    # Runs after (and alongside) tests that create jobs: it must see none of their rows.
+    # Runs after tests that created jobs: it must see none of their rows.
     with transaction(db) as session:
         assert store.list_jobs(session) == []
     new_job(db)
@@ -39,8 +40,11 @@ def test_each_test_gets_a_database_of_its_own(db: sessionmaker[Session]) -> None
 
 
 def _lease_until_done(
-    db: sessionmaker[Session], job_id: uuid.UUID, owner: str, start: threading.Barrier,
-    leased: list[uuid.UUID], empty_while_pending: list[int],
+    db: sessionmaker[Session],
+    job_id: uuid.UUID,
+    owner: str,
+    start: threading.Barrier,
+    leased: list[uuid.UUID],
 ) -> None:
     start.wait()
     while True:
@@ -48,14 +52,13 @@ def _lease_until_done(
             got = store.lease_chunks(
                 session, job_id=job_id, owner=owner, limit=3, ttl=TTL, max_attempts=3
             )
-        leased.extend(lease.chunk_id for lease in got)
+        leased.extend(chunk.chunk_id for chunk in got)
         if got:
             continue
         with transaction(db) as session:
             pending = store.job_progress(session, job_id=job_id).chunks_pending
         if pending == 0:
-            return
-        empty_while_pending.append(pending)
+            return  # nothing free right now: others hold the rest
 
 
 def test_concurrent_leasing_from_threads_never_hands_out_a_chunk_twice(
@@ -65,11 +68,10 @@ def test_concurrent_leasing_from_threads_never_hands_out_a_chunk_twice(
     owners = [f"worker-{n}" for n in range(4)]
     start = threading.Barrier(len(owners))
     leased: dict[str, list[uuid.UUID]] = {owner: [] for owner in owners}
-    empty_while_pending: list[int] = []
     threads = [
         threading.Thread(
             target=_lease_until_done,
-            args=(db, job_id, owner, start, leased[owner], empty_while_pending),
+            args=(db, job_id, owner, start, leased[owner]),
         )
         for owner in owners
     ]
@@ -83,8 +85,11 @@ def test_concurrent_leasing_from_threads_never_hands_out_a_chunk_twice(
     duplicates = [chunk_id for chunk_id, n in Counter(every).items() if n > 1]
     assert duplicates == []
     with transaction(db) as session:
-        all_ids = {c.id for item in store.job_items(session, job_id=job_id)
-                   for c in store.item_chunks(session, item_id=item.id)}
+        all_ids = {
+            c.id
+            for item in store.job_items(session, job_id=job_id)
+            for c in store.item_chunks(session, item_id=item.id)
+        }
         progress = store.job_progress(session, job_id=job_id)
     assert len(all_ids) == 200 and set(every) == all_ids
     assert progress.chunks_leased == 200
@@ -93,7 +98,11 @@ def test_concurrent_leasing_from_threads_never_hands_out_a_chunk_twice(
         with transaction(db) as session:
             for chunk_id in ids:
                 assert store.complete_chunk(
-                    session, chunk_id=chunk_id, owner=owner, object_key="k", duration=1.0,
+                    session,
+                    chunk_id=chunk_id,
+                    owner=owner,
+                    object_key="k",
+                    duration=1.0,
                     sample_rate=22050,
                 )
     with transaction(db) as session:
@@ -116,11 +125,6 @@ def _wait_until_blocked_or_done(db: sessionmaker[Session], thread: threading.Thr
         time.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: lease_chunks picks candidates without FOR UPDATE SKIP LOCKED; a caller racing "
-    "another lease gets [] while chunks are pending, and render_job stops on [] (render.py)",
-)
 def test_a_lease_that_loses_a_race_takes_the_next_free_chunks(db: sessionmaker[Session]) -> None:
     job_id = new_job(db, chunks_per_item=(10,))
     second: list[store.ChunkLease] = []

@@ -1,0 +1,144 @@
+"""Embedded render vs calling Piper directly on the same sentences, in the same run.
+
+    python bench/bench_embedded.py [--source examples/aesop.md] [--rounds 3] [--write docs/benchmarks.md]
+
+Both paths load the voice once, outside the timing. The raw path is the physical floor for
+this engine: `PiperVoice.synthesize` on every sentence in a plain loop, audio discarded.
+The pipeline path is `voicebatch render` minus the CLI: ingest, segmentation, job state in
+SQLite, engine calls, trimming, chunk storage, stitching, loudness, MP3 encoding of the book
+and every chapter, manifest. Rounds alternate the two paths so drift hits both equally;
+the report gives the median of each and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.config import load_settings  # noqa: E402
+from pipeline.engines.piper import PiperEngine  # noqa: E402
+from pipeline.ingest import load_source, parse_source  # noqa: E402
+from pipeline.runner import LocalRuntime, render_file  # noqa: E402
+from pipeline.text.segment import split_sentences  # noqa: E402
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def raw_loop(voice: object, sentences: list[str]) -> tuple[float, float]:
+    """Seconds of wall time and of audio for Piper on each sentence, nothing else."""
+    started = time.perf_counter()
+    samples = 0
+    for sentence in sentences:
+        for chunk in voice.synthesize(sentence):  # type: ignore[attr-defined]
+            samples += len(chunk.audio_float_array)
+    return time.perf_counter() - started, samples / 22050
+
+
+def pipeline_run(
+    engine: PiperEngine, source: Path, fmt: str
+) -> tuple[float, float, dict[str, float]]:
+    """Seconds of wall time and of finished audio for a full embedded render, fresh state."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(engine="piper", output_format=fmt, data_dir=Path(tmp) / "data")
+        runtime = LocalRuntime.open(settings)
+        runtime.engine = engine
+        checked = load_source(source)
+        started = time.perf_counter()
+        outcome = render_file(runtime, checked, output_dir=Path(tmp) / "out")
+        wall = time.perf_counter() - started
+        assert outcome.assembly is not None
+        timings = dict(outcome.seconds)
+        timings["engine"] = outcome.stats.engine_seconds
+        return wall, outcome.assembly.duration, timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--source", type=Path, default=ROOT / "examples" / "aesop.md")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--format", default="mp3")
+    parser.add_argument("--write", type=Path, help="append the report to this Markdown file")
+    args = parser.parse_args()
+
+    document = parse_source(load_source(args.source))
+    sentences = [s for ch in document.chapters for p in ch.paragraphs for s in split_sentences(p)]
+    engine = PiperEngine()  # one loaded voice serves both paths
+    voice = engine._voices[engine.default_voice]
+    raw_loop(voice, sentences[:2])  # warm onnxruntime up
+
+    raw_times, ours_times, parts = [], [], []
+    audio_raw = audio_ours = 0.0
+    for round_ in range(args.rounds):
+        order = ["raw", "ours"] if round_ % 2 == 0 else ["ours", "raw"]
+        for which in order:
+            if which == "raw":
+                seconds, audio_raw = raw_loop(voice, sentences)
+                raw_times.append(seconds)
+            else:
+                seconds, audio_ours, timings = pipeline_run(engine, args.source, args.format)
+                ours_times.append(seconds)
+                parts.append(timings)
+        print(
+            f"round {round_ + 1}: raw {raw_times[-1]:.2f} s, pipeline {ours_times[-1]:.2f} s",
+            flush=True,
+        )
+
+    raw, ours = statistics.median(raw_times), statistics.median(ours_times)
+    median_part = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
+    overhead = ours / raw - 1
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
+    report = f"""
+## Embedded render vs raw Piper loop — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
+
+- Machine: {cpu_name()}, {__import__("os").cpu_count()} cores, Python {platform.python_version()},
+  piper-tts {metadata.version("piper-tts")}, onnxruntime {metadata.version("onnxruntime")}, commit {git.stdout.strip() or "?"}
+- Command: `make bench` (`python bench/bench_embedded.py --rounds {args.rounds} --format {args.format}`)
+- Input: `{args.source.relative_to(ROOT) if args.source.is_relative_to(ROOT) else args.source}`,
+  {len(sentences)} sentences, {document.word_count} words; medians of {args.rounds} alternating rounds
+
+| path | wall time | audio | speed |
+|---|---:|---:|---:|
+| raw: `PiperVoice.synthesize` per sentence, plain loop | {raw:.2f} s | {audio_raw:.1f} s | {audio_raw / raw:.1f}x real time |
+| voicebatch embedded render ({args.format}, book + chapters) | {ours:.2f} s | {audio_ours:.1f} s | {audio_ours / ours:.1f}x real time |
+| **ratio pipeline / raw** | **{ours / raw:.3f}** | | **overhead {overhead:+.1%}** (target <= +10%) |
+
+Where the pipeline's time goes (medians): engine {median_part["engine"]:.2f} s,
+planning {median_part["plan"]:.3f} s, render loop outside the engine
+{median_part["render"] - median_part["engine"]:.3f} s, assembly (stitch, loudness, encode, write)
+{median_part["assemble"]:.3f} s. Audio lengths differ because the pipeline trims silence and
+adds pauses; the ratio compares wall time for the same sentences.
+"""
+    print(report)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        if not args.write.exists():
+            args.write.write_text(
+                "# Benchmarks\n\nEach section is one run of a benchmark in `bench/`, newest last.\n"
+            )
+        with args.write.open("a") as handle:
+            handle.write(report)
+
+
+if __name__ == "__main__":
+    main()
