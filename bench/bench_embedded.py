@@ -1,6 +1,7 @@
 """Embedded render vs calling Piper directly on the same sentences, in the same run.
 
-    python bench/bench_embedded.py [--source examples/aesop.md] [--rounds 3] [--write docs/benchmarks.md]
+    python bench/bench_embedded.py [--source examples/aesop.md] [--rounds 3] [--formats mp3,flac]
+                                   [--write docs/benchmarks.md]
 
 Both paths load the voice once, outside the timing. The raw path is the physical floor for
 this engine: `PiperVoice.synthesize` on every sentence in a plain loop, audio discarded.
@@ -13,6 +14,7 @@ the report gives the median of each and their ratio.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -75,9 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--source", type=Path, default=ROOT / "examples" / "aesop.md")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--format", default="mp3")
+    parser.add_argument("--formats", default="mp3,flac", help="comma-separated output formats")
     parser.add_argument("--write", type=Path, help="append the report to this Markdown file")
     args = parser.parse_args()
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
 
     document = parse_source(load_source(args.source))
     sentences = [s for ch in document.chapters for p in ch.paragraphs for s in split_sentences(p)]
@@ -85,49 +88,58 @@ def main() -> None:
     voice = engine._voices[engine.default_voice]
     raw_loop(voice, sentences[:2])  # warm onnxruntime up
 
-    raw_times, ours_times, parts = [], [], []
-    audio_raw = audio_ours = 0.0
+    raw_times: list[float] = []
+    ours: dict[str, list[tuple[float, float, dict[str, float]]]] = {f: [] for f in formats}
+    audio_raw = 0.0
     for round_ in range(args.rounds):
-        order = ["raw", "ours"] if round_ % 2 == 0 else ["ours", "raw"]
-        for which in order:
+        paths = ["raw", *formats] if round_ % 2 == 0 else [*formats, "raw"]
+        for which in paths:
             if which == "raw":
                 seconds, audio_raw = raw_loop(voice, sentences)
                 raw_times.append(seconds)
             else:
-                seconds, audio_ours, timings = pipeline_run(engine, args.source, args.format)
-                ours_times.append(seconds)
-                parts.append(timings)
-        print(
-            f"round {round_ + 1}: raw {raw_times[-1]:.2f} s, pipeline {ours_times[-1]:.2f} s",
-            flush=True,
-        )
+                ours[which].append(pipeline_run(engine, args.source, which))
+        line = ", ".join(f"{f} {ours[f][-1][0]:.2f} s" for f in formats)
+        print(f"round {round_ + 1}: raw {raw_times[-1]:.2f} s, {line}", flush=True)
 
-    raw, ours = statistics.median(raw_times), statistics.median(ours_times)
-    median_part = {k: statistics.median(p[k] for p in parts) for k in parts[0]}
-    overhead = ours / raw - 1
+    raw = statistics.median(raw_times)
+    rows, notes = [], []
+    for fmt in formats:
+        wall = statistics.median(r[0] for r in ours[fmt])
+        audio = ours[fmt][0][1]
+        part = {k: statistics.median(r[2][k] for r in ours[fmt]) for k in ours[fmt][0][2]}
+        rows.append(
+            f"| voicebatch embedded render, {fmt} (book + chapters) | {wall:.2f} s | {audio:.1f} s "
+            f"| {audio / wall:.1f}x | **{wall / raw:.3f}** ({wall / raw - 1:+.1%}) |"
+        )
+        notes.append(
+            f"- {fmt}: engine {part['engine']:.2f} s, planning {part['plan']:.3f} s, render loop "
+            f"outside the engine {part['render'] - part['engine']:.3f} s, assembly (stitch, "
+            f"loudness, encode, write) {part['assemble']:.3f} s"
+        )
     git = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     )
+    source = args.source.relative_to(ROOT) if args.source.is_relative_to(ROOT) else args.source
     report = f"""
 ## Embedded render vs raw Piper loop — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
 
-- Machine: {cpu_name()}, {__import__("os").cpu_count()} cores, Python {platform.python_version()},
+- Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()},
   piper-tts {metadata.version("piper-tts")}, onnxruntime {metadata.version("onnxruntime")}, commit {git.stdout.strip() or "?"}
-- Command: `make bench` (`python bench/bench_embedded.py --rounds {args.rounds} --format {args.format}`)
-- Input: `{args.source.relative_to(ROOT) if args.source.is_relative_to(ROOT) else args.source}`,
-  {len(sentences)} sentences, {document.word_count} words; medians of {args.rounds} alternating rounds
+- Command: `make bench` (`python bench/bench_embedded.py --rounds {args.rounds} --formats {",".join(formats)}`)
+- Input: `{source}`, {len(sentences)} sentences, {document.word_count} words;
+  medians of {args.rounds} rounds, the paths alternating in order
 
-| path | wall time | audio | speed |
-|---|---:|---:|---:|
-| raw: `PiperVoice.synthesize` per sentence, plain loop | {raw:.2f} s | {audio_raw:.1f} s | {audio_raw / raw:.1f}x real time |
-| voicebatch embedded render ({args.format}, book + chapters) | {ours:.2f} s | {audio_ours:.1f} s | {audio_ours / ours:.1f}x real time |
-| **ratio pipeline / raw** | **{ours / raw:.3f}** | | **overhead {overhead:+.1%}** (target <= +10%) |
+| path | wall time | audio | speed (x real time) | ratio to raw |
+|---|---:|---:|---:|---:|
+| raw: `PiperVoice.synthesize` per sentence, plain loop | {raw:.2f} s | {audio_raw:.1f} s | {audio_raw / raw:.1f}x | 1.000 |
+{chr(10).join(rows)}
 
-Where the pipeline's time goes (medians): engine {median_part["engine"]:.2f} s,
-planning {median_part["plan"]:.3f} s, render loop outside the engine
-{median_part["render"] - median_part["engine"]:.3f} s, assembly (stitch, loudness, encode, write)
-{median_part["assemble"]:.3f} s. Audio lengths differ because the pipeline trims silence and
-adds pauses; the ratio compares wall time for the same sentences.
+Where the pipeline's time goes (medians):
+{chr(10).join(notes)}
+
+Audio lengths differ because the pipeline trims each chunk's silence and adds pauses; the
+ratio compares wall time for speaking the same sentences.
 """
     print(report)
     if args.write:
