@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.table import Table
@@ -246,6 +247,9 @@ def status(
     if as_json:
         console.print_json(json.dumps(info))
         return
+    output = info["output"] or ""
+    if output.startswith("file://"):
+        info["output"] = unquote(urlsplit(output).path)  # show a local folder as a path
     for key in ("id", "status", "title", "source", "engine", "voice", "format", "output"):
         console.print(f"{key:>9}: {info[key]}", highlight=False)
     console.print(

@@ -217,7 +217,5 @@ def assemble_job(
             store.fail_item(session, item_id=item_id, error=error)
         status = store.get_job(session, job_id).status
         if status == JobStatus.ASSEMBLING:
-            status = store.finish_job(
-                session, job_id=job_id, audio_seconds=duration, output_uri=book_key
-            )
+            status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
     return AssemblyResult(status, book_key, chapter_keys, duration, report, failed_chunks)

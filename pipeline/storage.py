@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -92,8 +92,9 @@ class LocalObjectStore:
 
     def _write_temp(self, path: Path, data: bytes) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
+        # open(..., "xb") rather than mkstemp: files get the user's umask (0644), not 0600.
+        tmp = str(path.parent / f".tmp-{uuid.uuid4().hex}")
+        with open(tmp, "xb") as handle:
             handle.write(data)
         return tmp
 

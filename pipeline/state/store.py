@@ -267,9 +267,7 @@ def begin_assembly(session: Session, *, job_id: uuid.UUID) -> bool:
     return _move_job(session, job_id, [JobStatus.RENDERING], JobStatus.ASSEMBLING)
 
 
-def finish_job(
-    session: Session, *, job_id: uuid.UUID, audio_seconds: float, output_uri: str | None
-) -> JobStatus:
+def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float) -> JobStatus:
     """assembling -> done, partially_failed (some items failed) or failed (all did)."""
     statuses = list(session.scalars(select(Item.status).where(Item.job_id == job_id)))
     failed = sum(1 for s in statuses if s == ItemStatus.FAILED)
@@ -292,7 +290,6 @@ def finish_job(
         [JobStatus.ASSEMBLING],
         to,
         audio_seconds=audio_seconds,
-        output_uri=output_uri,
         error=error,
     ):
         raise InputError(f"job {job_id} is not being assembled; it cannot finish")

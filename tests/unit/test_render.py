@@ -93,6 +93,12 @@ def test_render_writes_book_chapters_and_manifest(
         ends = [(c["start"], c["end"]) for c in chapter["chunks"]]
         assert ends[0][0] == 0.0 and abs(ends[-1][1] - chapter["duration"]) < 0.001
         assert all(a[1] < b[0] for a, b in pairwise(ends))  # pauses between chunks
+    with transaction(runtime.factory) as session:
+        job = store.get_job(session, outcome.job.job_id)
+        assert job.output_uri == out.resolve().as_uri()  # where the files are, kept after finishing
+        assert (
+            job.audio_seconds is not None and abs(job.audio_seconds - manifest["duration"]) < 0.001
+        )
     assert abs(manifest["loudness"]["integrated_lufs"] + 18.0) <= 0.5
     assert manifest["loudness"]["true_peak_dbtp"] <= -1.0
 

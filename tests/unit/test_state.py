@@ -239,7 +239,7 @@ def _finish_items(db: sessionmaker[Session], job_id: uuid.UUID, fail_first: bool
                 assert not store.complete_item(
                     session, item_id=item.id, object_key="again", duration=9.0
                 )
-        return store.finish_job(session, job_id=job_id, audio_seconds=4.0, output_uri="book.wav")
+        return store.finish_job(session, job_id=job_id, audio_seconds=4.0)
 
 
 def test_job_finishes_done_when_every_item_is_done(db: sessionmaker[Session]) -> None:

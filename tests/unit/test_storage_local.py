@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,9 @@ def test_local_store_writes_once(tmp_path: Path) -> None:
     store.put("out/book.mp3", b"v2", content_type="audio/mpeg")
     assert store.get("out/book.mp3") == b"v2" and store.exists("out/book.mp3")
     assert not list((tmp_path / "objects").rglob(".tmp-*"))  # no temp files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "objects" / "out" / "book.mp3").stat().st_mode & 0o777 == 0o666 & ~umask
     assert store.url("out/book.mp3").startswith("file://")
 
 
