@@ -96,7 +96,11 @@ class JobProgress:
         )
 
 
-def _rows(result: Any) -> int:
+def _update(session: Session, table: Any, where: tuple[Any, ...], **values: Any) -> int:
+    """A conditional UPDATE; returns how many rows matched, which callers check."""
+    result = session.execute(
+        update(table).where(*where).values(**values).execution_options(synchronize_session=False)
+    )
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
 
@@ -241,13 +245,15 @@ def _move_job(
     now = utcnow()
     if to in FINAL_JOB_STATUSES:
         values.setdefault("finished_at", now)
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status.in_(list(frm)))
-        .values(status=to, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
+    result = _update(
+        session,
+        Job,
+        (Job.id == job_id, Job.status.in_(list(frm))),
+        status=to,
+        updated_at=now,
+        **values,
     )
-    return _rows(result) == 1
+    return result == 1
 
 
 def start_job(session: Session, *, job_id: uuid.UUID) -> bool:
@@ -302,16 +308,14 @@ def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
         session, job_id, [s for s in JobStatus if s not in FINAL_JOB_STATUSES], JobStatus.CANCELLED
     )
     if moved:
-        session.execute(
-            update(Chunk)
-            .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED)
-            .values(
-                status=ChunkStatus.PENDING,
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
+        _update(
+            session,
+            Chunk,
+            (Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED),
+            status=ChunkStatus.PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=utcnow(),
         )
     return moved
 
@@ -328,19 +332,22 @@ def retry_failed(session: Session, *, job_id: uuid.UUID) -> int:
     ):
         return 0
     now = utcnow()
-    session.execute(
-        update(Item)
-        .where(Item.job_id == job_id, Item.status == ItemStatus.FAILED)
-        .values(status=ItemStatus.PENDING, error=None, updated_at=now)
-        .execution_options(synchronize_session=False)
+    _update(
+        session,
+        Item,
+        (Item.job_id == job_id, Item.status == ItemStatus.FAILED),
+        status=ItemStatus.PENDING,
+        error=None,
+        updated_at=now,
     )
-    return _rows(
-        session.execute(
-            update(Chunk)
-            .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
-            .values(status=ChunkStatus.PENDING, attempts=0, error=None, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    return _update(
+        session,
+        Chunk,
+        (Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED),
+        status=ChunkStatus.PENDING,
+        attempts=0,
+        error=None,
+        updated_at=now,
     )
 
 
@@ -364,17 +371,15 @@ def lease_chunks(
     """
     now = now or utcnow()
     expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
-    session.execute(
-        update(Chunk)
-        .where(Chunk.job_id == job_id, expired, Chunk.attempts >= max_attempts)
-        .values(
-            status=ChunkStatus.FAILED,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=now,
-            error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
-        )
-        .execution_options(synchronize_session=False)
+    _update(
+        session,
+        Chunk,
+        (Chunk.job_id == job_id, expired, Chunk.attempts >= max_attempts),
+        status=ChunkStatus.FAILED,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
     )
     available = or_(Chunk.status == ChunkStatus.PENDING, expired)
     candidates = session.execute(
@@ -389,19 +394,17 @@ def lease_chunks(
     expires = now + ttl
     leases: list[ChunkLease] = []
     for chunk_id, seq, text, digest, attempts in candidates:
-        result = session.execute(
-            update(Chunk)
-            .where(Chunk.id == chunk_id, available)
-            .values(
-                status=ChunkStatus.LEASED,
-                lease_owner=owner,
-                lease_expires_at=expires,
-                attempts=Chunk.attempts + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
+        result = _update(
+            session,
+            Chunk,
+            (Chunk.id == chunk_id, available),
+            status=ChunkStatus.LEASED,
+            lease_owner=owner,
+            lease_expires_at=expires,
+            attempts=Chunk.attempts + 1,
+            updated_at=now,
         )
-        if _rows(result) == 1:
+        if result == 1:
             leases.append(ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires))
     return leases
 
@@ -411,17 +414,16 @@ def renew_leases(
 ) -> int:
     """Push the expiry of every lease `owner` still holds; returns how many it holds."""
     now = now or utcnow()
-    return _rows(
-        session.execute(
-            update(Chunk)
-            .where(
-                Chunk.status == ChunkStatus.LEASED,
-                Chunk.lease_owner == owner,
-                Chunk.lease_expires_at >= now,
-            )
-            .values(lease_expires_at=now + ttl, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    return _update(
+        session,
+        Chunk,
+        (
+            Chunk.status == ChunkStatus.LEASED,
+            Chunk.lease_owner == owner,
+            Chunk.lease_expires_at >= now,
+        ),
+        lease_expires_at=now + ttl,
+        updated_at=now,
     )
 
 
@@ -438,28 +440,20 @@ def complete_chunk(
     """leased (by owner) -> done. False if the lease was lost: the caller must not count it."""
     now = utcnow()
     return (
-        _rows(
-            session.execute(
-                update(Chunk)
-                .where(
-                    Chunk.id == chunk_id,
-                    Chunk.status == ChunkStatus.LEASED,
-                    Chunk.lease_owner == owner,
-                )
-                .values(
-                    status=ChunkStatus.DONE,
-                    object_key=object_key,
-                    duration_seconds=duration,
-                    sample_rate=sample_rate,
-                    cache_hit=cache_hit,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    error=None,
-                    rendered_at=now,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+        _update(
+            session,
+            Chunk,
+            (Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
+            status=ChunkStatus.DONE,
+            object_key=object_key,
+            duration_seconds=duration,
+            sample_rate=sample_rate,
+            cache_hit=cache_hit,
+            lease_owner=None,
+            lease_expires_at=None,
+            error=None,
+            rendered_at=now,
+            updated_at=now,
         )
         == 1
     )
@@ -483,40 +477,30 @@ def fail_chunk(
     if attempts is None:
         return None
     to = ChunkStatus.PENDING if retryable and attempts < max_attempts else ChunkStatus.FAILED
-    moved = _rows(
-        session.execute(
-            update(Chunk)
-            .where(
-                Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner
-            )
-            .values(
-                status=to,
-                error=error[:4000],
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        )
+    moved = _update(
+        session,
+        Chunk,
+        (Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
+        status=to,
+        error=error[:4000],
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=utcnow(),
     )
     return to if moved else None
 
 
 def release_leases(session: Session, *, owner: str) -> int:
     """Hand back every chunk `owner` holds (a graceful stop); the attempt is not counted."""
-    return _rows(
-        session.execute(
-            update(Chunk)
-            .where(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
-            .values(
-                status=ChunkStatus.PENDING,
-                lease_owner=None,
-                lease_expires_at=None,
-                attempts=case((Chunk.attempts > 0, Chunk.attempts - 1), else_=0),
-                updated_at=utcnow(),
-            )
-            .execution_options(synchronize_session=False)
-        )
+    return _update(
+        session,
+        Chunk,
+        (Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
+        status=ChunkStatus.PENDING,
+        lease_owner=None,
+        lease_expires_at=None,
+        attempts=case((Chunk.attempts > 0, Chunk.attempts - 1), else_=0),
+        updated_at=utcnow(),
     )
 
 
@@ -563,18 +547,14 @@ def complete_item(
 ) -> bool:
     """pending -> done with its output file. Re-assembly of a done item updates nothing."""
     return (
-        _rows(
-            session.execute(
-                update(Item)
-                .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
-                .values(
-                    status=ItemStatus.DONE,
-                    object_key=object_key,
-                    duration_seconds=duration,
-                    updated_at=utcnow(),
-                )
-                .execution_options(synchronize_session=False)
-            )
+        _update(
+            session,
+            Item,
+            (Item.id == item_id, Item.status == ItemStatus.PENDING),
+            status=ItemStatus.DONE,
+            object_key=object_key,
+            duration_seconds=duration,
+            updated_at=utcnow(),
         )
         == 1
     )
@@ -583,13 +563,13 @@ def complete_item(
 def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
     """pending -> failed (some of its chunks could not be rendered)."""
     return (
-        _rows(
-            session.execute(
-                update(Item)
-                .where(Item.id == item_id, Item.status == ItemStatus.PENDING)
-                .values(status=ItemStatus.FAILED, error=error[:4000], updated_at=utcnow())
-                .execution_options(synchronize_session=False)
-            )
+        _update(
+            session,
+            Item,
+            (Item.id == item_id, Item.status == ItemStatus.PENDING),
+            status=ItemStatus.FAILED,
+            error=error[:4000],
+            updated_at=utcnow(),
         )
         == 1
     )
