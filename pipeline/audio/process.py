@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pyloudnorm
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly
+from scipy.signal import resample_poly, sosfilt
 
 from pipeline.engines.base import AudioArray
 from pipeline.errors import PermanentError
@@ -123,6 +123,51 @@ def db(value: float) -> float:
     return float(20 * np.log10(value)) if value > 0 else float("-inf")
 
 
+class LoudnessMeter:
+    """ITU-R BS.1770-4 integrated loudness (mono), vectorised.
+
+    Same K-weighting filters, block layout and gating as pyloudnorm (tests hold the two
+    within 0.01 LU), but the 400 ms blocks come from one cumulative sum instead of a
+    Python loop, and the K-weighted power can be kept: the limiter's slowly varying gain
+    curve nearly commutes with the filters (0.02 LU off on a test signal of dense
+    full-scale spikes), so each limiter iteration is re-measured without filtering the
+    whole book again.
+    """
+
+    block_seconds = 0.4
+    step = 0.25  # 75% overlap
+
+    def __init__(self, sample_rate: int) -> None:
+        filters = pyloudnorm.Meter(sample_rate)._filters.values()
+        self.sample_rate = sample_rate
+        self.gain = float(np.prod([f.passband_gain for f in filters]))
+        self.sos = np.array([np.concatenate([f.b / f.a[0], f.a / f.a[0]]) for f in filters])
+
+    def weighted_power(self, audio: AudioArray) -> npt.NDArray[np.float64]:
+        weighted = sosfilt(self.sos, audio.astype(np.float64)) * self.gain
+        return np.asarray(weighted * weighted, dtype=np.float64)
+
+    def integrated(self, power: npt.NDArray[np.float64]) -> float:
+        """Gated loudness of K-weighted power; -inf if too short (< 0.4 s) or silent."""
+        rate, block = self.sample_rate, self.block_seconds
+        blocks = round((len(power) / rate - block) / (block * self.step)) + 1
+        if len(power) < block * rate or blocks < 1:
+            return float("-inf")
+        index = np.arange(blocks)
+        lower = (block * index * self.step * rate).astype(np.int64)
+        upper = np.minimum((block * (index * self.step + 1) * rate).astype(np.int64), len(power))
+        total = np.concatenate([[0.0], np.cumsum(power)])
+        z = (total[upper] - total[lower]) / (block * rate)
+        with np.errstate(divide="ignore"):
+            loudness = -0.691 + 10 * np.log10(z)
+        gated = z[loudness >= -70.0]
+        if gated.size == 0:
+            return float("-inf")
+        relative = -0.691 + 10 * np.log10(gated.mean()) - 10.0
+        final = z[(loudness >= -70.0) & (loudness > relative)]
+        return float(-0.691 + 10 * np.log10(final.mean())) if final.size else float("-inf")
+
+
 @dataclass(frozen=True)
 class LoudnessReport:
     input_lufs: float
@@ -153,14 +198,12 @@ def normalize_loudness(
 
     Limiting lowers loudness, so the gain is raised and the limiter run again (at most
     three times) until the result is within 0.2 LU of the target. The oversampled peaks
-    are computed once: they scale with the gain. Audio too short or too quiet to measure
-    (under 0.4 s, or silent) is only peak-limited.
+    and the K-weighted power are computed once: both scale with the gain. Audio too short
+    or too quiet to measure (under 0.4 s, or silent) is only peak-limited.
     """
-    meter = pyloudnorm.Meter(sample_rate)
-    measurable = len(audio) >= int(0.4 * sample_rate) and bool(np.any(np.abs(audio) > 1e-5))
-    before = (
-        float(meter.integrated_loudness(audio.astype(np.float64))) if measurable else float("-inf")
-    )
+    meter = LoudnessMeter(sample_rate)
+    power = meter.weighted_power(audio)
+    before = meter.integrated(power)
     gain_db = target_lufs - before if np.isfinite(before) else 0.0
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
     gain = 10 ** (gain_db / 20)
@@ -170,15 +213,15 @@ def normalize_loudness(
         peak = float(over.max()) * gain if audio.size else 0.0
         return out, LoudnessReport(before, before + gain_db, gain_db, db(peak), False)
     after = before + gain_db
-    for _ in range(3):
+    for attempt in range(3):
         curve = _limiter_gain(over * np.float32(gain), sample_rate, ceiling)
-        out = (audio * np.float32(gain) * curve).astype(np.float32)
-        if not measurable:
+        if not np.isfinite(before):
             break
-        after = float(meter.integrated_loudness(out.astype(np.float64)))
-        if abs(after - target_lufs) <= 0.2:
-            break
+        after = meter.integrated(power * (gain * curve.astype(np.float64)) ** 2)
+        if abs(after - target_lufs) <= 0.2 or attempt == 2:
+            break  # the curve must stay the one computed for this gain
         gain *= 10 ** ((target_lufs - after) / 20)
+    out = (audio * np.float32(gain) * curve).astype(np.float32)
     # The limiter's own estimate (oversampled peaks times its gain curve) is the true peak
     # to within the 0.1 dB margin; tests measure the output independently.
     peak = float(np.max(over * np.float32(gain) * curve))

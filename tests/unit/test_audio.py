@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.audio.encode import decode, encode
 from pipeline.audio.process import (
+    LoudnessMeter,
     from_wav_bytes,
     normalize_loudness,
     to_wav_bytes,
@@ -82,7 +83,9 @@ def test_loudness_hits_target_and_true_peak_stays_under_ceiling() -> None:
     out, report = normalize_loudness(audio, SR, target_lufs=-18.0, ceiling_dbtp=-1.0)
     measured = pyloudnorm.Meter(SR).integrated_loudness(out.astype(np.float64))
     assert abs(measured + 18.0) <= 0.5
-    assert abs(report.output_lufs - measured) < 0.01
+    # The report re-measures through the limiter's gain curve instead of re-filtering: 0.017 LU
+    # off on this spiky signal, well inside the 0.2 LU the limiter loop aims for.
+    assert abs(report.output_lufs - measured) < 0.05
     assert 20 * np.log10(true_peak(out, SR)) <= -1.0
     assert report.limited  # full-scale peaks at -18 LUFS needed the limiter
 
@@ -126,3 +129,21 @@ def test_lossless_formats_are_sample_exact() -> None:
     audio = tone(1.0)
     for fmt in ("wav", "flac"):
         np.testing.assert_allclose(decode(encode(audio, SR, fmt)).audio, audio, atol=1.5 / 32767)
+
+
+@pytest.mark.parametrize("rate", [22050, 24000, 44100, 48000])
+def test_vectorised_meter_agrees_with_pyloudnorm(rate: int) -> None:
+    rng = np.random.default_rng(rate)
+    signals = [
+        speechlike(7.3, seed=1),
+        (0.1 * rng.standard_normal(int(rate * 3.05))).astype(np.float32),
+        np.concatenate(
+            [np.zeros(rate), 0.3 * np.sin(np.arange(rate * 2) * 0.05), np.zeros(rate // 3)]
+        ).astype(np.float32),
+    ]
+    meter = LoudnessMeter(rate)
+    for signal in signals:
+        expected = pyloudnorm.Meter(rate).integrated_loudness(signal.astype(np.float64))
+        assert abs(meter.integrated(meter.weighted_power(signal)) - expected) < 0.01
+    assert meter.integrated(meter.weighted_power(np.zeros(rate // 4, np.float32))) == float("-inf")
+    assert meter.integrated(meter.weighted_power(np.zeros(rate, np.float32))) == float("-inf")
