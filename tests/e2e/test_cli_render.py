@@ -196,6 +196,11 @@ def write(path: Path, content: bytes) -> Path:
             ["--format", "aiff"],
             "invalid setting output_format",
         ),
+        (
+            lambda d: write(d / "ok.md", b"# T\n\nHello."),
+            ["--voice", "/nope/v.onnx"],
+            "unknown piper voice '/nope/v.onnx'",
+        ),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line_and_creates_no_job(

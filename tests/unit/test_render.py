@@ -202,3 +202,16 @@ def test_bad_input_creates_no_job(
         check_inputs(tmp_path / "missing.md", settings.model_copy(update={"engine": "nope"}))
     with transaction(runtime.factory) as session:
         assert store.list_jobs(session) == []
+
+
+def test_output_folder_problems_are_found_before_any_work(tmp_path: Path) -> None:
+    from pipeline.runner import check_output_dir
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match="exists and is not a folder"):
+        check_output_dir(blocker)
+    with pytest.raises(InputError, match="cannot create output folder"):
+        check_output_dir(blocker / "sub")
+    made = check_output_dir(tmp_path / "new" / "out")
+    assert made.is_dir() and made.is_absolute()
