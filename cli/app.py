@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import unquote, urlsplit
 
 import typer
+from rich.logging import RichHandler
 from rich.table import Table
 
 from cli.output import clock, console, err_console, render_progress, reported_errors
@@ -50,6 +53,12 @@ def root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     _state["debug"] = debug
+    # Warnings go through the same console as the progress bar, so they do not tear it.
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
+    )
 
 
 @app.command()
@@ -115,6 +124,16 @@ def render(
                 f"{verb} job [bold]{job.job_id}[/] ({job.chunks_total} chunks)", highlight=False
             )
 
+        stopped: dict[str, int] = {}
+
+        def stop(signum: int, _frame: object) -> None:
+            # SIGTERM and SIGHUP stop a render like Ctrl-C: leases are handed back on the
+            # way out, so the next run resumes at once instead of waiting for them to expire.
+            stopped["signal"] = signum
+            raise KeyboardInterrupt
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stop)
         try:
             with render_progress(not quiet) as progress:
                 outcome = render_file(
@@ -129,7 +148,7 @@ def render(
             err_console.print(
                 "\n[yellow]interrupted[/]: progress is saved; run the same command to resume"
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + stopped.get("signal", signal.SIGINT)) from None
     _print_outcome(outcome)
 
 

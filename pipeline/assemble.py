@@ -22,7 +22,7 @@ from pipeline.audio.encode import codec_for, encode
 from pipeline.audio.process import LoudnessReport, from_wav_bytes, normalize_loudness
 from pipeline.audio.stitch import ChunkAudio, Pauses, stitch
 from pipeline.engines.base import AudioArray
-from pipeline.errors import InputError, PermanentError
+from pipeline.errors import InputError, PermanentError, RetryableError
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, JobStatus
@@ -105,7 +105,7 @@ def assemble_job(
     with transaction(factory) as session:
         job = store.get_job(session, job_id)
         if job.status == JobStatus.RENDERING and not store.begin_assembly(session, job_id=job_id):
-            raise InputError(f"job {job_id} still has chunks to render")
+            raise RetryableError(f"job {job_id} still has chunks being rendered; try again later")
         if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
             raise InputError(f"job {job_id} is {job.status}; it cannot be assembled")
         session.refresh(job)

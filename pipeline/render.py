@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -17,9 +18,10 @@ from pipeline.audio.process import to_wav_bytes, trim_silence
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
-from pipeline.errors import InputError, RetryableError, VoicebatchError
+from pipeline.errors import InputError, PermanentError, RetryableError, VoicebatchError
 from pipeline.state import store
 from pipeline.state.db import transaction
+from pipeline.state.models import ChunkStatus
 from pipeline.state.store import ChunkLease
 from pipeline.storage import ObjectStore, chunk_key
 
@@ -29,6 +31,16 @@ log = logging.getLogger(__name__)
 def worker_id() -> str:
     """A lease owner name unique to this process and run."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 @dataclass
@@ -75,6 +87,7 @@ class ChunkRenderer:
         self.settings = settings
         self.owner = owner or worker_id()
         self.stats = RenderStats()
+        self.backoff = 0.0  # seconds to wait before the next lease, after a retryable failure
 
     def _complete(
         self, lease: ChunkLease, key: str, duration: float, rate: int, *, cached: bool
@@ -100,9 +113,9 @@ class ChunkRenderer:
 
     def _fail(self, lease: ChunkLease, exc: BaseException) -> None:
         retryable = isinstance(exc, RetryableError)
-        message = f"{type(exc).__name__}: {exc}"
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
         with transaction(self.factory) as session:
-            store.fail_chunk(
+            outcome = store.fail_chunk(
                 session,
                 chunk_id=lease.chunk_id,
                 owner=self.owner,
@@ -110,9 +123,15 @@ class ChunkRenderer:
                 retryable=retryable,
                 max_attempts=self.settings.max_attempts,
             )
-        self.stats.failed += 0 if retryable else 1
+        if outcome == ChunkStatus.FAILED:
+            self.stats.failed += 1
+        elif outcome == ChunkStatus.PENDING:
+            # Retried by a later lease; wait first, longer each attempt (with jitter).
+            self.backoff = max(
+                self.backoff, min(30.0, 0.5 * 2**lease.attempts) * random.uniform(0.5, 1.0)
+            )
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
-        log.warning("chunk %s failed: %s", lease.seq, message)
+        log.warning("chunk %s failed (attempt %s): %s", lease.seq, lease.attempts, message)
 
     def _from_cache(self, lease: ChunkLease) -> bool:
         with transaction(self.factory) as session:
@@ -165,6 +184,10 @@ class ChunkRenderer:
                 continue
             try:
                 audio = trim_silence(result.audio, result.sample_rate)
+                if audio.size == 0:
+                    raise PermanentError(
+                        f"the engine produced no audible speech for {lease.text[:60]!r}"
+                    )
                 key = chunk_key(lease.content_hash)
                 self.objects.put_if_absent(
                     key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
@@ -174,6 +197,36 @@ class ChunkRenderer:
                 )
             except VoicebatchError as exc:
                 self._fail(lease, exc)
+
+    poll_seconds = 1.0
+
+    def _progress(self, job_id: uuid.UUID) -> RenderProgress:
+        with transaction(self.factory) as session:
+            counts = store.job_progress(session, job_id=job_id)
+        return RenderProgress(
+            counts.chunks_total,
+            counts.chunks_done,
+            counts.chunks_failed,
+            counts.audio_seconds,
+            self.stats,
+        )
+
+    def _others_hold_leases(self, job_id: uuid.UUID) -> bool:
+        """True while another owner holds chunks of this job; dead local owners are released.
+
+        Owners are named host:pid:nonce, so a lease held by a process of this host that no
+        longer exists (kill -9, a crash) is handed back at once instead of after its expiry.
+        """
+        host = socket.gethostname()
+        with transaction(self.factory) as session:
+            owners = store.lease_owners(session, job_id=job_id)
+            for owner in owners:
+                owner_host, _, rest = owner.partition(":")
+                pid = rest.partition(":")[0]
+                if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                    log.info("releasing chunks held by %s, which is no longer running", owner)
+                    store.release_leases(session, owner=owner)
+            return bool(store.lease_owners(session, job_id=job_id))
 
     def render_job(
         self, job_id: uuid.UUID, *, progress: ProgressCallback | None = None
@@ -190,6 +243,9 @@ class ChunkRenderer:
         ttl = timedelta(seconds=self.settings.lease_seconds)
         try:
             while True:
+                if self.backoff:
+                    time.sleep(self.backoff)
+                    self.backoff = 0.0
                 with transaction(self.factory) as session:
                     leases = store.lease_chunks(
                         session,
@@ -199,21 +255,16 @@ class ChunkRenderer:
                         ttl=ttl,
                         max_attempts=self.settings.max_attempts,
                     )
-                if not leases:
+                if leases:
+                    self.render_leases(leases, voice=voice, params=params)
+                elif not self._others_hold_leases(job_id):
                     break
-                self.render_leases(leases, voice=voice, params=params)
+                else:
+                    # Another process holds the rest: wait for it to finish them, or for
+                    # its leases to expire (then the next lease_chunks takes them over).
+                    time.sleep(self.poll_seconds)
                 if progress is not None:
-                    with transaction(self.factory) as session:
-                        counts = store.job_progress(session, job_id=job_id)
-                    progress(
-                        RenderProgress(
-                            counts.chunks_total,
-                            counts.chunks_done,
-                            counts.chunks_failed,
-                            counts.audio_seconds,
-                            self.stats,
-                        )
-                    )
+                    progress(self._progress(job_id))
         finally:
             with transaction(self.factory) as session:
                 store.release_leases(session, owner=self.owner)

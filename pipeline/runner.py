@@ -6,8 +6,10 @@ the same three steps from separate tasks.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult, assemble_job
 from pipeline.config import Settings
 from pipeline.engines import Engine, check_engine, create_engine
-from pipeline.errors import InputError
-from pipeline.ingest import SourceFile, load_source
+from pipeline.errors import InputError, NotFoundError
+from pipeline.ingest import SourceFile, load_source, parse_source
 from pipeline.plan import PlannedJob, plan_job
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.state.models import JobStatus
 from pipeline.storage import LocalObjectStore, ObjectStore, open_store
+from pipeline.text.segment import segment_paragraphs
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,14 @@ class LocalRuntime:
 def check_inputs(path: Path, settings: Settings) -> SourceFile:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
-    return load_source(path)
+    source = load_source(path)
+    document = parse_source(source)
+    if not any(
+        next(segment_paragraphs(chapter.paragraphs, settings.chunk_max_chars), None)
+        for chapter in document.chapters
+    ):
+        raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
+    return source
 
 
 def check_output_dir(path: Path) -> Path:
@@ -80,6 +90,21 @@ def check_output_dir(path: Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"output folder {path} is not writable")
     return path.resolve()
+
+
+def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
+    """True if the folder holds this job's manifest and every file it lists.
+
+    Another job may have written into the same folder since, or a file may be gone.
+    """
+    try:
+        manifest = json.loads(output_store.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError):
+        return False
+    if manifest.get("job_id") != str(job_id):
+        return False
+    files = [manifest.get("file")] + [c.get("file") for c in manifest.get("chapters", [])]
+    return all(isinstance(f, str) and output_store.exists(f) for f in files if f is not None)
 
 
 def render_file(
@@ -125,7 +150,7 @@ def render_file(
     mark = time.perf_counter()
     assembly = None
     finished = planned.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED)
-    if not (finished and stats.rendered == 0 and output_store.exists(MANIFEST_KEY)):
+    if not (finished and stats.rendered == 0 and outputs_current(output_store, planned.job_id)):
         assembly = assemble_job(
             runtime.factory,
             job_id=planned.job_id,

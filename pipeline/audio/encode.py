@@ -64,8 +64,17 @@ def encode(
     bitrate_kbps: int | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Encode mono float audio into a complete file of format `fmt`, returned as bytes."""
+    """Encode mono float audio into a complete file of format `fmt`, returned as bytes.
+
+    Audio shorter than 20 ms is padded with silence to 20 ms: FFmpeg's encoders fail on
+    empty input and opus writes an empty file for a few samples.
+    """
     codec = codec_for(fmt)
+    minimum = sample_rate // 50
+    if len(audio) < minimum:
+        audio = np.concatenate(
+            [audio.astype(np.float32), np.zeros(minimum - len(audio), np.float32)]
+        )
     rate = output_rate(fmt, sample_rate)
     buffer = io.BytesIO()
     with av.open(buffer, "w", format=codec.container) as container:

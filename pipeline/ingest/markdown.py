@@ -63,21 +63,30 @@ def _blocks(tokens: list[Token]) -> list[tuple[str, int, str]]:
 def parse_markdown(text: str, *, default_title: str) -> Document:
     """Parse Markdown into chapters.
 
-    Chapters start at the shallowest heading level that occurs more than once; a single
-    heading above them (the usual '# Book title') becomes the book's title.
+    The book's title is front matter's `title:`, else a first heading that is the only one
+    at the top level with deeper headings under it (the usual '# Book title'). Chapters
+    start at the shallowest of the remaining heading levels that occurs more than once
+    (else the shallowest); a shallower heading later on ('# Appendix') starts a chapter
+    too, and deeper ones are read as short paragraphs.
     """
     meta, body = _front_matter(text)
     blocks = _blocks(MarkdownIt("commonmark").enable("table").parse(body))
-    levels = Counter(level for kind, level, _ in blocks if kind == "h")
+    headings = [(index, level) for index, (kind, level, _) in enumerate(blocks) if kind == "h"]
     title = meta.get("title") or default_title
 
+    title_index: int | None = None
+    if headings:
+        first_index, first_level = headings[0]
+        top_count = sum(1 for _, level in headings if level == first_level)
+        deeper = any(level > first_level for _, level in headings)
+        if first_level == min(level for _, level in headings) and top_count == 1 and deeper:
+            title_index = first_index
+            title = meta.get("title") or blocks[first_index][2]
+    levels = Counter(level for index, level in headings if index != title_index)
     chapter_level = 0
     if levels:
         repeated = sorted(level for level, count in levels.items() if count > 1)
         chapter_level = repeated[0] if repeated else min(levels)
-        top = min(levels)
-        if top < chapter_level and levels[top] == 1:
-            title = meta.get("title") or next(t for k, lv, t in blocks if k == "h" and lv == top)
 
     chapters: list[Chapter] = []
     current_title: str | None = None
@@ -90,15 +99,14 @@ def parse_markdown(text: str, *, default_title: str) -> Document:
         else:
             chapters.append(Chapter(current_title, tuple(current) or (current_title,)))
 
-    for kind, level, content in blocks:
-        if kind == "h" and level == chapter_level:
+    for index, (kind, level, content) in enumerate(blocks):
+        if index == title_index:
+            continue
+        if kind == "h" and level <= chapter_level:
             flush()
             current_title, current = content, []
-        elif kind == "h" and level < chapter_level:
-            continue  # the book title, already taken
         else:
-            # Sub-headings are read as their own short paragraph.
-            current.append(content)
+            current.append(content)  # paragraphs, and sub-headings read as short paragraphs
     flush()
     if preamble:
         chapters.insert(0, Chapter(title, tuple(preamble)))

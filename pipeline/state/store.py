@@ -409,6 +409,16 @@ def lease_chunks(
     return leases
 
 
+def lease_owners(session: Session, *, job_id: uuid.UUID) -> list[str]:
+    """Owners currently holding leases on this job's chunks (expired leases included)."""
+    rows = session.scalars(
+        select(Chunk.lease_owner)
+        .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED)
+        .distinct()
+    )
+    return [owner for owner in rows if owner]
+
+
 def renew_leases(
     session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None
 ) -> int:

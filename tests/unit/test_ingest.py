@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.ingest import load_source, read_document
+from pipeline.ingest.plaintext import is_chapter_heading
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -129,3 +130,68 @@ def test_source_hash_follows_content(tmp_path: Path) -> None:
     b = load_source(write(tmp_path, "b.txt", "Same words."))
     c = load_source(write(tmp_path, "c.txt", "Other words."))
     assert a.sha256 == b.sha256 != c.sha256
+
+
+def test_markdown_single_chapter_keeps_the_book_title(tmp_path: Path) -> None:
+    doc = read_document(write(tmp_path, "b.md", "# My Book\n\n## The Only Chapter\n\nSome text.\n"))
+    assert doc.title == "My Book"
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("The Only Chapter", ("Some text.",))
+    ]
+
+
+def test_markdown_later_top_level_heading_starts_a_chapter(tmp_path: Path) -> None:
+    doc = read_document(write(tmp_path, "b.md", "## C1\n\nA.\n\n## C2\n\nB.\n\n# Appendix\n\nC.\n"))
+    assert doc.title == "b"
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("C1", ("A.",)),
+        ("C2", ("B.",)),
+        ("Appendix", ("C.",)),
+    ]
+
+
+def test_plain_text_heading_line_directly_above_its_text(tmp_path: Path) -> None:
+    doc = read_document(
+        write(tmp_path, "b.txt", "Chapter 1\nIt was dark.\n\nChapter 2\nThe next day.\n")
+    )
+    assert [(c.title, c.paragraphs) for c in doc.chapters] == [
+        ("Chapter 1", ("It was dark.",)),
+        ("Chapter 2", ("The next day.",)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Chapter Sixty",
+        "Chapter Ninety-Nine",
+        "CHAPTER XLIV.",
+        "Part II — Winter",
+        "Chapter 12 The Long Night",
+        "CHAPTER I. THE BEGINNING",
+        "Book One",
+        "Foreword",
+    ],
+)
+def test_plain_text_heading_forms(line: str) -> None:
+    assert is_chapter_heading(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Part one of the plan was simple.",
+        "Book did not arrive in time.",
+        "Preface to the second edition is below.",
+        "Chapter and verse were quoted.",
+    ],
+)
+def test_sentences_that_start_like_headings_are_read_aloud(tmp_path: Path, line: str) -> None:
+    assert not is_chapter_heading(line)
+    doc = read_document(write(tmp_path, "b.txt", f"{line}\n\nMore.\n"))
+    assert doc.chapters[0].paragraphs == (line, "More.")
+
+
+def test_scene_break_without_blank_lines_splits_paragraphs(tmp_path: Path) -> None:
+    doc = read_document(write(tmp_path, "b.txt", "She left.\n* * *\nYears later she came back.\n"))
+    assert doc.chapters[0].paragraphs == ("She left.", "Years later she came back.")
