@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings
@@ -123,14 +124,23 @@ def plan_job(
     spec = build_spec(document, source, engine=engine, settings=settings, output_uri=output_uri)
     if not spec.items:
         raise InputError(f"{source.path}: has no speakable text")
-    with transaction(factory) as session:
-        previous = store.find_resumable_job(session, fingerprint=spec.fingerprint)
-        if previous is not None and fresh:
-            store.cancel_job(session, job_id=previous.id)
-            previous = None
-        if previous is not None:
-            store.retry_failed(session, job_id=previous.id)
-            session.refresh(previous)
-            return PlannedJob(previous.id, True, previous.status, previous.chunks_total)
-        job_id = store.create_job(session, spec=spec)
-        return PlannedJob(job_id, False, JobStatus.PENDING, sum(len(i.chunks) for i in spec.items))
+    try:
+        with transaction(factory) as session:
+            previous = store.find_resumable_job(session, fingerprint=spec.fingerprint)
+            if previous is not None and fresh:
+                store.cancel_job(session, job_id=previous.id)
+                previous = None
+            if previous is not None:
+                store.retry_failed(session, job_id=previous.id)
+                session.refresh(previous)
+                return PlannedJob(previous.id, True, previous.status, previous.chunks_total)
+            job_id = store.create_job(session, spec=spec)
+            total = sum(len(item.chunks) for item in spec.items)
+        return PlannedJob(job_id, False, JobStatus.PENDING, total)
+    except IntegrityError:
+        # The same command, started at the same moment, created the job first: join it.
+        with transaction(factory) as session:
+            winner = store.find_resumable_job(session, fingerprint=spec.fingerprint)
+            if winner is None:
+                raise
+            return PlannedJob(winner.id, True, winner.status, winner.chunks_total)

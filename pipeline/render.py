@@ -211,22 +211,29 @@ class ChunkRenderer:
             self.stats,
         )
 
-    def _others_hold_leases(self, job_id: uuid.UUID) -> bool:
-        """True while another owner holds chunks of this job; dead local owners are released.
+    def _wait_for_others(self, job_id: uuid.UUID) -> bool:
+        """Called when nothing is left to lease: True if the loop should go on.
 
-        Owners are named host:pid:nonce, so a lease held by a process of this host that no
-        longer exists (kill -9, a crash) is handed back at once instead of after its expiry.
+        Chunks held by a process of this host that no longer exists (kill -9, a crash)
+        are handed back at once, to be leased on the next turn; owners are named
+        host:pid:nonce. While a live owner holds chunks, wait for it to finish them (or for
+        its leases to expire, when lease_chunks takes them over).
         """
         host = socket.gethostname()
         with transaction(self.factory) as session:
-            owners = store.lease_owners(session, job_id=job_id)
-            for owner in owners:
+            released = 0
+            for owner in store.lease_owners(session, job_id=job_id):
                 owner_host, _, rest = owner.partition(":")
                 pid = rest.partition(":")[0]
                 if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
-                    log.info("releasing chunks held by %s, which is no longer running", owner)
-                    store.release_leases(session, owner=owner)
-            return bool(store.lease_owners(session, job_id=job_id))
+                    log.info("taking back chunks held by %s, which is no longer running", owner)
+                    released += store.release_leases(session, owner=owner)
+            if released:
+                return True
+            held = bool(store.lease_owners(session, job_id=job_id))
+        if held:
+            time.sleep(self.poll_seconds)
+        return held
 
     def render_job(
         self, job_id: uuid.UUID, *, progress: ProgressCallback | None = None
@@ -257,12 +264,8 @@ class ChunkRenderer:
                     )
                 if leases:
                     self.render_leases(leases, voice=voice, params=params)
-                elif not self._others_hold_leases(job_id):
+                elif not self._wait_for_others(job_id):
                     break
-                else:
-                    # Another process holds the rest: wait for it to finish them, or for
-                    # its leases to expire (then the next lease_chunks takes them over).
-                    time.sleep(self.poll_seconds)
                 if progress is not None:
                     progress(self._progress(job_id))
         finally:

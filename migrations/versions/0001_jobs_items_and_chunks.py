@@ -57,7 +57,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_jobs_fingerprint"), ["fingerprint"], unique=False)
+        batch_op.create_index(
+            "uq_jobs_fingerprint_active",
+            ["fingerprint"],
+            unique=True,
+            sqlite_where=sa.text("status IN ('pending', 'rendering', 'assembling')"),
+            postgresql_where=sa.text("status IN ('pending', 'rendering', 'assembling')"),
+        )
 
     op.create_table(
         "items",
@@ -145,6 +151,6 @@ def downgrade() -> None:
 
     op.drop_table("items")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_jobs_fingerprint"))
+        batch_op.drop_index("uq_jobs_fingerprint_active")
 
     op.drop_table("jobs")

@@ -75,7 +75,7 @@ def parse_source(source: SourceFile) -> Document:
     reader = READERS[source.reader_suffix]
     document = reader(source.text, default_title=source.path.stem)
     if not document.chapters:
-        raise InputError(f"{source.path}: has no readable text")
+        raise InputError(f"{source.path}: has no text to speak (only markup, code or symbols)")
     return document
 
 

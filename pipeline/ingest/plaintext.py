@@ -18,7 +18,9 @@ _NUMBER = rf"(?:\d{{1,4}}|{_ROMAN}|(?i:{_ROMAN})|(?i:{_NUMBER_WORD}))"
 _KEYWORD = r"(?i:chapter|part|book)"
 _STANDALONE = r"(?i:prologue|epilogue|preface|introduction|afterword|foreword)"
 _SEPARATED_TITLE = r"\s*[.:—–-]\s*[^\n]{0,80}"
-_TITLE_CASE = r"\s+(?:[A-Z0-9][\w'’-]*)(?:\s+(?:[A-Z0-9][\w'’-]*|of|the|and|a|an|in|on|to|at|for|by))*"
+_TITLE_CASE = (
+    r"\s+(?:[A-Z0-9][\w'’-]*)(?:\s+(?:[A-Z0-9][\w'’-]*|of|the|and|a|an|in|on|to|at|for|by))*"
+)
 _CHAPTER_LINE = re.compile(
     rf"^\s*(?:{_KEYWORD}\s+{_NUMBER}|{_STANDALONE})(?:{_SEPARATED_TITLE}|{_TITLE_CASE})?\s*[.:]?\s*$"
 )

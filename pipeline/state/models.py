@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -101,8 +102,21 @@ class Base(DeclarativeBase):
     )
 
 
+ACTIVE_JOB = "status IN ('pending', 'rendering', 'assembling')"
+
+
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        # One job in progress per command: two identical renders started together share it.
+        Index(
+            "uq_jobs_fingerprint_active",
+            "fingerprint",
+            unique=True,
+            sqlite_where=text(ACTIVE_JOB),
+            postgresql_where=text(ACTIVE_JOB),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     kind: Mapped[str] = mapped_column(String(16), default="book")
@@ -110,7 +124,7 @@ class Job(Base):
     author: Mapped[str | None] = mapped_column(String(500))
     source_name: Mapped[str] = mapped_column(String(1000))
     source_sha256: Mapped[str] = mapped_column(String(64))
-    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[JobStatus] = mapped_column(
         _enum(JobStatus, "job_status"), default=JobStatus.PENDING
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pipeline.audio.encode import decode
 from pipeline.config import Settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
-from pipeline.errors import InputError, PermanentError
+from pipeline.errors import InputError, PermanentError, RetryableError
 from pipeline.runner import LocalRuntime, check_inputs, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -191,17 +192,14 @@ def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(
     assert len(json.loads((tmp_path / "out" / "manifest.json").read_text())["chapters"]) == 3
 
 
-def test_bad_input_creates_no_job(
-    runtime: LocalRuntime, tmp_path: Path, settings: Settings
+def test_input_with_nothing_to_speak_is_refused_before_any_state_exists(
+    tmp_path: Path, settings: Settings
 ) -> None:
-    binary = tmp_path / "x.txt"
-    binary.write_bytes(b"\x00\x01\x02")
-    with pytest.raises(InputError):
-        check_inputs(binary, settings)
-    with pytest.raises(InputError, match="unknown engine"):
-        check_inputs(tmp_path / "missing.md", settings.model_copy(update={"engine": "nope"}))
-    with transaction(runtime.factory) as session:
-        assert store.list_jobs(session) == []
+    source = tmp_path / "code.md"
+    source.write_text("```\nprint('only code')\n```\n\n<!-- a comment -->\n\n![img](x.png)\n")
+    with pytest.raises(InputError, match="has no text to speak"):
+        check_inputs(source, settings)
+    assert not settings.data_dir.exists()  # no database, no cache folder
 
 
 def test_output_folder_problems_are_found_before_any_work(tmp_path: Path) -> None:
@@ -215,3 +213,202 @@ def test_output_folder_problems_are_found_before_any_work(tmp_path: Path) -> Non
         check_output_dir(blocker / "sub")
     made = check_output_dir(tmp_path / "new" / "out")
     assert made.is_dir() and made.is_absolute()
+
+
+class SilentOn(CountingEngine):
+    """Returns silence for chunks containing a word, as an engine might for unspeakable text."""
+
+    def __init__(self, word: str) -> None:
+        super().__init__()
+        self.word = word
+
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        results = super().render_batch(requests)
+        return [
+            SynthesisResult(np.zeros(len(r.audio) // 4, np.float32), r.sample_rate)
+            if self.word in q.text
+            else r
+            for q, r in zip(requests, results, strict=True)
+        ]
+
+
+def test_a_chunk_rendered_as_silence_fails_alone(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    outcome = run(runtime, SilentOn("Tiny"), book, tmp_path / "out")
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.PARTIALLY_FAILED
+    (failed,) = outcome.assembly.failed_chunks
+    assert "no audible speech" in failed["error"] and failed["item"] == "Second Chapter"
+    assert outcome.stats.failed == 1
+
+
+def test_leases_of_a_dead_local_process_are_taken_back_at_once(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    import socket
+    import subprocess
+    import time
+
+    from pipeline.plan import plan_job
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no running process: a renderer killed with -9
+    planned = plan_job(
+        runtime.factory,
+        check_inputs(book, runtime.settings),
+        engine=CountingEngine(),
+        settings=runtime.settings,
+        output_uri=(tmp_path / "out").resolve().as_uri(),
+    )
+    with transaction(runtime.factory) as session:
+        store.start_job(session, job_id=planned.job_id)
+        held = store.lease_chunks(
+            session,
+            job_id=planned.job_id,
+            owner=f"{socket.gethostname()}:{dead.pid}:x",
+            limit=2,
+            ttl=timedelta(minutes=5),
+            max_attempts=3,
+        )
+    assert len(held) == 2
+    engine = CountingEngine()
+    started = time.monotonic()
+    outcome = run(runtime, engine, book, tmp_path / "out")
+    assert time.monotonic() - started < 5  # not the 5-minute lease expiry
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
+    assert len(engine.requests) == 4
+
+
+def test_a_live_process_holding_chunks_is_waited_for(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    import os
+    import socket
+    import threading
+
+    from pipeline.plan import plan_job
+
+    planned = plan_job(
+        runtime.factory,
+        check_inputs(book, runtime.settings),
+        engine=CountingEngine(),
+        settings=runtime.settings,
+        output_uri=(tmp_path / "out").resolve().as_uri(),
+    )
+    other = f"{socket.gethostname()}:{os.getpid()}:other"
+    with transaction(runtime.factory) as session:
+        store.start_job(session, job_id=planned.job_id)
+        (held,) = store.lease_chunks(
+            session,
+            job_id=planned.job_id,
+            owner=other,
+            limit=1,
+            ttl=timedelta(minutes=5),
+            max_attempts=3,
+        )
+
+    def other_process_finishes() -> None:
+        # The other renderer stores its chunk and completes it half a second later.
+        audio = TestToneEngine().render_one(SynthesisRequest(held.text, "tone", {})).audio
+        from pipeline.audio.process import to_wav_bytes
+        from pipeline.storage import chunk_key
+
+        runtime.chunk_store.put_if_absent(
+            chunk_key(held.content_hash), to_wav_bytes(audio, 22050), content_type="audio/wav"
+        )
+        with transaction(runtime.factory) as session:
+            assert store.complete_chunk(
+                session,
+                chunk_id=held.chunk_id,
+                owner=other,
+                object_key=chunk_key(held.content_hash),
+                duration=len(audio) / 22050,
+                sample_rate=22050,
+            )
+
+    timer = threading.Timer(0.5, other_process_finishes)
+    timer.start()
+    engine = CountingEngine()
+    outcome = run(runtime, engine, book, tmp_path / "out")
+    timer.join()
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
+    assert held.text not in engine.requests and len(engine.requests) == 3
+
+
+def test_a_folder_overwritten_by_another_job_is_reassembled(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.md"
+    other.write_text("# Other\n\n## Only\n\nA different book entirely.\n")
+    first = run(runtime, CountingEngine(), book, tmp_path / "out")
+    run(runtime, CountingEngine(), other, tmp_path / "out")
+    again = run(runtime, CountingEngine(), book, tmp_path / "out")
+    assert again.assembly is not None  # not "already finished": the folder held the other book
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["job_id"] == str(first.job.job_id) and manifest["title"] == "A Small Book"
+
+
+def test_identical_renders_started_together_share_one_job(
+    settings: Settings, book: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    engines = [CountingEngine(), CountingEngine()]
+    outcomes: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def render(engine: CountingEngine) -> None:
+        runtime = LocalRuntime.open(settings)
+        runtime.engine = engine
+        checked = check_inputs(book, settings)
+        barrier.wait()
+        outcomes.append(render_file(runtime, checked, output_dir=tmp_path / "out"))
+
+    LocalRuntime.open(settings)  # migrate once: separate processes each migrate, threads must not
+    threads = [threading.Thread(target=render, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(outcomes) == 2
+    runtime = LocalRuntime.open(settings)
+    with transaction(runtime.factory) as session:
+        (job,) = store.list_jobs(session)
+        assert job.status == JobStatus.DONE
+    rendered = engines[0].requests + engines[1].requests
+    assert (
+        sorted(rendered) == sorted(set(rendered)) and len(rendered) == 4
+    )  # nothing rendered twice
+
+
+class AlwaysRetryable(CountingEngine):
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        if any("Tiny" in r.text for r in requests):
+            raise RetryableError("engine out of memory")
+        return super().render_batch(requests)
+
+
+def test_retryable_failures_back_off_then_fail_and_are_counted(
+    runtime: LocalRuntime, book: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.render as render_module
+
+    waits: list[float] = []
+    monkeypatch.setattr(render_module.time, "sleep", waits.append)
+    outcome = run(runtime, AlwaysRetryable(), book, tmp_path / "out")
+    assert outcome.stats.failed == 1 and outcome.assembly is not None
+    assert outcome.assembly.status == JobStatus.PARTIALLY_FAILED
+    assert len(waits) == 2 and waits[0] > 0 and waits[1] > waits[0] * 0.9  # grows with each attempt
+
+
+def test_fresh_cancels_a_job_that_is_still_rendering(runtime: LocalRuntime, tmp_path: Path) -> None:
+    source = long_book(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run(runtime, CountingEngine(interrupt_after=1), source, tmp_path / "out")
+    with transaction(runtime.factory) as session:
+        (old,) = store.list_jobs(session)
+        assert old.status == JobStatus.RENDERING
+    outcome = run(runtime, CountingEngine(), source, tmp_path / "out", fresh=True)
+    assert outcome.job.job_id != old.id and not outcome.job.resumed
+    with transaction(runtime.factory) as session:
+        assert store.get_job(session, old.id).status == JobStatus.CANCELLED
