@@ -39,6 +39,10 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove `key`; a missing key is not an error."""
+        ...
+
     def url(self, key: str) -> str:
         """A URL a client can fetch the object from (presigned for S3)."""
         ...
@@ -123,6 +127,9 @@ class LocalObjectStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -245,6 +252,13 @@ class S3ObjectStore:
                 self._check_bucket()
                 return False
             raise self._error(exc, full) from exc
+        except Exception as exc:
+            raise self._error(exc, full) from exc
+
+    def delete(self, key: str) -> None:
+        full = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full)
         except Exception as exc:
             raise self._error(exc, full) from exc
 

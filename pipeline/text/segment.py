@@ -11,6 +11,7 @@ Rules, in order of precedence:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -79,7 +80,9 @@ _LATIN_END = re.compile(rf"[.!?…]+[{re.escape(_CLOSERS)}]*(?=\s|$)")
 # CJK full-width terminators end a sentence with no space after them.
 _CJK_END = re.compile(rf"[。！？]+[{re.escape(_CLOSERS)}」』]*")
 _CLAUSE_STRONG = re.compile(r"(?<=[;:])\s+|\s+(?=[—–]\s)|(?<=[—–])\s+")
-_CLAUSE_WEAK = re.compile(r"(?<=,)\s+")
+_CLAUSE_WEAK = re.compile(r"(?<=,)\s+|(?<=[、，])")
+# Full-width clause marks need no space after them: a cut right after one is between words.
+_CLAUSE_CJK = re.compile(r"(?<=[；：])")
 
 
 @dataclass(frozen=True)
@@ -134,10 +137,23 @@ def split_sentences(paragraph: str) -> list[str]:
     return sentences
 
 
+def _grapheme_safe(text: str, cut: int) -> int:
+    """Move a hard cut back so it does not split a grapheme cluster (a base letter and its
+    combining marks, a virama and the consonant it joins, a ZWJ sequence)."""
+    while 0 < cut < len(text) and (
+        unicodedata.category(text[cut]) in ("Mn", "Mc", "Me")
+        or text[cut] in "\u200d\u200c"
+        or text[cut - 1] in "\u200d"
+        or "VIRAMA" in unicodedata.name(text[cut - 1], "")
+    ):
+        cut -= 1
+    return cut if cut > 0 else len(text[:1])
+
+
 def _best_cut(text: str, max_chars: int) -> int:
     """Index at which to cut `text` so the head fits max_chars, at the best boundary."""
     floor = max_chars // 4  # do not shave off a sliver when a better cut exists
-    for pattern in (_CLAUSE_STRONG, _CLAUSE_WEAK):
+    for pattern in (_CLAUSE_STRONG, _CLAUSE_CJK, _CLAUSE_WEAK):
         cuts = [
             m.start()
             for m in pattern.finditer(text, 0, max_chars + 1)
@@ -148,7 +164,7 @@ def _best_cut(text: str, max_chars: int) -> int:
     space = text.rfind(" ", 0, max_chars + 1)
     if space > 0:
         return space
-    return max_chars  # one token longer than the budget: nothing better exists
+    return _grapheme_safe(text, max_chars)  # one token longer than the budget
 
 
 def split_long(sentence: str, max_chars: int) -> list[str]:

@@ -27,8 +27,9 @@ def words(text: str) -> list[str]:
 @given(paragraph=PARAGRAPH, budget=st.integers(min_value=15, max_value=400))
 def test_chunks_keep_every_word_in_order_and_fit_the_budget(paragraph: str, budget: int) -> None:
     chunks = segment_paragraph(paragraph, budget)
-    # No word is lost, duplicated, reordered or cut: the tokens are exactly the input's
-    # (chunks that hold no letter or digit are dropped, so compare speakable tokens).
+    # Every letter and digit, in any script, comes through once and in order.
+    assert [c for c in "".join(chunks) if c.isalnum()] == [c for c in paragraph if c.isalnum()]
+    # Space-separated words are never cut (a full stop inside a CJK run is a sentence end).
     speakable = [w for w in words(paragraph) if any(c.isalnum() for c in w)]
     rejoined = [w for w in words(" ".join(chunks)) if any(c.isalnum() for c in w)]
     if all(len(w) <= budget for w in words(paragraph)) and "。" not in paragraph:
@@ -113,3 +114,15 @@ def test_a_single_token_longer_than_the_budget_is_cut_to_fit() -> None:
     pieces = segment_paragraph(f"See {url} now.", 50)
     assert all(len(p) <= 50 for p in pieces)
     assert "".join(pieces).replace(" ", "") == f"See{url}now."
+
+
+def test_long_cjk_sentence_splits_after_full_width_commas() -> None:
+    text = "吾輩は猫である、名前はまだ無い、どこで生れたかとんと見当がつかぬ、何でも薄暗いじめじめした所で泣いていた。"
+    pieces = split_long(text, 30)
+    assert all(p.endswith(("、", "。")) for p in pieces) and "".join(pieces) == text
+
+
+def test_hard_cut_never_splits_a_grapheme_cluster() -> None:
+    pieces = split_long("क्ष" * 40, 25)
+    assert "".join(pieces) == "क्ष" * 40
+    assert all(p.startswith("क") and p.endswith("ष") for p in pieces)
