@@ -1,34 +1,43 @@
 """Assembly: a job's rendered chunks -> book file, chapter files and manifest.json.
 
-The book and every chapter file come from one stitched, loudness-normalised array (a
-chapter file is a slice of the book), so they agree to the sample. Outputs are built from
-the database's record of chunks in reading order, never by appending, so assembling twice
-writes the same files.
+The book is never held in memory whole. Its layout (where each chunk and pause sits)
+comes from the database; mastering measures the stream of chunks and picks one gain for
+the book; the write pass then streams the mastered chunks into the book's encoder and the
+current chapter's encoder at once. A chapter file gets exactly the samples the book gets
+for that stretch, so they agree to the sample. Outputs are built from the database's
+record of chunks in reading order, never by appending, so assembling twice writes the
+same files.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import re
+import tempfile
+import threading
 import unicodedata
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audio.encode import codec_for, encode
-from pipeline.audio.process import LoudnessReport, from_wav_bytes, normalize_loudness
-from pipeline.audio.stitch import ChunkAudio, Pauses, stitch
+from pipeline.audio.encode import StreamEncoder, codec_for, output_rate
+from pipeline.audio.master import Mastering, Segment, plan_mastering
+from pipeline.audio.process import from_wav_bytes
+from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.engines.base import AudioArray
-from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, JobStatus
 from pipeline.storage import ObjectStore
 
 MANIFEST_KEY = "manifest.json"
+CACHE_BYTES = 512 * 1024 * 1024  # decoded chunks kept between passes; past this, read again
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
@@ -44,24 +53,57 @@ class AssemblyResult:
     book_key: str | None
     chapter_keys: list[str]
     duration: float
-    loudness: LoudnessReport | None
+    loudness: Mastering | None
     failed_chunks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
-class _ItemAudio:
+class _Piece:
+    seq: int
+    key: str
+    length: ChunkLength
+
+
+@dataclass(frozen=True)
+class _Chapter:
     item_id: uuid.UUID
     title: str
-    chunks: list[ChunkAudio]
+    pieces: list[_Piece]
 
 
-def _load_items(
-    session: Session, job_id: uuid.UUID, chunk_store: ObjectStore
-) -> tuple[list[_ItemAudio], list[tuple[uuid.UUID, str]], list[dict[str, Any]], int | None]:
-    ready: list[_ItemAudio] = []
+class ChunkAudioCache:
+    """Decoded chunk audio by object key, kept while under a byte budget, else read again."""
+
+    def __init__(self, objects: ObjectStore, budget_bytes: int = CACHE_BYTES) -> None:
+        self.objects = objects
+        self.budget = budget_bytes
+        self.kept: dict[str, AudioArray] = {}
+        self.size = 0
+
+    def loader(self, piece: _Piece, rate: int) -> Callable[[], AudioArray]:
+        def load() -> AudioArray:
+            audio = self.kept.get(piece.key)
+            if audio is None:
+                audio, chunk_rate = from_wav_bytes(self.objects.get(piece.key))
+                if chunk_rate != rate or len(audio) != piece.length.samples:
+                    raise PermanentError(
+                        f"chunk {piece.seq} audio ({len(audio)} samples at {chunk_rate} Hz) does "
+                        f"not match its record ({piece.length.samples} at {rate} Hz)"
+                    )
+                if self.size + audio.nbytes <= self.budget:
+                    self.kept[piece.key] = audio
+                    self.size += audio.nbytes
+            return audio
+
+        return load
+
+
+def _read_job(
+    session: Session, job_id: uuid.UUID
+) -> tuple[list[_Chapter], list[tuple[uuid.UUID, str]], list[dict[str, Any]], int | None]:
+    chapters: list[_Chapter] = []
     failed_items: list[tuple[uuid.UUID, str]] = []
     failed_chunks: list[dict[str, Any]] = []
-    cache: dict[str, tuple[AudioArray, int]] = {}
     rate: int | None = None
     for item in store.job_items(session, job_id=job_id):
         chunks = store.item_chunks(session, item_id=item.id)
@@ -81,17 +123,104 @@ def _load_items(
             continue
         pieces = []
         for chunk in chunks:
-            key = chunk.object_key
-            assert key is not None
-            if key not in cache:
-                cache[key] = from_wav_bytes(chunk_store.get(key))
-            audio, chunk_rate = cache[key]
-            if rate is not None and chunk_rate != rate:
-                raise PermanentError(f"chunk {chunk.seq} is {chunk_rate} Hz, the rest {rate} Hz")
-            rate = chunk_rate
-            pieces.append(ChunkAudio(chunk.text, chunk.paragraph_start, audio))
-        ready.append(_ItemAudio(item.id, item.title, pieces))
-    return ready, failed_items, failed_chunks, rate
+            assert (
+                chunk.object_key is not None
+                and chunk.sample_rate
+                and chunk.duration_seconds is not None
+            )
+            if rate is not None and chunk.sample_rate != rate:
+                raise PermanentError(
+                    f"chunk {chunk.seq} is {chunk.sample_rate} Hz, the rest {rate} Hz"
+                )
+            rate = chunk.sample_rate
+            samples = round(chunk.duration_seconds * chunk.sample_rate)
+            pieces.append(
+                _Piece(
+                    chunk.seq,
+                    chunk.object_key,
+                    ChunkLength(chunk.text, chunk.paragraph_start, samples),
+                )
+            )
+        chapters.append(_Chapter(item.id, item.title, pieces))
+    return chapters, failed_items, failed_chunks, rate
+
+
+def _segments(
+    chapters: list[_Chapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
+) -> list[tuple[int | None, Segment]]:
+    """Every stretch of the book in order, tagged with its chapter (None for chapter pauses)."""
+    out: list[tuple[int | None, Segment]] = []
+    cursor = 0
+    for index, (chapter, span) in enumerate(zip(chapters, spans, strict=True)):
+        if span.start > cursor:
+            out.append((None, Segment(cursor, span.start - cursor)))  # the pause between chapters
+            cursor = span.start
+        for piece, chunk in zip(chapter.pieces, span.chunks, strict=True):
+            at = span.start + chunk.start
+            if at > cursor:
+                out.append((index, Segment(cursor, at - cursor)))  # a pause inside the chapter
+            out.append((index, Segment(at, chunk.end - chunk.start, cache.loader(piece, rate))))
+            cursor = at + chunk.end - chunk.start
+    return out
+
+
+class _EncoderThread(threading.Thread):
+    """Runs encoders off the main thread (FFmpeg releases the GIL): one for the book, one
+    for the chapters in turn. Messages: ('open', key, tags), ('audio', array), ('close',)."""
+
+    def __init__(
+        self, *, output_store: ObjectStore, rate: int, fmt: str, bitrate_kbps: int | None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=8)
+        self.output_store, self.rate, self.fmt, self.bitrate = output_store, rate, fmt, bitrate_kbps
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        encoder: StreamEncoder | None = None
+        sink: Any = None
+        key = ""
+        while (message := self.inbox.get()) is not None:
+            if self.error is not None:
+                continue  # drain after a failure so the producer never blocks
+            try:
+                if message[0] == "open":
+                    key = message[1]
+                    # Lives until the "close" message, so no with-block can hold it.
+                    sink = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
+                    encoder = StreamEncoder(
+                        sink, self.rate, self.fmt, bitrate_kbps=self.bitrate, metadata=message[2]
+                    )
+                elif message[0] == "audio" and encoder is not None:
+                    encoder.write(message[1])
+                elif message[0] == "close" and encoder is not None:
+                    encoder.close()
+                    sink.seek(0)
+                    self.output_store.put_file(
+                        key, sink, content_type=codec_for(self.fmt).content_type
+                    )
+                    sink.close()
+                    encoder = None
+            except BaseException as exc:  # handed to the main thread at finish()
+                self.error = exc
+
+    def send(self, *message: Any) -> None:
+        self.inbox.put(message)
+
+    def finish(self) -> None:
+        self.inbox.put(None)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _previous_files(output_store: ObjectStore) -> set[str]:
+    try:
+        previous = json.loads(output_store.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError):
+        return set()
+    files = {previous.get("file")} | {c.get("file") for c in previous.get("chapters", [])}
+    return {f for f in files if isinstance(f, str)}
 
 
 def assemble_job(
@@ -101,61 +230,52 @@ def assemble_job(
     chunk_store: ObjectStore,
     output_store: ObjectStore,
 ) -> AssemblyResult:
-    """Stitch, normalise, encode and write a job's outputs, then record it done."""
+    """Master, encode and write a job's outputs, then record it done."""
     with transaction(factory) as session:
         job = store.get_job(session, job_id)
         if job.status == JobStatus.RENDERING and not store.begin_assembly(session, job_id=job_id):
             raise RetryableError(f"job {job_id} still has chunks being rendered; try again later")
         if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
             raise InputError(f"job {job_id} is {job.status}; it cannot be assembled")
-        session.refresh(job)
         options = dict(job.options)
-        title, author, fmt, stem = job.title, job.author, job.output_format, job.source_name
-        items, failed_items, failed_chunks, rate = _load_items(session, job_id, chunk_store)
+        title, author, fmt, source = job.title, job.author, job.output_format, job.source_name
+        chapters, failed_items, failed_chunks, rate = _read_job(session, job_id)
 
     codec = codec_for(fmt)
-    pauses = Pauses(
-        options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
-    )
     book_key: str | None = None
     chapter_keys: list[str] = []
-    report: LoudnessReport | None = None
+    mastering: Mastering | None = None
     duration = 0.0
     manifest_chapters: list[dict[str, Any]] = []
     done_items: list[tuple[uuid.UUID, str, float]] = []
-    if items and rate is not None:
-        book, spans = stitch([item.chunks for item in items], rate, pauses)
-        book, report = normalize_loudness(
-            book, rate, target_lufs=options["loudness_lufs"], ceiling_dbtp=options["true_peak_dbtp"]
+    stale = _previous_files(output_store)
+    if chapters and rate is not None:
+        pauses = Pauses(
+            options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
         )
-        duration = len(book) / rate
-        book_key = f"{slugify(stem.rsplit('/', 1)[-1].rsplit('.', 1)[0], fallback='book')}.{codec.extension}"
-        width = max(2, len(str(len(items))))
-        jobs: list[tuple[str, AudioArray, dict[str, str]]] = [
-            (book_key, book, {"title": title, "album": title, "artist": author or ""})
-        ]
-        for number, (item, span) in enumerate(zip(items, spans, strict=True), start=1):
-            key = f"chapters/{number:0{width}d}-{slugify(item.title, fallback='chapter')}.{codec.extension}"
+        spans = layout([[p.length for p in c.pieces] for c in chapters], rate, pauses)
+        segments = _segments(chapters, spans, ChunkAudioCache(chunk_store), rate)
+        mastering = plan_mastering(
+            [segment for _, segment in segments],
+            rate,
+            target_lufs=options["loudness_lufs"],
+            ceiling_dbtp=options["true_peak_dbtp"],
+        )
+        duration = spans[-1].end / rate
+        stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        book_key = f"{slugify(stem, fallback='book')}.{codec.extension}"
+        width = max(2, len(str(len(chapters))))
+        for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
+            key = f"chapters/{number:0{width}d}-{slugify(chapter.title, fallback='chapter')}.{codec.extension}"
             chapter_keys.append(key)
-            jobs.append(
-                (
-                    key,
-                    book[span.start : span.end],
-                    {
-                        "title": item.title,
-                        "album": title,
-                        "artist": author or "",
-                        "track": f"{number}/{len(items)}",
-                    },
-                )
-            )
+            seconds = (span.end - span.start) / rate
             manifest_chapters.append(
                 {
                     "index": number,
-                    "title": item.title,
+                    "title": chapter.title,
                     "file": key,
                     "start": round(span.start / rate, 3),
-                    "duration": round((span.end - span.start) / rate, 3),
+                    "duration": round(seconds, 3),
                     "start_sample": span.start,
                     "end_sample": span.end,
                     "chunks": [
@@ -168,22 +288,47 @@ def assemble_job(
                     ],
                 }
             )
-            done_items.append((item.item_id, key, (span.end - span.start) / rate))
+            done_items.append((chapter.item_id, key, seconds))
 
-        def write(job_: tuple[str, AudioArray, dict[str, str]]) -> None:
-            key, audio, tags = job_
-            data = encode(audio, rate, fmt, bitrate_kbps=options.get("bitrate_kbps"), metadata=tags)
-            output_store.put(key, data, content_type=codec.content_type)
-
-        # The book alone takes as long to encode as all chapters together: two threads
-        # (FFmpeg releases the GIL) halve the wall time.
-        def write_all(group: list[tuple[str, AudioArray, dict[str, str]]]) -> None:
-            for one in group:
-                write(one)
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for written in [pool.submit(write_all, jobs[:1]), pool.submit(write_all, jobs[1:])]:
-                written.result()
+        book = _EncoderThread(
+            output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=options.get("bitrate_kbps")
+        )
+        parts = _EncoderThread(
+            output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=options.get("bitrate_kbps")
+        )
+        book.start()
+        parts.start()
+        try:
+            book.send("open", book_key, {"title": title, "album": title, "artist": author or ""})
+            current: int | None = None
+            for chapter_index, segment in segments:
+                audio = (
+                    np.zeros(segment.length, np.float32)
+                    if segment.load is None
+                    else mastering.apply(segment.load())
+                )
+                book.send("audio", audio)
+                if chapter_index is not None and chapter_index != current:
+                    if current is not None:
+                        parts.send("close")
+                    current = chapter_index
+                    parts.send(
+                        "open",
+                        chapter_keys[current],
+                        {
+                            "title": chapters[current].title,
+                            "album": title,
+                            "artist": author or "",
+                            "track": f"{current + 1}/{len(chapters)}",
+                        },
+                    )
+                if chapter_index is not None:
+                    parts.send("audio", audio)
+            parts.send("close")
+            book.send("close")
+        finally:
+            book.finish()
+            parts.finish()
 
     manifest = {
         "job_id": str(job_id),
@@ -191,15 +336,16 @@ def assemble_job(
         "author": author,
         "format": fmt,
         "sample_rate": rate,
+        "file_sample_rate": output_rate(fmt, rate) if rate else None,
         "duration": round(duration, 3),
         "file": book_key,
         "loudness": None
-        if report is None
+        if mastering is None
         else {
-            "integrated_lufs": round(report.output_lufs, 2),
-            "true_peak_dbtp": round(report.true_peak_dbtp, 2),
-            "gain_db": round(report.gain_db, 2),
-            "limited": report.limited,
+            "integrated_lufs": round(mastering.output_lufs, 2),
+            "true_peak_dbtp": round(mastering.true_peak_dbtp, 2),
+            "gain_db": round(mastering.gain_db, 2),
+            "limited": mastering.limited,
         },
         "chapters": manifest_chapters,
         "failed_chunks": failed_chunks,
@@ -209,6 +355,10 @@ def assemble_job(
         json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
         content_type="application/json",
     )
+    # Files an earlier assembly into this folder listed and this one does not (a chapter
+    # renamed or removed since) would otherwise linger beside the new ones.
+    for key in stale - {book_key, *chapter_keys}:
+        output_store.delete(key)
 
     with transaction(factory) as session:
         for item_id, key, seconds in done_items:
@@ -218,4 +368,4 @@ def assemble_job(
         status = store.get_job(session, job_id).status
         if status == JobStatus.ASSEMBLING:
             status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
-    return AssemblyResult(status, book_key, chapter_keys, duration, report, failed_chunks)
+    return AssemblyResult(status, book_key, chapter_keys, duration, mastering, failed_chunks)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, NotFoundError, RetryableError
@@ -31,6 +32,10 @@ class ObjectStore(Protocol):
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         """Write or replace `key`."""
+        ...
+
+    def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
+        """Write or replace `key` from a file read from its current position (large outputs)."""
         ...
 
     def get(self, key: str) -> bytes:
@@ -118,6 +123,17 @@ class LocalObjectStore:
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         path = self._path(key)
         os.replace(self._write_temp(path, data), path)
+
+    def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "xb") as handle:
+                shutil.copyfileobj(source, handle, 1 << 20)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def get(self, key: str) -> bytes:
         try:
@@ -228,6 +244,16 @@ class S3ObjectStore:
         try:
             self.client.put_object(
                 Bucket=self.bucket, Key=full, Body=data, ContentType=content_type
+            )
+        except Exception as exc:
+            raise self._error(exc, full) from exc
+
+    def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
+        full = self._key(key)
+        try:
+            # Multipart past 8 MB, so a 10-hour book never sits in memory.
+            self.client.upload_fileobj(
+                source, self.bucket, full, ExtraArgs={"ContentType": content_type}
             )
         except Exception as exc:
             raise self._error(exc, full) from exc

@@ -6,7 +6,7 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import av
 import numpy as np
@@ -56,6 +56,71 @@ def output_rate(fmt: str, sample_rate: int) -> int:
     return next((r for r in sorted(codec.rates) if r >= sample_rate), max(codec.rates))
 
 
+class StreamEncoder:
+    """Encode mono float audio fed in pieces into `sink` (a seekable binary file).
+
+    Feeding the whole book chunk by chunk keeps memory at one chunk, however long the book.
+    Output shorter than 20 ms is padded with silence to 20 ms: FFmpeg's encoders fail on
+    empty input and opus writes an empty file for a few samples.
+    """
+
+    def __init__(
+        self,
+        sink: BinaryIO,
+        sample_rate: int,
+        fmt: str,
+        *,
+        bitrate_kbps: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        codec = codec_for(fmt)
+        self.sample_rate = sample_rate
+        self.rate = output_rate(fmt, sample_rate)
+        self.samples = 0
+        self.container = av.open(sink, "w", format=codec.container)
+        self.stream = cast(
+            AudioStream,
+            self.container.add_stream(
+                codec.codec, rate=self.rate, options=dict(codec.options or {})
+            ),
+        )
+        self.stream.layout = "mono"
+        kbps = bitrate_kbps or codec.default_kbps
+        if kbps:
+            self.stream.bit_rate = kbps * 1000
+        for key, value in (metadata or {}).items():
+            if value:
+                self.container.metadata[key] = value
+        self.resampler = av.AudioResampler(
+            format=self.stream.format.name,
+            layout="mono",
+            rate=self.rate,
+            frame_size=self.stream.codec_context.frame_size or None,
+        )
+
+    def write(self, audio: AudioArray) -> None:
+        step = 1 << 16
+        for offset in range(0, len(audio), step):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(audio[None, offset : offset + step], dtype=np.float32),
+                format="flt",
+                layout="mono",
+            )
+            frame.sample_rate = self.sample_rate
+            for out in self.resampler.resample(frame):
+                self.container.mux(self.stream.encode(out))
+        self.samples += len(audio)
+
+    def close(self) -> None:
+        minimum = self.sample_rate // 50
+        if self.samples < minimum:
+            self.write(np.zeros(minimum - self.samples, np.float32))
+        for out in self.resampler.resample(None):
+            self.container.mux(self.stream.encode(out))
+        self.container.mux(self.stream.encode(None))
+        self.container.close()
+
+
 def encode(
     audio: AudioArray,
     sample_rate: int,
@@ -64,50 +129,11 @@ def encode(
     bitrate_kbps: int | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Encode mono float audio into a complete file of format `fmt`, returned as bytes.
-
-    Audio shorter than 20 ms is padded with silence to 20 ms: FFmpeg's encoders fail on
-    empty input and opus writes an empty file for a few samples.
-    """
-    codec = codec_for(fmt)
-    minimum = sample_rate // 50
-    if len(audio) < minimum:
-        audio = np.concatenate(
-            [audio.astype(np.float32), np.zeros(minimum - len(audio), np.float32)]
-        )
-    rate = output_rate(fmt, sample_rate)
+    """Encode mono float audio into a complete file of format `fmt`, returned as bytes."""
     buffer = io.BytesIO()
-    with av.open(buffer, "w", format=codec.container) as container:
-        stream = cast(
-            AudioStream,
-            container.add_stream(codec.codec, rate=rate, options=dict(codec.options or {})),
-        )
-        stream.layout = "mono"
-        kbps = bitrate_kbps or codec.default_kbps
-        if kbps:
-            stream.bit_rate = kbps * 1000
-        for key, value in (metadata or {}).items():
-            if value:
-                container.metadata[key] = value
-        resampler = av.AudioResampler(
-            format=stream.format.name,
-            layout="mono",
-            rate=rate,
-            frame_size=stream.codec_context.frame_size or None,
-        )
-        step = 1 << 16
-        for offset in range(0, max(len(audio), 1), step):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(audio[None, offset : offset + step], dtype=np.float32),
-                format="flt",
-                layout="mono",
-            )
-            frame.sample_rate = sample_rate
-            for out in resampler.resample(frame):
-                container.mux(stream.encode(out))
-        for out in resampler.resample(None):
-            container.mux(stream.encode(out))
-        container.mux(stream.encode(None))
+    encoder = StreamEncoder(buffer, sample_rate, fmt, bitrate_kbps=bitrate_kbps, metadata=metadata)
+    encoder.write(audio)
+    encoder.close()
     return buffer.getvalue()
 
 

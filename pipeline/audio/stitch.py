@@ -1,13 +1,9 @@
-"""Stitch chunk audio into one book timeline; chapter files are exact slices of it."""
+"""The book's timeline: where each chapter and chunk sits, with pauses between them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-
-from pipeline.engines.base import AudioArray
 
 
 @dataclass(frozen=True)
@@ -20,10 +16,12 @@ class Pauses:
 
 
 @dataclass(frozen=True)
-class ChunkAudio:
+class ChunkLength:
+    """A rendered chunk as the layout needs it: its text, paragraph flag and length in samples."""
+
     text: str
     paragraph_start: bool
-    audio: AudioArray
+    samples: int
 
 
 @dataclass(frozen=True)
@@ -44,14 +42,15 @@ class ChapterSpan:
     chunks: tuple[ChunkSpan, ...]
 
 
-def stitch(
-    chapters: Sequence[Sequence[ChunkAudio]], sample_rate: int, pauses: Pauses
-) -> tuple[AudioArray, list[ChapterSpan]]:
-    """One array for the whole book and the span of every chapter and chunk within it.
+def layout(
+    chapters: Sequence[Sequence[ChunkLength]], sample_rate: int, pauses: Pauses
+) -> list[ChapterSpan]:
+    """The place of every chapter and chunk in the book, from lengths alone (no audio).
 
     Between chunks of a chapter: the paragraph pause before a chunk that opens a paragraph,
     else the sentence pause. Between chapters: the chapter pause. A chapter's span covers
-    its first chunk's first sample to its last chunk's last sample.
+    its first chunk's first sample to its last chunk's last sample; the book ends with the
+    last chapter.
     """
 
     def samples(ms: int) -> int:
@@ -62,31 +61,17 @@ def stitch(
         samples(pauses.paragraph_ms),
         samples(pauses.chapter_ms),
     )
-    layout: list[tuple[int, list[tuple[int, ChunkAudio]]]] = []
+    spans: list[ChapterSpan] = []
     cursor = 0
     for index, chunks in enumerate(chapters):
         if index:
             cursor += chapter_gap
-        chapter_start = cursor
-        placed: list[tuple[int, ChunkAudio]] = []
+        start = cursor
+        placed = []
         for position, chunk in enumerate(chunks):
             if position:
                 cursor += paragraph if chunk.paragraph_start else sentence
-            placed.append((cursor, chunk))
-            cursor += len(chunk.audio)
-        layout.append((chapter_start, placed))
-
-    book = np.zeros(cursor, np.float32)
-    spans: list[ChapterSpan] = []
-    for chapter_start, placed in layout:
-        chunk_spans = []
-        for offset, chunk in placed:
-            book[offset : offset + len(chunk.audio)] = chunk.audio
-            chunk_spans.append(
-                ChunkSpan(
-                    chunk.text, offset - chapter_start, offset - chapter_start + len(chunk.audio)
-                )
-            )
-        end = chunk_spans[-1].end + chapter_start if chunk_spans else chapter_start
-        spans.append(ChapterSpan(chapter_start, end, tuple(chunk_spans)))
-    return book, spans
+            placed.append(ChunkSpan(chunk.text, cursor - start, cursor - start + chunk.samples))
+            cursor += chunk.samples
+        spans.append(ChapterSpan(start, cursor, tuple(placed)))
+    return spans
