@@ -34,9 +34,9 @@ CODECS: dict[str, Codec] = {
     # difference is below the coding noise (measured on the example: SNR 25.3 dB vs 24.7 dB,
     # 500 Hz band levels within 0.4 dB up to 8 kHz).
     "mp3": Codec("mp3", "libmp3lame", "mp3", "audio/mpeg", 64, options={"compression_level": "7"}),
-    "opus": Codec(
-        "ogg", "libopus", "opus", "audio/ogg", 48, rates=(48000, 24000, 16000, 12000, 8000)
-    ),
+    # Opus runs at 48 kHz inside and decoders give 48 kHz back whatever rate went in, so
+    # encode at 48 kHz: the rate in the manifest is then the rate a player sees.
+    "opus": Codec("ogg", "libopus", "opus", "audio/ogg", 48, rates=(48000,)),
 }
 
 

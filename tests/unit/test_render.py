@@ -412,3 +412,27 @@ def test_fresh_cancels_a_job_that_is_still_rendering(runtime: LocalRuntime, tmp_
     assert outcome.job.job_id != old.id and not outcome.job.resumed
     with transaction(runtime.factory) as session:
         assert store.get_job(session, old.id).status == JobStatus.CANCELLED
+
+
+def test_files_an_earlier_assembly_listed_are_removed_when_no_longer_produced(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    source = tmp_path / "book.md"
+    source.write_text("# B\n\n## One\n\nFirst.\n\n## Two\n\nSecond.\n\n## Three\n\nThird.\n")
+    out = tmp_path / "out"
+    run(runtime, CountingEngine(), source, out)
+    (out / "notes.txt").write_text("the user's own file")
+    source.write_text("# B\n\n## One\n\nFirst.\n\n## Deux\n\nSecond.\n")
+    run(runtime, CountingEngine(), source, out)
+    assert sorted(p.name for p in (out / "chapters").iterdir()) == ["01-one.wav", "02-deux.wav"]
+    assert (out / "notes.txt").read_text() == "the user's own file"  # never listed: never touched
+
+
+def test_manifest_gives_the_output_files_own_sample_rate(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    runtime.settings = runtime.settings.model_copy(update={"output_format": "opus"})
+    run(runtime, CountingEngine(), book, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert (manifest["sample_rate"], manifest["file_sample_rate"]) == (22050, 48000)
+    assert decode(tmp_path / "out" / manifest["file"]).sample_rate == 48000
