@@ -34,8 +34,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## embedded render vs a plain Piper loop; appends to docs/benchmarks.md
+bench: install  ## embedded render vs raw Piper; assembly memory vs naive; appends to docs/benchmarks.md
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
+	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 
 clean:
 	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info

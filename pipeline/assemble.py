@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.encode import StreamEncoder, codec_for, output_rate
-from pipeline.audio.master import Mastering, Segment, plan_mastering
+from pipeline.audio.master import Mastering, Segment, oversampled_peaks, plan_mastering
 from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.engines.base import AudioArray
@@ -72,13 +73,29 @@ class _Chapter:
 
 
 class ChunkAudioCache:
-    """Decoded chunk audio by object key, kept while under a byte budget, else read again."""
+    """Decoded chunk audio (and its oversampled peaks) by object key, kept between
+    mastering passes while under a byte budget; past it, read and computed again."""
 
     def __init__(self, objects: ObjectStore, budget_bytes: int = CACHE_BYTES) -> None:
         self.objects = objects
         self.budget = budget_bytes
         self.kept: dict[str, AudioArray] = {}
+        self.peaks: dict[str, npt.NDArray[np.float32]] = {}
         self.size = 0
+
+    def segment(self, start: int, piece: _Piece, rate: int) -> Segment:
+        load = self.loader(piece, rate)
+
+        def peaks() -> npt.NDArray[np.float32]:
+            over = self.peaks.get(piece.key)
+            if over is None:
+                over = oversampled_peaks(load())
+                if self.size + over.nbytes <= self.budget:
+                    self.peaks[piece.key] = over
+                    self.size += over.nbytes
+            return over
+
+        return Segment(start, piece.length.samples, load, peaks)
 
     def loader(self, piece: _Piece, rate: int) -> Callable[[], AudioArray]:
         def load() -> AudioArray:
@@ -159,7 +176,7 @@ def _segments(
             at = span.start + chunk.start
             if at > cursor:
                 out.append((index, Segment(cursor, at - cursor)))  # a pause inside the chapter
-            out.append((index, Segment(at, chunk.end - chunk.start, cache.loader(piece, rate))))
+            out.append((index, cache.segment(at, piece, rate)))
             cursor = at + chunk.end - chunk.start
     return out
 
@@ -305,7 +322,7 @@ def assemble_job(
                 audio = (
                     np.zeros(segment.length, np.float32)
                     if segment.load is None
-                    else mastering.apply(segment.load())
+                    else mastering.apply(*segment.audio_and_peaks())
                 )
                 book.send("audio", audio)
                 if chapter_index is not None and chapter_index != current:

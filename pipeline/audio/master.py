@@ -33,6 +33,12 @@ class Segment:
     start: int
     length: int
     load: Callable[[], AudioArray] | None = None
+    peaks: Callable[[], npt.NDArray[np.float32]] | None = None  # cached oversampled_peaks(load())
+
+    def audio_and_peaks(self) -> tuple[AudioArray, npt.NDArray[np.float32]]:
+        assert self.load is not None
+        audio = self.load()
+        return audio, self.peaks() if self.peaks is not None else oversampled_peaks(audio)
 
     @property
     def silent(self) -> bool:
@@ -158,25 +164,32 @@ class Mastering:
     def gain_db(self) -> float:
         return _db(self.gain)
 
-    def apply(self, audio: AudioArray) -> AudioArray:
+    def apply(self, audio: AudioArray, peaks: npt.NDArray[np.float32] | None = None) -> AudioArray:
         """This segment's finished samples: the same whichever file it ends up in."""
-        return self.process(audio)[0]
+        return self.process(audio, peaks)[0]
 
-    def process(self, audio: AudioArray) -> tuple[AudioArray, float]:
-        """Finished samples and their true peak as the limiter sees it (linear)."""
+    def process(
+        self, audio: AudioArray, peaks: npt.NDArray[np.float32] | None = None
+    ) -> tuple[AudioArray, float]:
+        """Finished samples and their true peak as the limiter sees it (linear).
+
+        `peaks` is oversampled_peaks(audio), when the caller has it already.
+        """
         if audio.size == 0:
             return audio.astype(np.float32), 0.0
         gain = np.float32(self.gain)
         if not self.limited:
             return (audio * gain).astype(np.float32), 0.0
-        over = oversampled_peaks(audio) * gain
+        over = (oversampled_peaks(audio) if peaks is None else peaks) * gain
         curve = limiter_gain(over, self.sample_rate, self.ceiling)
         return (audio * gain * curve).astype(np.float32), float(np.max(over * curve))
 
 
-def _pieces(segments: Iterable[Segment]) -> Iterable[tuple[Segment, AudioArray | None]]:
+def _pieces(
+    segments: Iterable[Segment],
+) -> Iterable[tuple[Segment, tuple[AudioArray, npt.NDArray[np.float32]] | None]]:
     for segment in segments:
-        yield segment, None if segment.load is None else segment.load()
+        yield segment, None if segment.load is None else segment.audio_and_peaks()
 
 
 def plan_mastering(
@@ -192,13 +205,14 @@ def plan_mastering(
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
     measure = LoudnessAccumulator(sample_rate, total)
     peak = 0.0
-    for segment, audio in _pieces(segments):
-        if audio is None:
+    for segment, loaded in _pieces(segments):
+        if loaded is None:
             measure.feed_silence(segment.length)
             continue
+        audio, over = loaded
         measure.feed(audio)
         if audio.size:
-            peak = max(peak, float(oversampled_peaks(audio).max()))
+            peak = max(peak, float(over.max()))
     before = measure.integrated()
     gain = 10 ** ((target_lufs - before) / 20) if np.isfinite(before) else 1.0
     if peak * gain <= ceiling:
@@ -210,11 +224,11 @@ def plan_mastering(
         plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0)
         measure = LoudnessAccumulator(sample_rate, total)
         limited_peak = 0.0
-        for segment, audio in _pieces(segments):
-            if audio is None:
+        for segment, loaded in _pieces(segments):
+            if loaded is None:
                 measure.feed_silence(segment.length)
                 continue
-            out, out_peak = plan.process(audio)
+            out, out_peak = plan.process(*loaded)
             measure.feed(out)
             limited_peak = max(limited_peak, out_peak)
         after = measure.integrated()
