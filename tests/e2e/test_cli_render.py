@@ -122,7 +122,8 @@ def test_rerun_of_a_finished_render_does_no_work(rendered: tuple[Path, Path, obj
     assert "rendered 0 chunks, 0 from cache" in again.stdout and "already finished" in again.stdout
 
 
-def test_ctrl_c_then_rerun_renders_only_what_was_missing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_then_rerun_renders_only_what_was_missing(tmp_path: Path, sig: int, code: int) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
     env["VOICEBATCH_DATA_DIR"] = str(data)
@@ -154,9 +155,9 @@ def test_ctrl_c_then_rerun_renders_only_what_was_missing(tmp_path: Path) -> None
     deadline = time.monotonic() + 120
     while done_chunks() < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)  # Ctrl-C, or `kill` (a spot reclaim, a closing terminal)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "interrupted" in stderr and "resume" in stderr
     before = done_chunks()
     with sqlite3.connect(data / "voicebatch.db") as db:
