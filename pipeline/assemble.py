@@ -84,18 +84,16 @@ class ChunkAudioCache:
         self.size = 0
 
     def segment(self, start: int, piece: _Piece, rate: int) -> Segment:
-        load = self.loader(piece, rate)
-
-        def peaks() -> npt.NDArray[np.float32]:
+        def peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
             over = self.peaks.get(piece.key)
             if over is None:
-                over = oversampled_peaks(load())
+                over = oversampled_peaks(audio)
                 if self.size + over.nbytes <= self.budget:
                     self.peaks[piece.key] = over
                     self.size += over.nbytes
             return over
 
-        return Segment(start, piece.length.samples, load, peaks)
+        return Segment(start, piece.length.samples, self.loader(piece, rate), peaks)
 
     def loader(self, piece: _Piece, rate: int) -> Callable[[], AudioArray]:
         def load() -> AudioArray:
@@ -231,13 +229,31 @@ class _EncoderThread(threading.Thread):
             raise self.error
 
 
-def _previous_files(output_store: ObjectStore) -> set[str]:
+def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
+    """Files the folder's current manifest lists, if it was written for the same source.
+
+    Another book's files in a shared folder are not ours to remove.
+    """
     try:
         previous = json.loads(output_store.get(MANIFEST_KEY))
     except (NotFoundError, ValueError):
         return set()
+    if previous.get("source") != source:
+        return set()
     files = {previous.get("file")} | {c.get("file") for c in previous.get("chapters", [])}
     return {f for f in files if isinstance(f, str)}
+
+
+def _finish_all(workers: list[_EncoderThread], failure: BaseException | None) -> None:
+    """Stop every worker; raise the main thread's failure first, else a worker's."""
+    errors: list[BaseException] = []
+    for worker in workers:
+        try:
+            worker.finish()
+        except BaseException as exc:
+            errors.append(exc)
+    if failure is None and errors:
+        raise errors[0]
 
 
 def assemble_job(
@@ -265,7 +281,7 @@ def assemble_job(
     duration = 0.0
     manifest_chapters: list[dict[str, Any]] = []
     done_items: list[tuple[uuid.UUID, str, float]] = []
-    stale = _previous_files(output_store)
+    stale = _previous_files(output_store, source)
     if chapters and rate is not None:
         pauses = Pauses(
             options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
@@ -319,11 +335,12 @@ def assemble_job(
             book.send("open", book_key, {"title": title, "album": title, "artist": author or ""})
             current: int | None = None
             for chapter_index, segment in segments:
-                audio = (
-                    np.zeros(segment.length, np.float32)
-                    if segment.load is None
-                    else mastering.apply(*segment.audio_and_peaks())
-                )
+                if segment.load is None:
+                    audio = np.zeros(segment.length, np.float32)
+                elif mastering.limited:
+                    audio = mastering.apply(*segment.audio_and_peaks())
+                else:
+                    audio = mastering.apply(segment.load())  # peaks only matter to the limiter
                 book.send("audio", audio)
                 if chapter_index is not None and chapter_index != current:
                     if current is not None:
@@ -343,12 +360,14 @@ def assemble_job(
                     parts.send("audio", audio)
             parts.send("close")
             book.send("close")
-        finally:
-            book.finish()
-            parts.finish()
+        except BaseException as failure:
+            _finish_all([book, parts], failure)
+            raise
+        _finish_all([book, parts], None)
 
     manifest = {
         "job_id": str(job_id),
+        "source": source,
         "title": title,
         "author": author,
         "format": fmt,
@@ -372,10 +391,12 @@ def assemble_job(
         json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
         content_type="application/json",
     )
-    # Files an earlier assembly into this folder listed and this one does not (a chapter
-    # renamed or removed since) would otherwise linger beside the new ones.
-    for key in stale - {book_key, *chapter_keys}:
-        output_store.delete(key)
+    # Files an earlier assembly of this source listed and this one does not (a chapter
+    # renamed or removed since) would otherwise linger beside the new ones. When nothing
+    # was produced this time, the earlier files are the only audio there is: keep them.
+    if book_key is not None:
+        for key in stale - {book_key, *chapter_keys}:
+            output_store.delete(key)
 
     with transaction(factory) as session:
         for item_id, key, seconds in done_items:

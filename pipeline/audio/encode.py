@@ -60,8 +60,6 @@ class StreamEncoder:
     """Encode mono float audio fed in pieces into `sink` (a seekable binary file).
 
     Feeding the whole book chunk by chunk keeps memory at one chunk, however long the book.
-    Output shorter than 20 ms is padded with silence to 20 ms: FFmpeg's encoders fail on
-    empty input and opus writes an empty file for a few samples.
     """
 
     def __init__(
@@ -112,7 +110,9 @@ class StreamEncoder:
         self.samples += len(audio)
 
     def close(self) -> None:
-        minimum = self.sample_rate // 50
+        # FFmpeg's encoders fail on no input, and libopus writes an empty file for a few
+        # samples: pad those cases with silence. Anything else keeps its exact length.
+        minimum = self.sample_rate // 50 if self.stream.codec_context.name == "libopus" else 1
         if self.samples < minimum:
             self.write(np.zeros(minimum - self.samples, np.float32))
         for out in self.resampler.resample(None):

@@ -26,6 +26,17 @@ BLOCK_STEP = 0.25  # 75% overlap
 ABSOLUTE_GATE = -70.0
 
 
+def oversampled_peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
+    """Per sample, the largest magnitude among its 4x-oversampled points (BS.1770-4 true peak)."""
+    if audio.size == 0:
+        return np.zeros(0, np.float32)
+    phases = np.abs(resample_poly(audio, 4, 1).astype(np.float32, copy=False)).reshape(-1, 4)
+    # Column-wise maxima: several times faster than .max(axis=1) on a (n, 4) array.
+    return np.maximum(
+        np.maximum(phases[:, 0], phases[:, 1]), np.maximum(phases[:, 2], phases[:, 3])
+    )
+
+
 @dataclass(frozen=True)
 class Segment:
     """`length` samples of the book starting at `start`: audio from `load`, or silence."""
@@ -33,12 +44,13 @@ class Segment:
     start: int
     length: int
     load: Callable[[], AudioArray] | None = None
-    peaks: Callable[[], npt.NDArray[np.float32]] | None = None  # cached oversampled_peaks(load())
+    # oversampled_peaks(audio) of the loaded audio, cached by whoever can cache it
+    peaks: Callable[[AudioArray], npt.NDArray[np.float32]] = oversampled_peaks
 
     def audio_and_peaks(self) -> tuple[AudioArray, npt.NDArray[np.float32]]:
         assert self.load is not None
         audio = self.load()
-        return audio, self.peaks() if self.peaks is not None else oversampled_peaks(audio)
+        return audio, self.peaks(audio)
 
     @property
     def silent(self) -> bool:
@@ -123,17 +135,6 @@ def integrated_loudness(audio: AudioArray, sample_rate: int) -> float:
     return accumulator.integrated()
 
 
-def oversampled_peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
-    """Per sample, the largest magnitude among its 4x-oversampled points (BS.1770-4 true peak)."""
-    if audio.size == 0:
-        return np.zeros(0, np.float32)
-    phases = np.abs(resample_poly(audio, 4, 1).astype(np.float32, copy=False)).reshape(-1, 4)
-    # Column-wise maxima: several times faster than .max(axis=1) on a (n, 4) array.
-    return np.maximum(
-        np.maximum(phases[:, 0], phases[:, 1]), np.maximum(phases[:, 2], phases[:, 3])
-    )
-
-
 def limiter_gain(
     over: npt.NDArray[np.float32], sample_rate: int, ceiling: float
 ) -> npt.NDArray[np.float32]:
@@ -198,8 +199,12 @@ def plan_mastering(
     """Measure the stream, choose a gain for `target_lufs`, and limit peaks under `ceiling_dbtp`.
 
     Limiting lowers loudness, so the gain is raised and the stream measured again (at
-    most three limited passes) until the result is within 0.2 LU of the target. Audio too
+    most six limited passes) until the result is within 0.2 LU of the target. Audio too
     short or quiet to measure is only peak-limited.
+
+    Segments are limited one at a time, which equals limiting the whole stream only when
+    audio segments start and end near silence: the pipeline's chunks are trimmed with
+    5 ms fades, so they do.
     """
     total = sum(s.length for s in segments)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
@@ -219,8 +224,11 @@ def plan_mastering(
         after = before + _db(gain) if np.isfinite(before) else before
         return Mastering(sample_rate, gain, ceiling, False, before, after, _db(peak * gain))
 
+    # Limiting takes back part of any gain added, so loudness rises less than 1 dB per dB
+    # of gain: step by the slope measured between passes (secant), up to six passes.
     after, limited_peak = before, 0.0
-    for attempt in range(3):
+    tried: list[tuple[float, float]] = []  # (gain in dB, loudness measured)
+    for attempt in range(6):
         plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0)
         measure = LoudnessAccumulator(sample_rate, total)
         limited_peak = 0.0
@@ -232,9 +240,14 @@ def plan_mastering(
             measure.feed(out)
             limited_peak = max(limited_peak, out_peak)
         after = measure.integrated()
-        if not np.isfinite(after) or abs(after - target_lufs) <= 0.2 or attempt == 2:
+        tried.append((_db(gain), after))
+        if not np.isfinite(after) or abs(after - target_lufs) <= 0.2 or attempt == 5:
             break
-        gain *= 10 ** ((target_lufs - after) / 20)
+        slope = 1.0
+        if len(tried) > 1 and tried[-1][0] != tried[-2][0]:
+            slope = (tried[-1][1] - tried[-2][1]) / (tried[-1][0] - tried[-2][0])
+            slope = min(1.0, max(0.2, slope))
+        gain *= 10 ** ((target_lufs - after) / slope / 20)
     # The limiter's own estimate (oversampled peaks times its gain curve) of the output's
     # true peak; tests measure the output independently.
     return Mastering(sample_rate, gain, ceiling, True, before, after, _db(limited_peak))

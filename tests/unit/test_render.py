@@ -436,3 +436,75 @@ def test_manifest_gives_the_output_files_own_sample_rate(
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert (manifest["sample_rate"], manifest["file_sample_rate"]) == (22050, 48000)
     assert decode(tmp_path / "out" / manifest["file"]).sample_rate == 48000
+
+
+def test_another_books_files_in_a_shared_folder_are_left_alone(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    novel, essays = tmp_path / "novel.md", tmp_path / "essays.md"
+    novel.write_text("# Novel\n\n## Opening\n\nIt began.\n\n## Middle\n\nIt went on.\n")
+    essays.write_text("# Essays\n\n## On Time\n\nTime passes.\n")
+    run(runtime, CountingEngine(), novel, tmp_path / "shelf")
+    run(runtime, CountingEngine(), essays, tmp_path / "shelf")
+    names = sorted(
+        str(p.relative_to(tmp_path / "shelf")) for p in (tmp_path / "shelf").rglob("*.wav")
+    )
+    assert names == [
+        "chapters/01-on-time.wav",
+        "chapters/01-opening.wav",
+        "chapters/02-middle.wav",
+        "essays.wav",
+        "novel.wav",
+    ]
+
+
+def test_a_rerun_that_produces_nothing_keeps_the_earlier_audio(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    source = tmp_path / "novel.md"
+    source.write_text("# Novel\n\n## Opening\n\nIt began.\n")
+    run(runtime, CountingEngine(), source, tmp_path / "out")
+    source.write_text("# Novel\n\n## Opening\n\nIt began differently.\n")
+    outcome = run(runtime, CountingEngine(fail_on="differently"), source, tmp_path / "out")
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.FAILED
+    assert (tmp_path / "out" / "novel.wav").exists() and (
+        tmp_path / "out" / "chapters" / "01-opening.wav"
+    ).exists()
+
+
+def test_an_upload_failure_surfaces_and_leaves_no_encoder_thread(
+    runtime: LocalRuntime, book: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from pipeline.assemble import _EncoderThread
+    from pipeline.storage import LocalObjectStore
+
+    def refuse(self: LocalObjectStore, key: str, source: object, *, content_type: str) -> None:
+        if key == "book.wav":
+            raise OSError("disk full")
+        return original(self, key, source, content_type=content_type)  # type: ignore[arg-type]
+
+    original = LocalObjectStore.put_file
+    monkeypatch.setattr(LocalObjectStore, "put_file", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        run(runtime, CountingEngine(), book, tmp_path / "out")
+    assert not [t for t in threading.enumerate() if isinstance(t, _EncoderThread)]
+
+
+def test_short_chapters_keep_their_exact_length(runtime: LocalRuntime, tmp_path: Path) -> None:
+    class Tiny(CountingEngine):
+        def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+            results = super().render_batch(requests)
+            return [
+                SynthesisResult(np.full(300, 0.5, np.float32), 22050) if "Two" in q.text else r
+                for q, r in zip(requests, results, strict=True)
+            ]
+
+    source = tmp_path / "b.md"
+    source.write_text("# B\n\n## One\n\nOne here.\n\n## Two\n\nTwo.\n")
+    run(runtime, Tiny(), source, tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    second = manifest["chapters"][1]
+    audio = decode(tmp_path / "out" / second["file"]).audio
+    assert len(audio) == second["end_sample"] - second["start_sample"]
