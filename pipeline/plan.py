@@ -30,8 +30,8 @@ class PlannedJob:
     chunks_total: int
 
 
-def assembly_options(settings: Settings) -> dict[str, Any]:
-    """The settings assembly needs, stored with the job so a resume assembles the same way."""
+def job_options(settings: Settings) -> dict[str, Any]:
+    """Settings that shape a job beyond its chunks' audio, stored with it so a resume matches."""
     return {
         "pause_sentence_ms": settings.pause_sentence_ms,
         "pause_paragraph_ms": settings.pause_paragraph_ms,
@@ -40,6 +40,7 @@ def assembly_options(settings: Settings) -> dict[str, Any]:
         "true_peak_dbtp": settings.true_peak_dbtp,
         "bitrate_kbps": settings.bitrate_kbps,
         "chunk_max_chars": settings.chunk_max_chars,
+        "read_titles": settings.read_titles,
     }
 
 
@@ -57,6 +58,11 @@ def build_spec(
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     items = []
     for chapter in document.chapters:
+        paragraphs = list(chapter.paragraphs)
+        if chapter.heading and (settings.read_titles or not paragraphs):
+            # The heading is spoken first, as its own paragraph; a chapter that is only a
+            # heading is read as its heading either way.
+            paragraphs.insert(0, chapter.title)
         chunks = tuple(
             store.ChunkSpec(
                 text=segment.text,
@@ -69,11 +75,11 @@ def build_spec(
                     params=params,
                 ),
             )
-            for segment in segment_paragraphs(chapter.paragraphs, max_chars)
+            for segment in segment_paragraphs(paragraphs, max_chars)
         )
         if chunks:
             items.append(store.ItemSpec(title=chapter.title, chunks=chunks))
-    options = assembly_options(settings)
+    options = job_options(settings)
     fingerprint = hashlib.sha256(
         json.dumps(
             [

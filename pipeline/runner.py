@@ -66,10 +66,9 @@ def check_inputs(path: Path, settings: Settings) -> SourceFile:
     check_engine(settings)
     source = load_source(path)
     document = parse_source(source)
-    if not any(
-        next(segment_paragraphs(chapter.paragraphs, settings.chunk_max_chars), None)
-        for chapter in document.chapters
-    ):
+    headings = [chapter.title for chapter in document.chapters if chapter.heading]
+    paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
+    if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
         raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
     return source
 

@@ -7,10 +7,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter (or catalogue item): a title and its paragraphs of plain text."""
+    """One chapter (or catalogue item): a title and its paragraphs of plain text.
+
+    `heading` is True when the title is a heading that stands in the text (and so may be
+    read aloud), False when it was made up (a file name, the book's title).
+    """
 
     title: str
     paragraphs: tuple[str, ...]
+    heading: bool = False
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def parse_markdown(text: str, *, default_title: str) -> Document:
         if current_title is None:
             preamble.extend(current)
         else:
-            chapters.append(Chapter(current_title, tuple(current) or (current_title,)))
+            chapters.append(Chapter(current_title, tuple(current), heading=True))
 
     for index, (kind, level, content) in enumerate(blocks):
         if index == title_index:

@@ -65,8 +65,7 @@ def parse_plaintext(text: str, *, default_title: str) -> Document:
         if title is None:
             preamble.extend(body)
         else:
-            # A heading with nothing under it still marks a chapter, read as its title.
-            chapters.append(Chapter(title=title, paragraphs=tuple(body) or (title,)))
+            chapters.append(Chapter(title=title, paragraphs=tuple(body), heading=True))
 
     for block in _blocks(text):
         if is_chapter_heading(block[0]):

@@ -91,6 +91,10 @@ def test_manifest_describes_chapters_and_chunks_as_rendered(
         "The Ant and the Grasshopper",
     ]
     assert manifest["loudness"]["true_peak_dbtp"] <= -1.0
+    # Each chapter opens with its heading read aloud, as audiobook listeners (and ACX) expect.
+    assert [c["chunks"][0]["text"] for c in manifest["chapters"]] == [
+        c["title"] for c in manifest["chapters"]
+    ]
     for chapter in manifest["chapters"]:
         audio = decode(out / chapter["file"])
         assert abs(audio.duration - chapter["duration"]) < 0.05

@@ -185,8 +185,9 @@ def test_render_stores_each_distinct_chunk_once_and_reuses_it_across_jobs(
     again = done_chunks(s3_runtime, second)
     shared = [chunk for chunk in again if chunk.content_hash in hashes]
     new = {chunk.content_hash for chunk in again} - hashes
-    assert len(shared) == 2 and len(new) == 1
-    assert second.stats.cached == len(shared) and second.stats.rendered == 1
+    # Shared: the "First Chapter" heading and its two paragraphs; new: "Later" and its text.
+    assert len(shared) == 3 and len(new) == 2
+    assert second.stats.cached == len(shared) and second.stats.rendered == 2
     assert all(chunk.cache_hit for chunk in shared)
     after = chunk_objects(s3_client, s3_bucket)
     assert after - stored == {f"{S3_PREFIX}/{chunk_key(digest)}" for digest in new}

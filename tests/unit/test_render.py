@@ -79,6 +79,7 @@ def test_render_writes_book_chapters_and_manifest(
     ]
     first_texts = [c["text"] for c in manifest["chapters"][0]["chunks"]]
     assert first_texts == [
+        "First Chapter",  # the heading is read first, as its own paragraph
         "The first sentence is here. And a second one follows it.",
         "A new paragraph starts now. It has two sentences.",
     ]
@@ -177,7 +178,7 @@ def test_a_failing_chunk_fails_alone_and_a_rerun_retries_it(
     broken = CountingEngine(fail_on="Tiny")
     outcome = run(runtime, broken, book, tmp_path / "out")
     assert outcome.assembly is not None and outcome.assembly.status == JobStatus.PARTIALLY_FAILED
-    assert outcome.stats.failed == 1 and outcome.stats.rendered == 3  # 4 chunks, one unsayable
+    assert outcome.stats.failed == 1 and outcome.stats.rendered == 6  # 4 + 3 titles, one unsayable
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [c["title"] for c in manifest["chapters"]] == ["First Chapter", "Third Chapter"]
     assert manifest["failed_chunks"][0]["item"] == "Second Chapter"
@@ -276,7 +277,7 @@ def test_leases_of_a_dead_local_process_are_taken_back_at_once(
     outcome = run(runtime, engine, book, tmp_path / "out")
     assert time.monotonic() - started < 5  # not the 5-minute lease expiry
     assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
-    assert len(engine.requests) == 4
+    assert len(engine.requests) == 7  # every chunk, the dead process's two included
 
 
 def test_a_live_process_holding_chunks_is_waited_for(
@@ -332,7 +333,7 @@ def test_a_live_process_holding_chunks_is_waited_for(
     outcome = run(runtime, engine, book, tmp_path / "out")
     timer.join()
     assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
-    assert held.text not in engine.requests and len(engine.requests) == 3
+    assert held.text not in engine.requests and len(engine.requests) == 6
 
 
 def test_a_folder_overwritten_by_another_job_is_reassembled(
@@ -376,9 +377,7 @@ def test_identical_renders_started_together_share_one_job(
         (job,) = store.list_jobs(session)
         assert job.status == JobStatus.DONE
     rendered = engines[0].requests + engines[1].requests
-    assert (
-        sorted(rendered) == sorted(set(rendered)) and len(rendered) == 4
-    )  # nothing rendered twice
+    assert sorted(rendered) == sorted(set(rendered)) and len(rendered) == 7  # nothing twice
 
 
 class AlwaysRetryable(CountingEngine):
@@ -508,3 +507,20 @@ def test_short_chapters_keep_their_exact_length(runtime: LocalRuntime, tmp_path:
     second = manifest["chapters"][1]
     audio = decode(tmp_path / "out" / second["file"]).audio
     assert len(audio) == second["end_sample"] - second["start_sample"]
+
+
+def test_titles_can_be_left_unread_but_a_heading_only_chapter_is_still_heard(
+    runtime: LocalRuntime, tmp_path: Path
+) -> None:
+    source = tmp_path / "b.md"
+    source.write_text("# B\n\n## One\n\nBody one.\n\n## Interlude\n\n## Two\n\nBody two.\n")
+    runtime.settings = runtime.settings.model_copy(update={"read_titles": False})
+    engine = CountingEngine()
+    run(runtime, engine, source, tmp_path / "out")
+    assert engine.requests == ["Body one.", "Interlude", "Body two."]
+    runtime.settings = runtime.settings.model_copy(update={"read_titles": True})
+    spoken = CountingEngine()
+    outcome = run(runtime, spoken, source, tmp_path / "titled")
+    assert not outcome.job.resumed  # a different job: titles change what is spoken
+    assert spoken.requests == ["One", "Two"]  # the rest came from the cache
+    assert outcome.stats.cached == 3
