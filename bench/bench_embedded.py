@@ -83,7 +83,14 @@ def main() -> None:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
 
     document = parse_source(load_source(args.source))
-    sentences = [s for ch in document.chapters for p in ch.paragraphs for s in split_sentences(p)]
+    # The same texts the pipeline speaks: each chapter's heading (read aloud by default), then
+    # its paragraphs.
+    spoken = [
+        p
+        for ch in document.chapters
+        for p in ([ch.title] if ch.heading else []) + list(ch.paragraphs)
+    ]
+    sentences = [s for p in spoken for s in split_sentences(p)]
     engine = PiperEngine()  # one loaded voice serves both paths
     voice = engine._voices[engine.default_voice]
     raw_loop(voice, sentences[:2])  # warm onnxruntime up
