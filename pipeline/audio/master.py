@@ -193,6 +193,27 @@ def _pieces(
         yield segment, None if segment.load is None else segment.audio_and_peaks()
 
 
+def _measure_pass(
+    segments: Sequence[Segment], sample_rate: int, total: int, plan: Mastering | None
+) -> tuple[float, float]:
+    """One pass over the stream: its integrated loudness and true peak (linear), as it is
+    (plan None) or as `plan` masters it."""
+    measure = LoudnessAccumulator(sample_rate, total)
+    peak = 0.0
+    for segment, loaded in _pieces(segments):
+        if loaded is None:
+            measure.feed_silence(segment.length)
+            continue
+        audio, over = loaded
+        if plan is None:
+            out, out_peak = audio, float(over.max()) if audio.size else 0.0
+        else:
+            out, out_peak = plan.process(audio, over)
+        measure.feed(out)
+        peak = max(peak, out_peak)
+    return measure.integrated(), peak
+
+
 def plan_mastering(
     segments: Sequence[Segment], sample_rate: int, *, target_lufs: float, ceiling_dbtp: float
 ) -> Mastering:
@@ -208,17 +229,7 @@ def plan_mastering(
     """
     total = sum(s.length for s in segments)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
-    measure = LoudnessAccumulator(sample_rate, total)
-    peak = 0.0
-    for segment, loaded in _pieces(segments):
-        if loaded is None:
-            measure.feed_silence(segment.length)
-            continue
-        audio, over = loaded
-        measure.feed(audio)
-        if audio.size:
-            peak = max(peak, float(over.max()))
-    before = measure.integrated()
+    before, peak = _measure_pass(segments, sample_rate, total, None)
     gain = 10 ** ((target_lufs - before) / 20) if np.isfinite(before) else 1.0
     if peak * gain <= ceiling:
         after = before + _db(gain) if np.isfinite(before) else before
@@ -230,16 +241,7 @@ def plan_mastering(
     tried: list[tuple[float, float]] = []  # (gain in dB, loudness measured)
     for attempt in range(6):
         plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0)
-        measure = LoudnessAccumulator(sample_rate, total)
-        limited_peak = 0.0
-        for segment, loaded in _pieces(segments):
-            if loaded is None:
-                measure.feed_silence(segment.length)
-                continue
-            out, out_peak = plan.process(*loaded)
-            measure.feed(out)
-            limited_peak = max(limited_peak, out_peak)
-        after = measure.integrated()
+        after, limited_peak = _measure_pass(segments, sample_rate, total, plan)
         tried.append((_db(gain), after))
         if not np.isfinite(after) or abs(after - target_lufs) <= 0.2 or attempt == 5:
             break
