@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_settings  # noqa: E402
 from pipeline.engines.piper import PiperEngine  # noqa: E402
-from pipeline.ingest import load_source, parse_source  # noqa: E402
-from pipeline.runner import LocalRuntime, render_file  # noqa: E402
+from pipeline.runner import LocalRuntime, check_inputs, render_file  # noqa: E402
 from pipeline.text.segment import split_sentences  # noqa: E402
 
 
@@ -63,7 +62,7 @@ def pipeline_run(
         settings = load_settings(engine="piper", output_format=fmt, data_dir=Path(tmp) / "data")
         runtime = LocalRuntime.open(settings)
         runtime.engine = engine
-        checked = load_source(source)
+        checked = check_inputs(source, settings)
         started = time.perf_counter()
         outcome = render_file(runtime, checked, output_dir=Path(tmp) / "out")
         wall = time.perf_counter() - started
@@ -82,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
 
-    document = parse_source(load_source(args.source))
+    document = check_inputs(args.source, load_settings(engine="piper")).document
     # The same texts the pipeline speaks: each chapter's heading (read aloud by default), then
     # its paragraphs.
     spoken = [

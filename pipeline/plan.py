@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.config import Settings
 from pipeline.engines import Engine, engine_params
 from pipeline.errors import InputError
-from pipeline.ingest import Document, SourceFile, parse_source
+from pipeline.ingest import Document, ParsedSource, SourceFile
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import JobStatus
@@ -114,7 +114,7 @@ def build_spec(
 
 def plan_job(
     factory: sessionmaker[Session],
-    source: SourceFile,
+    parsed: ParsedSource,
     *,
     engine: Engine,
     settings: Settings,
@@ -126,8 +126,10 @@ def plan_job(
     `fresh` cancels the earlier job and starts a new one. A job that ended with failed
     chunks is reopened so that they are tried again.
     """
-    document = parse_source(source)
-    spec = build_spec(document, source, engine=engine, settings=settings, output_uri=output_uri)
+    source = parsed.source
+    spec = build_spec(
+        parsed.document, source, engine=engine, settings=settings, output_uri=output_uri
+    )
     if not spec.items:
         raise InputError(f"{source.path}: has no speakable text")
     try:

@@ -20,7 +20,7 @@ from pipeline.assemble import MANIFEST_KEY, AssemblyResult, assemble_job
 from pipeline.config import Settings
 from pipeline.engines import Engine, check_engine, create_engine
 from pipeline.errors import InputError, NotFoundError
-from pipeline.ingest import SourceFile, load_source, parse_source
+from pipeline.ingest import ParsedSource, load_source, parse_source
 from pipeline.plan import PlannedJob, plan_job
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
@@ -61,7 +61,7 @@ class LocalRuntime:
         return self.engine
 
 
-def check_inputs(path: Path, settings: Settings) -> SourceFile:
+def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
     source = load_source(path)
@@ -70,7 +70,7 @@ def check_inputs(path: Path, settings: Settings) -> SourceFile:
     paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
         raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
-    return source
+    return ParsedSource(source, document)
 
 
 def check_output_dir(path: Path) -> Path:
@@ -108,14 +108,14 @@ def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
 
 def render_file(
     runtime: LocalRuntime,
-    source: SourceFile,
+    parsed: ParsedSource,
     *,
     output_dir: Path,
     fresh: bool = False,
     progress: ProgressCallback | None = None,
     on_planned: Callable[[PlannedJob], None] | None = None,
 ) -> RenderOutcome:
-    """Plan (or resume) the job for `source`, render what is missing, and assemble into output_dir."""
+    """Plan (or resume) the job for `parsed`, render what is missing, and assemble into output_dir."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     engine = runtime.load_engine()
@@ -126,7 +126,7 @@ def render_file(
     mark = time.perf_counter()
     planned = plan_job(
         runtime.factory,
-        source,
+        parsed,
         engine=engine,
         settings=runtime.settings,
         output_uri=output_dir.as_uri(),

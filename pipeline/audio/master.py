@@ -237,7 +237,6 @@ def plan_mastering(
 
     # Limiting takes back part of any gain added, so loudness rises less than 1 dB per dB
     # of gain: step by the slope measured between passes (secant), up to six passes.
-    after, limited_peak = before, 0.0
     tried: list[tuple[float, float]] = []  # (gain in dB, loudness measured)
     for attempt in range(6):
         plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0)

@@ -12,7 +12,15 @@ from pipeline.ingest.document import Chapter, Document
 from pipeline.ingest.markdown import parse_markdown
 from pipeline.ingest.plaintext import parse_plaintext
 
-__all__ = ["Chapter", "Document", "SourceFile", "load_source", "parse_source", "read_document"]
+__all__ = [
+    "Chapter",
+    "Document",
+    "ParsedSource",
+    "SourceFile",
+    "load_source",
+    "parse_source",
+    "read_document",
+]
 
 READERS = {
     ".txt": parse_plaintext,
@@ -34,6 +42,14 @@ class SourceFile:
     @property
     def reader_suffix(self) -> str:
         return self.path.suffix.lower()
+
+
+@dataclass(frozen=True)
+class ParsedSource:
+    """A checked input file and the Document read from it, parsed once."""
+
+    source: SourceFile
+    document: Document
 
 
 def load_source(path: Path) -> SourceFile:
