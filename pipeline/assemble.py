@@ -1,10 +1,12 @@
-"""Assembly: a job's rendered chunks -> book file, chapter files and manifest.json.
+"""Assembly: rendered chunks -> one file per item, then the whole book and manifest.json.
 
-The book is never held in memory whole. Its layout (where each chunk and pause sits)
-comes from the database; mastering measures the stream of chunks and picks one gain for
-the book; the write pass then streams the mastered chunks into the book's encoder and the
-current chapter's encoder at once. A chapter file gets exactly the samples the book gets
-for that stretch, so they agree to the sample. Outputs are built from the database's
+Two steps, each run exactly once per item or job however workers interleave (the state
+module's claims decide who runs them): `assemble_item` masters one chapter or catalogue
+item to the loudness target and writes its file; `finalize_job` writes the whole-book
+file and the manifest. Audio is never held in memory whole: the layout (where each chunk
+and pause sits) comes from the database and chunks are streamed from the chunk store.
+The book applies each chapter's recorded mastering to the same chunks, so a chapter file
+and its stretch of the book agree to the sample. Outputs are built from the database's
 record of chunks in reading order, never by appending, so assembling twice writes the
 same files.
 """
@@ -12,29 +14,33 @@ same files.
 from __future__ import annotations
 
 import json
-import queue
 import re
-import tempfile
-import threading
 import unicodedata
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audio.encode import StreamEncoder, codec_for, output_rate
-from pipeline.audio.master import Mastering, Segment, oversampled_peaks, plan_mastering
+from pipeline.audio.encode import codec_for, output_rate
+from pipeline.audio.master import (
+    LoudnessAccumulator,
+    Mastering,
+    Segment,
+    oversampled_peaks,
+    plan_mastering,
+)
 from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
+from pipeline.audio.writer import write_stream
 from pipeline.engines.base import AudioArray
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.models import ChunkStatus, JobStatus
+from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
 
 MANIFEST_KEY = "manifest.json"
@@ -48,14 +54,32 @@ def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
     return slug or fallback
 
 
+@dataclass(frozen=True)
+class Loudness:
+    """What the finished book measures: integrated loudness, and the highest true peak."""
+
+    output_lufs: float
+    true_peak_dbtp: float
+
+
 @dataclass
 class AssemblyResult:
     status: JobStatus
     book_key: str | None
     chapter_keys: list[str]
     duration: float
-    loudness: Mastering | None
+    loudness: Loudness | None
     failed_chunks: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ItemAssembly:
+    """What assemble_item did: `status` is the item's state afterwards."""
+
+    item_id: uuid.UUID
+    status: ItemStatus
+    key: str | None = None
+    duration: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,8 @@ class _Chapter:
     item_id: uuid.UUID
     title: str
     pieces: list[_Piece]
+    mastering: Mastering | None = None
+    key: str | None = None
 
 
 class ChunkAudioCache:
@@ -113,57 +139,63 @@ class ChunkAudioCache:
         return load
 
 
-def _read_job(
-    session: Session, job_id: uuid.UUID
-) -> tuple[list[_Chapter], list[tuple[uuid.UUID, str]], list[dict[str, Any]], int | None]:
-    chapters: list[_Chapter] = []
-    failed_items: list[tuple[uuid.UUID, str]] = []
-    failed_chunks: list[dict[str, Any]] = []
-    rate: int | None = None
-    for item in store.job_items(session, job_id=job_id):
-        chunks = store.item_chunks(session, item_id=item.id)
-        missing = [c for c in chunks if c.status != ChunkStatus.DONE or c.object_key is None]
-        if missing:
-            failed_chunks += [
-                {
-                    "item": item.title,
-                    "seq": c.seq,
-                    "text": c.text,
-                    "status": str(c.status),
-                    "error": c.error,
-                }
-                for c in missing
-            ]
-            failed_items.append((item.id, f"{len(missing)} of {len(chunks)} chunks not rendered"))
-            continue
-        pieces = []
-        for chunk in chunks:
-            assert (
-                chunk.object_key is not None
-                and chunk.sample_rate
-                and chunk.duration_seconds is not None
+def _pauses(options: dict[str, Any]) -> Pauses:
+    return Pauses(
+        options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
+    )
+
+
+def _pieces(item: Item, chunks: Any, rate: int | None) -> tuple[list[_Piece], int]:
+    """The item's done chunks as pieces; every chunk must share one sample rate."""
+    pieces = []
+    for chunk in chunks:
+        assert (
+            chunk.object_key is not None
+            and chunk.sample_rate
+            and chunk.duration_seconds is not None
+        )
+        if rate is not None and chunk.sample_rate != rate:
+            raise PermanentError(f"chunk {chunk.seq} is {chunk.sample_rate} Hz, the rest {rate} Hz")
+        rate = chunk.sample_rate
+        samples = round(chunk.duration_seconds * chunk.sample_rate)
+        pieces.append(
+            _Piece(
+                chunk.seq, chunk.object_key, ChunkLength(chunk.text, chunk.paragraph_start, samples)
             )
-            if rate is not None and chunk.sample_rate != rate:
-                raise PermanentError(
-                    f"chunk {chunk.seq} is {chunk.sample_rate} Hz, the rest {rate} Hz"
-                )
-            rate = chunk.sample_rate
-            samples = round(chunk.duration_seconds * chunk.sample_rate)
-            pieces.append(
-                _Piece(
-                    chunk.seq,
-                    chunk.object_key,
-                    ChunkLength(chunk.text, chunk.paragraph_start, samples),
-                )
-            )
-        chapters.append(_Chapter(item.id, item.title, pieces))
-    return chapters, failed_items, failed_chunks, rate
+        )
+    assert rate is not None
+    return pieces, rate
+
+
+def _missing(item: Item, chunks: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "item": item.title,
+            "seq": c.seq,
+            "text": c.text,
+            "status": str(c.status),
+            "error": c.error,
+        }
+        for c in chunks
+        if c.status != ChunkStatus.DONE or c.object_key is None
+    ]
+
+
+def item_key(job: Job, item: Item, items_total: int) -> str:
+    """Where an item's file goes: chapters/NN-title.ext for books, items/<id>.ext for catalogues."""
+    extension = codec_for(job.output_format).extension
+    if job.kind == "catalogue":
+        return f"items/{slugify(item.title, fallback=f'item-{item.position + 1}')}.{extension}"
+    width = max(2, len(str(items_total)))
+    name = slugify(item.title, fallback="chapter")
+    return f"chapters/{item.position + 1:0{width}d}-{name}.{extension}"
 
 
 def _segments(
     chapters: list[_Chapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
 ) -> list[tuple[int | None, Segment]]:
-    """Every stretch of the book in order, tagged with its chapter (None for chapter pauses)."""
+    """Every stretch of the timeline in order, tagged with its chapter (None for the
+    pauses between chapters)."""
     out: list[tuple[int | None, Segment]] = []
     cursor = 0
     for index, (chapter, span) in enumerate(zip(chapters, spans, strict=True)):
@@ -179,54 +211,96 @@ def _segments(
     return out
 
 
-class _EncoderThread(threading.Thread):
-    """Runs encoders off the main thread (FFmpeg releases the GIL): one for the book, one
-    for the chapters in turn. Messages: ('open', key, tags), ('audio', array), ('close',)."""
+def _mastered(segment: Segment, mastering: Mastering) -> AudioArray:
+    if segment.load is None:
+        return np.zeros(segment.length, np.float32)
+    if mastering.limited:
+        return mastering.apply(*segment.audio_and_peaks())
+    return mastering.apply(segment.load())  # peaks only matter to the limiter
 
-    def __init__(
-        self, *, output_store: ObjectStore, rate: int, fmt: str, bitrate_kbps: int | None
-    ) -> None:
-        super().__init__(daemon=True)
-        self.inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=8)
-        self.output_store, self.rate, self.fmt, self.bitrate = output_store, rate, fmt, bitrate_kbps
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        encoder: StreamEncoder | None = None
-        sink: Any = None
-        key = ""
-        while (message := self.inbox.get()) is not None:
-            if self.error is not None:
-                continue  # drain after a failure so the producer never blocks
-            try:
-                if message[0] == "open":
-                    key = message[1]
-                    # Lives until the "close" message, so no with-block can hold it.
-                    sink = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
-                    encoder = StreamEncoder(
-                        sink, self.rate, self.fmt, bitrate_kbps=self.bitrate, metadata=message[2]
-                    )
-                elif message[0] == "audio" and encoder is not None:
-                    encoder.write(message[1])
-                elif message[0] == "close" and encoder is not None:
-                    encoder.close()
-                    sink.seek(0)
-                    self.output_store.put_file(
-                        key, sink, content_type=codec_for(self.fmt).content_type
-                    )
-                    sink.close()
-                    encoder = None
-            except BaseException as exc:  # handed to the main thread at finish()
-                self.error = exc
+def assemble_item(
+    factory: sessionmaker[Session],
+    *,
+    item_id: uuid.UUID,
+    chunk_store: ObjectStore,
+    output_store: ObjectStore,
+    rewrite: bool = False,
+) -> ItemAssembly:
+    """Master and encode one claimed item (chapter or catalogue entry) into its file.
 
-    def send(self, *message: Any) -> None:
-        self.inbox.put(message)
+    Only an item in `assembling` (claimed by store.claim_ready_items) is worked on; any
+    other state means someone already did it, and nothing changes. An item with chunks
+    that could not be rendered is recorded failed, with no file. `rewrite` writes a done
+    item's file again (its output folder lost it) without changing its state.
+    """
+    with transaction(factory) as session:
+        item = store.get_item(session, item_id=item_id)
+        if item.status != ItemStatus.ASSEMBLING and not (
+            rewrite and item.status == ItemStatus.DONE
+        ):
+            return ItemAssembly(item_id, item.status, item.object_key, item.duration_seconds or 0.0)
+        job = store.get_job(session, item.job_id)
+        options, fmt = dict(job.options), job.output_format
+        tags = {"title": item.title, "album": job.title, "artist": job.author or ""}
+        items_total = len(store.job_items(session, job_id=job.id))
+        if job.kind != "catalogue":
+            tags["track"] = f"{item.position + 1}/{items_total}"
+        key = item_key(job, item, items_total)
+        chunks = store.item_chunks(session, item_id=item_id)
+        missing = _missing(item, chunks)
+        if missing:
+            store.fail_item(
+                session,
+                item_id=item_id,
+                error=f"{len(missing)} of {len(chunks)} chunks not rendered",
+            )
+            return ItemAssembly(item_id, ItemStatus.FAILED)
+        pieces, rate = _pieces(item, chunks, None)
 
-    def finish(self) -> None:
-        self.inbox.put(None)
-        self.join()
-        if self.error is not None:
-            raise self.error
+    (span,) = layout([[p.length for p in pieces]], rate, _pauses(options))
+    segments = [
+        s
+        for _, s in _segments(
+            [_Chapter(item_id, item.title, pieces)], [span], ChunkAudioCache(chunk_store), rate
+        )
+    ]
+    mastering = plan_mastering(
+        segments, rate, target_lufs=options["loudness_lufs"], ceiling_dbtp=options["true_peak_dbtp"]
+    )
+    write_stream(
+        output_store,
+        key,
+        (_mastered(segment, mastering) for segment in segments),
+        rate=rate,
+        fmt=fmt,
+        bitrate_kbps=options.get("bitrate_kbps"),
+        tags=tags,
+    )
+    duration = span.end / rate
+    with transaction(factory) as session:
+        store.complete_item(
+            session, item_id=item_id, object_key=key, duration=duration, mastering=asdict(mastering)
+        )
+    return ItemAssembly(item_id, ItemStatus.DONE, key, duration)
+
+
+def _read_done_items(
+    session: Session, job_id: uuid.UUID
+) -> tuple[list[_Chapter], list[dict[str, Any]], int | None]:
+    chapters: list[_Chapter] = []
+    failed_chunks: list[dict[str, Any]] = []
+    rate: int | None = None
+    for item in store.job_items(session, job_id=job_id):
+        chunks = store.item_chunks(session, item_id=item.id)
+        if item.status != ItemStatus.DONE or item.mastering is None:
+            failed_chunks += _missing(item, chunks)
+            continue
+        pieces, rate = _pieces(item, chunks, rate)
+        chapters.append(
+            _Chapter(item.id, item.title, pieces, Mastering(**item.mastering), item.object_key)
+        )
+    return chapters, failed_chunks, rate
 
 
 def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
@@ -244,16 +318,155 @@ def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
     return {f for f in files if isinstance(f, str)}
 
 
-def _finish_all(workers: list[_EncoderThread], failure: BaseException | None) -> None:
-    """Stop every worker; raise the main thread's failure first, else a worker's."""
-    errors: list[BaseException] = []
-    for worker in workers:
-        try:
-            worker.finish()
-        except BaseException as exc:
-            errors.append(exc)
-    if failure is None and errors:
-        raise errors[0]
+def _write_book(
+    output_store: ObjectStore,
+    key: str,
+    chapters: list[_Chapter],
+    segments: list[tuple[int | None, Segment]],
+    *,
+    job: dict[str, Any],
+    rate: int,
+    total: int,
+) -> Loudness:
+    """Stream the whole book, each chapter as its own mastering left it; measure it too."""
+    meter = LoudnessAccumulator(rate, total)
+
+    def blocks() -> Any:
+        for index, segment in segments:
+            if index is None:
+                meter.feed_silence(segment.length)
+                yield np.zeros(segment.length, np.float32)
+                continue
+            mastering = chapters[index].mastering
+            assert mastering is not None
+            audio = _mastered(segment, mastering)
+            meter.feed(audio)
+            yield audio
+
+    write_stream(
+        output_store,
+        key,
+        blocks(),
+        rate=rate,
+        fmt=job["format"],
+        bitrate_kbps=job["bitrate_kbps"],
+        tags={"title": job["title"], "album": job["title"], "artist": job["author"] or ""},
+    )
+    peak = max(c.mastering.true_peak_dbtp for c in chapters if c.mastering is not None)
+    return Loudness(meter.integrated(), peak)
+
+
+def finalize_job(
+    factory: sessionmaker[Session],
+    *,
+    job_id: uuid.UUID,
+    chunk_store: ObjectStore,
+    output_store: ObjectStore,
+    rewrite: bool = False,
+) -> AssemblyResult:
+    """Write the whole-book file (books) and manifest.json, then record the job finished.
+
+    Runs for a job in `assembling` (claimed by store.claim_finalization); for a job that
+    is already final it changes nothing and reports what was recorded, unless `rewrite`
+    asks for its files to be written again.
+    """
+    with transaction(factory) as session:
+        job = store.get_job(session, job_id)
+        if job.status.final and not (rewrite and job.status != JobStatus.CANCELLED):
+            return AssemblyResult(job.status, None, [], job.audio_seconds or 0.0, None)
+        if job.status != JobStatus.ASSEMBLING and not job.status.final:
+            raise RetryableError(f"job {job_id} has items still being rendered or assembled")
+        options = dict(job.options)
+        fmt = job.output_format
+        info = {
+            "format": fmt,
+            "title": job.title,
+            "author": job.author,
+            "bitrate_kbps": options.get("bitrate_kbps"),
+        }
+        kind, source = job.kind, job.source_name
+        chapters, failed_chunks, rate = _read_done_items(session, job_id)
+
+    codec = codec_for(fmt)
+    book_key: str | None = None
+    loudness: Loudness | None = None
+    duration = 0.0
+    manifest_items: list[dict[str, Any]] = []
+    stale = _previous_files(output_store, source)
+    if chapters and rate is not None:
+        spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
+        for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
+            entry: dict[str, Any] = {
+                "index": number,
+                "title": chapter.title,
+                "file": chapter.key,
+                "duration": round((span.end - span.start) / rate, 3),
+                "chunks": [
+                    {
+                        "text": c.text,
+                        "start": round(c.start / rate, 3),
+                        "end": round(c.end / rate, 3),
+                    }
+                    for c in span.chunks
+                ],
+            }
+            if kind != "catalogue":
+                entry |= {
+                    "start": round(span.start / rate, 3),
+                    "start_sample": span.start,
+                    "end_sample": span.end,
+                }
+            manifest_items.append(entry)
+        if kind != "catalogue":
+            stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            book_key = f"{slugify(stem, fallback='book')}.{codec.extension}"
+            segments = _segments(chapters, spans, ChunkAudioCache(chunk_store), rate)
+            loudness = _write_book(
+                output_store, book_key, chapters, segments, job=info, rate=rate, total=spans[-1].end
+            )
+            duration = spans[-1].end / rate
+        else:
+            duration = sum((s.end - s.start) / rate for s in spans)
+
+    manifest = {
+        "job_id": str(job_id),
+        "kind": kind,
+        "source": source,
+        "title": info["title"],
+        "author": info["author"],
+        "format": info["format"],
+        "sample_rate": rate,
+        "file_sample_rate": output_rate(fmt, rate) if rate else None,
+        "duration": round(duration, 3),
+        "file": book_key,
+        "loudness": None
+        if loudness is None
+        else {
+            "integrated_lufs": round(loudness.output_lufs, 2),
+            "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
+            "target_lufs": options["loudness_lufs"],
+        },
+        "chapters" if kind != "catalogue" else "items": manifest_items,
+        "failed_chunks": failed_chunks,
+    }
+    output_store.put(
+        MANIFEST_KEY,
+        json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
+    keys = [c.key for c in chapters if c.key]
+    # Files an earlier assembly of this source listed and this one does not (a chapter
+    # renamed or removed since) would otherwise linger beside the new ones. When nothing
+    # was produced this time, the earlier files are the only audio there is: keep them.
+    if chapters:
+        for key in stale - {book_key, *keys}:
+            output_store.delete(key)
+
+    with transaction(factory) as session:
+        status = store.get_job(session, job_id).status
+        if status == JobStatus.ASSEMBLING:
+            status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
+    return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
 
 
 def assemble_job(
@@ -263,147 +476,40 @@ def assemble_job(
     chunk_store: ObjectStore,
     output_store: ObjectStore,
 ) -> AssemblyResult:
-    """Master, encode and write a job's outputs, then record it done."""
+    """Every step after rendering, in one process (embedded mode): claim and assemble each
+    ready item (and any an interrupted run left claimed), then finalize the job. A job
+    that is finished already has its files written again (the folder lost them)."""
     with transaction(factory) as session:
         job = store.get_job(session, job_id)
-        if job.status == JobStatus.RENDERING and not store.begin_assembly(session, job_id=job_id):
-            raise RetryableError(f"job {job_id} still has chunks being rendered; try again later")
         if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
             raise InputError(f"job {job_id} is {job.status}; it cannot be assembled")
-        options = dict(job.options)
-        title, author, fmt, source = job.title, job.author, job.output_format, job.source_name
-        chapters, failed_items, failed_chunks, rate = _read_job(session, job_id)
-
-    codec = codec_for(fmt)
-    book_key: str | None = None
-    chapter_keys: list[str] = []
-    mastering: Mastering | None = None
-    duration = 0.0
-    manifest_chapters: list[dict[str, Any]] = []
-    done_items: list[tuple[uuid.UUID, str, float]] = []
-    stale = _previous_files(output_store, source)
-    if chapters and rate is not None:
-        pauses = Pauses(
-            options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
+        rewrite = job.status.final
+        if rewrite:
+            items = [
+                i.id for i in store.job_items(session, job_id=job_id) if i.status == ItemStatus.DONE
+            ]
+        else:
+            store.claim_ready_items(session, job_id=job_id)
+            items = store.items_in_assembly(session, job_id=job_id)
+    for item_id in items:
+        assemble_item(
+            factory,
+            item_id=item_id,
+            chunk_store=chunk_store,
+            output_store=output_store,
+            rewrite=rewrite,
         )
-        spans = layout([[p.length for p in c.pieces] for c in chapters], rate, pauses)
-        segments = _segments(chapters, spans, ChunkAudioCache(chunk_store), rate)
-        mastering = plan_mastering(
-            [segment for _, segment in segments],
-            rate,
-            target_lufs=options["loudness_lufs"],
-            ceiling_dbtp=options["true_peak_dbtp"],
+    if rewrite:
+        return finalize_job(
+            factory, job_id=job_id, chunk_store=chunk_store, output_store=output_store, rewrite=True
         )
-        duration = spans[-1].end / rate
-        stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        book_key = f"{slugify(stem, fallback='book')}.{codec.extension}"
-        width = max(2, len(str(len(chapters))))
-        for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
-            key = f"chapters/{number:0{width}d}-{slugify(chapter.title, fallback='chapter')}.{codec.extension}"
-            chapter_keys.append(key)
-            seconds = (span.end - span.start) / rate
-            manifest_chapters.append(
-                {
-                    "index": number,
-                    "title": chapter.title,
-                    "file": key,
-                    "start": round(span.start / rate, 3),
-                    "duration": round(seconds, 3),
-                    "start_sample": span.start,
-                    "end_sample": span.end,
-                    "chunks": [
-                        {
-                            "text": c.text,
-                            "start": round(c.start / rate, 3),
-                            "end": round(c.end / rate, 3),
-                        }
-                        for c in span.chunks
-                    ],
-                }
-            )
-            done_items.append((chapter.item_id, key, seconds))
-
-        book = _EncoderThread(
-            output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=options.get("bitrate_kbps")
-        )
-        parts = _EncoderThread(
-            output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=options.get("bitrate_kbps")
-        )
-        book.start()
-        parts.start()
-        try:
-            book.send("open", book_key, {"title": title, "album": title, "artist": author or ""})
-            current: int | None = None
-            for chapter_index, segment in segments:
-                if segment.load is None:
-                    audio = np.zeros(segment.length, np.float32)
-                elif mastering.limited:
-                    audio = mastering.apply(*segment.audio_and_peaks())
-                else:
-                    audio = mastering.apply(segment.load())  # peaks only matter to the limiter
-                book.send("audio", audio)
-                if chapter_index is not None and chapter_index != current:
-                    if current is not None:
-                        parts.send("close")
-                    current = chapter_index
-                    parts.send(
-                        "open",
-                        chapter_keys[current],
-                        {
-                            "title": chapters[current].title,
-                            "album": title,
-                            "artist": author or "",
-                            "track": f"{current + 1}/{len(chapters)}",
-                        },
-                    )
-                if chapter_index is not None:
-                    parts.send("audio", audio)
-            parts.send("close")
-            book.send("close")
-        except BaseException as failure:
-            _finish_all([book, parts], failure)
-            raise
-        _finish_all([book, parts], None)
-
-    manifest = {
-        "job_id": str(job_id),
-        "source": source,
-        "title": title,
-        "author": author,
-        "format": fmt,
-        "sample_rate": rate,
-        "file_sample_rate": output_rate(fmt, rate) if rate else None,
-        "duration": round(duration, 3),
-        "file": book_key,
-        "loudness": None
-        if mastering is None
-        else {
-            "integrated_lufs": round(mastering.output_lufs, 2),
-            "true_peak_dbtp": round(mastering.true_peak_dbtp, 2),
-            "gain_db": round(mastering.gain_db, 2),
-            "limited": mastering.limited,
-        },
-        "chapters": manifest_chapters,
-        "failed_chunks": failed_chunks,
-    }
-    output_store.put(
-        MANIFEST_KEY,
-        json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
-        content_type="application/json",
-    )
-    # Files an earlier assembly of this source listed and this one does not (a chapter
-    # renamed or removed since) would otherwise linger beside the new ones. When nothing
-    # was produced this time, the earlier files are the only audio there is: keep them.
-    if book_key is not None:
-        for key in stale - {book_key, *chapter_keys}:
-            output_store.delete(key)
-
     with transaction(factory) as session:
-        for item_id, key, seconds in done_items:
-            store.complete_item(session, item_id=item_id, object_key=key, duration=seconds)
-        for item_id, error in failed_items:
-            store.fail_item(session, item_id=item_id, error=error)
-        status = store.get_job(session, job_id).status
-        if status == JobStatus.ASSEMBLING:
-            status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
-    return AssemblyResult(status, book_key, chapter_keys, duration, mastering, failed_chunks)
+        if not store.get_job(session, job_id).status.final and not store.claim_finalization(
+            session, job_id=job_id
+        ):
+            status = store.get_job(session, job_id).status
+            if status != JobStatus.ASSEMBLING:
+                raise RetryableError(
+                    f"job {job_id} still has chunks being rendered; try again later"
+                )
+    return finalize_job(factory, job_id=job_id, chunk_store=chunk_store, output_store=output_store)

@@ -79,6 +79,38 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(300, ge=5, description="How long a renderer holds a chunk.")
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
+    # --- distributed mode -------------------------------------------------------------
+    broker_url: str | None = Field(
+        None, description="Celery broker: redis://host:6379/0 or amqp://user:pass@host//."
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis for the chunk-cache index and API rate limits; default: the broker "
+        "when it is Redis.",
+    )
+    task_chunks: int = Field(16, ge=1, le=1000, description="Chunk ids per render message.")
+    visibility_timeout_seconds: int = Field(
+        7200, ge=60, description="Redis broker: redeliver an unacked message after this long."
+    )
+    worker_grace_seconds: int = Field(
+        60, ge=0, le=3600, description="On SIGTERM, time a worker has to finish its tasks."
+    )
+    worker_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Port for a worker's Prometheus metrics; off if unset."
+    )
+    api_rate_limit: int = Field(
+        120, ge=1, description="Requests per minute per API key (HTTP 429 past it)."
+    )
+    api_max_body_mb: int = Field(64, ge=1, le=1024, description="Largest request body accepted.")
+    api_url: str | None = Field(
+        None, description="Submit API the CLI client talks to, like http://host:8000."
+    )
+    api_key: SecretStr | None = Field(None, description="API key the CLI client sends.")
+    flower_user: str = Field("admin", description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        None, description="Flower basic-auth password (required to start Flower)."
+    )
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:
@@ -95,6 +127,28 @@ class Settings(BaseSettings):
         if url and url.startswith("s3://") and not url[5:].strip("/"):
             raise ValueError("storage_url s3:// needs a bucket name, like s3://audio/prefix")
         return self
+
+    @field_validator("broker_url", mode="after")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss", "amqp", "amqps"):
+            raise ValueError("broker_url must be redis://, rediss://, amqp:// or amqps://")
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and value.split("://", 1)[0] not in ("redis", "rediss"):
+            raise ValueError("redis_url must be redis:// or rediss://")
+        return value
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings
-from pipeline.engines import Engine, engine_params
+from pipeline.engines import Engine, EngineInfo, engine_params
 from pipeline.errors import InputError
 from pipeline.ingest import Document, ParsedSource, SourceFile
 from pipeline.state import store
@@ -48,9 +48,10 @@ def build_spec(
     document: Document,
     source: SourceFile,
     *,
-    engine: Engine,
+    engine: Engine | EngineInfo,
     settings: Settings,
     output_uri: str | None,
+    kind: str = "book",
 ) -> store.JobSpec:
     """Segment every chapter and hash every chunk; pure, no I/O."""
     voice = settings.voice or engine.default_voice
@@ -109,6 +110,7 @@ def build_spec(
         params=params,
         options=options,
         output_uri=output_uri,
+        kind=kind,
     )
 
 

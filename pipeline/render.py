@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.process import to_wav_bytes, trim_silence
+from pipeline.cache import ChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
@@ -22,7 +23,7 @@ from pipeline.errors import InputError, PermanentError, RetryableError, Voicebat
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus
-from pipeline.state.store import ChunkLease
+from pipeline.state.store import ChunkLease, RenderedAudio
 from pipeline.storage import ObjectStore, chunk_key
 
 log = logging.getLogger(__name__)
@@ -80,36 +81,43 @@ class ChunkRenderer:
         engine: Engine,
         settings: Settings,
         owner: str | None = None,
+        index: ChunkIndex | None = None,
     ) -> None:
         self.factory = factory
         self.objects = store_
         self.engine = engine
         self.settings = settings
         self.owner = owner or worker_id()
+        self.index = index
         self.stats = RenderStats()
         self.backoff = 0.0  # seconds to wait before the next lease, after a retryable failure
 
-    def _complete(
-        self, lease: ChunkLease, key: str, duration: float, rate: int, *, cached: bool
-    ) -> None:
-        with transaction(self.factory) as session:
-            ok = store.complete_chunk(
-                session,
-                chunk_id=lease.chunk_id,
-                owner=self.owner,
-                object_key=key,
-                duration=duration,
-                sample_rate=rate,
-                cache_hit=cached,
-            )
-        if not ok:
-            self.stats.lost += 1
+    def _record(self, done: Sequence[tuple[ChunkLease, RenderedAudio, bool]]) -> None:
+        """Mark chunks done in one transaction; a chunk whose lease was lost is not counted."""
+        if not done:
             return
-        self.stats.audio_seconds += duration
-        if cached:
-            self.stats.cached += 1
-        else:
-            self.stats.rendered += 1
+        with transaction(self.factory) as session:
+            outcomes = [
+                store.complete_chunk(
+                    session,
+                    chunk_id=lease.chunk_id,
+                    owner=self.owner,
+                    object_key=audio.object_key,
+                    duration=audio.duration,
+                    sample_rate=audio.sample_rate,
+                    cache_hit=cached,
+                )
+                for lease, audio, cached in done
+            ]
+        for ok, (_, audio, cached) in zip(outcomes, done, strict=True):
+            if not ok:
+                self.stats.lost += 1
+                continue
+            self.stats.audio_seconds += audio.duration
+            if cached:
+                self.stats.cached += 1
+            else:
+                self.stats.rendered += 1
 
     def _fail(self, lease: ChunkLease, exc: BaseException) -> None:
         retryable = isinstance(exc, RetryableError)
@@ -133,13 +141,17 @@ class ChunkRenderer:
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
         log.warning("chunk %s failed (attempt %s): %s", lease.seq, lease.attempts, message)
 
-    def _from_cache(self, lease: ChunkLease) -> bool:
+    def _lookup(self, digest: str) -> RenderedAudio | None:
+        """Audio already rendered for this content hash: the index first, then the database."""
+        if self.index is not None and (hit := self.index.get(digest)) is not None:
+            return hit
         with transaction(self.factory) as session:
-            found = store.find_rendered(session, content_hash=lease.content_hash)
+            found = store.find_rendered(session, content_hash=digest)
         if found is None or not self.objects.exists(found.object_key):
-            return False
-        self._complete(lease, found.object_key, found.duration, found.sample_rate, cached=True)
-        return True
+            return None
+        if self.index is not None:
+            self.index.put(digest, found)
+        return found
 
     def _engine_batch(
         self, leases: Sequence[ChunkLease], voice: str, params: Mapping[str, ParamValue]
@@ -171,32 +183,98 @@ class ChunkRenderer:
         finally:
             self.stats.engine_seconds += time.perf_counter() - started
 
+    def _store(self, lease: ChunkLease, result: SynthesisResult) -> RenderedAudio:
+        audio = trim_silence(result.audio, result.sample_rate)
+        if audio.size == 0:
+            raise PermanentError(f"the engine produced no audible speech for {lease.text[:60]!r}")
+        key = chunk_key(lease.content_hash)
+        self.objects.put_if_absent(
+            key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
+        )
+        return RenderedAudio(key, len(audio) / result.sample_rate, result.sample_rate)
+
+    def _render_groups(
+        self,
+        groups: Sequence[list[ChunkLease]],
+        voice: str,
+        params: Mapping[str, ParamValue],
+    ) -> None:
+        """One engine request per content hash; its twins in the batch share the audio."""
+        firsts = [group[0] for group in groups]
+        done: list[tuple[ChunkLease, RenderedAudio, bool]] = []
+        for group, result in zip(groups, self._engine_batch(firsts, voice, params), strict=True):
+            try:
+                failure: BaseException | None = (
+                    result if isinstance(result, BaseException) else None
+                )
+                if failure is None:
+                    assert isinstance(result, SynthesisResult)
+                    try:
+                        audio = self._store(group[0], result)
+                    except VoicebatchError as exc:
+                        failure = exc
+                if failure is not None:
+                    for lease in group:
+                        self._fail(lease, failure)
+                    continue
+            finally:
+                if self.index is not None:
+                    self.index.release(group[0].content_hash, self.owner)
+            if self.index is not None:
+                self.index.put(group[0].content_hash, audio)
+            done += [(lease, audio, index > 0) for index, lease in enumerate(group)]
+        self._record(done)
+
     def render_leases(
         self, leases: Sequence[ChunkLease], *, voice: str, params: Mapping[str, ParamValue]
     ) -> None:
-        """Render leased chunks: cached ones are taken from storage, the rest go to the engine."""
-        misses = [lease for lease in leases if not self._from_cache(lease)]
-        if not misses:
-            return
-        for lease, result in zip(misses, self._engine_batch(misses, voice, params), strict=True):
-            if isinstance(result, BaseException):
-                self._fail(lease, result)
-                continue
-            try:
-                audio = trim_silence(result.audio, result.sample_rate)
-                if audio.size == 0:
-                    raise PermanentError(
-                        f"the engine produced no audible speech for {lease.text[:60]!r}"
-                    )
-                key = chunk_key(lease.content_hash)
-                self.objects.put_if_absent(
-                    key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
-                )
-                self._complete(
-                    lease, key, len(audio) / result.sample_rate, result.sample_rate, cached=False
-                )
-            except VoicebatchError as exc:
-                self._fail(lease, exc)
+        """Render leased chunks. Chunks whose content hash has audio already (any job, any
+        user) are taken from storage; identical chunks in the batch are rendered once; a
+        chunk another renderer is rendering right now is waited for, not rendered twice."""
+        groups: dict[str, list[ChunkLease]] = {}
+        for lease in leases:
+            groups.setdefault(lease.content_hash, []).append(lease)
+        cached: list[tuple[ChunkLease, RenderedAudio, bool]] = []
+        mine: list[list[ChunkLease]] = []
+        theirs: list[list[ChunkLease]] = []
+        for digest, group in groups.items():
+            hit = self._lookup(digest)
+            if hit is not None:
+                cached += [(lease, hit, True) for lease in group]
+            elif self.index is None or self.index.claim(
+                digest, self.owner, self.settings.lease_seconds
+            ):
+                mine.append(group)
+            else:
+                theirs.append(group)
+        self._record(cached)
+        if mine:
+            self._render_groups(mine, voice, params)
+        if theirs:
+            self._await_others(theirs, voice, params)
+
+    claim_wait_seconds = 30.0
+
+    def _await_others(
+        self, groups: list[list[ChunkLease]], voice: str, params: Mapping[str, ParamValue]
+    ) -> None:
+        """Wait (a while) for chunks another renderer claimed; render what does not appear."""
+        deadline = time.monotonic() + min(self.claim_wait_seconds, self.settings.lease_seconds / 2)
+        while groups and time.monotonic() < deadline:
+            time.sleep(0.05)
+            found: list[tuple[ChunkLease, RenderedAudio, bool]] = []
+            waiting = []
+            for group in groups:
+                assert self.index is not None
+                hit = self.index.get(group[0].content_hash)
+                if hit is None:
+                    waiting.append(group)
+                else:
+                    found += [(lease, hit, True) for lease in group]
+            self._record(found)
+            groups = waiting
+        if groups:
+            self._render_groups(groups, voice, params)
 
     poll_seconds = 1.0
 
@@ -272,3 +350,58 @@ class ChunkRenderer:
             with transaction(self.factory) as session:
                 store.release_leases(session, owner=self.owner)
         return self.stats
+
+
+@dataclass(frozen=True)
+class ChunkTaskOutcome:
+    """What rendering the chunks a message named left to do next."""
+
+    ready_items: list[uuid.UUID]  # claimed for assembly by this call: assemble each once
+    retry_in: float | None  # some chunks went back to pending: run the message again then
+    stats: RenderStats
+
+
+def render_chunk_ids(
+    renderer: ChunkRenderer, *, job_id: uuid.UUID, chunk_ids: Sequence[uuid.UUID]
+) -> ChunkTaskOutcome:
+    """Render the named chunks of a job (distributed mode: one render message).
+
+    Only chunks that are pending, or whose lease expired, are leased; the rest are done,
+    failed or in someone else's hands, so a duplicate message does nothing. Afterwards
+    every item whose last chunk is now final is claimed for assembly, exactly once across
+    all workers. Leases still held when this returns or raises are handed back.
+    """
+    with transaction(renderer.factory) as session:
+        job = store.get_job(session, job_id)
+        if job.status.final:
+            return ChunkTaskOutcome([], None, renderer.stats)
+        engine = renderer.engine
+        if (job.engine, job.model_version) != (engine.name, engine.model_version):
+            raise InputError(
+                f"job {job_id} wants engine {job.engine} ({job.model_version}); this worker "
+                f"runs {engine.name} ({engine.model_version})"
+            )
+        voice, params = job.voice, dict(job.params)
+        store.start_job(session, job_id=job_id)
+    try:
+        with transaction(renderer.factory) as session:
+            leases = store.lease_chunks(
+                session,
+                job_id=job_id,
+                owner=renderer.owner,
+                limit=len(chunk_ids),
+                ttl=timedelta(seconds=renderer.settings.lease_seconds),
+                max_attempts=renderer.settings.max_attempts,
+                chunk_ids=chunk_ids,
+            )
+        if leases:
+            renderer.render_leases(leases, voice=voice, params=params)
+    finally:
+        with transaction(renderer.factory) as session:
+            store.release_leases(session, owner=renderer.owner)
+    with transaction(renderer.factory) as session:
+        items = store.chunk_items(session, chunk_ids=chunk_ids)
+        ready = store.claim_ready_items(session, job_id=job_id, item_ids=items)
+        pending = store.pending_among(session, chunk_ids=chunk_ids)
+    retry_in = max(renderer.backoff, 0.5) if pending else None
+    return ChunkTaskOutcome(ready, retry_in, renderer.stats)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, NotFoundError, RetryableError
@@ -302,7 +303,7 @@ def open_store(url: str, settings: Settings) -> ObjectStore:
     if url.startswith("s3://"):
         return S3ObjectStore.from_settings(url, settings)
     if url.startswith("file://"):
-        url = url[len("file://") :]
+        url = unquote(urlsplit(url).path)  # as Path.as_uri() wrote it
     if "://" in url:
         raise InputError(
             f"unsupported storage URL {url!r} (use a folder path or s3://bucket/prefix)"

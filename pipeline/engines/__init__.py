@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pipeline.config import Settings
 from pipeline.engines.base import Engine, SynthesisRequest, SynthesisResult
@@ -11,9 +12,11 @@ from pipeline.errors import InputError
 __all__ = [
     "ENGINES",
     "Engine",
+    "EngineInfo",
     "SynthesisRequest",
     "SynthesisResult",
     "create_engine",
+    "engine_info",
     "engine_params",
 ]
 
@@ -46,6 +49,30 @@ def check_engine(settings: Settings) -> None:
         from pipeline.engines.piper import voice_files
 
         voice_files(settings.voice)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What planning needs of an engine (the same attributes an Engine has), known
+    without loading its model: the API plans jobs that GPU workers render."""
+
+    name: str
+    default_voice: str
+    model_version: str
+    max_chunk_chars: int
+
+
+def engine_info(settings: Settings) -> EngineInfo:
+    """The engine named in settings, described without loading it (milliseconds)."""
+    check_engine(settings)
+    if settings.engine == "piper":
+        from pipeline.engines.piper import BUNDLED_VOICE, PiperEngine, model_version
+
+        voice = settings.voice or BUNDLED_VOICE
+        return EngineInfo("piper", voice, model_version(voice), PiperEngine.max_chunk_chars)
+    from pipeline.engines.testing import TestToneEngine as Tone
+
+    return EngineInfo(Tone.name, Tone.default_voice, Tone.model_version, Tone.max_chunk_chars)
 
 
 def create_engine(settings: Settings) -> Engine:

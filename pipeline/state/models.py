@@ -73,6 +73,7 @@ FINAL_JOB_STATUSES = frozenset(
 
 class ItemStatus(enum.StrEnum):
     PENDING = "pending"
+    ASSEMBLING = "assembling"  # every chunk is final; claimed once for assembly
     DONE = "done"
     FAILED = "failed"
 
@@ -116,6 +117,8 @@ class Job(Base):
             sqlite_where=text(ACTIVE_JOB),
             postgresql_where=text(ACTIVE_JOB),
         ),
+        # A retried submit with the same Idempotency-Key finds the job the first one made.
+        Index("uq_jobs_owner_id_idempotency_key", "owner_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -141,6 +144,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Jobs submitted through the API belong to a key; embedded jobs to nobody. No foreign
+    # key: keys are revoked, never deleted, and SQLite cannot add one to a live table.
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
     items: Mapped[list[Item]] = relationship(back_populates="job", order_by="Item.position")
 
@@ -160,6 +167,9 @@ class Item(Base):
     )
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     object_key: Mapped[str | None] = mapped_column(String(1000))
+    # The gain and limiter the item was mastered with, so the whole-book file can apply
+    # exactly the same to the same chunks and agree with the chapter files to the sample.
+    mastering: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -199,3 +209,16 @@ class Chunk(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiKey(Base):
+    """A submit-API key. Only its SHA-256 is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,8 @@ class JobSpec:
     author: str | None = None
     output_uri: str | None = None
     kind: str = "book"
+    owner_id: uuid.UUID | None = None
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class ChunkLease:
     content_hash: str
     attempts: int
     expires_at: datetime
+    item_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class JobProgress:
     chunks_failed: int
     chunks_leased: int
     audio_seconds: float
+    chunks_cached: int = 0  # done chunks whose audio an earlier identical chunk had made
+    items_total: int = 0
+    items_done: int = 0
+    items_failed: int = 0
 
     @property
     def chunks_pending(self) -> int:
@@ -108,11 +115,11 @@ def _update(session: Session, table: Any, where: tuple[Any, ...], **values: Any)
 # --- jobs --------------------------------------------------------------------------------
 
 
-def create_job(session: Session, *, spec: JobSpec) -> uuid.UUID:
+def create_job(session: Session, *, spec: JobSpec, job_id: uuid.UUID | None = None) -> uuid.UUID:
     """Insert a job with its items and chunks. All or nothing: the caller's transaction."""
     if not spec.items or not any(item.chunks for item in spec.items):
         raise InputError(f"{spec.source_name}: nothing to render (no speakable text)")
-    job_id = uuid.uuid4()
+    job_id = job_id or uuid.uuid4()
     now = utcnow()
     total = sum(len(item.chunks) for item in spec.items)
     session.add(
@@ -133,6 +140,8 @@ def create_job(session: Session, *, spec: JobSpec) -> uuid.UUID:
             output_uri=spec.output_uri,
             options=spec.options,
             chunks_total=total,
+            owner_id=spec.owner_id,
+            idempotency_key=spec.idempotency_key,
             created_at=now,
             updated_at=now,
         )
@@ -215,8 +224,31 @@ def find_resumable_job(session: Session, *, fingerprint: str) -> Job | None:
     ).first()
 
 
-def list_jobs(session: Session, *, limit: int = 50) -> Sequence[Job]:
-    return session.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()
+def get_owned_job(session: Session, *, job_id: uuid.UUID, owner_id: uuid.UUID) -> Job:
+    """A job that belongs to `owner_id`; another owner's job is reported as missing."""
+    job = session.get(Job, job_id)
+    if job is None or job.owner_id != owner_id:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def find_idempotent_job(session: Session, *, owner_id: uuid.UUID, key: str) -> Job | None:
+    """The job an earlier submit with the same Idempotency-Key created."""
+    return session.scalars(
+        select(Job).where(Job.owner_id == owner_id, Job.idempotency_key == key)
+    ).first()
+
+
+def list_jobs(
+    session: Session, *, limit: int = 50, offset: int = 0, owner_id: uuid.UUID | None = None
+) -> Sequence[Job]:
+    """Newest first; only `owner_id`'s jobs when given."""
+    query = select(Job)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
+    return session.scalars(
+        query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+    ).all()
 
 
 def job_progress(session: Session, *, job_id: uuid.UUID) -> JobProgress:
@@ -230,12 +262,26 @@ def job_progress(session: Session, *, job_id: uuid.UUID) -> JobProgress:
     def count(status: ChunkStatus) -> int:
         return int(counts.get(status, (0, 0.0))[0])
 
+    cached = session.scalar(
+        select(func.count()).where(
+            Chunk.job_id == job_id, Chunk.status == ChunkStatus.DONE, Chunk.cache_hit.is_(True)
+        )
+    )
+    items = dict(
+        session.execute(
+            select(Item.status, func.count()).where(Item.job_id == job_id).group_by(Item.status)
+        ).all()
+    )
     return JobProgress(
         chunks_total=sum(int(c) for c, _ in counts.values()),
         chunks_done=count(ChunkStatus.DONE),
         chunks_failed=count(ChunkStatus.FAILED),
         chunks_leased=count(ChunkStatus.LEASED),
         audio_seconds=float(counts.get(ChunkStatus.DONE, (0, 0.0))[1] or 0.0),
+        chunks_cached=int(cached or 0),
+        items_total=sum(int(c) for c in items.values()),
+        items_done=int(items.get(ItemStatus.DONE, 0)),
+        items_failed=int(items.get(ItemStatus.FAILED, 0)),
     )
 
 
@@ -261,16 +307,60 @@ def start_job(session: Session, *, job_id: uuid.UUID) -> bool:
     return _move_job(session, job_id, [JobStatus.PENDING], JobStatus.RENDERING)
 
 
-def begin_assembly(session: Session, *, job_id: uuid.UUID) -> bool:
-    """rendering -> assembling, only once no chunk is pending or leased."""
-    open_chunks = session.scalar(
-        select(func.count()).where(
-            Chunk.job_id == job_id, Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED])
+def claim_ready_items(
+    session: Session, *, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID] | None = None
+) -> list[uuid.UUID]:
+    """pending -> assembling for items none of whose chunks is pending or leased.
+
+    Called after the transaction that finished a chunk has committed, by everyone who
+    finished one: whichever caller sees the last chunk done wins the conditional update,
+    so each item is claimed for assembly exactly once however the renders interleave.
+    """
+    open_chunk = (
+        select(Chunk.id)
+        .where(
+            Chunk.item_id == Item.id,
+            Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED]),
+        )
+        .exists()
+    )
+    where = [Item.job_id == job_id, Item.status == ItemStatus.PENDING, ~open_chunk]
+    if item_ids is not None:
+        where.append(Item.id.in_(list(item_ids)))
+    claimed = session.scalars(
+        update(Item)
+        .where(*where)
+        .values(status=ItemStatus.ASSEMBLING, updated_at=utcnow())
+        .returning(Item.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed, key=str)
+
+
+def items_in_assembly(session: Session, *, job_id: uuid.UUID) -> list[uuid.UUID]:
+    """Items claimed for assembly and not yet finished (an assembler stopped midway)."""
+    return list(
+        session.scalars(
+            select(Item.id)
+            .where(Item.job_id == job_id, Item.status == ItemStatus.ASSEMBLING)
+            .order_by(Item.position)
         )
     )
-    if open_chunks:
+
+
+def claim_finalization(session: Session, *, job_id: uuid.UUID) -> bool:
+    """rendering -> assembling once every item is done or failed: the caller, and only
+    that one caller, writes the job's whole-book file and manifest."""
+    open_items = session.scalar(
+        select(func.count()).where(
+            Item.job_id == job_id, Item.status.in_([ItemStatus.PENDING, ItemStatus.ASSEMBLING])
+        )
+    )
+    if open_items:
         return False
-    return _move_job(session, job_id, [JobStatus.RENDERING], JobStatus.ASSEMBLING)
+    return _move_job(
+        session, job_id, [JobStatus.PENDING, JobStatus.RENDERING], JobStatus.ASSEMBLING
+    )
 
 
 def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float) -> JobStatus:
@@ -363,18 +453,27 @@ def lease_chunks(
     ttl: timedelta,
     max_attempts: int,
     now: datetime | None = None,
+    chunk_ids: Sequence[uuid.UUID] | None = None,
 ) -> list[ChunkLease]:
     """Lease up to `limit` chunks in reading order: pending ones, or ones whose lease expired.
 
-    A chunk whose lease expired `max_attempts` times (its renderer keeps dying) is failed
-    instead of leased again.
+    With `chunk_ids`, only among those (a render message names its chunks); chunks that
+    are done, or leased by someone whose lease holds, are skipped, so a duplicate message
+    changes nothing. A chunk whose lease expired `max_attempts` times (its renderer keeps
+    dying) is failed instead of leased again. Nothing is leased for a finished job.
     """
     now = now or utcnow()
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    if status is None or status in FINAL_JOB_STATUSES:
+        return []
     expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
+    scope = [Chunk.job_id == job_id]
+    if chunk_ids is not None:
+        scope.append(Chunk.id.in_(list(chunk_ids)))
     _update(
         session,
         Chunk,
-        (Chunk.job_id == job_id, expired, Chunk.attempts >= max_attempts),
+        (*scope, expired, Chunk.attempts >= max_attempts),
         status=ChunkStatus.FAILED,
         lease_owner=None,
         lease_expires_at=None,
@@ -383,8 +482,8 @@ def lease_chunks(
     )
     available = or_(Chunk.status == ChunkStatus.PENDING, expired)
     candidates = session.execute(
-        select(Chunk.id, Chunk.seq, Chunk.text, Chunk.content_hash, Chunk.attempts)
-        .where(Chunk.job_id == job_id, available)
+        select(Chunk.id, Chunk.seq, Chunk.text, Chunk.content_hash, Chunk.attempts, Chunk.item_id)
+        .where(*scope, available)
         .order_by(Chunk.seq)
         .limit(limit)
         # Rows another session is leasing right now are skipped, not waited on: otherwise
@@ -393,7 +492,7 @@ def lease_chunks(
     ).all()
     expires = now + ttl
     leases: list[ChunkLease] = []
-    for chunk_id, seq, text, digest, attempts in candidates:
+    for chunk_id, seq, text, digest, attempts, item_id in candidates:
         result = _update(
             session,
             Chunk,
@@ -405,7 +504,7 @@ def lease_chunks(
             updated_at=now,
         )
         if result == 1:
-            leases.append(ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires))
+            leases.append(ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id))
     return leases
 
 
@@ -552,18 +651,32 @@ def failed_chunks(session: Session, *, job_id: uuid.UUID) -> Sequence[Chunk]:
 # --- items -------------------------------------------------------------------------------
 
 
+def get_item(session: Session, *, item_id: uuid.UUID) -> Item:
+    item = session.get(Item, item_id)
+    if item is None:
+        raise NotFoundError(f"no item {item_id}")
+    return item
+
+
 def complete_item(
-    session: Session, *, item_id: uuid.UUID, object_key: str, duration: float
+    session: Session,
+    *,
+    item_id: uuid.UUID,
+    object_key: str,
+    duration: float,
+    mastering: dict[str, Any] | None = None,
 ) -> bool:
-    """pending -> done with its output file. Re-assembly of a done item updates nothing."""
+    """assembling -> done with its output file. A second assembly of a done item updates nothing."""
     return (
         _update(
             session,
             Item,
-            (Item.id == item_id, Item.status == ItemStatus.PENDING),
+            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
             status=ItemStatus.DONE,
             object_key=object_key,
             duration_seconds=duration,
+            mastering=mastering,
+            error=None,
             updated_at=utcnow(),
         )
         == 1
@@ -571,15 +684,46 @@ def complete_item(
 
 
 def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
-    """pending -> failed (some of its chunks could not be rendered)."""
+    """assembling -> failed (some of its chunks could not be rendered)."""
     return (
         _update(
             session,
             Item,
-            (Item.id == item_id, Item.status == ItemStatus.PENDING),
+            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
             status=ItemStatus.FAILED,
             error=error[:4000],
             updated_at=utcnow(),
         )
         == 1
     )
+
+
+def chunk_items(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """The items these chunks belong to."""
+    return list(
+        session.scalars(select(Chunk.item_id).where(Chunk.id.in_(list(chunk_ids))).distinct())
+    )
+
+
+def pending_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> int:
+    """How many of these chunks wait to be (re)rendered."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                Chunk.id.in_(list(chunk_ids)), Chunk.status == ChunkStatus.PENDING
+            )
+        )
+        or 0
+    )
+
+
+def withdraw_job(session: Session, *, job_id: uuid.UUID) -> bool:
+    """Delete a job nothing has touched yet (its messages could not be published), so a
+    failed submit leaves nothing behind. A job already started is left alone."""
+    result = session.execute(
+        delete(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.PENDING)
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(result, CursorResult)
+    return result.rowcount == 1  # items and chunks go with it (ON DELETE CASCADE)

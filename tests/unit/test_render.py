@@ -476,7 +476,7 @@ def test_an_upload_failure_surfaces_and_leaves_no_encoder_thread(
 ) -> None:
     import threading
 
-    from pipeline.assemble import _EncoderThread
+    from pipeline.audio.writer import EncoderThread
     from pipeline.storage import LocalObjectStore
 
     def refuse(self: LocalObjectStore, key: str, source: object, *, content_type: str) -> None:
@@ -488,7 +488,7 @@ def test_an_upload_failure_surfaces_and_leaves_no_encoder_thread(
     monkeypatch.setattr(LocalObjectStore, "put_file", refuse)
     with pytest.raises(OSError, match="disk full"):
         run(runtime, CountingEngine(), book, tmp_path / "out")
-    assert not [t for t in threading.enumerate() if isinstance(t, _EncoderThread)]
+    assert not [t for t in threading.enumerate() if isinstance(t, EncoderThread)]
 
 
 def test_short_chapters_keep_their_exact_length(runtime: LocalRuntime, tmp_path: Path) -> None:

@@ -210,25 +210,38 @@ def test_permanent_failure_is_immediate_and_stale_owner_is_ignored(
         )
 
 
-def test_assembly_starts_only_when_no_chunk_is_open_and_only_once(
+def test_items_are_claimed_once_when_their_last_chunk_is_done_then_the_job_once(
     db: sessionmaker[Session],
 ) -> None:
-    job_id = new_job(db, chunks_per_item=(2,))
+    job_id = new_job(db, chunks_per_item=(2, 1))
     chunks = lease(db, job_id, "a")
     with transaction(db) as session:
-        assert not store.begin_assembly(session, job_id=job_id)
-    for chunk in chunks:
-        assert complete(db, chunk, "a")
+        assert store.claim_ready_items(session, job_id=job_id) == []
+    assert complete(db, chunks[0], "a") and complete(db, chunks[2], "a")
     with transaction(db) as session:
-        assert store.begin_assembly(session, job_id=job_id)
+        items = store.job_items(session, job_id=job_id)
+        # only the second item is complete; the first still has a leased chunk
+        assert store.claim_ready_items(session, job_id=job_id) == [items[1].id]
+        assert store.claim_ready_items(session, job_id=job_id) == []
+        assert not store.claim_finalization(session, job_id=job_id)
+    assert complete(db, chunks[1], "a")
     with transaction(db) as session:
-        assert not store.begin_assembly(session, job_id=job_id)
+        assert store.claim_ready_items(session, job_id=job_id, item_ids=[items[1].id]) == []
+        assert store.claim_ready_items(session, job_id=job_id, item_ids=[items[0].id]) == [
+            items[0].id
+        ]
+        assert store.items_in_assembly(session, job_id=job_id) == [items[0].id, items[1].id]
+        assert not store.claim_finalization(session, job_id=job_id)  # items still assembling
+        for item in items:
+            assert store.complete_item(session, item_id=item.id, object_key="k", duration=1.0)
+        assert store.claim_finalization(session, job_id=job_id)
+        assert not store.claim_finalization(session, job_id=job_id)
         assert store.get_job(session, job_id).status == JobStatus.ASSEMBLING
 
 
 def _finish_items(db: sessionmaker[Session], job_id: uuid.UUID, fail_first: bool) -> JobStatus:
     with transaction(db) as session:
-        assert store.begin_assembly(session, job_id=job_id)
+        assert len(store.claim_ready_items(session, job_id=job_id)) == 2
         for index, item in enumerate(store.job_items(session, job_id=job_id)):
             if fail_first and index == 0:
                 assert store.fail_item(session, item_id=item.id, error="chunk failed")
@@ -239,6 +252,7 @@ def _finish_items(db: sessionmaker[Session], job_id: uuid.UUID, fail_first: bool
                 assert not store.complete_item(
                     session, item_id=item.id, object_key="again", duration=9.0
                 )
+        assert store.claim_finalization(session, job_id=job_id)
         return store.finish_job(session, job_id=job_id, audio_seconds=4.0)
 
 

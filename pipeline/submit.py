@@ -1,0 +1,202 @@
+"""Submitting jobs from requests (distributed mode): text, chapters, catalogue items or an
+uploaded file -> a checked Document -> one job in one transaction -> chunk ids to publish.
+
+Everything here is checked before the job exists; a request that fails any check leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.assemble import slugify
+from pipeline.config import Settings
+from pipeline.engines import EngineInfo
+from pipeline.errors import InputError
+from pipeline.ingest import Chapter, Document, ParsedSource, SourceFile, load_source, parse_source
+from pipeline.ingest.plaintext import parse_plaintext
+from pipeline.plan import build_spec
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import Chunk, JobStatus
+from pipeline.text.segment import segment_paragraphs
+
+MAX_ITEMS = 100_000
+MAX_ITEM_CHARS = 20_000
+
+
+class FieldError(InputError):
+    """A request field is invalid; `field` names it the way the request spelled it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _paragraphs(text: str) -> tuple[str, ...]:
+    return tuple(" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip())
+
+
+def _source(name: str, payload: object) -> SourceFile:
+    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+    return SourceFile(path=Path(name), text="", sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _speakable(text: str, max_chars: int) -> bool:
+    return next(segment_paragraphs(list(_paragraphs(text)), max_chars), None) is not None
+
+
+def document_from_text(title: str, text: str) -> ParsedSource:
+    """Plain text, chapter headings found as in a .txt file."""
+    if not any(ch.isalnum() for ch in text):
+        raise FieldError("text", "has no words to read")
+    document = parse_plaintext(text, default_title=title)
+    if not document.chapters:
+        raise FieldError("text", "has no words to read")
+    return ParsedSource(_source(f"{slugify(title, fallback='text')}.txt", [title, text]), document)
+
+
+def document_from_chapters(title: str, chapters: Sequence[tuple[str, str]]) -> ParsedSource:
+    """Chapters given one by one: each title is a heading, each text its paragraphs."""
+    out = []
+    for index, (name, text) in enumerate(chapters):
+        if not name.strip():
+            raise FieldError(f"chapters[{index}].title", "is empty")
+        paragraphs = _paragraphs(text)
+        if not any(ch.isalnum() for p in paragraphs for ch in p):
+            raise FieldError(f"chapters[{index}].text", "has no words to read")
+        out.append(Chapter(title=" ".join(name.split()), paragraphs=paragraphs, heading=True))
+    if not out:
+        raise FieldError("chapters", "is empty")
+    document = Document(title=title, chapters=tuple(out))
+    return ParsedSource(
+        _source(f"{slugify(title, fallback='book')}.json", [title, list(chapters)]), document
+    )
+
+
+def document_from_items(title: str, items: Sequence[tuple[str, str]]) -> ParsedSource:
+    """Catalogue entries: one output file per entry, named by its id."""
+    if not items:
+        raise FieldError("items", "is empty")
+    if len(items) > MAX_ITEMS:
+        raise FieldError("items", f"{len(items)} entries is over the limit of {MAX_ITEMS}")
+    seen: dict[str, int] = {}
+    out = []
+    for index, (item_id, text) in enumerate(items):
+        name = item_id.strip()
+        if not name:
+            raise FieldError(f"items[{index}].id", "is empty")
+        slug = slugify(name, fallback="")
+        if not slug:
+            raise FieldError(f"items[{index}].id", f"{name!r} has no letters or digits")
+        if slug in seen:
+            raise FieldError(
+                f"items[{index}].id",
+                f"{name!r} names the same file as items[{seen[slug]}] ({slug})",
+            )
+        seen[slug] = index
+        if len(text) > MAX_ITEM_CHARS:
+            raise FieldError(
+                f"items[{index}].text", f"{len(text)} characters is over {MAX_ITEM_CHARS}"
+            )
+        if not any(ch.isalnum() for ch in text):
+            raise FieldError(f"items[{index}].text", "has no words to read")
+        out.append(Chapter(title=name, paragraphs=_paragraphs(text), heading=False))
+    document = Document(title=title, chapters=tuple(out))
+    return ParsedSource(
+        _source(f"{slugify(title, fallback='catalogue')}.json", [title, list(items)]), document
+    )
+
+
+def document_from_upload(filename: str, data: bytes) -> ParsedSource:
+    """An uploaded file, checked and parsed exactly as `voicebatch render` reads one."""
+    name = Path(filename.replace("\\", "/")).name.strip()
+    if not name or name in (".", ".."):
+        raise FieldError("file", "has no file name")
+    with tempfile.TemporaryDirectory(prefix="voicebatch-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            source = load_source(path)
+            document = parse_source(source)
+        except InputError as exc:
+            raise FieldError("file", exc.message.replace(str(path), name)) from exc
+    return ParsedSource(replace(source, path=Path(name)), document)
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    job_id: uuid.UUID
+    created: bool  # False: an earlier submit with the same Idempotency-Key made it
+    status: JobStatus
+    chunk_groups: list[list[uuid.UUID]]  # chunk ids to publish, one render message each
+
+
+def chunk_groups(
+    session: Session, *, job_id: uuid.UUID, size: int, pending_only: bool = True
+) -> list[list[uuid.UUID]]:
+    """The job's chunk ids in reading order, `size` to a message."""
+    query = select(Chunk.id).where(Chunk.job_id == job_id).order_by(Chunk.seq)
+    if pending_only:
+        query = query.where(Chunk.status == "pending")
+    ids = list(session.scalars(query))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def submit_job(
+    factory: sessionmaker[Session],
+    parsed: ParsedSource,
+    *,
+    engine: EngineInfo,
+    settings: Settings,
+    kind: str,
+    owner_id: uuid.UUID,
+    idempotency_key: str | None,
+    output_base: str,
+) -> SubmittedJob:
+    """Create the job (or find the one this Idempotency-Key made) and its chunk groups."""
+    max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
+    for index, chapter in enumerate(parsed.document.chapters):
+        if not _speakable("\n\n".join(chapter.paragraphs), max_chars):
+            where = "items" if kind == "catalogue" else "chapters"
+            raise FieldError(f"{where}[{index}]", "has no text to speak")
+    if idempotency_key is not None:
+        with transaction(factory) as session:
+            earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
+            if earlier is not None:
+                return SubmittedJob(earlier.id, False, earlier.status, [])
+    job_id = uuid.uuid4()
+    spec = build_spec(
+        parsed.document,
+        parsed.source,
+        engine=engine,
+        settings=settings,
+        output_uri=f"{output_base.rstrip('/')}/jobs/{job_id}",
+        kind=kind,
+    )
+    spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
+    try:
+        with transaction(factory) as session:
+            store.create_job(session, spec=spec, job_id=job_id)
+            groups = chunk_groups(session, job_id=job_id, size=settings.task_chunks)
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # The same key, submitted twice at the same moment: the first one won.
+        with transaction(factory) as session:
+            earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
+            if earlier is None:
+                raise
+            return SubmittedJob(earlier.id, False, earlier.status, [])
+    return SubmittedJob(job_id, True, JobStatus.PENDING, groups)
