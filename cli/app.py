@@ -13,6 +13,7 @@ import typer
 from rich.logging import RichHandler
 from rich.table import Table
 
+from cli import admin, remote
 from cli.output import clock, console, err_console, render_progress, reported_errors
 from pipeline.config import OUTPUT_FORMATS, Settings, load_settings
 from pipeline.engines import ENGINES
@@ -32,6 +33,8 @@ db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 _state: dict[str, Any] = {"debug": False}
+remote.register(app, _state)
+admin.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
@@ -221,9 +224,14 @@ def jobs(
     data_dir: DataDir = None,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    server: remote.Server = None,
+    api_key: remote.ApiKeyOption = None,
 ) -> None:
-    """List local jobs with status and progress."""
+    """List jobs with status and progress: a server's (--server) or this machine's."""
     with reported_errors(_state["debug"]):
+        if server:
+            remote.remote_jobs(server, api_key, limit, as_json)
+            return
         runtime = LocalRuntime.open(_settings(data_dir=data_dir))
         with db_transaction(runtime.factory) as session:
             rows = [_job_dict(session, job) for job in store.list_jobs(session, limit=limit)]
@@ -253,9 +261,14 @@ def status(
     ],
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    server: remote.Server = None,
+    api_key: remote.ApiKeyOption = None,
 ) -> None:
-    """Show one job: status, progress, errors."""
+    """Show one job: status, progress, errors (on a server with --server)."""
     with reported_errors(_state["debug"]):
+        if server:
+            remote.remote_status(server, api_key, job, as_json)
+            return
         runtime = LocalRuntime.open(_settings(data_dir=data_dir))
         with db_transaction(runtime.factory) as session:
             found = store.get_job(session, job)

@@ -1,0 +1,356 @@
+"""/v1/jobs: submit, list, inspect, cancel, download. Each handler: check, call, translate."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from api import metrics
+from api.app import ApiContext, error_response
+from api.schemas import (
+    ChunkCounts,
+    ErrorBody,
+    FailedChunk,
+    ItemCounts,
+    JobOut,
+    JobPage,
+    JobRequest,
+    OutputFile,
+    Outputs,
+)
+from pipeline.assemble import MANIFEST_KEY
+from pipeline.errors import InputError, NotFoundError, RetryableError, VoicebatchError
+from pipeline.ingest import ParsedSource
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.keys import authenticate
+from pipeline.state.models import ApiKey, Job, JobStatus
+from pipeline.submit import (
+    FieldError,
+    document_from_chapters,
+    document_from_items,
+    document_from_text,
+    document_from_upload,
+    submit_job,
+)
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+bearer = HTTPBearer(auto_error=False, description="An API key from `voicebatch keys create`.")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key."},
+    404: {"model": ErrorBody, "description": "No such job for this key."},
+    422: {"model": ErrorBody, "description": "Invalid request; `field` names the culprit."},
+    429: {"model": ErrorBody, "description": "Rate limit; retry after Retry-After seconds."},
+}
+
+
+class Unauthorized(InputError):
+    exit_code = 3
+    http_status = 401
+
+
+class RateLimited(InputError):
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limit reached; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def context_of(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+Context = Annotated[ApiContext, Depends(context_of)]
+
+
+def session_of(context: Context) -> Iterator[Session]:
+    with transaction(context.factory) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(session_of)]
+
+
+def current_key(
+    context: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiKey:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    with transaction(context.factory) as session:
+        key = authenticate(session, credentials.credentials)
+    if key is None:
+        raise Unauthorized("unknown or revoked API key")
+    if context.limiter is not None:
+        wait = context.limiter.hit(str(key.id))
+        if wait is not None:
+            metrics.RATE_LIMITED.inc()
+            raise RateLimited(wait)
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(current_key)]
+
+
+def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
+    progress = store.job_progress(session, job_id=job.id)
+    failed = (
+        [
+            FailedChunk(seq=c.seq, text=c.text, error=c.error)
+            for c in store.failed_chunks(session, job_id=job.id)
+        ]
+        if detail
+        else []
+    )
+    return JobOut(
+        id=job.id,
+        status=str(job.status),
+        kind=job.kind,
+        title=job.title,
+        engine=job.engine,
+        voice=job.voice,
+        format=job.output_format,
+        progress=round(progress.fraction, 4),
+        chunks=ChunkCounts(
+            total=progress.chunks_total,
+            done=progress.chunks_done,
+            failed=progress.chunks_failed,
+            pending=progress.chunks_pending,
+            leased=progress.chunks_leased,
+            cached=progress.chunks_cached,
+        ),
+        items=ItemCounts(
+            total=progress.items_total, done=progress.items_done, failed=progress.items_failed
+        ),
+        audio_seconds=round(progress.audio_seconds, 3),
+        error=job.error,
+        failed=failed,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _validation(exc: ValidationError) -> RequestValidationError:
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+    )
+
+
+async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any]]:
+    """The request as a checked document, its kind, and per-job setting overrides."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise FieldError("file", "missing: send the book as the multipart field `file`")
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            body = JobRequest.model_validate(
+                {
+                    "text": "-",
+                    **{k: v for k, v in fields.items() if k in ("title", "format", "voice")},
+                }
+            )
+        except ValidationError as exc:
+            raise _validation(exc) from exc
+        parsed = document_from_upload(upload.filename or "", await upload.read())
+        return parsed, "book", {"output_format": body.format, "voice": body.voice}
+    if content_type != "application/json":
+        raise FieldError(
+            "content-type", "send application/json or multipart/form-data with a `file`"
+        )
+    try:
+        body = JobRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise _validation(exc) from exc
+    title = body.title or "Untitled"
+    overrides = {"output_format": body.format, "voice": body.voice}
+    if body.items:
+        return (
+            document_from_items(title, [(i.id, i.text) for i in body.items]),
+            "catalogue",
+            overrides,
+        )
+    if body.chapters:
+        return (
+            document_from_chapters(title, [(c.title, c.text) for c in body.chapters]),
+            "book",
+            overrides,
+        )
+    assert body.text is not None
+    return document_from_text(title, body.text), "book", overrides
+
+
+JOB_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/JobRequest"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A .txt or .md book.",
+                        },
+                        "title": {"type": "string"},
+                        "format": {"type": "string", "enum": ["wav", "flac", "mp3", "opus"]},
+                        "voice": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    summary="Submit a book (text, chapters or a file) or a catalogue (items).",
+    openapi_extra=JOB_BODY,
+    responses={
+        **ERRORS,
+        200: {"model": JobOut, "description": "Replay of an earlier Idempotency-Key."},
+        413: {"model": ErrorBody, "description": "Body over the size limit."},
+        503: {"model": ErrorBody, "description": "Broker unreachable; nothing was created."},
+    },
+)
+async def submit(
+    request: Request,
+    response: Response,
+    context: Context,
+    key: KeyDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retrying with the same value returns the same job."),
+    ] = None,
+) -> JobOut:
+    parsed, kind, overrides = await _parse(request)
+    settings = context.settings.model_copy(
+        update={k: v for k, v in overrides.items() if v is not None}
+    )
+    if settings.voice and ("/" in settings.voice or "\\" in settings.voice):
+        raise FieldError("voice", "a voice is a name the server knows, not a path")
+    engine = context.engine
+    if settings.voice and settings.voice != engine.default_voice:
+        raise FieldError(
+            "voice", f"unknown voice {settings.voice!r} (this server speaks {engine.default_voice})"
+        )
+    submitted = submit_job(
+        context.factory,
+        parsed,
+        engine=engine,
+        settings=settings,
+        kind=kind,
+        owner_id=key.id,
+        idempotency_key=idempotency_key,
+        output_base=context.settings.resolved_storage_url,
+    )
+    if submitted.created:
+        try:
+            context.dispatcher.render(submitted.job_id, submitted.chunk_groups)
+        except RetryableError:
+            with transaction(context.factory) as session:
+                store.withdraw_job(session, job_id=submitted.job_id)
+            raise
+        metrics.JOBS_SUBMITTED.inc()
+        metrics.CHUNKS_SUBMITTED.inc(sum(len(g) for g in submitted.chunk_groups))
+        response.headers["Location"] = f"/v1/jobs/{submitted.job_id}"
+    else:
+        response.status_code = 200
+    with transaction(context.factory) as session:
+        return job_out(
+            session, store.get_owned_job(session, job_id=submitted.job_id, owner_id=key.id)
+        )
+
+
+@router.get(
+    "/jobs", response_model=JobPage, summary="This key's jobs, newest first.", responses=ERRORS
+)
+def list_jobs(
+    session: SessionDep,
+    key: KeyDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobPage:
+    rows = store.list_jobs(session, limit=limit + 1, offset=offset, owner_id=key.id)
+    jobs = [job_out(session, job, detail=False) for job in rows[:limit]]
+    return JobPage(jobs=jobs, next_offset=offset + limit if len(rows) > limit else None)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="One job: status, counts, errors.",
+    responses=ERRORS,
+)
+def get_job(job_id: uuid.UUID, session: SessionDep, key: KeyDep) -> JobOut:
+    return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job that has not finished.",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The job already finished."}},
+)
+def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
+    with transaction(context.factory) as session:
+        job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
+        if not store.cancel_job(session, job_id=job_id):
+            return error_response(
+                409, f"job {job_id} is already {job.status}; it cannot be cancelled"
+            )
+    with transaction(context.factory) as session:
+        return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
+
+
+@router.get(
+    "/jobs/{job_id}/outputs",
+    response_model=Outputs,
+    summary="Presigned download URLs of a finished job's files.",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
+)
+def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDep) -> Any:
+    job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
+    if job.status not in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) or not job.output_uri:
+        return error_response(
+            409, f"job {job_id} is {job.status}; its files are ready once it is done"
+        )
+    from pipeline.storage import open_store
+
+    folder = open_store(job.output_uri, context.settings)
+    try:
+        manifest = json.loads(folder.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError) as exc:
+        raise VoicebatchError(f"job {job_id}: its manifest is missing from storage") from exc
+    files = [("manifest", MANIFEST_KEY)]
+    if manifest.get("file"):
+        files.append(("book", manifest["file"]))
+    for entry in manifest.get("chapters", []):
+        files.append(("chapter", entry["file"]))
+    for entry in manifest.get("items", []):
+        files.append(("item", entry["file"]))
+    return Outputs(
+        job_id=job_id,
+        status=str(job.status),
+        expires_in=context.settings.s3_presign_seconds,
+        files=[OutputFile(name=name, kind=kind, url=folder.url(name)) for kind, name in files],  # type: ignore[arg-type]
+    )

@@ -1,0 +1,157 @@
+"""Admin commands: api, worker, flower, keys."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli.output import console, err_console, reported_errors
+from pipeline.config import load_settings
+from pipeline.errors import InputError
+from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.db import transaction as db_transaction
+
+keys_app = typer.Typer(help="Submit-API keys.", no_args_is_help=True)
+
+
+def _factory(settings: Any) -> Any:
+    db = create_db_engine(settings.resolved_database_url)
+    ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
+    return session_factory(db)
+
+
+def register(app: typer.Typer, state: dict[str, Any]) -> None:
+    app.add_typer(keys_app, name="keys")
+
+    @keys_app.command("create")
+    def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> None:
+        """Create an API key; it is printed once and stored only as a hash."""
+        from pipeline.state.keys import create_key
+
+        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
+            row, key = create_key(session, name=name)
+            key_id = row.id
+        err_console.print(f"key {key_id} for {name} (shown once; keep it safe):")
+        console.print(key)
+
+    @keys_app.command("list")
+    def keys_list() -> None:
+        """List API keys (never the keys themselves)."""
+        from pipeline.state.keys import list_keys
+
+        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
+            table = Table("id", "name", "prefix", "created", "revoked")
+            for row in list_keys(session):
+                table.add_row(
+                    str(row.id),
+                    row.name,
+                    row.prefix + "...",
+                    row.created_at.isoformat()[:19],
+                    row.revoked_at.isoformat()[:19] if row.revoked_at else "",
+                )
+        console.print(table)
+
+    @keys_app.command("revoke")
+    def keys_revoke(
+        key: Annotated[str, typer.Argument(help="The key's id, prefix or name.")],
+    ) -> None:
+        """Revoke a key: requests with it get 401 from now on."""
+        from pipeline.state.keys import revoke_key
+
+        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
+            row = revoke_key(session, ref=key)
+            name, key_id = row.name, row.id
+        console.print(f"revoked key {key_id} ({name})")
+
+    @app.command()
+    def api(
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    ) -> None:
+        """Run the submit API (FastAPI; OpenAPI docs at /docs)."""
+        with reported_errors(state["debug"]):
+            import uvicorn
+
+            from api.app import create_app
+            from workers.app import create_celery
+            from workers.dispatch import CeleryDispatcher
+
+            settings = load_settings()
+            application = create_app(settings, CeleryDispatcher(create_celery(settings)))
+            err_console.print(f"voicebatch API on http://{host}:{port} (docs at /docs)")
+        uvicorn.run(
+            application, host=host, port=port, log_level="info" if state["debug"] else "warning"
+        )
+
+    @app.command()
+    def worker(
+        queues: Annotated[
+            str, typer.Option("--queues", "-Q", help="render (engine work) and/or assemble (CPU).")
+        ] = "render,assemble",
+        pool: Annotated[
+            str | None,
+            typer.Option(
+                help="threads, prefork or solo (default: threads for render, else prefork)."
+            ),
+        ] = None,
+        concurrency: Annotated[
+            int | None, typer.Option("--concurrency", "-c", min=1, help="Tasks at once.")
+        ] = None,
+        engine: Annotated[
+            str | None,
+            typer.Option(envvar="VOICEBATCH_ENGINE", show_envvar=True, help="Speech engine."),
+        ] = None,
+        metrics_port: Annotated[
+            int | None,
+            typer.Option(
+                "--metrics-port",
+                envvar="VOICEBATCH_WORKER_METRICS_PORT",
+                show_envvar=True,
+                help="Serve Prometheus metrics on this port.",
+            ),
+        ] = None,
+        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    ) -> None:
+        """Run a Celery worker for the render and/or assemble queue."""
+        with reported_errors(state["debug"]):
+            from workers.worker import run_worker
+
+            settings = load_settings(engine=engine, worker_metrics_port=metrics_port)
+            names = [q.strip() for q in queues.split(",") if q.strip()]
+            chosen = pool or ("threads" if "render" in names else "prefork")
+            default = 4 if chosen == "threads" else max(1, os.cpu_count() or 1)
+            run_worker(
+                settings,
+                queues=names,
+                pool=chosen,
+                concurrency=concurrency or default,
+                loglevel=loglevel,
+            )
+
+    @app.command()
+    def flower(
+        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5555,
+        address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    ) -> None:
+        """Run Flower (the Celery dashboard) behind basic auth."""
+        with reported_errors(state["debug"]):
+            from workers.app import create_celery
+
+            settings = load_settings()
+            if settings.flower_password is None:
+                raise InputError(
+                    "Flower needs a password: set VOICEBATCH_FLOWER_PASSWORD "
+                    "(and VOICEBATCH_FLOWER_USER, default admin)"
+                )
+            if ":" in settings.flower_user:
+                raise InputError("VOICEBATCH_FLOWER_USER must not contain ':'")
+            app_ = create_celery(settings)
+            # From the environment, not argv: a password on the command line shows in `ps`.
+            os.environ["FLOWER_BASIC_AUTH"] = (
+                f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
+            )
+            err_console.print(f"Flower on http://{address}:{port} (user {settings.flower_user})")
+        app_.start(["flower", f"--port={port}", f"--address={address}"])

@@ -1,0 +1,141 @@
+"""The HTTP client the CLI uses to talk to a voicebatch API server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import httpx
+
+from pipeline.errors import InputError, NotFoundError, RetryableError, VoicebatchError
+
+
+class AuthError(InputError):
+    """The server refused the API key."""
+
+    exit_code = 3
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+        return str(error.get("message") or response.text)
+    except ValueError:
+        return response.text.strip()[:300] or response.reason_phrase
+
+
+class ApiClient:
+    """Calls /v1 with `Authorization: Bearer <key>`; HTTP errors become voicebatch errors."""
+
+    def __init__(self, url: str, key: str | None, *, timeout: float = 60.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InputError(f"API URL {url!r} must start with http:// or https://")
+        if not key:
+            raise InputError("no API key: pass --api-key or set VOICEBATCH_API_KEY")
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RetryableError(f"cannot reach the API at {self.url}: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()
+        message = _message(response)
+        status = response.status_code
+        if status == 401:
+            raise AuthError(f"the API refused the key: {message}")
+        if status == 404:
+            raise NotFoundError(message)
+        if status == 429:
+            raise RetryableError(f"{message} (rate limited)")
+        if status >= 500:
+            raise RetryableError(f"the API failed ({status}): {message}")
+        if status == 409:
+            raise VoicebatchError(message)
+        raise InputError(message)
+
+    def submit_file(
+        self, path: Path, *, title: str | None = None, fmt: str | None = None, attempts: int = 4
+    ) -> dict[str, Any]:
+        """Upload a book. Retried on connection errors and 5xx with one Idempotency-Key,
+        so a retry after a lost response returns the job the first try created."""
+        if not path.is_file():
+            raise InputError(f"{path}: no such file")
+        data = {k: v for k, v in {"title": title, "format": fmt}.items() if v}
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        content = path.read_bytes()
+        for attempt in range(attempts):
+            try:
+                result: dict[str, Any] = self._call(
+                    "POST",
+                    "/v1/jobs",
+                    files={"file": (path.name, content)},
+                    data=data,
+                    headers=headers,
+                )
+                return result
+            except RetryableError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{_job_id(job_id)}")
+        return result
+
+    def jobs(self, *, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", "/v1/jobs", params={"limit": limit, "offset": offset}
+        )
+        return result
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/jobs/{_job_id(job_id)}/cancel")
+        return result
+
+    def outputs(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{_job_id(job_id)}/outputs")
+        return result
+
+    def download(self, url: str, dest: Path) -> int:
+        """Stream one presigned URL into `dest` (written to a temp name, then renamed)."""
+        partial = dest.with_name(dest.name + ".part")
+        size = 0
+        try:
+            with httpx.stream("GET", url, timeout=120.0) as response:
+                if response.status_code != 200:
+                    raise RetryableError(f"download of {dest.name} failed ({response.status_code})")
+                with partial.open("wb") as sink:
+                    for block in response.iter_bytes(1 << 20):
+                        sink.write(block)
+                        size += len(block)
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise RetryableError(f"download of {dest.name} failed: {exc}") from exc
+        partial.replace(dest)
+        return size
+
+
+def _job_id(ref: str) -> str:
+    try:
+        return str(uuid.UUID(ref.strip()))
+    except ValueError:
+        raise InputError(f"'{ref}' is not a job id (jobs are UUIDs, as submit prints)") from None
+
+
+def safe_output_path(folder: Path, name: str) -> Path:
+    """`folder/name` for a file name the server sent, refusing anything that escapes."""
+    parts = PurePosixPath(name).parts
+    if not parts or name.startswith("/") or any(p in ("..", "") for p in parts):
+        raise InputError(f"the server sent an unsafe file name {name!r}")
+    return folder.joinpath(*parts)

@@ -1,0 +1,225 @@
+"""Client commands: submit, watch, download, cancel, and the remote side of status/jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.client import ApiClient, safe_output_path
+from cli.output import clock, console, err_console, reported_errors
+from pipeline.config import OUTPUT_FORMATS, load_settings
+from pipeline.errors import InputError
+
+FINAL = {"done", "partially_failed", "failed", "cancelled"}
+
+Server = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="VOICEBATCH_API_URL",
+        show_envvar=True,
+        help="API URL, like http://host:8000.",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="VOICEBATCH_API_KEY", show_envvar=True, help="API key."),
+]
+
+
+def client_for(server: str | None, api_key: str | None) -> ApiClient:
+    settings = load_settings(api_url=server, api_key=api_key)
+    if not settings.api_url:
+        raise InputError("no API server: pass --server or set VOICEBATCH_API_URL")
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return ApiClient(settings.api_url, key)
+
+
+def print_job(job: dict[str, Any]) -> None:
+    chunks, items = job["chunks"], job["items"]
+    for key in ("id", "status", "kind", "title", "engine", "voice", "format"):
+        console.print(f"{key:>9}: {job[key]}", highlight=False)
+    console.print(
+        f"{'chunks':>9}: {chunks['done']}/{chunks['total']} done ({chunks['cached']} from cache), "
+        f"{chunks['failed']} failed, {chunks['pending'] + chunks['leased']} to go "
+        f"({job['progress']:.0%})",
+        highlight=False,
+    )
+    console.print(
+        f"{'items':>9}: {items['done']}/{items['total']} assembled, {items['failed']} failed",
+        highlight=False,
+    )
+    console.print(f"{'audio':>9}: {clock(job['audio_seconds'])}", highlight=False)
+    if job.get("error"):
+        console.print(f"{'error':>9}: {job['error']}", highlight=False)
+    for failed in job.get("failed", []):
+        console.print(
+            f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}",
+            highlight=False,
+        )
+
+
+def follow(
+    client: ApiClient, job_id: str, *, poll: float = 1.0, show: bool = True
+) -> dict[str, Any]:
+    """Poll the job until it is final, with a progress bar; returns its last state."""
+    job = client.job(job_id)
+    if not show:
+        while job["status"] not in FINAL:
+            time.sleep(poll)
+            job = client.job(job_id)
+        return job
+    progress = Progress(
+        TextColumn("[bold]{task.fields[status]:<16}"),
+        BarColumn(),
+        TextColumn("{task.completed:>5.0f}/{task.total} chunks"),
+        TextColumn("{task.fields[cached]} cached"),
+        TextColumn("{task.fields[audio]:>8} audio"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+    with progress:
+        task = progress.add_task("job", total=job["chunks"]["total"], status="", cached=0, audio="")
+        while True:
+            chunks = job["chunks"]
+            progress.update(
+                task,
+                completed=chunks["done"] + chunks["failed"],
+                status=job["status"],
+                cached=chunks["cached"],
+                audio=clock(job["audio_seconds"]),
+            )
+            if job["status"] in FINAL:
+                return job
+            time.sleep(poll)
+            job = client.job(job_id)
+
+
+def _exit_for(job: dict[str, Any]) -> None:
+    if job["status"] != "done":
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer, state: dict[str, Any]) -> None:
+    @app.command()
+    def submit(
+        source: Annotated[
+            Path, typer.Argument(help="Book to render: .txt or .md", show_default=False)
+        ],
+        server: Server = None,
+        api_key: ApiKeyOption = None,
+        title: Annotated[str | None, typer.Option(help="Title (default: from the file).")] = None,
+        fmt: Annotated[
+            str | None, typer.Option("--format", "-f", help=f"One of {', '.join(OUTPUT_FORMATS)}.")
+        ] = None,
+        wait: Annotated[
+            bool, typer.Option("--wait", help="Show progress until the job finishes.")
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    ) -> None:
+        """Send a book to a voicebatch server; prints the job id (a UUID)."""
+        with reported_errors(state["debug"]):
+            client = client_for(server, api_key)
+            job = client.submit_file(source, title=title, fmt=fmt)
+            err_console.print(
+                f"submitted job [bold]{job['id']}[/] ({job['chunks']['total']} chunks)",
+                highlight=False,
+            )
+            if not as_json and not wait:
+                console.print(job["id"])
+            if wait:
+                try:
+                    job = follow(client, job["id"], show=not as_json)
+                except KeyboardInterrupt:
+                    err_console.print(
+                        f"\nstopped watching; job {job['id']} goes on (voicebatch watch {job['id']})"
+                    )
+                    raise typer.Exit(130) from None
+                if not as_json:
+                    print_job(job)
+        if as_json:
+            console.print_json(json.dumps(job))
+        if wait:
+            _exit_for(job)
+
+    @app.command()
+    def watch(
+        job: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+        server: Server = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        """Follow a submitted job with a progress bar until it finishes."""
+        with reported_errors(state["debug"]):
+            client = client_for(server, api_key)
+            try:
+                final = follow(client, job)
+            except KeyboardInterrupt:
+                raise typer.Exit(130) from None
+            print_job(final)
+        _exit_for(final)
+
+    @app.command()
+    def download(
+        job: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="Folder for the files.")
+        ] = Path("out"),
+        server: Server = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        """Download every file of a finished job (audio and manifest.json) into a folder."""
+        with reported_errors(state["debug"]):
+            from pipeline.runner import check_output_dir
+
+            client = client_for(server, api_key)
+            listing = client.outputs(job)
+            folder = check_output_dir(output)
+            for entry in listing["files"]:
+                dest = safe_output_path(folder, entry["name"])
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                size = client.download(entry["url"], dest)
+                console.print(f"  {dest} ({size / 1e6:.2f} MB)", highlight=False)
+            console.print(f"{len(listing['files'])} files of job {listing['job_id']} in {folder}")
+
+    @app.command()
+    def cancel(
+        job: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+        server: Server = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        """Cancel a submitted job that has not finished."""
+        with reported_errors(state["debug"]):
+            result = client_for(server, api_key).cancel(job)
+        console.print(f"job {result['id']} {result['status']}")
+
+
+def remote_jobs(server: str | None, api_key: str | None, limit: int, as_json: bool) -> None:
+    page = client_for(server, api_key).jobs(limit=limit)
+    if as_json:
+        console.print_json(json.dumps(page["jobs"]))
+        return
+    table = Table("job", "status", "progress", "audio", "title", "created")
+    for job in page["jobs"]:
+        table.add_row(
+            job["id"],
+            job["status"],
+            f"{job['chunks']['done']}/{job['chunks']['total']}",
+            clock(job["audio_seconds"]),
+            job["title"],
+            job["created_at"][:19].replace("T", " "),
+        )
+    console.print(table)
+
+
+def remote_status(server: str | None, api_key: str | None, job: str, as_json: bool) -> None:
+    info = client_for(server, api_key).job(job)
+    if as_json:
+        console.print_json(json.dumps(info))
+    else:
+        print_job(info)

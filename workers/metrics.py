@@ -1,0 +1,21 @@
+"""Prometheus metrics of the workers, served on --metrics-port."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+CHUNKS = Counter(
+    "voicebatch_chunks_total",
+    "Chunks finished by this worker, by outcome (rendered, cached, failed, lost).",
+    ["outcome"],
+)
+AUDIO_SECONDS = Counter("voicebatch_audio_seconds_total", "Seconds of audio rendered.")
+ENGINE_SECONDS = Counter("voicebatch_engine_seconds_total", "Wall time spent in the engine.")
+TASK_SECONDS = Histogram(
+    "voicebatch_task_seconds",
+    "Task run time by task.",
+    ["task"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+ITEMS = Counter("voicebatch_items_total", "Items assembled, by outcome.", ["outcome"])
+JOBS = Counter("voicebatch_jobs_finished_total", "Jobs finalized, by final status.", ["status"])

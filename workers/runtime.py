@@ -1,0 +1,57 @@
+"""What a worker process needs to run tasks: settings, database, stores, cache index, engine.
+
+Built once per worker process (the engine loads before the first task) and hung on the
+Celery app, so tasks receive it explicitly instead of reaching for module globals.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.cache import ChunkIndex, RedisChunkIndex
+from pipeline.config import Settings
+from pipeline.engines import Engine, create_engine
+from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.storage import ObjectStore, open_store
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    factory: sessionmaker[Session]
+    chunk_store: ObjectStore
+    index: ChunkIndex | None
+    _engine: Engine | None = None
+    _outputs: dict[str, ObjectStore] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, settings: Settings) -> WorkerRuntime:
+        db = create_db_engine(settings.resolved_database_url)
+        # Migrations run once, by `voicebatch db upgrade`, never by each worker.
+        ensure_schema(db, auto_upgrade=False)
+        redis_url = settings.resolved_redis_url
+        return cls(
+            settings=settings,
+            factory=session_factory(db),
+            chunk_store=open_store(settings.resolved_storage_url, settings),
+            index=RedisChunkIndex.from_url(redis_url) if redis_url else None,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The speech engine, loaded on first use (render workers load it at start-up)."""
+        with self._lock:
+            if self._engine is None:
+                self._engine = create_engine(self.settings)
+            return self._engine
+
+    def output_store(self, uri: str) -> ObjectStore:
+        """Where a job's finished files go (its output_uri), opened once per URI."""
+        with self._lock:
+            if uri not in self._outputs:
+                self._outputs[uri] = open_store(uri, self.settings)
+            return self._outputs[uri]
