@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import metrics
 from api.limits import BodyLimit, RateLimiter
@@ -105,6 +106,14 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
         name = getattr(route, "path", "unmatched")
         metrics.REQUESTS.labels(name, str(response.status_code)).inc()
         metrics.LATENCY.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths and wrong methods get the same error body as everything else.
+        response = error_response(exc.status_code, str(exc.detail))
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
         return response
 
     @app.exception_handler(RequestValidationError)

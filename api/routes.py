@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -166,6 +167,8 @@ async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any]]:
         except ValidationError as exc:
             raise _validation(exc) from exc
         parsed = document_from_upload(upload.filename or "", await upload.read())
+        if body.title:
+            parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         return parsed, "book", {"output_format": body.format, "voice": body.voice}
     if content_type != "application/json":
         raise FieldError(

@@ -1,0 +1,142 @@
+"""A whole distributed deployment in processes: API, a render worker and an assemble
+worker (real `celery worker`s via `voicebatch worker`), on the machine's PostgreSQL,
+Redis or RabbitMQ, and an S3 server. Used by the e2e tests and the benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
+
+
+def rabbit_vhost() -> tuple[str, list[list[str]]]:
+    """A private RabbitMQ vhost for guest (created with rabbitmqctl); returns its name and
+    the command that deletes it."""
+    ctl = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    name = f"voicebatch-{uuid.uuid4().hex[:10]}"
+    subprocess.run([ctl, "add_vhost", name], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [ctl, "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return name, [[ctl, "delete_vhost", name]]
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    api_url: str
+    key: str
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "VOICEBATCH_API_URL": self.api_url, "VOICEBATCH_API_KEY": self.key}
+        return subprocess.run(
+            [VOICEBATCH, *args], capture_output=True, text=True, env=env, timeout=timeout
+        )
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        self.processes[name] = subprocess.Popen(
+            [VOICEBATCH, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **(env or {})},
+        )
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {n}\n{self.log(n)[-3000:]}" for n in self.processes)
+
+    def wait_for(self, name: str, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            process = self.processes[name]
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not become ready:\n{self.tails()}")
+            time.sleep(0.2)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api_url, headers={"Authorization": f"Bearer {self.key}"}, timeout=60
+        )
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def running_stack(
+    *,
+    env: dict[str, str],
+    logs: Path,
+    api_port: int,
+    render_concurrency: int = 2,
+    assemble_concurrency: int = 1,
+) -> Iterator[Stack]:
+    """`voicebatch db upgrade`-ed database assumed; creates a key, starts api + workers."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
+    base.update(env)
+    created = subprocess.run(
+        [VOICEBATCH, "keys", "create", "e2e"], capture_output=True, text=True, env=base, timeout=60
+    )
+    assert created.returncode == 0, created.stderr
+    stack = Stack(base, f"http://127.0.0.1:{api_port}", created.stdout.strip(), logs)
+    try:
+        stack.start("api", "api", "--port", str(api_port))
+        stack.start(
+            "worker-render",
+            "worker",
+            "--queues",
+            "render",
+            "--concurrency",
+            str(render_concurrency),
+        )
+        stack.start(
+            "worker-assemble",
+            "worker",
+            "--queues",
+            "assemble",
+            "--concurrency",
+            str(assemble_concurrency),
+        )
+        for name in ("worker-render", "worker-assemble"):
+            stack.wait_for(name, " ready.")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if stack.processes["api"].poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the API did not become ready:\n{stack.tails()}")
+            time.sleep(0.2)
+        yield stack
+    finally:
+        stack.stop()
