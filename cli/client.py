@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -135,7 +135,7 @@ def _job_id(ref: str) -> str:
 
 def safe_output_path(folder: Path, name: str) -> Path:
     """`folder/name` for a file name the server sent, refusing anything that escapes."""
-    parts = PurePosixPath(name).parts
-    if not parts or name.startswith("/") or any(p in ("..", "") for p in parts):
+    parts = name.split("/")
+    if "\\" in name or any(p in ("", ".", "..") for p in parts):
         raise InputError(f"the server sent an unsafe file name {name!r}")
     return folder.joinpath(*parts)

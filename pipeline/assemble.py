@@ -18,6 +18,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -100,14 +101,34 @@ class _Chapter:
 
 class ChunkAudioCache:
     """Decoded chunk audio (and its oversampled peaks) by object key, kept between
-    mastering passes while under a byte budget; past it, read and computed again."""
+    mastering passes while under a byte budget; past it, read and computed again.
 
-    def __init__(self, objects: ObjectStore, budget_bytes: int = CACHE_BYTES) -> None:
+    Reads run ahead of the stream on a few threads (`read_ahead` chunks), so a book kept
+    in S3 is not assembled at one request round trip per chunk. Use it as a context
+    manager: leaving it stops the readers.
+    """
+
+    def __init__(
+        self, objects: ObjectStore, budget_bytes: int = CACHE_BYTES, read_ahead: int = 16
+    ) -> None:
         self.objects = objects
         self.budget = budget_bytes
         self.kept: dict[str, AudioArray] = {}
         self.peaks: dict[str, npt.NDArray[np.float32]] = {}
         self.size = 0
+        self.order: list[str] = []  # keys in stream order, as segments were made
+        self.read_ahead = read_ahead
+        self.reading: dict[str, Future[bytes]] = {}
+        self.pool: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> ChunkAudioCache:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+        self.reading.clear()
 
     def segment(self, start: int, piece: _Piece, rate: int) -> Segment:
         def peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
@@ -119,13 +140,30 @@ class ChunkAudioCache:
                     self.size += over.nbytes
             return over
 
-        return Segment(start, piece.length.samples, self.loader(piece, rate), peaks)
+        self.order.append(piece.key)
+        return Segment(
+            start, piece.length.samples, self.loader(piece, rate, len(self.order) - 1), peaks
+        )
 
-    def loader(self, piece: _Piece, rate: int) -> Callable[[], AudioArray]:
+    def _read_ahead(self, position: int) -> None:
+        if self.read_ahead <= 0:
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-read")
+        for key in self.order[position + 1 : position + 1 + self.read_ahead]:
+            if key not in self.kept and key not in self.reading:
+                self.reading[key] = self.pool.submit(self.objects.get, key)
+
+    def _read(self, key: str) -> bytes:
+        pending = self.reading.pop(key, None)
+        return pending.result() if pending is not None else self.objects.get(key)
+
+    def loader(self, piece: _Piece, rate: int, position: int = 0) -> Callable[[], AudioArray]:
         def load() -> AudioArray:
             audio = self.kept.get(piece.key)
             if audio is None:
-                audio, chunk_rate = from_wav_bytes(self.objects.get(piece.key))
+                self._read_ahead(position)
+                audio, chunk_rate = from_wav_bytes(self._read(piece.key))
                 if chunk_rate != rate or len(audio) != piece.length.samples:
                     raise PermanentError(
                         f"chunk {piece.seq} audio ({len(audio)} samples at {chunk_rate} Hz) does "
@@ -259,24 +297,24 @@ def assemble_item(
         pieces, rate = _pieces(item, chunks, None)
 
     (span,) = layout([[p.length for p in pieces]], rate, _pauses(options))
-    segments = [
-        s
-        for _, s in _segments(
-            [_Chapter(item_id, item.title, pieces)], [span], ChunkAudioCache(chunk_store), rate
+    with ChunkAudioCache(chunk_store) as cache:
+        chapter = _Chapter(item_id, item.title, pieces)
+        segments = [s for _, s in _segments([chapter], [span], cache, rate)]
+        mastering = plan_mastering(
+            segments,
+            rate,
+            target_lufs=options["loudness_lufs"],
+            ceiling_dbtp=options["true_peak_dbtp"],
         )
-    ]
-    mastering = plan_mastering(
-        segments, rate, target_lufs=options["loudness_lufs"], ceiling_dbtp=options["true_peak_dbtp"]
-    )
-    write_stream(
-        output_store,
-        key,
-        (_mastered(segment, mastering) for segment in segments),
-        rate=rate,
-        fmt=fmt,
-        bitrate_kbps=options.get("bitrate_kbps"),
-        tags=tags,
-    )
+        write_stream(
+            output_store,
+            key,
+            (_mastered(segment, mastering) for segment in segments),
+            rate=rate,
+            fmt=fmt,
+            bitrate_kbps=options.get("bitrate_kbps"),
+            tags=tags,
+        )
     duration = span.end / rate
     with transaction(factory) as session:
         store.complete_item(
@@ -420,10 +458,17 @@ def finalize_job(
         if kind != "catalogue":
             stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
             book_key = f"{slugify(stem, fallback='book')}.{codec.extension}"
-            segments = _segments(chapters, spans, ChunkAudioCache(chunk_store), rate)
-            loudness = _write_book(
-                output_store, book_key, chapters, segments, job=info, rate=rate, total=spans[-1].end
-            )
+            with ChunkAudioCache(chunk_store) as cache:
+                segments = _segments(chapters, spans, cache, rate)
+                loudness = _write_book(
+                    output_store,
+                    book_key,
+                    chapters,
+                    segments,
+                    job=info,
+                    rate=rate,
+                    total=spans[-1].end,
+                )
             duration = spans[-1].end / rate
         else:
             duration = sum((s.end - s.start) / rate for s in spans)

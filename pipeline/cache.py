@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pipeline.state.store import RenderedAudio
@@ -18,17 +19,25 @@ log = logging.getLogger(__name__)
 
 
 class ChunkIndex(Protocol):
-    def get(self, digest: str) -> RenderedAudio | None:
-        """Audio recorded for `digest`, or None if not known here."""
+    """Batch calls: a render task asks about all of its chunks in one round trip."""
 
-    def put(self, digest: str, audio: RenderedAudio) -> None:
-        """Remember that `digest` is rendered at `audio.object_key`."""
+    def lookup(self, digests: Sequence[str]) -> dict[str, RenderedAudio]:
+        """The audio recorded for those of `digests` this index knows."""
 
-    def claim(self, digest: str, owner: str, seconds: int) -> bool:
-        """True if `owner` may render `digest` now: nobody else said they are rendering it."""
+    def remember(self, found: Mapping[str, RenderedAudio]) -> None:
+        """Record that these digests are rendered."""
 
-    def release(self, digest: str, owner: str) -> None:
-        """Give up a claim (rendered, or failed)."""
+    def claim(self, digests: Sequence[str], owner: str, seconds: int) -> set[str]:
+        """The digests `owner` may render now: those nobody else said they are rendering."""
+
+    def release(self, digests: Sequence[str], owner: str) -> None:
+        """Give up claims (rendered, or failed)."""
+
+
+RELEASE = (
+    "for i, key in ipairs(KEYS) do "
+    "if redis.call('get', key) == ARGV[1] then redis.call('del', key) end end return 0"
+)
 
 
 class RedisChunkIndex:
@@ -36,7 +45,7 @@ class RedisChunkIndex:
 
     Entries expire (`ttl_seconds`, default 7 days) so an index never outlives the chunk
     objects a bucket lifecycle rule deletes. A Redis error is logged and treated as a
-    miss: the database still knows.
+    miss (or, for a claim, as granted): the database still knows.
     """
 
     def __init__(self, client: Any, *, ttl_seconds: int = 7 * 24 * 3600) -> None:
@@ -49,40 +58,55 @@ class RedisChunkIndex:
 
         return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
 
-    def get(self, digest: str) -> RenderedAudio | None:
+    def lookup(self, digests: Sequence[str]) -> dict[str, RenderedAudio]:
+        if not digests:
+            return {}
         try:
-            raw = self.client.get(f"vb:chunk:{digest}")
+            values = self.client.mget([f"vb:chunk:{d}" for d in digests])
         except Exception as exc:
             log.warning("chunk index unavailable (%s); asking the database", exc)
-            return None
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return RenderedAudio(data["key"], float(data["duration"]), int(data["rate"]))
+            return {}
+        found = {}
+        for digest, raw in zip(digests, values, strict=True):
+            if raw is not None:
+                data = json.loads(raw)
+                found[digest] = RenderedAudio(
+                    data["key"], float(data["duration"]), int(data["rate"])
+                )
+        return found
 
-    def put(self, digest: str, audio: RenderedAudio) -> None:
-        value = json.dumps(
-            {"key": audio.object_key, "duration": audio.duration, "rate": audio.sample_rate}
-        )
+    def remember(self, found: Mapping[str, RenderedAudio]) -> None:
+        if not found:
+            return
         try:
-            self.client.set(f"vb:chunk:{digest}", value, ex=self.ttl)
+            pipe = self.client.pipeline(transaction=False)
+            for digest, audio in found.items():
+                value = json.dumps(
+                    {"key": audio.object_key, "duration": audio.duration, "rate": audio.sample_rate}
+                )
+                pipe.set(f"vb:chunk:{digest}", value, ex=self.ttl)
+            pipe.execute()
         except Exception as exc:
-            log.warning("chunk index unavailable (%s); entry not written", exc)
+            log.warning("chunk index unavailable (%s); entries not written", exc)
 
-    def claim(self, digest: str, owner: str, seconds: int) -> bool:
+    def claim(self, digests: Sequence[str], owner: str, seconds: int) -> set[str]:
+        if not digests:
+            return set()
         try:
-            return bool(self.client.set(f"vb:rendering:{digest}", owner, nx=True, ex=seconds))
+            pipe = self.client.pipeline(transaction=False)
+            for digest in digests:
+                pipe.set(f"vb:rendering:{digest}", owner, nx=True, ex=seconds)
+            granted = pipe.execute()
         except Exception as exc:
-            log.warning("chunk index unavailable (%s); rendering without a claim", exc)
-            return True
+            log.warning("chunk index unavailable (%s); rendering without claims", exc)
+            return set(digests)
+        return {digest for digest, ok in zip(digests, granted, strict=True) if ok}
 
-    def release(self, digest: str, owner: str) -> None:
-        # Only our own claim: compare and delete in one step.
-        script = (
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('del', KEYS[1]) else return 0 end"
-        )
+    def release(self, digests: Sequence[str], owner: str) -> None:
+        if not digests:
+            return
         try:
-            self.client.eval(script, 1, f"vb:rendering:{digest}", owner)
+            # Only our own claims: compare and delete in one step on the server.
+            self.client.eval(RELEASE, len(digests), *[f"vb:rendering:{d}" for d in digests], owner)
         except Exception as exc:
-            log.warning("chunk index unavailable (%s); claim left to expire", exc)
+            log.warning("chunk index unavailable (%s); claims left to expire", exc)

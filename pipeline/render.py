@@ -9,6 +9,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,6 +28,7 @@ from pipeline.state.store import ChunkLease, RenderedAudio
 from pipeline.storage import ObjectStore, chunk_key
 
 log = logging.getLogger(__name__)
+STORE_THREADS = 4
 
 
 def worker_id() -> str:
@@ -141,17 +143,19 @@ class ChunkRenderer:
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
         log.warning("chunk %s failed (attempt %s): %s", lease.seq, lease.attempts, message)
 
-    def _lookup(self, digest: str) -> RenderedAudio | None:
-        """Audio already rendered for this content hash: the index first, then the database."""
-        if self.index is not None and (hit := self.index.get(digest)) is not None:
-            return hit
+    def _lookup(self, digests: Sequence[str]) -> dict[str, RenderedAudio]:
+        """Audio already rendered for these content hashes: the index first, then one
+        database query for the rest (whose objects must still exist)."""
+        found = self.index.lookup(digests) if self.index is not None else {}
+        rest = [d for d in digests if d not in found]
+        if not rest:
+            return found
         with transaction(self.factory) as session:
-            found = store.find_rendered(session, content_hash=digest)
-        if found is None or not self.objects.exists(found.object_key):
-            return None
+            recorded = store.find_rendered_many(session, content_hashes=rest)
+        confirmed = {d: a for d, a in recorded.items() if self.objects.exists(a.object_key)}
         if self.index is not None:
-            self.index.put(digest, found)
-        return found
+            self.index.remember(confirmed)
+        return found | confirmed
 
     def _engine_batch(
         self, leases: Sequence[ChunkLease], voice: str, params: Mapping[str, ParamValue]
@@ -199,30 +203,45 @@ class ChunkRenderer:
         voice: str,
         params: Mapping[str, ParamValue],
     ) -> None:
-        """One engine request per content hash; its twins in the batch share the audio."""
+        """One engine request per content hash; its twins in the batch share the audio.
+
+        Trimming, WAV encoding and the uploads run on a few threads: with S3, the upload
+        round trips are most of a chunk's bookkeeping."""
         firsts = [group[0] for group in groups]
-        done: list[tuple[ChunkLease, RenderedAudio, bool]] = []
-        for group, result in zip(groups, self._engine_batch(firsts, voice, params), strict=True):
+        results = self._engine_batch(firsts, voice, params)
+
+        def finish(
+            pair: tuple[list[ChunkLease], SynthesisResult | BaseException],
+        ) -> RenderedAudio | BaseException:
+            group, result = pair
+            if isinstance(result, BaseException):
+                return result
             try:
-                failure: BaseException | None = (
-                    result if isinstance(result, BaseException) else None
-                )
-                if failure is None:
-                    assert isinstance(result, SynthesisResult)
-                    try:
-                        audio = self._store(group[0], result)
-                    except VoicebatchError as exc:
-                        failure = exc
-                if failure is not None:
-                    for lease in group:
-                        self._fail(lease, failure)
-                    continue
-            finally:
-                if self.index is not None:
-                    self.index.release(group[0].content_hash, self.owner)
+                return self._store(group[0], result)
+            except VoicebatchError as exc:
+                return exc
+
+        pairs = list(zip(groups, results, strict=True))
+        try:
+            if len(pairs) > 1:
+                with ThreadPoolExecutor(min(STORE_THREADS, len(pairs))) as pool:
+                    outcomes = list(pool.map(finish, pairs))
+            else:
+                outcomes = [finish(pair) for pair in pairs]
+        finally:
             if self.index is not None:
-                self.index.put(group[0].content_hash, audio)
-            done += [(lease, audio, index > 0) for index, lease in enumerate(group)]
+                self.index.release([lease.content_hash for lease in firsts], self.owner)
+        done: list[tuple[ChunkLease, RenderedAudio, bool]] = []
+        rendered: dict[str, RenderedAudio] = {}
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                for lease in group:
+                    self._fail(lease, outcome)
+                continue
+            rendered[group[0].content_hash] = outcome
+            done += [(lease, outcome, index > 0) for index, lease in enumerate(group)]
+        if self.index is not None:
+            self.index.remember(rendered)
         self._record(done)
 
     def render_leases(
@@ -234,20 +253,18 @@ class ChunkRenderer:
         groups: dict[str, list[ChunkLease]] = {}
         for lease in leases:
             groups.setdefault(lease.content_hash, []).append(lease)
-        cached: list[tuple[ChunkLease, RenderedAudio, bool]] = []
-        mine: list[list[ChunkLease]] = []
-        theirs: list[list[ChunkLease]] = []
-        for digest, group in groups.items():
-            hit = self._lookup(digest)
-            if hit is not None:
-                cached += [(lease, hit, True) for lease in group]
-            elif self.index is None or self.index.claim(
-                digest, self.owner, self.settings.lease_seconds
-            ):
-                mine.append(group)
-            else:
-                theirs.append(group)
+        hits = self._lookup(list(groups))
+        cached = [
+            (lease, hits[d], True) for d, group in groups.items() if d in hits for lease in group
+        ]
         self._record(cached)
+        misses = [d for d in groups if d not in hits]
+        if self.index is None:
+            claimed = set(misses)
+        else:
+            claimed = self.index.claim(misses, self.owner, self.settings.lease_seconds)
+        mine = [groups[d] for d in misses if d in claimed]
+        theirs = [groups[d] for d in misses if d not in claimed]
         if mine:
             self._render_groups(mine, voice, params)
         if theirs:
@@ -262,17 +279,17 @@ class ChunkRenderer:
         deadline = time.monotonic() + min(self.claim_wait_seconds, self.settings.lease_seconds / 2)
         while groups and time.monotonic() < deadline:
             time.sleep(0.05)
-            found: list[tuple[ChunkLease, RenderedAudio, bool]] = []
-            waiting = []
-            for group in groups:
-                assert self.index is not None
-                hit = self.index.get(group[0].content_hash)
-                if hit is None:
-                    waiting.append(group)
-                else:
-                    found += [(lease, hit, True) for lease in group]
-            self._record(found)
-            groups = waiting
+            assert self.index is not None
+            hits = self.index.lookup([group[0].content_hash for group in groups])
+            self._record(
+                [
+                    (lease, hits[g[0].content_hash], True)
+                    for g in groups
+                    if g[0].content_hash in hits
+                    for lease in g
+                ]
+            )
+            groups = [g for g in groups if g[0].content_hash not in hits]
         if groups:
             self._render_groups(groups, voice, params)
 

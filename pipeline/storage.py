@@ -180,6 +180,7 @@ class S3ObjectStore:
             config=Config(
                 signature_version="s3v4",
                 retries={"max_attempts": 5, "mode": "standard"},
+                max_pool_connections=64,  # render tasks upload on several threads each
                 s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
             ),
         )

@@ -43,8 +43,10 @@ def _queues(broker_url: str) -> list[Queue]:
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-delivery-limit": DELIVERY_LIMIT,
     }
+    # Topic exchanges: Celery's native delayed delivery (used with quorum queues) cannot
+    # route through direct ones.
     queues = [
-        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments)
         for name in QUEUES
     ]
     dead = Queue(
@@ -54,6 +56,15 @@ def _queues(broker_url: str) -> list[Queue]:
         queue_arguments={"x-queue-type": "quorum"},
     )
     return [*queues, dead]
+
+
+def declare_dead_letters(app: Celery) -> None:
+    """RabbitMQ: make sure the dead-letter exchange and queue exist before any message can
+    be dead-lettered (a message dead-lettered to a missing exchange is dropped)."""
+    for queue in app.conf.task_queues:
+        if queue.name == DEAD_LETTER_QUEUE:
+            with app.connection_for_write() as connection:
+                queue(connection.default_channel).declare()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -90,7 +101,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_send_task_events": True,  # Flower's live view
         "task_send_sent_event": True,
-        "worker_hijack_root_logger": False,
     }
 
 

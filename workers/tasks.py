@@ -127,4 +127,4 @@ def register(app: VoicebatchCelery) -> None:
         (ASSEMBLE_TASK, assemble),
         (FINALIZE_TASK, finalize),
     ):
-        app.task(name=name, ignore_result=True)(_adapter(app, name, body))
+        app.task(name=name, ignore_result=True, shared=False)(_adapter(app, name, body))

@@ -42,9 +42,10 @@ def run_worker(
         )
     from celery.signals import worker_process_init
 
-    from workers.app import create_celery
+    from workers.app import create_celery, declare_dead_letters
 
     app = create_celery(settings)
+    declare_dead_letters(app)
     runtime = app.runtime  # database reachable and migrated, stores open: fail before starting
     if RENDER_QUEUE in queues:
         if pool == "prefork":

@@ -491,21 +491,28 @@ def lease_chunks(
         .with_for_update(skip_locked=True)
     ).all()
     expires = now + ttl
-    leases: list[ChunkLease] = []
-    for chunk_id, seq, text, digest, attempts, item_id in candidates:
-        result = _update(
-            session,
-            Chunk,
-            (Chunk.id == chunk_id, available),
+    by_id = {row[0]: row for row in candidates}
+    if not by_id:
+        return []
+    # One statement for the batch; the rows are locked, so it takes every one of them.
+    taken = session.execute(
+        update(Chunk)
+        .where(Chunk.id.in_(list(by_id)), available)
+        .values(
             status=ChunkStatus.LEASED,
             lease_owner=owner,
             lease_expires_at=expires,
             attempts=Chunk.attempts + 1,
             updated_at=now,
         )
-        if result == 1:
-            leases.append(ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id))
-    return leases
+        .returning(Chunk.id)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    leases = [
+        ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id)
+        for chunk_id, seq, text, digest, attempts, item_id in (by_id[i] for i in taken)
+    ]
+    return sorted(leases, key=lambda lease: lease.seq)
 
 
 def lease_owners(session: Session, *, job_id: uuid.UUID) -> list[str]:
@@ -630,6 +637,24 @@ def find_rendered(session: Session, *, content_hash: str) -> RenderedAudio | Non
     if row is None or row[0] is None or row[1] is None or row[2] is None:
         return None
     return RenderedAudio(row[0], float(row[1]), int(row[2]))
+
+
+def find_rendered_many(
+    session: Session, *, content_hashes: Sequence[str]
+) -> dict[str, RenderedAudio]:
+    """find_rendered for many hashes in one query."""
+    if not content_hashes:
+        return {}
+    rows = session.execute(
+        select(
+            Chunk.content_hash, Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate
+        ).where(Chunk.content_hash.in_(list(content_hashes)), Chunk.status == ChunkStatus.DONE)
+    ).all()
+    found: dict[str, RenderedAudio] = {}
+    for digest, key, duration, rate in rows:
+        if key is not None and duration is not None and rate is not None:
+            found.setdefault(digest, RenderedAudio(key, float(duration), int(rate)))
+    return found
 
 
 def item_chunks(session: Session, *, item_id: uuid.UUID) -> Sequence[Chunk]:

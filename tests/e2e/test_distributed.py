@@ -201,3 +201,33 @@ def test_flower_shows_the_live_workers_behind_basic_auth(stack: Stack) -> None:
     assert httpx.get(url, timeout=10).status_code == 401
     assert httpx.get(url, auth=("admin", "wrong"), timeout=10).status_code == 401
     stack.processes.pop("flower").terminate()
+
+
+def test_a_cancelled_job_stops_and_the_cli_reports_it(stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "long.md"
+    paragraphs = "\n\n".join(
+        f"Paragraph {n} tells of the lighthouse keeper again." for n in range(80)
+    )
+    source.write_text(f"# Long\n\n## Only\n\n{paragraphs}\n")
+    submitted = stack.cli("submit", str(source))
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip()
+    cancelled = stack.cli("cancel", job)
+    assert cancelled.returncode == 0 and f"job {job} cancelled" in cancelled.stdout
+    assert "already cancelled" in stack.cli("cancel", job).stderr
+    watched = stack.cli("watch", job)
+    assert watched.returncode == 1 and "status: cancelled" in watched.stdout
+    listed = stack.cli("jobs", "--json")
+    assert {"id": job, "status": "cancelled"}.items() <= next(
+        j for j in json.loads(listed.stdout) if j["id"] == job
+    ).items()
+    time.sleep(2)  # messages still queued for it are acknowledged and do nothing
+    info = json.loads(stack.cli("status", job, "--json").stdout)
+    assert info["status"] == "cancelled" and info["chunks"]["leased"] == 0
+    assert info["chunks"]["done"] < info["chunks"]["total"]
+    download = stack.cli("download", job, "-o", str(tmp_path / "o"))
+    assert (
+        download.returncode == 1
+        and "is cancelled; its files are ready once it is done" in download.stderr
+    )
+    assert not (tmp_path / "o").exists()  # refused before any folder was made

@@ -1,0 +1,185 @@
+"""Submitting through the API's pipeline side: request bodies -> checked documents -> one job."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.config import Settings
+from pipeline.engines import engine_info
+from pipeline.errors import InputError
+from pipeline.render import ChunkRenderer, render_chunk_ids
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
+from pipeline.storage import LocalObjectStore
+from pipeline.submit import (
+    FieldError,
+    chunk_groups,
+    document_from_chapters,
+    document_from_items,
+    document_from_text,
+    document_from_upload,
+    submit_job,
+)
+from tests.unit.test_render import CountingEngine
+
+OWNER = uuid.UUID(int=7)
+
+
+@pytest.mark.parametrize(
+    ("items", "field", "words"),
+    [
+        ([("A 1", "one"), ("a-1", "two")], "items[1].id", r"same file as items\[0\]"),
+        ([("x", "one"), (" ", "two")], "items[1].id", "is empty"),
+        ([("!!!", "one")], "items[0].id", "no letters or digits"),
+        ([("x", "...")], "items[0].text", "no words"),
+        ([("x", "w " * 12_000)], "items[0].text", "over 20000"),
+        ([], "items", "is empty"),
+    ],
+)
+def test_catalogue_items_are_refused_with_the_row_named(
+    items: list[tuple[str, str]], field: str, words: str
+) -> None:
+    with pytest.raises(FieldError, match=words) as caught:
+        document_from_items("Catalogue", items)
+    assert caught.value.field == field and isinstance(caught.value, InputError)
+
+
+def test_chapters_keep_their_titles_as_spoken_headings_and_their_paragraphs() -> None:
+    parsed = document_from_chapters(
+        "Book", [("One", "First para.\n\nSecond  para."), ("Two", "x y")]
+    )
+    first, second = parsed.document.chapters
+    assert (first.title, first.paragraphs, first.heading) == (
+        "One",
+        ("First para.", "Second para."),
+        True,
+    )
+    assert second.paragraphs == ("x y",)
+    with pytest.raises(FieldError) as caught:
+        document_from_chapters("Book", [("One", "ok"), ("Two", "  \n ")])
+    assert caught.value.field == "chapters[1].text"
+    # the same content gives the same source hash; other content another one
+    assert (
+        parsed.source.sha256
+        == document_from_chapters(
+            "Book", [("One", "First para.\n\nSecond  para."), ("Two", "x y")]
+        ).source.sha256
+    )
+    assert parsed.source.sha256 != document_from_text("Book", "x y").source.sha256
+
+
+def test_uploads_are_read_like_files_on_disk_and_named_without_their_path() -> None:
+    parsed = document_from_upload("../../etc/story.md", b"# Story\n\n## One\n\nHello there.\n")
+    assert parsed.source.path == Path("story.md") and parsed.document.title == "Story"
+    with pytest.raises(FieldError, match=r"^file: scan\.pdf: unsupported input format") as caught:
+        document_from_upload("scan.pdf", b"%PDF")
+    assert "voicebatch-upload" not in caught.value.message  # no server paths leak
+    with pytest.raises(FieldError, match="not valid UTF-8"):
+        document_from_upload("latin.txt", "caf\xe9 au lait".encode("latin-1"))
+    with pytest.raises(FieldError, match="binary"):
+        document_from_upload("x.txt", b"abc\x00def")
+
+
+def test_submit_creates_an_owned_job_once_per_idempotency_key(
+    db: sessionmaker[Session], settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"task_chunks": 2})
+    parsed = document_from_items("Catalogue", [(f"sku-{i}", f"Item number {i}.") for i in range(5)])
+    args = {
+        "engine": engine_info(settings),
+        "settings": settings,
+        "kind": "catalogue",
+        "owner_id": OWNER,
+    }
+    first = submit_job(db, parsed, idempotency_key="k1", output_base="s3://b/p", **args)  # type: ignore[arg-type]
+    again = submit_job(db, parsed, idempotency_key="k1", output_base="s3://b/p", **args)  # type: ignore[arg-type]
+    other = submit_job(db, parsed, idempotency_key=None, output_base="s3://b/p", **args)  # type: ignore[arg-type]
+    assert first.created and not again.created and again.job_id == first.job_id
+    assert other.job_id != first.job_id and again.chunk_groups == []
+    assert [len(g) for g in first.chunk_groups] == [2, 2, 1]
+    with transaction(db) as session:
+        job = store.get_job(session, first.job_id)
+        assert (job.kind, job.owner_id, job.output_uri) == (
+            "catalogue",
+            OWNER,
+            f"s3://b/p/jobs/{job.id}",
+        )
+        assert [i.title for i in store.job_items(session, job_id=job.id)] == [
+            f"sku-{i}" for i in range(5)
+        ]
+        assert chunk_groups(session, job_id=job.id, size=10) == [
+            [c for g in first.chunk_groups for c in g]
+        ]
+        assert len(store.list_jobs(session, owner_id=OWNER)) == 2
+        assert store.list_jobs(session, owner_id=uuid.UUID(int=8)) == []
+
+
+def test_repeated_texts_render_once_and_count_as_cache_hits(
+    db: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    texts = ["Red chair.", "Blue table.", "Red chair.", "Green lamp.", "Blue table.", "Red chair."]
+    parsed = document_from_items("Catalogue", [(f"sku-{i}", t) for i, t in enumerate(texts)])
+    submitted = submit_job(
+        db,
+        parsed,
+        engine=engine_info(settings),
+        settings=settings,
+        kind="catalogue",
+        owner_id=OWNER,
+        idempotency_key=None,
+        output_base=str(tmp_path / "out"),
+    )
+    engine = CountingEngine()
+    renderer = ChunkRenderer(
+        factory=db, store_=LocalObjectStore(tmp_path / "objects"), engine=engine, settings=settings
+    )
+    ids = [c for group in submitted.chunk_groups for c in group]
+    outcome = render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=ids)
+    assert sorted(engine.requests) == ["Blue table.", "Green lamp.", "Red chair."]
+    assert (renderer.stats.rendered, renderer.stats.cached) == (3, 3)
+    assert len(outcome.ready_items) == 6 and outcome.retry_in is None
+    # the same message again (a duplicate delivery) changes nothing and claims nothing
+    again = render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=ids)
+    assert again.ready_items == [] and len(engine.requests) == 3
+    with transaction(db) as session:
+        progress = store.job_progress(session, job_id=submitted.job_id)
+        assert (progress.chunks_done, progress.chunks_cached) == (6, 3)
+        assert {i.status for i in store.job_items(session, job_id=submitted.job_id)} == {
+            ItemStatus.ASSEMBLING
+        }
+        assert store.get_job(session, submitted.job_id).status == JobStatus.RENDERING
+
+
+def test_a_worker_with_another_engine_refuses_the_job(
+    db: sessionmaker[Session], settings: Settings, tmp_path: Path
+) -> None:
+    submitted = submit_job(
+        db,
+        document_from_text("T", "Hello there."),
+        engine=engine_info(settings),
+        settings=settings,
+        kind="book",
+        owner_id=OWNER,
+        idempotency_key=None,
+        output_base=str(tmp_path),
+    )
+    engine = CountingEngine()
+    engine.model_version = "test-tone 2"  # type: ignore[misc]
+    renderer = ChunkRenderer(
+        factory=db, store_=LocalObjectStore(tmp_path / "o"), engine=engine, settings=settings
+    )
+    with pytest.raises(InputError, match="wants engine test-tone"):
+        render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=submitted.chunk_groups[0])
+    with transaction(db) as session:
+        assert store.job_progress(session, job_id=submitted.job_id).chunks_done == 0
+        assert {
+            c.status
+            for c in store.item_chunks(
+                session, item_id=store.job_items(session, job_id=submitted.job_id)[0].id
+            )
+        } == {ChunkStatus.PENDING}
