@@ -29,7 +29,7 @@ from pipeline.state.models import Base
 from tests.conftest import free_port
 
 VOICEBATCH = Path(sys.executable).with_name("voicebatch")
-TABLES = {"jobs", "items", "chunks"}
+TABLES = {"api_keys", "jobs", "items", "chunks"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
