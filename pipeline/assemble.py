@@ -17,24 +17,20 @@ import json
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.audio.chunks import ChunkAudioCache, ChunkPiece
 from pipeline.audio.encode import codec_for, output_rate
 from pipeline.audio.master import (
     LoudnessAccumulator,
     Mastering,
     Segment,
-    oversampled_peaks,
     plan_mastering,
 )
-from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
 from pipeline.engines.base import AudioArray
@@ -45,7 +41,6 @@ from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
 
 MANIFEST_KEY = "manifest.json"
-CACHE_BYTES = 512 * 1024 * 1024  # decoded chunks kept between passes; past this, read again
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
@@ -84,97 +79,12 @@ class ItemAssembly:
 
 
 @dataclass(frozen=True)
-class _Piece:
-    seq: int
-    key: str
-    length: ChunkLength
-
-
-@dataclass(frozen=True)
 class _Chapter:
     item_id: uuid.UUID
     title: str
-    pieces: list[_Piece]
+    pieces: list[ChunkPiece]
     mastering: Mastering | None = None
     key: str | None = None
-
-
-class ChunkAudioCache:
-    """Decoded chunk audio (and its oversampled peaks) by object key, kept between
-    mastering passes while under a byte budget; past it, read and computed again.
-
-    Reads run ahead of the stream on a few threads (`read_ahead` chunks), so a book kept
-    in S3 is not assembled at one request round trip per chunk. Use it as a context
-    manager: leaving it stops the readers.
-    """
-
-    def __init__(
-        self, objects: ObjectStore, budget_bytes: int = CACHE_BYTES, read_ahead: int = 16
-    ) -> None:
-        self.objects = objects
-        self.budget = budget_bytes
-        self.kept: dict[str, AudioArray] = {}
-        self.peaks: dict[str, npt.NDArray[np.float32]] = {}
-        self.size = 0
-        self.order: list[str] = []  # keys in stream order, as segments were made
-        self.read_ahead = read_ahead
-        self.reading: dict[str, Future[bytes]] = {}
-        self.pool: ThreadPoolExecutor | None = None
-
-    def __enter__(self) -> ChunkAudioCache:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-        self.reading.clear()
-
-    def segment(self, start: int, piece: _Piece, rate: int) -> Segment:
-        def peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
-            over = self.peaks.get(piece.key)
-            if over is None:
-                over = oversampled_peaks(audio)
-                if self.size + over.nbytes <= self.budget:
-                    self.peaks[piece.key] = over
-                    self.size += over.nbytes
-            return over
-
-        self.order.append(piece.key)
-        return Segment(
-            start, piece.length.samples, self.loader(piece, rate, len(self.order) - 1), peaks
-        )
-
-    def _read_ahead(self, position: int) -> None:
-        if self.read_ahead <= 0:
-            return
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="chunk-read")
-        for key in self.order[position + 1 : position + 1 + self.read_ahead]:
-            if key not in self.kept and key not in self.reading:
-                self.reading[key] = self.pool.submit(self.objects.get, key)
-
-    def _read(self, key: str) -> bytes:
-        pending = self.reading.pop(key, None)
-        return pending.result() if pending is not None else self.objects.get(key)
-
-    def loader(self, piece: _Piece, rate: int, position: int = 0) -> Callable[[], AudioArray]:
-        def load() -> AudioArray:
-            audio = self.kept.get(piece.key)
-            if audio is None:
-                self._read_ahead(position)
-                audio, chunk_rate = from_wav_bytes(self._read(piece.key))
-                if chunk_rate != rate or len(audio) != piece.length.samples:
-                    raise PermanentError(
-                        f"chunk {piece.seq} audio ({len(audio)} samples at {chunk_rate} Hz) does "
-                        f"not match its record ({piece.length.samples} at {rate} Hz)"
-                    )
-                if self.size + audio.nbytes <= self.budget:
-                    self.kept[piece.key] = audio
-                    self.size += audio.nbytes
-            return audio
-
-        return load
 
 
 def _pauses(options: dict[str, Any]) -> Pauses:
@@ -183,7 +93,7 @@ def _pauses(options: dict[str, Any]) -> Pauses:
     )
 
 
-def _pieces(item: Item, chunks: Any, rate: int | None) -> tuple[list[_Piece], int]:
+def _pieces(item: Item, chunks: Any, rate: int | None) -> tuple[list[ChunkPiece], int]:
     """The item's done chunks as pieces; every chunk must share one sample rate."""
     pieces = []
     for chunk in chunks:
@@ -197,7 +107,7 @@ def _pieces(item: Item, chunks: Any, rate: int | None) -> tuple[list[_Piece], in
         rate = chunk.sample_rate
         samples = round(chunk.duration_seconds * chunk.sample_rate)
         pieces.append(
-            _Piece(
+            ChunkPiece(
                 chunk.seq, chunk.object_key, ChunkLength(chunk.text, chunk.paragraph_start, samples)
             )
         )

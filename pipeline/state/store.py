@@ -10,14 +10,37 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from pipeline.errors import InputError, NotFoundError
+from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace for all state)
+    ChunkLease,
+    RenderedAudio,
+    chunk_items,
+    complete_chunk,
+    fail_chunk,
+    failed_chunks,
+    find_rendered,
+    find_rendered_many,
+    item_chunks,
+    lease_chunks,
+    lease_owners,
+    pending_among,
+    release_leases,
+    renew_leases,
+)
+from pipeline.state.items import (  # noqa: F401  (re-exported: one namespace for all state)
+    claim_ready_items,
+    complete_item,
+    fail_item,
+    get_item,
+    items_in_assembly,
+    job_items,
+)
 from pipeline.state.models import (
     FINAL_JOB_STATUSES,
     Chunk,
@@ -28,6 +51,7 @@ from pipeline.state.models import (
     JobStatus,
     utcnow,
 )
+from pipeline.state.updates import conditional_update as _update
 
 
 @dataclass(frozen=True)
@@ -66,19 +90,6 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
-class ChunkLease:
-    """A chunk leased to one owner until `expires_at`."""
-
-    chunk_id: uuid.UUID
-    seq: int
-    text: str
-    content_hash: str
-    attempts: int
-    expires_at: datetime
-    item_id: uuid.UUID | None = None
-
-
-@dataclass(frozen=True)
 class JobProgress:
     chunks_total: int
     chunks_done: int
@@ -101,15 +112,6 @@ class JobProgress:
             if self.chunks_total
             else 1.0
         )
-
-
-def _update(session: Session, table: Any, where: tuple[Any, ...], **values: Any) -> int:
-    """A conditional UPDATE; returns how many rows matched, which callers check."""
-    result = session.execute(
-        update(table).where(*where).values(**values).execution_options(synchronize_session=False)
-    )
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
 
 
 # --- jobs --------------------------------------------------------------------------------
@@ -307,47 +309,6 @@ def start_job(session: Session, *, job_id: uuid.UUID) -> bool:
     return _move_job(session, job_id, [JobStatus.PENDING], JobStatus.RENDERING)
 
 
-def claim_ready_items(
-    session: Session, *, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID] | None = None
-) -> list[uuid.UUID]:
-    """pending -> assembling for items none of whose chunks is pending or leased.
-
-    Called after the transaction that finished a chunk has committed, by everyone who
-    finished one: whichever caller sees the last chunk done wins the conditional update,
-    so each item is claimed for assembly exactly once however the renders interleave.
-    """
-    open_chunk = (
-        select(Chunk.id)
-        .where(
-            Chunk.item_id == Item.id,
-            Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED]),
-        )
-        .exists()
-    )
-    where = [Item.job_id == job_id, Item.status == ItemStatus.PENDING, ~open_chunk]
-    if item_ids is not None:
-        where.append(Item.id.in_(list(item_ids)))
-    claimed = session.scalars(
-        update(Item)
-        .where(*where)
-        .values(status=ItemStatus.ASSEMBLING, updated_at=utcnow())
-        .returning(Item.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted(claimed, key=str)
-
-
-def items_in_assembly(session: Session, *, job_id: uuid.UUID) -> list[uuid.UUID]:
-    """Items claimed for assembly and not yet finished (an assembler stopped midway)."""
-    return list(
-        session.scalars(
-            select(Item.id)
-            .where(Item.job_id == job_id, Item.status == ItemStatus.ASSEMBLING)
-            .order_by(Item.position)
-        )
-    )
-
-
 def claim_finalization(session: Session, *, job_id: uuid.UUID) -> bool:
     """rendering -> assembling once every item is done or failed: the caller, and only
     that one caller, writes the job's whole-book file and manifest."""
@@ -438,307 +399,6 @@ def retry_failed(session: Session, *, job_id: uuid.UUID) -> int:
         attempts=0,
         error=None,
         updated_at=now,
-    )
-
-
-# --- chunks ------------------------------------------------------------------------------
-
-
-def lease_chunks(
-    session: Session,
-    *,
-    job_id: uuid.UUID,
-    owner: str,
-    limit: int,
-    ttl: timedelta,
-    max_attempts: int,
-    now: datetime | None = None,
-    chunk_ids: Sequence[uuid.UUID] | None = None,
-) -> list[ChunkLease]:
-    """Lease up to `limit` chunks in reading order: pending ones, or ones whose lease expired.
-
-    With `chunk_ids`, only among those (a render message names its chunks); chunks that
-    are done, or leased by someone whose lease holds, are skipped, so a duplicate message
-    changes nothing. A chunk whose lease expired `max_attempts` times (its renderer keeps
-    dying) is failed instead of leased again. Nothing is leased for a finished job.
-    """
-    now = now or utcnow()
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    if status is None or status in FINAL_JOB_STATUSES:
-        return []
-    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
-    scope = [Chunk.job_id == job_id]
-    if chunk_ids is not None:
-        scope.append(Chunk.id.in_(list(chunk_ids)))
-    _update(
-        session,
-        Chunk,
-        (*scope, expired, Chunk.attempts >= max_attempts),
-        status=ChunkStatus.FAILED,
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=now,
-        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
-    )
-    available = or_(Chunk.status == ChunkStatus.PENDING, expired)
-    candidates = session.execute(
-        select(Chunk.id, Chunk.seq, Chunk.text, Chunk.content_hash, Chunk.attempts, Chunk.item_id)
-        .where(*scope, available)
-        .order_by(Chunk.seq)
-        .limit(limit)
-        # Rows another session is leasing right now are skipped, not waited on: otherwise
-        # this caller would block, then find them taken and go home with nothing.
-        .with_for_update(skip_locked=True)
-    ).all()
-    expires = now + ttl
-    by_id = {row[0]: row for row in candidates}
-    if not by_id:
-        return []
-    # One statement for the batch; the rows are locked, so it takes every one of them.
-    taken = session.execute(
-        update(Chunk)
-        .where(Chunk.id.in_(list(by_id)), available)
-        .values(
-            status=ChunkStatus.LEASED,
-            lease_owner=owner,
-            lease_expires_at=expires,
-            attempts=Chunk.attempts + 1,
-            updated_at=now,
-        )
-        .returning(Chunk.id)
-        .execution_options(synchronize_session=False)
-    ).scalars()
-    leases = [
-        ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id)
-        for chunk_id, seq, text, digest, attempts, item_id in (by_id[i] for i in taken)
-    ]
-    return sorted(leases, key=lambda lease: lease.seq)
-
-
-def lease_owners(session: Session, *, job_id: uuid.UUID) -> list[str]:
-    """Owners currently holding leases on this job's chunks (expired leases included)."""
-    rows = session.scalars(
-        select(Chunk.lease_owner)
-        .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.LEASED)
-        .distinct()
-    )
-    return [owner for owner in rows if owner]
-
-
-def renew_leases(
-    session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None
-) -> int:
-    """Push the expiry of every lease `owner` still holds; returns how many it holds."""
-    now = now or utcnow()
-    return _update(
-        session,
-        Chunk,
-        (
-            Chunk.status == ChunkStatus.LEASED,
-            Chunk.lease_owner == owner,
-            Chunk.lease_expires_at >= now,
-        ),
-        lease_expires_at=now + ttl,
-        updated_at=now,
-    )
-
-
-def complete_chunk(
-    session: Session,
-    *,
-    chunk_id: uuid.UUID,
-    owner: str,
-    object_key: str,
-    duration: float,
-    sample_rate: int,
-    cache_hit: bool = False,
-) -> bool:
-    """leased (by owner) -> done. False if the lease was lost: the caller must not count it."""
-    now = utcnow()
-    return (
-        _update(
-            session,
-            Chunk,
-            (Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
-            status=ChunkStatus.DONE,
-            object_key=object_key,
-            duration_seconds=duration,
-            sample_rate=sample_rate,
-            cache_hit=cache_hit,
-            lease_owner=None,
-            lease_expires_at=None,
-            error=None,
-            rendered_at=now,
-            updated_at=now,
-        )
-        == 1
-    )
-
-
-def fail_chunk(
-    session: Session,
-    *,
-    chunk_id: uuid.UUID,
-    owner: str,
-    error: str,
-    retryable: bool,
-    max_attempts: int,
-) -> ChunkStatus | None:
-    """leased (by owner) -> pending (retry) or failed. None if the lease was lost."""
-    attempts = session.scalar(
-        select(Chunk.attempts).where(
-            Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner
-        )
-    )
-    if attempts is None:
-        return None
-    to = ChunkStatus.PENDING if retryable and attempts < max_attempts else ChunkStatus.FAILED
-    moved = _update(
-        session,
-        Chunk,
-        (Chunk.id == chunk_id, Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
-        status=to,
-        error=error[:4000],
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=utcnow(),
-    )
-    return to if moved else None
-
-
-def release_leases(session: Session, *, owner: str) -> int:
-    """Hand back every chunk `owner` holds (a graceful stop); the attempt is not counted."""
-    return _update(
-        session,
-        Chunk,
-        (Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner),
-        status=ChunkStatus.PENDING,
-        lease_owner=None,
-        lease_expires_at=None,
-        attempts=case((Chunk.attempts > 0, Chunk.attempts - 1), else_=0),
-        updated_at=utcnow(),
-    )
-
-
-@dataclass(frozen=True)
-class RenderedAudio:
-    object_key: str
-    duration: float
-    sample_rate: int
-
-
-def find_rendered(session: Session, *, content_hash: str) -> RenderedAudio | None:
-    """Audio some earlier chunk (any job) rendered for the same content hash."""
-    row = session.execute(
-        select(Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate)
-        .where(Chunk.content_hash == content_hash, Chunk.status == ChunkStatus.DONE)
-        .limit(1)
-    ).first()
-    if row is None or row[0] is None or row[1] is None or row[2] is None:
-        return None
-    return RenderedAudio(row[0], float(row[1]), int(row[2]))
-
-
-def find_rendered_many(
-    session: Session, *, content_hashes: Sequence[str]
-) -> dict[str, RenderedAudio]:
-    """find_rendered for many hashes in one query."""
-    if not content_hashes:
-        return {}
-    rows = session.execute(
-        select(
-            Chunk.content_hash, Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate
-        ).where(Chunk.content_hash.in_(list(content_hashes)), Chunk.status == ChunkStatus.DONE)
-    ).all()
-    found: dict[str, RenderedAudio] = {}
-    for digest, key, duration, rate in rows:
-        if key is not None and duration is not None and rate is not None:
-            found.setdefault(digest, RenderedAudio(key, float(duration), int(rate)))
-    return found
-
-
-def item_chunks(session: Session, *, item_id: uuid.UUID) -> Sequence[Chunk]:
-    return session.scalars(select(Chunk).where(Chunk.item_id == item_id).order_by(Chunk.seq)).all()
-
-
-def job_items(session: Session, *, job_id: uuid.UUID) -> Sequence[Item]:
-    return session.scalars(select(Item).where(Item.job_id == job_id).order_by(Item.position)).all()
-
-
-def failed_chunks(session: Session, *, job_id: uuid.UUID) -> Sequence[Chunk]:
-    return session.scalars(
-        select(Chunk)
-        .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
-        .order_by(Chunk.seq)
-    ).all()
-
-
-# --- items -------------------------------------------------------------------------------
-
-
-def get_item(session: Session, *, item_id: uuid.UUID) -> Item:
-    item = session.get(Item, item_id)
-    if item is None:
-        raise NotFoundError(f"no item {item_id}")
-    return item
-
-
-def complete_item(
-    session: Session,
-    *,
-    item_id: uuid.UUID,
-    object_key: str,
-    duration: float,
-    mastering: dict[str, Any] | None = None,
-) -> bool:
-    """assembling -> done with its output file. A second assembly of a done item updates nothing."""
-    return (
-        _update(
-            session,
-            Item,
-            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
-            status=ItemStatus.DONE,
-            object_key=object_key,
-            duration_seconds=duration,
-            mastering=mastering,
-            error=None,
-            updated_at=utcnow(),
-        )
-        == 1
-    )
-
-
-def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
-    """assembling -> failed (some of its chunks could not be rendered)."""
-    return (
-        _update(
-            session,
-            Item,
-            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
-            status=ItemStatus.FAILED,
-            error=error[:4000],
-            updated_at=utcnow(),
-        )
-        == 1
-    )
-
-
-def chunk_items(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """The items these chunks belong to."""
-    return list(
-        session.scalars(select(Chunk.item_id).where(Chunk.id.in_(list(chunk_ids))).distinct())
-    )
-
-
-def pending_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> int:
-    """How many of these chunks wait to be (re)rendered."""
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                Chunk.id.in_(list(chunk_ids)), Chunk.status == ChunkStatus.PENDING
-            )
-        )
-        or 0
     )
 
 

@@ -175,7 +175,7 @@ def test_heavy_limiting_still_reaches_the_loudness_target(target: float) -> None
 
 
 def test_each_pass_reads_each_chunk_once_past_the_cache_budget() -> None:
-    from pipeline.assemble import ChunkAudioCache, _Piece
+    from pipeline.audio.chunks import ChunkAudioCache, ChunkPiece
     from pipeline.audio.stitch import ChunkLength
 
     class CountingStore:
@@ -191,7 +191,7 @@ def test_each_pass_reads_each_chunk_once_past_the_cache_budget() -> None:
     with ChunkAudioCache(objects, budget_bytes=0) as cache:  # type: ignore[arg-type]
         samples = len(from_wav_bytes(objects.blob)[0])
         segments = [
-            cache.segment(i * samples, _Piece(i, f"k{i}", ChunkLength("t", True, samples)), SR)
+            cache.segment(i * samples, ChunkPiece(i, f"k{i}", ChunkLength("t", True, samples)), SR)
             for i in range(4)
         ]
         plan = plan_mastering(segments, SR, target_lufs=-18.0, ceiling_dbtp=-1.0)
