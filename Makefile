@@ -34,9 +34,10 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## embedded render vs raw Piper; assembly memory vs naive; appends to docs/benchmarks.md
+bench: install  ## embedded vs raw Piper; assembly memory vs naive; distributed chunks/s; appends to docs/benchmarks.md
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
+	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
 
 clean:
 	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info
