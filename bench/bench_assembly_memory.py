@@ -57,8 +57,8 @@ def build(data: Path, minutes: float, fmt: str) -> tuple[str, float]:
 def child(mode: str, data: Path, job: str, fmt: str) -> None:
     import uuid
 
-    from pipeline.assemble import assemble_job
     from pipeline.config import load_settings
+    from pipeline.embedded_assembly import assemble_job
     from pipeline.runner import LocalRuntime
     from pipeline.storage import LocalObjectStore
 

@@ -34,7 +34,7 @@ from pipeline.audio.master import (
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
 from pipeline.engines.base import AudioArray
-from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
+from pipeline.errors import NotFoundError, PermanentError, RetryableError
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
@@ -233,6 +233,11 @@ def assemble_item(
     return ItemAssembly(item_id, ItemStatus.DONE, key, duration)
 
 
+def book_key_for(source: str, extension: str) -> str:
+    stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return f"{slugify(stem, fallback='book')}.{extension}"
+
+
 def _read_done_items(
     session: Session, job_id: uuid.UUID
 ) -> tuple[list[_Chapter], list[dict[str, Any]], int | None]:
@@ -311,8 +316,12 @@ def finalize_job(
     chunk_store: ObjectStore,
     output_store: ObjectStore,
     rewrite: bool = False,
+    book: tuple[str, Loudness] | None = None,
 ) -> AssemblyResult:
     """Write the whole-book file (books) and manifest.json, then record the job finished.
+
+    `book` is the key and loudness of a book file the caller wrote already (embedded
+    mode writes it in the same pass as the chapters).
 
     Runs for a job in `assembling` (claimed by store.claim_finalization); for a job that
     is already final it changes nothing and reports what was recorded, unless `rewrite`
@@ -365,9 +374,11 @@ def finalize_job(
                     "end_sample": span.end,
                 }
             manifest_items.append(entry)
-        if kind != "catalogue":
-            stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            book_key = f"{slugify(stem, fallback='book')}.{codec.extension}"
+        if kind != "catalogue" and book is not None:
+            book_key, loudness = book
+            duration = spans[-1].end / rate
+        elif kind != "catalogue":
+            book_key = book_key_for(source, codec.extension)
             with ChunkAudioCache(chunk_store) as cache:
                 segments = _segments(chapters, spans, cache, rate)
                 loudness = _write_book(
@@ -422,49 +433,3 @@ def finalize_job(
         if status == JobStatus.ASSEMBLING:
             status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
     return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
-
-
-def assemble_job(
-    factory: sessionmaker[Session],
-    *,
-    job_id: uuid.UUID,
-    chunk_store: ObjectStore,
-    output_store: ObjectStore,
-) -> AssemblyResult:
-    """Every step after rendering, in one process (embedded mode): claim and assemble each
-    ready item (and any an interrupted run left claimed), then finalize the job. A job
-    that is finished already has its files written again (the folder lost them)."""
-    with transaction(factory) as session:
-        job = store.get_job(session, job_id)
-        if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
-            raise InputError(f"job {job_id} is {job.status}; it cannot be assembled")
-        rewrite = job.status.final
-        if rewrite:
-            items = [
-                i.id for i in store.job_items(session, job_id=job_id) if i.status == ItemStatus.DONE
-            ]
-        else:
-            store.claim_ready_items(session, job_id=job_id)
-            items = store.items_in_assembly(session, job_id=job_id)
-    for item_id in items:
-        assemble_item(
-            factory,
-            item_id=item_id,
-            chunk_store=chunk_store,
-            output_store=output_store,
-            rewrite=rewrite,
-        )
-    if rewrite:
-        return finalize_job(
-            factory, job_id=job_id, chunk_store=chunk_store, output_store=output_store, rewrite=True
-        )
-    with transaction(factory) as session:
-        if not store.get_job(session, job_id).status.final and not store.claim_finalization(
-            session, job_id=job_id
-        ):
-            status = store.get_job(session, job_id).status
-            if status != JobStatus.ASSEMBLING:
-                raise RetryableError(
-                    f"job {job_id} still has chunks being rendered; try again later"
-                )
-    return finalize_job(factory, job_id=job_id, chunk_store=chunk_store, output_store=output_store)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.assemble import MANIFEST_KEY, AssemblyResult, assemble_job
+from pipeline.assemble import MANIFEST_KEY, AssemblyResult
 from pipeline.config import Settings
+from pipeline.embedded_assembly import assemble_job
 from pipeline.engines import Engine, check_engine, create_engine
 from pipeline.errors import InputError, NotFoundError
 from pipeline.ingest import ParsedSource, load_source, parse_source

@@ -19,7 +19,7 @@ from pipeline.errors import InputError, PermanentError, RetryableError
 from pipeline.runner import LocalRuntime, check_inputs, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.models import ChunkStatus, JobStatus
+from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 
 
 class CountingEngine(TestToneEngine):
@@ -524,3 +524,58 @@ def test_titles_can_be_left_unread_but_a_heading_only_chapter_is_still_heard(
     assert not outcome.job.resumed  # a different job: titles change what is spoken
     assert spoken.requests == ["One", "Two"]  # the rest came from the cache
     assert outcome.stats.cached == 3
+
+
+def test_distributed_steps_write_the_same_audio_as_the_one_pass_embedded_assembly(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    """assemble_item per chapter then finalize_job (workers) == the embedded single pass."""
+    from pipeline.assemble import assemble_item, finalize_job
+    from pipeline.audio.encode import decode
+    from pipeline.plan import plan_job
+    from pipeline.render import ChunkRenderer
+    from pipeline.storage import LocalObjectStore
+
+    embedded = run(runtime, CountingEngine(), book, tmp_path / "one-pass")
+    workers_out = tmp_path / "steps"
+    engine = CountingEngine()
+    planned = plan_job(
+        runtime.factory,
+        check_inputs(book, runtime.settings),
+        engine=engine,
+        settings=runtime.settings,
+        output_uri=workers_out.as_uri(),
+    )
+    ChunkRenderer(
+        factory=runtime.factory,
+        store_=runtime.chunk_store,
+        engine=engine,
+        settings=runtime.settings,
+    ).render_job(planned.job_id)
+    assert engine.requests == []  # every chunk from the cache
+    output = LocalObjectStore(workers_out)
+    with transaction(runtime.factory) as session:
+        items = store.claim_ready_items(session, job_id=planned.job_id)
+    for item_id in reversed(items):  # any order: each item is mastered on its own
+        assert (
+            assemble_item(
+                runtime.factory,
+                item_id=item_id,
+                chunk_store=runtime.chunk_store,
+                output_store=output,
+            ).status
+            == ItemStatus.DONE
+        )
+    with transaction(runtime.factory) as session:
+        assert store.claim_finalization(session, job_id=planned.job_id)
+    result = finalize_job(
+        runtime.factory, job_id=planned.job_id, chunk_store=runtime.chunk_store, output_store=output
+    )
+    assert result.status == JobStatus.DONE and embedded.assembly is not None
+    first = json.loads((tmp_path / "one-pass" / "manifest.json").read_text())
+    second = json.loads((workers_out / "manifest.json").read_text())
+    assert [c["file"] for c in first["chapters"]] == [c["file"] for c in second["chapters"]]
+    for name in [first["file"], *(c["file"] for c in first["chapters"])]:
+        one, two = decode(tmp_path / "one-pass" / name), decode(workers_out / name)
+        assert one.audio.size > 0 and np.array_equal(one.audio, two.audio), name
+    assert first["loudness"] == second["loudness"]

@@ -1,0 +1,230 @@
+"""Assembly in one process (embedded mode): every chapter file and the book in one pass.
+
+Distributed workers assemble items one by one and write the book afterwards
+(pipeline.assemble). In one process that would read and master every chunk twice and
+encode the book only after the chapters; here each ready chapter is mastered on its
+own, then one write pass streams every chapter's finished samples into its chapter file
+and the book file at once, on two encoder threads. The files are the same either way:
+the same claims, the same per-chapter mastering, recorded the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.assemble import (
+    AssemblyResult,
+    Loudness,
+    _Chapter,
+    _mastered,
+    _missing,
+    _pauses,
+    _pieces,
+    _segments,
+    book_key_for,
+    finalize_job,
+    item_key,
+)
+from pipeline.audio.chunks import ChunkAudioCache
+from pipeline.audio.encode import codec_for
+from pipeline.audio.master import LoudnessAccumulator, Mastering, plan_mastering
+from pipeline.audio.stitch import layout
+from pipeline.audio.writer import EncoderThread, finish_all
+from pipeline.errors import InputError, RetryableError
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ItemStatus, JobStatus
+from pipeline.storage import ObjectStore
+
+
+@dataclass
+class _Planned:
+    chapter: _Chapter
+    write_file: bool  # False: a chapter finished earlier; it only goes into the book
+    tags: dict[str, str]
+
+
+def _plan(
+    factory: sessionmaker[Session], job_id: uuid.UUID, *, rewrite: bool
+) -> tuple[list[_Planned], int | None, dict[str, object]]:
+    """The chapters that go into the book; items claimed now whose chunks failed are
+    recorded failed here. Chapters finished earlier keep their recorded mastering."""
+    planned: list[_Planned] = []
+    rate: int | None = None
+    with transaction(factory) as session:
+        job = store.get_job(session, job_id)
+        items = store.job_items(session, job_id=job_id)
+        info: dict[str, object] = {
+            "options": dict(job.options),
+            "format": job.output_format,
+            "title": job.title,
+            "author": job.author or "",
+            "source": job.source_name,
+            "kind": job.kind,
+        }
+        for item in items:
+            if item.status not in (ItemStatus.ASSEMBLING, ItemStatus.DONE):
+                continue
+            chunks = store.item_chunks(session, item_id=item.id)
+            if item.status == ItemStatus.ASSEMBLING and (missing := _missing(item, chunks)):
+                store.fail_item(
+                    session,
+                    item_id=item.id,
+                    error=f"{len(missing)} of {len(chunks)} chunks not rendered",
+                )
+                continue
+            pieces, rate = _pieces(item, chunks, rate)
+            stored = (
+                Mastering(**item.mastering)
+                if item.status == ItemStatus.DONE and item.mastering
+                else None
+            )
+            tags = {"title": item.title, "album": job.title, "artist": job.author or ""}
+            if job.kind != "catalogue":
+                tags["track"] = f"{item.position + 1}/{len(items)}"
+            key = item_key(job, item, len(items))
+            planned.append(
+                _Planned(
+                    _Chapter(item.id, item.title, pieces, stored, key),
+                    write_file=item.status == ItemStatus.ASSEMBLING or rewrite,
+                    tags=tags,
+                )
+            )
+    return planned, rate, info
+
+
+def _write_all(
+    planned: list[_Planned],
+    rate: int,
+    info: dict[str, object],
+    chunk_store: ObjectStore,
+    output_store: ObjectStore,
+) -> tuple[list[Mastering], str | None, Loudness | None, list[float]]:
+    options: dict[str, object] = info["options"]  # type: ignore[assignment]
+    fmt = str(info["format"])
+    bitrate = options.get("bitrate_kbps")
+    chapters = [p.chapter for p in planned]
+    spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
+    durations = [(s.end - s.start) / rate for s in spans]
+    catalogue = info["kind"] == "catalogue"
+    with ChunkAudioCache(chunk_store) as cache:
+        segments = _segments(chapters, spans, cache, rate)
+        masterings = []
+        for index, chapter in enumerate(chapters):
+            mastering = chapter.mastering
+            if mastering is None:
+                mastering = plan_mastering(
+                    [s for i, s in segments if i == index],
+                    rate,
+                    target_lufs=float(options["loudness_lufs"]),  # type: ignore[arg-type]
+                    ceiling_dbtp=float(options["true_peak_dbtp"]),  # type: ignore[arg-type]
+                )
+            masterings.append(mastering)
+        book_key = (
+            None if catalogue else book_key_for(str(info["source"]), codec_for(fmt).extension)
+        )
+        meter = LoudnessAccumulator(rate, spans[-1].end)
+        writers = [
+            EncoderThread(output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=bitrate)  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        book, parts = writers
+        for writer in writers:
+            writer.start()
+        try:
+            if book_key:
+                book.send(
+                    "open",
+                    book_key,
+                    {"title": info["title"], "album": info["title"], "artist": info["author"]},
+                )
+            current: int | None = None
+            for chapter_at, segment in segments:
+                if chapter_at is None:
+                    audio = np.zeros(segment.length, np.float32)
+                else:
+                    audio = _mastered(segment, masterings[chapter_at])
+                if book_key:
+                    book.send("audio", audio)
+                    meter.feed(audio)
+                if chapter_at is None or not planned[chapter_at].write_file:
+                    continue
+                if chapter_at != current:
+                    if current is not None:
+                        parts.send("close")
+                    current = chapter_at
+                    parts.send("open", chapters[chapter_at].key, planned[chapter_at].tags)
+                parts.send("audio", audio)
+            if current is not None:
+                parts.send("close")
+            if book_key:
+                book.send("close")
+        except BaseException as failure:
+            finish_all(writers, failure)
+            raise
+        finish_all(writers, None)
+    loudness = (
+        Loudness(meter.integrated(), max(m.true_peak_dbtp for m in masterings))
+        if book_key
+        else None
+    )
+    return masterings, book_key, loudness, durations
+
+
+def assemble_job(
+    factory: sessionmaker[Session],
+    *,
+    job_id: uuid.UUID,
+    chunk_store: ObjectStore,
+    output_store: ObjectStore,
+) -> AssemblyResult:
+    """Every step after rendering, in one process: claim the ready items (and take any an
+    interrupted run left claimed), write every chapter and the book in one pass, then the
+    manifest. A job that is finished already has its files written again (its output
+    folder lost them or holds another job's)."""
+    with transaction(factory) as session:
+        job = store.get_job(session, job_id)
+        if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
+            raise InputError(f"job {job_id} is {job.status}; it cannot be assembled")
+        rewrite = job.status.final
+        if not rewrite:
+            store.claim_ready_items(session, job_id=job_id)
+    planned, rate, info = _plan(factory, job_id, rewrite=rewrite)
+    book: tuple[str, Loudness] | None = None
+    if planned and rate is not None:
+        masterings, book_key, loudness, durations = _write_all(
+            planned, rate, info, chunk_store, output_store
+        )
+        with transaction(factory) as session:
+            for plan, mastering, seconds in zip(planned, masterings, durations, strict=True):
+                if plan.write_file and not rewrite:
+                    assert plan.chapter.key is not None
+                    store.complete_item(
+                        session,
+                        item_id=plan.chapter.item_id,
+                        object_key=plan.chapter.key,
+                        duration=seconds,
+                        mastering=asdict(mastering),
+                    )
+        if book_key is not None and loudness is not None:
+            book = (book_key, loudness)
+    if not rewrite:
+        with transaction(factory) as session:
+            if not store.claim_finalization(session, job_id=job_id):
+                status = store.get_job(session, job_id).status
+                if status != JobStatus.ASSEMBLING:
+                    raise RetryableError(
+                        f"job {job_id} still has chunks being rendered; try again later"
+                    )
+    return finalize_job(
+        factory,
+        job_id=job_id,
+        chunk_store=chunk_store,
+        output_store=output_store,
+        rewrite=rewrite,
+        book=book,
+    )
