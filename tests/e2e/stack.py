@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -42,6 +43,7 @@ class Stack:
     key: str
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)  # worker name -> metrics URL
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "VOICEBATCH_API_URL": self.api_url, "VOICEBATCH_API_KEY": self.key}
@@ -90,6 +92,12 @@ class Stack:
                 process.wait()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
 def running_stack(
     *,
@@ -109,22 +117,22 @@ def running_stack(
     stack = Stack(base, f"http://127.0.0.1:{api_port}", created.stdout.strip(), logs)
     try:
         stack.start("api", "api", "--port", str(api_port))
-        stack.start(
-            "worker-render",
-            "worker",
-            "--queues",
-            "render",
-            "--concurrency",
-            str(render_concurrency),
-        )
-        stack.start(
-            "worker-assemble",
-            "worker",
-            "--queues",
-            "assemble",
-            "--concurrency",
-            str(assemble_concurrency),
-        )
+        for name, queue, concurrency in (
+            ("worker-render", "render", render_concurrency),
+            ("worker-assemble", "assemble", assemble_concurrency),
+        ):
+            port = _free_port()
+            stack.metrics[name] = f"http://127.0.0.1:{port}/metrics"
+            stack.start(
+                name,
+                "worker",
+                "--queues",
+                queue,
+                "--concurrency",
+                str(concurrency),
+                "--metrics-port",
+                str(port),
+            )
         for name in ("worker-render", "worker-assemble"):
             stack.wait_for(name, " ready.")
         deadline = time.monotonic() + 60

@@ -139,6 +139,11 @@ def test_a_book_submitted_with_the_cli_is_rendered_by_workers_and_downloaded(
         # speech, not silence: a fifth of 50 ms windows are clearly voiced
         frames = audio.audio[: len(audio.audio) // 1200 * 1200].reshape(-1, 1200)
         assert np.mean(np.sqrt((frames**2).mean(axis=1)) > 0.02) > 0.2
+    # both workers export what they did to Prometheus (the assembler from its pool children)
+    render_metrics = httpx.get(stack.metrics["worker-render"], timeout=10).text
+    assert re.search(r'voicebatch_chunks_total\{outcome="rendered"\} [1-9]', render_metrics)
+    assemble_metrics = httpx.get(stack.metrics["worker-assemble"], timeout=10).text
+    assert re.search(r'voicebatch_items_total\{outcome="done"\} [1-9]', assemble_metrics)
     # the outputs live in the bucket under the job's folder, chunks under chunks/
     assert f"prod/jobs/{job}/manifest.json" in _objects(stack, f"prod/jobs/{job}/")
     assert (
