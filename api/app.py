@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -123,6 +124,18 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
         message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
         return error_response(422, f"{field}: {message}", field)
 
+    @app.exception_handler(DBAPIError)
+    async def database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("database error: %s", " ".join(str(exc.orig).split()))
+        response = error_response(503, "the job database is unavailable; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+
     @app.exception_handler(VoicebatchError)
     async def ours(_request: Request, exc: VoicebatchError) -> JSONResponse:
         field = exc.field if isinstance(exc, FieldError) else None
@@ -161,7 +174,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
                 probe()
                 checks[name] = "ok"
             except Exception as exc:
-                checks[name] = " ".join(str(exc).split())[:300] or type(exc).__name__
+                # Details (hosts, users) go to the log, not to unauthenticated callers.
+                log.warning("readyz: %s unreachable: %s", name, " ".join(str(exc).split()))
+                checks[name] = f"unreachable ({type(exc).__name__})"
 
         def database() -> None:
             with context.factory() as session:

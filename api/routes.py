@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
@@ -34,6 +35,7 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.keys import authenticate
 from pipeline.state.models import ApiKey, Job, JobStatus
+from pipeline.storage import store_at
 from pipeline.submit import (
     FieldError,
     document_from_chapters,
@@ -57,6 +59,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class Unauthorized(InputError):
     exit_code = 3
     http_status = 401
+
+
+class UnsupportedMediaType(FieldError):
+    http_status = 415
 
 
 class RateLimited(InputError):
@@ -166,18 +172,24 @@ async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any]]:
             )
         except ValidationError as exc:
             raise _validation(exc) from exc
-        parsed = document_from_upload(upload.filename or "", await upload.read())
+        data = await upload.read()
+        parsed = await run_in_threadpool(document_from_upload, upload.filename or "", data)
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         return parsed, "book", {"output_format": body.format, "voice": body.voice}
     if content_type != "application/json":
-        raise FieldError(
+        raise UnsupportedMediaType(
             "content-type", "send application/json or multipart/form-data with a `file`"
         )
+    raw = await request.body()
     try:
-        body = JobRequest.model_validate_json(await request.body())
+        body = await run_in_threadpool(JobRequest.model_validate_json, raw)
     except ValidationError as exc:
         raise _validation(exc) from exc
+    return await run_in_threadpool(_document, body)
+
+
+def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any]]:
     title = body.title or "Untitled"
     overrides = {"output_format": body.format, "voice": body.voice}
     if body.items:
@@ -246,6 +258,21 @@ async def submit(
     ] = None,
 ) -> JobOut:
     parsed, kind, overrides = await _parse(request)
+    # Segmenting, hashing, inserting and publishing block: off the event loop with them.
+    return await run_in_threadpool(
+        _submit, context, key, parsed, kind, overrides, idempotency_key, response
+    )
+
+
+def _submit(
+    context: ApiContext,
+    key: ApiKey,
+    parsed: ParsedSource,
+    kind: str,
+    overrides: dict[str, Any],
+    idempotency_key: str | None,
+    response: Response,
+) -> JobOut:
     settings = context.settings.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )
@@ -266,13 +293,22 @@ async def submit(
         idempotency_key=idempotency_key,
         output_base=context.settings.resolved_storage_url,
     )
-    if submitted.created:
-        try:
-            context.dispatcher.render(submitted.job_id, submitted.chunk_groups)
-        except RetryableError:
-            with transaction(context.factory) as session:
-                store.withdraw_job(session, job_id=submitted.job_id)
+    try:
+        # A replay publishes the chunks still waiting again: the first try may have lost
+        # some; duplicates change nothing.
+        context.dispatcher.render(submitted.job_id, submitted.chunk_groups)
+    except RetryableError as exc:
+        if not submitted.created:
             raise
+        with transaction(context.factory) as session:
+            withdrawn = store.withdraw_job(session, job_id=submitted.job_id)
+        if not withdrawn:
+            raise RetryableError(
+                f"job {submitted.job_id} was created but not all of its work could be queued "
+                f"({exc.message}); retry with the same Idempotency-Key to queue the rest"
+            ) from exc
+        raise
+    if submitted.created:
         metrics.JOBS_SUBMITTED.inc()
         metrics.CHUNKS_SUBMITTED.inc(sum(len(g) for g in submitted.chunk_groups))
         response.headers["Location"] = f"/v1/jobs/{submitted.job_id}"
@@ -334,12 +370,18 @@ def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
 def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDep) -> Any:
     job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
     if job.status not in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) or not job.output_uri:
+        later = "its files are ready once it is done"
         return error_response(
-            409, f"job {job_id} is {job.status}; its files are ready once it is done"
+            409,
+            f"job {job_id} is {job.status}; "
+            + (later if not job.status.final else "it has no files"),
         )
-    from pipeline.storage import open_store
-
-    folder = open_store(job.output_uri, context.settings)
+    folder = store_at(
+        job.output_uri,
+        root=context.chunk_store,
+        root_url=context.settings.resolved_storage_url,
+        settings=context.settings,
+    )
     try:
         manifest = json.loads(folder.get(MANIFEST_KEY))
     except (NotFoundError, ValueError) as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -42,15 +44,32 @@ class ApiClient:
     def close(self) -> None:
         self.http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise RetryableError(f"cannot reach the API at {self.url}: {exc}") from exc
-        if response.status_code < 400:
-            return response.json()
-        message = _message(response)
+    def _call(self, method: str, path: str, *, patience: int = 3, **kwargs: Any) -> Any:
+        """One API call. A 429 is waited out (its Retry-After, up to `patience` times)."""
+        for _ in range(patience + 1):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise RetryableError(f"cannot reach the API at {self.url}: {exc}") from exc
+            if response.status_code != 429:
+                break
+            retry_after = response.headers.get("Retry-After", "5")
+            time.sleep(min(60, int(retry_after) if retry_after.isdigit() else 5))
         status = response.status_code
+        if 300 <= status < 400:
+            raise InputError(
+                f"the API at {self.url} redirected to {response.headers.get('location')}; "
+                "use that URL"
+            )
+        if status < 400:
+            try:
+                return response.json()
+            except ValueError:
+                raise InputError(
+                    f"{self.url} did not answer like a voicebatch API (HTTP {status}, "
+                    f"{response.headers.get('content-type', 'no content type')})"
+                ) from None
+        message = _message(response)
         if status == 401:
             raise AuthError(f"the API refused the key: {message}")
         if status == 404:
@@ -108,8 +127,21 @@ class ApiClient:
         return result
 
     def download(self, url: str, dest: Path) -> int:
-        """Stream one presigned URL into `dest` (written to a temp name, then renamed)."""
+        """Stream one presigned URL into `dest` (written to a temp name, then renamed).
+
+        A file:// URL (a server that keeps its files in a local folder) is copied when
+        this machine can read that folder."""
         partial = dest.with_name(dest.name + ".part")
+        if url.startswith("file://"):
+            source = Path(unquote(urlsplit(url).path))
+            if not source.is_file():
+                raise InputError(
+                    f"the server keeps its files in a local folder ({source.parent}) this "
+                    "machine cannot read; give the server S3 storage (VOICEBATCH_STORAGE_URL)"
+                )
+            shutil.copyfile(source, partial)
+            partial.replace(dest)
+            return dest.stat().st_size
         size = 0
         try:
             with httpx.stream("GET", url, timeout=120.0) as response:

@@ -34,7 +34,7 @@ from pipeline.audio.master import (
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
 from pipeline.engines.base import AudioArray
-from pipeline.errors import NotFoundError, PermanentError, RetryableError
+from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
@@ -428,8 +428,13 @@ def finalize_job(
         for key in stale - {book_key, *keys}:
             output_store.delete(key)
 
-    with transaction(factory) as session:
-        status = store.get_job(session, job_id).status
-        if status == JobStatus.ASSEMBLING:
-            status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
+    try:
+        with transaction(factory) as session:
+            status = store.get_job(session, job_id).status
+            if status == JobStatus.ASSEMBLING:
+                status = store.finish_job(session, job_id=job_id, audio_seconds=duration)
+    except InputError:
+        # A second copy of this step finished the job a moment earlier: same files.
+        with transaction(factory) as session:
+            status = store.get_job(session, job_id).status
     return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)

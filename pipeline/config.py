@@ -39,6 +39,11 @@ class Settings(BaseSettings):
         description="Folder path or s3://bucket/prefix for chunk objects; default data_dir/objects.",
     )
     s3_endpoint_url: str | None = Field(None, description="S3 API endpoint (MinIO and friends).")
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint that download URLs are signed for, when clients reach S3 by "
+        "another name than the servers do (compose: http://localhost:9000).",
+    )
     s3_region: str = Field("us-east-1", description="S3 region used for signing.")
     s3_access_key_id: str | None = Field(
         None, description="S3 key id; default: boto3's credential chain."

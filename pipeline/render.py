@@ -23,7 +23,7 @@ from pipeline.engines.base import ParamValue
 from pipeline.errors import InputError, PermanentError, RetryableError, VoicebatchError
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.models import ChunkStatus
+from pipeline.state.models import ChunkStatus, ItemStatus, utcnow
 from pipeline.state.store import ChunkLease, RenderedAudio
 from pipeline.storage import ObjectStore, chunk_key
 
@@ -208,7 +208,12 @@ class ChunkRenderer:
         Trimming, WAV encoding and the uploads run on a few threads: with S3, the upload
         round trips are most of a chunk's bookkeeping."""
         firsts = [group[0] for group in groups]
-        results = self._engine_batch(firsts, voice, params)
+        try:
+            results = self._engine_batch(firsts, voice, params)
+        except BaseException:
+            if self.index is not None:
+                self.index.release([lease.content_hash for lease in firsts], self.owner)
+            raise
 
         def finish(
             pair: tuple[list[ChunkLease], SynthesisResult | BaseException],
@@ -220,6 +225,8 @@ class ChunkRenderer:
                 return self._store(group[0], result)
             except VoicebatchError as exc:
                 return exc
+            except Exception as exc:  # an unforeseen storage failure: retried, then failed
+                return RetryableError(f"storing the chunk failed: {type(exc).__name__}: {exc}")
 
         pairs = list(zip(groups, results, strict=True))
         try:
@@ -374,8 +381,11 @@ class ChunkTaskOutcome:
     """What rendering the chunks a message named left to do next."""
 
     ready_items: list[uuid.UUID]  # claimed for assembly by this call: assemble each once
-    retry_in: float | None  # some chunks went back to pending: run the message again then
+    retry_in: float | None  # some chunks are not final yet: run the message again then
     stats: RenderStats
+    # this message's items claimed for assembly (by this call or an earlier run of it
+    # whose publish may have failed): publishing them again is harmless
+    assembling: list[uuid.UUID] = field(default_factory=list)
 
 
 def render_chunk_ids(
@@ -419,6 +429,21 @@ def render_chunk_ids(
     with transaction(renderer.factory) as session:
         items = store.chunk_items(session, chunk_ids=chunk_ids)
         ready = store.claim_ready_items(session, job_id=job_id, item_ids=items)
-        pending = store.pending_among(session, chunk_ids=chunk_ids)
-    retry_in = max(renderer.backoff, 0.5) if pending else None
-    return ChunkTaskOutcome(ready, retry_in, renderer.stats)
+        unfinished = store.open_among(session, chunk_ids=chunk_ids)
+        waiting = [
+            item.id
+            for item in store.job_items(session, job_id=job_id)
+            if item.id in set(items) and item.status == ItemStatus.ASSEMBLING
+        ]
+    retry_in: float | None = None
+    if unfinished.pending:
+        retry_in = max(renderer.backoff, 0.5)
+    elif unfinished.leased:
+        # Held by someone else: a duplicate of this message at work, or a worker that died
+        # with the lease. Look again shortly, and take the chunks over once the lease runs
+        # out; the message is done only when every chunk it names is final.
+        left = (
+            (unfinished.first_expiry - utcnow()).total_seconds() if unfinished.first_expiry else 0.0
+        )
+        retry_in = min(2.0, max(0.2, left + 0.1))
+    return ChunkTaskOutcome(ready, retry_in, renderer.stats, waiting)

@@ -49,6 +49,10 @@ class ObjectStore(Protocol):
         """Remove `key`; a missing key is not an error."""
         ...
 
+    def child(self, prefix: str) -> ObjectStore:
+        """The same store seen under `prefix` (a job's folder), sharing connections."""
+        ...
+
     def url(self, key: str) -> str:
         """A URL a client can fetch the object from (presigned for S3)."""
         ...
@@ -148,6 +152,9 @@ class LocalObjectStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def child(self, prefix: str) -> LocalObjectStore:
+        return LocalObjectStore(self._path(prefix))
+
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
 
@@ -156,13 +163,30 @@ class S3ObjectStore:
     """Objects in an S3 bucket under a prefix (AWS, MinIO, any S3 API), via boto3."""
 
     def __init__(
-        self, *, bucket: str, prefix: str, client: S3Client, presign_seconds: int = 3600
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        client: S3Client,
+        presign_seconds: int = 3600,
+        presign_client: S3Client | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = client
         self.presign_seconds = presign_seconds
+        # Signs download URLs for the endpoint clients reach (compose: localhost, not minio)
+        self.presign_client = presign_client or client
         self._bucket_ok = False
+
+    def child(self, prefix: str) -> S3ObjectStore:
+        return S3ObjectStore(
+            bucket=self.bucket,
+            prefix=self._key(prefix),
+            client=self.client,
+            presign_seconds=self.presign_seconds,
+            presign_client=self.presign_client,
+        )
 
     @classmethod
     def from_settings(cls, url: str, settings: Settings) -> S3ObjectStore:
@@ -171,21 +195,30 @@ class S3ObjectStore:
 
         bucket, _, prefix = url[len("s3://") :].partition("/")
         secret = settings.s3_secret_access_key
-        client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=secret.get_secret_value() if secret else None,
-            config=Config(
-                signature_version="s3v4",
-                retries={"max_attempts": 5, "mode": "standard"},
-                max_pool_connections=64,  # render tasks upload on several threads each
-                s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
-            ),
-        )
+
+        def client_for(endpoint: str | None) -> S3Client:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=secret.get_secret_value() if secret else None,
+                config=Config(
+                    signature_version="s3v4",
+                    retries={"max_attempts": 5, "mode": "standard"},
+                    max_pool_connections=64,  # render tasks upload on several threads each
+                    s3={"addressing_style": "path" if endpoint else "auto"},
+                ),
+            )
+
+        client = client_for(settings.s3_endpoint_url)
+        public = settings.s3_public_endpoint_url
         return cls(
-            bucket=bucket, prefix=prefix, client=client, presign_seconds=settings.s3_presign_seconds
+            bucket=bucket,
+            prefix=prefix,
+            client=client,
+            presign_seconds=settings.s3_presign_seconds,
+            presign_client=client_for(public) if public else None,
         )
 
     def _key(self, key: str) -> str:
@@ -291,12 +324,21 @@ class S3ObjectStore:
             raise self._error(exc, full) from exc
 
     def url(self, key: str) -> str:
-        url: str = self.client.generate_presigned_url(
+        url: str = self.presign_client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=self.presign_seconds,
         )
         return url
+
+
+def store_at(uri: str, *, root: ObjectStore, root_url: str, settings: Settings) -> ObjectStore:
+    """The store a job's output URI names: a view of `root` when the URI lies under
+    `root_url` (so every job shares one S3 client), else a store of its own."""
+    base = root_url.rstrip("/") + "/"
+    if uri.startswith(base):
+        return root.child(uri[len(base) :])
+    return open_store(uri, settings)
 
 
 def open_store(url: str, settings: Settings) -> ObjectStore:

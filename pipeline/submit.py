@@ -29,7 +29,7 @@ from pipeline.ingest.plaintext import parse_plaintext
 from pipeline.plan import build_spec
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.models import Chunk, JobStatus
+from pipeline.state.models import Chunk, Job, JobStatus
 from pipeline.text.segment import segment_paragraphs
 
 MAX_ITEMS = 100_000
@@ -124,6 +124,8 @@ def document_from_upload(filename: str, data: bytes) -> ParsedSource:
     name = Path(filename.replace("\\", "/")).name.strip()
     if not name or name in (".", ".."):
         raise FieldError("file", "has no file name")
+    if len(name.encode()) > 255 or any(ord(ch) < 32 for ch in name):
+        raise FieldError("file", "the file name is too long or has control characters")
     with tempfile.TemporaryDirectory(prefix="voicebatch-upload-") as folder:
         path = Path(folder) / name
         path.write_bytes(data)
@@ -154,6 +156,24 @@ def chunk_groups(
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
+def _replay(
+    session: Session, earlier: Job, parsed: ParsedSource, settings: Settings
+) -> SubmittedJob:
+    """The job an earlier submit with this Idempotency-Key made. Its chunks still waiting
+    are handed back for publishing again (the first try may have lost some messages;
+    a duplicate message changes nothing)."""
+    if earlier.source_sha256 != parsed.source.sha256:
+        raise FieldError(
+            "Idempotency-Key", "was already used for a different request; use a new key"
+        )
+    groups = (
+        []
+        if earlier.status.final
+        else chunk_groups(session, job_id=earlier.id, size=settings.task_chunks)
+    )
+    return SubmittedJob(earlier.id, False, earlier.status, groups)
+
+
 def submit_job(
     factory: sessionmaker[Session],
     parsed: ParsedSource,
@@ -175,7 +195,7 @@ def submit_job(
         with transaction(factory) as session:
             earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
             if earlier is not None:
-                return SubmittedJob(earlier.id, False, earlier.status, [])
+                return _replay(session, earlier, parsed, settings)
     job_id = uuid.uuid4()
     spec = build_spec(
         parsed.document,
@@ -198,5 +218,5 @@ def submit_job(
             earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
             if earlier is None:
                 raise
-            return SubmittedJob(earlier.id, False, earlier.status, [])
+            return _replay(session, earlier, parsed, settings)
     return SubmittedJob(job_id, True, JobStatus.PENDING, groups)

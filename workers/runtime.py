@@ -15,7 +15,7 @@ from pipeline.cache import ChunkIndex, RedisChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
-from pipeline.storage import ObjectStore, open_store
+from pipeline.storage import ObjectStore, open_store, store_at
 
 
 @dataclass
@@ -50,7 +50,11 @@ class WorkerRuntime:
             return self._engine
 
     def output_store(self, uri: str) -> ObjectStore:
-        """Where a job's finished files go (its output_uri), opened once per URI."""
+        """Where a job's finished files go (its output_uri): a view of the chunk store's
+        bucket or folder, sharing its connections; other URIs are opened once each."""
+        root_url = self.settings.resolved_storage_url
+        if uri.startswith(root_url.rstrip("/") + "/"):
+            return store_at(uri, root=self.chunk_store, root_url=root_url, settings=self.settings)
         with self._lock:
             if uri not in self._outputs:
                 self._outputs[uri] = open_store(uri, self.settings)

@@ -2,7 +2,9 @@
 
 render_chunks -> (last chunk of an item) assemble_item -> (last item) finalize_job.
 Each may run twice, or twice at once: the pipeline's conditional state changes decide
-who does what, and a task that finds its work done returns quietly.
+who does what, and a task that finds its work done returns quietly. A message is
+acknowledged only when its work is final, or handed back to the queue (never dropped)
+when something it needs is passing trouble.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import Reject
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.assemble import assemble_item, finalize_job
-from pipeline.errors import InputError, RetryableError
+from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids, worker_id
 from pipeline.state import store
 from pipeline.state.db import transaction
+from pipeline.state.models import ItemStatus, JobStatus
 from workers import metrics
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
 
@@ -36,8 +40,8 @@ def _count(stats: RenderStats) -> None:
     metrics.ENGINE_SECONDS.inc(stats.engine_seconds)
 
 
-def _requeue_later(name: str, exc: RetryableError) -> None:
-    """A passing failure (database, storage): back to the queue after a pause, never lost."""
+def _requeue_later(name: str, exc: Exception) -> None:
+    """Passing trouble (database, storage, broker): back to the queue after a pause."""
     log.warning("%s: %s; requeued", name, exc)
     time.sleep(RETRY_PAUSE_SECONDS)
     raise Reject(str(exc), requeue=True) from exc
@@ -55,51 +59,73 @@ def render_chunks(app: VoicebatchCelery, job_id: str, chunk_ids: list[str]) -> N
         index=runtime.index,
     )
     ids = [uuid.UUID(c) for c in chunk_ids]
-    # Retryable chunk failures go back to pending; try again here, after the backoff,
-    # until they are done or out of attempts (fail_chunk stops them at max_attempts).
-    for _ in range(runtime.settings.max_attempts + 1):
-        outcome = render_chunk_ids(renderer, job_id=uuid.UUID(job_id), chunk_ids=ids)
-        if outcome.ready_items:
-            dispatcher.assemble(uuid.UUID(job_id), outcome.ready_items)
-        if outcome.retry_in is None:
-            break
-        time.sleep(outcome.retry_in)
-    _count(renderer.stats)
+    settings = runtime.settings
+    # Chunks that went back to pending (a retryable failure) or that someone else holds
+    # (a duplicate of this message, or a dead worker's lease) are looked at again until
+    # every chunk is final; max_attempts stops a chunk that keeps failing.
+    deadline = time.monotonic() + settings.lease_seconds * (settings.max_attempts + 1) + 60
+    try:
+        while True:
+            outcome = render_chunk_ids(renderer, job_id=uuid.UUID(job_id), chunk_ids=ids)
+            if outcome.assembling:
+                dispatcher.assemble(uuid.UUID(job_id), outcome.assembling)
+            if outcome.retry_in is None:
+                break
+            if time.monotonic() > deadline:
+                raise RetryableError(f"chunks of job {job_id} still not final; message requeued")
+            time.sleep(outcome.retry_in)
+    finally:
+        _count(renderer.stats)
 
 
 def assemble(app: VoicebatchCelery, job_id: str, item_id: str) -> None:
     runtime = app.runtime
+    job_uuid, item_uuid = uuid.UUID(job_id), uuid.UUID(item_id)
     with transaction(runtime.factory) as session:
-        job = store.get_job(session, uuid.UUID(job_id))
+        job = store.get_job(session, job_uuid)
         if job.status.final or job.output_uri is None:
             return
         output = runtime.output_store(job.output_uri)
-    result = assemble_item(
-        runtime.factory,
-        item_id=uuid.UUID(item_id),
-        chunk_store=runtime.chunk_store,
-        output_store=output,
-    )
-    metrics.ITEMS.labels(str(result.status)).inc()
+    try:
+        result = assemble_item(
+            runtime.factory, item_id=item_uuid, chunk_store=runtime.chunk_store, output_store=output
+        )
+        metrics.ITEMS.labels(str(result.status)).inc()
+    except PermanentError as exc:
+        # Its audio cannot be assembled (a chunk's object does not match its record):
+        # the item fails, the rest of the job goes on.
+        log.error("item %s of job %s failed: %s", item_id, job_id, exc)
+        with transaction(runtime.factory) as session:
+            store.fail_item(session, item_id=item_uuid, error=exc.message)
+        metrics.ITEMS.labels(str(ItemStatus.FAILED)).inc()
     with transaction(runtime.factory) as session:
-        claimed = store.claim_finalization(session, job_id=uuid.UUID(job_id))
-    if claimed:
-        CeleryDispatcher(app).finalize(uuid.UUID(job_id))
+        claimed = store.claim_finalization(session, job_id=job_uuid)
+        # An earlier run may have claimed it and then failed to publish: publish again
+        # (finalize_job is idempotent) whenever the job waits in `assembling`.
+        waiting = not claimed and store.get_job(session, job_uuid).status == JobStatus.ASSEMBLING
+        open_items = store.items_in_assembly(session, job_id=job_uuid)
+    if claimed or (waiting and not open_items):
+        CeleryDispatcher(app).finalize(job_uuid)
 
 
 def finalize(app: VoicebatchCelery, job_id: str) -> None:
     runtime = app.runtime
+    job_uuid = uuid.UUID(job_id)
     with transaction(runtime.factory) as session:
-        job = store.get_job(session, uuid.UUID(job_id))
+        job = store.get_job(session, job_uuid)
         if job.output_uri is None:
             return
         output = runtime.output_store(job.output_uri)
-    result = finalize_job(
-        runtime.factory,
-        job_id=uuid.UUID(job_id),
-        chunk_store=runtime.chunk_store,
-        output_store=output,
-    )
+    try:
+        result = finalize_job(
+            runtime.factory, job_id=job_uuid, chunk_store=runtime.chunk_store, output_store=output
+        )
+    except PermanentError as exc:
+        log.error("job %s failed at its final step: %s", job_id, exc)
+        with transaction(runtime.factory) as session:
+            store.fail_job(session, job_id=job_uuid, error=exc.message)
+        metrics.JOBS.labels(str(JobStatus.FAILED)).inc()
+        return
     metrics.JOBS.labels(str(result.status)).inc()
 
 
@@ -108,11 +134,14 @@ def _adapter(app: VoicebatchCelery, name: str, body: Any) -> Any:
         started = time.perf_counter()
         try:
             body(app, *args)
-        except RetryableError as exc:
-            _requeue_later(name, exc)
+        except NotFoundError as exc:
+            # The job is gone (withdrawn at submit, or another deployment's message).
+            log.error("%s%s: %s; message dropped", name, tuple(args), exc)
         except InputError as exc:
-            # Never retried: a missing job, a worker running the wrong engine. Logged, acked.
-            log.error("%s%s: %s", name, tuple(args), exc)
+            # Not this worker's to do (it runs another engine): another worker may be.
+            _requeue_later(name, exc)
+        except (RetryableError, DBAPIError) as exc:
+            _requeue_later(name, exc)
         finally:
             metrics.TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
 
@@ -121,7 +150,7 @@ def _adapter(app: VoicebatchCelery, name: str, body: Any) -> Any:
 
 
 def register(app: VoicebatchCelery) -> None:
-    """Register the tasks on `app`."""
+    """Register the tasks on `app` (not shared with other apps in the process)."""
     for name, body in (
         (RENDER_TASK, render_chunks),
         (ASSEMBLE_TASK, assemble),

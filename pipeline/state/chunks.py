@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -264,13 +264,28 @@ def chunk_items(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> list[uui
     )
 
 
-def pending_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> int:
-    """How many of these chunks wait to be (re)rendered."""
-    return int(
-        session.scalar(
-            select(func.count()).where(
-                Chunk.id.in_(list(chunk_ids)), Chunk.status == ChunkStatus.PENDING
-            )
+@dataclass(frozen=True)
+class OpenChunks:
+    """Of some chunks, how many wait to be rendered, and when the first lease held by
+    someone else runs out (None if none is leased)."""
+
+    pending: int
+    leased: int
+    first_expiry: datetime | None
+
+
+def open_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> OpenChunks:
+    """How many of these chunks are not final yet: pending, or leased."""
+    rows = session.execute(
+        select(Chunk.status, func.count(), func.min(Chunk.lease_expires_at))
+        .where(
+            Chunk.id.in_(list(chunk_ids)),
+            Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED]),
         )
-        or 0
-    )
+        .group_by(Chunk.status)
+    ).all()
+    counts = {status: (int(count), expiry) for status, count, expiry in rows}
+    leased, expiry = counts.get(ChunkStatus.LEASED, (0, None))
+    if expiry is not None and expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=UTC)  # SQLite hands back naive UTC for min()
+    return OpenChunks(counts.get(ChunkStatus.PENDING, (0, None))[0], leased, expiry)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from pipeline.errors import InputError, NotFoundError
 from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace for all state)
     ChunkLease,
+    OpenChunks,
     RenderedAudio,
     chunk_items,
     complete_chunk,
@@ -29,7 +30,7 @@ from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace f
     item_chunks,
     lease_chunks,
     lease_owners,
-    pending_among,
+    open_among,
     release_leases,
     renew_leases,
 )
@@ -351,6 +352,11 @@ def finish_job(session: Session, *, job_id: uuid.UUID, audio_seconds: float) -> 
     ):
         raise InputError(f"job {job_id} is not being assembled; it cannot finish")
     return to
+
+
+def fail_job(session: Session, *, job_id: uuid.UUID, error: str) -> bool:
+    """assembling -> failed: its final files could not be written (a permanent error)."""
+    return _move_job(session, job_id, [JobStatus.ASSEMBLING], JobStatus.FAILED, error=error[:4000])
 
 
 def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:

@@ -231,8 +231,5 @@ def test_a_cancelled_job_stops_and_the_cli_reports_it(stack: Stack, tmp_path: Pa
     assert info["status"] == "cancelled" and info["chunks"]["leased"] == 0
     assert info["chunks"]["done"] < info["chunks"]["total"]
     download = stack.cli("download", job, "-o", str(tmp_path / "o"))
-    assert (
-        download.returncode == 1
-        and "is cancelled; its files are ready once it is done" in download.stderr
-    )
+    assert download.returncode == 1 and "is cancelled; it has no files" in download.stderr
     assert not (tmp_path / "o").exists()  # refused before any folder was made

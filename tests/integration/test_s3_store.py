@@ -191,3 +191,30 @@ def test_render_stores_each_distinct_chunk_once_and_reuses_it_across_jobs(
     assert all(chunk.cache_hit for chunk in shared)
     after = chunk_objects(s3_client, s3_bucket)
     assert after - stored == {f"{S3_PREFIX}/{chunk_key(digest)}" for digest in new}
+
+
+def test_job_folders_share_the_root_client_and_links_are_signed_for_the_public_name(
+    s3_settings: Settings,
+) -> None:
+    from pipeline.storage import S3ObjectStore, open_store, store_at
+
+    settings = s3_settings.model_copy(
+        update={"s3_public_endpoint_url": "http://files.example:9000"}
+    )
+    root = open_store(settings.resolved_storage_url, settings)
+    assert isinstance(root, S3ObjectStore)
+    job = store_at(
+        f"{settings.resolved_storage_url}/jobs/abc",
+        root=root,
+        root_url=settings.resolved_storage_url,
+        settings=settings,
+    )
+    assert isinstance(job, S3ObjectStore) and job.client is root.client
+    job.put("manifest.json", b"{}", content_type="application/json")
+    assert root.get("jobs/abc/manifest.json") == b"{}"
+    url = job.url("manifest.json")
+    assert url.startswith("http://files.example:9000/") and "/jobs/abc/manifest.json" in url
+    elsewhere = store_at(
+        "s3://other-bucket/x", root=root, root_url=settings.resolved_storage_url, settings=settings
+    )
+    assert isinstance(elsewhere, S3ObjectStore) and elsewhere.bucket == "other-bucket"

@@ -85,3 +85,48 @@ def test_server_commands_refuse_missing_settings_in_one_line() -> None:
         result = runner.invoke(app, argv)
         assert result.exit_code == 2, (argv, result.output)
         assert words in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_client_waits_out_a_rate_limit_and_explains_odd_answers() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            if self.path.startswith("/v1/jobs/") and len(hits) == 1:
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.end_headers()
+                return
+            if self.path.startswith("/v1/jobs/"):
+                body = b'{"id": "x", "status": "done"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+            elif self.path.startswith("/v1/jobs"):
+                body = b"<html>not an API</html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+            else:
+                body = b""
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = ApiClient(f"http://127.0.0.1:{server.server_port}", "k", timeout=5)
+        job = "1c9f5d8e-3a9b-4b0e-8a53-1e2f3a4b5c6d"
+        assert client.job(job)["status"] == "done"  # after one 429 and a 1 s wait
+        assert hits == [f"/v1/jobs/{job}"] * 2
+        with pytest.raises(InputError, match="did not answer like a voicebatch API"):
+            client.jobs()
+    finally:
+        server.shutdown()
