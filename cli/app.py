@@ -11,10 +11,9 @@ from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.logging import RichHandler
-from rich.table import Table
 
 from cli import admin, remote
-from cli.output import clock, console, err_console, render_progress, reported_errors
+from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
 from pipeline.config import OUTPUT_FORMATS, Settings, load_settings
 from pipeline.engines import ENGINES
 from pipeline.runner import LocalRuntime, check_inputs, check_output_dir, render_file
@@ -241,17 +240,20 @@ def jobs(
     if not rows:
         console.print("no jobs yet: try `voicebatch render book.md -o out/`")
         return
-    table = Table("job", "status", "progress", "audio", "title", "created")
-    for row in rows:
-        table.add_row(
-            row["id"][:8],
-            row["status"],
-            f"{row['chunks_done']}/{row['chunks_total']}",
-            clock(row["audio_seconds"]),
-            row["title"],
-            row["created_at"][:19].replace("T", " "),
-        )
-    console.print(table)
+    print_jobs(
+        [
+            (
+                r["id"][:8],
+                r["status"],
+                r["chunks_done"],
+                r["chunks_total"],
+                r["audio_seconds"],
+                r["title"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+    )
 
 
 @app.command()

@@ -93,3 +93,15 @@ def render_progress(enabled: bool) -> Iterator[Callable[[RenderProgress], None]]
 
 def is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+def print_jobs(rows: list[tuple[str, str, int, int, float, str, str]]) -> None:
+    """A jobs table: (id, status, chunks done, chunks total, audio seconds, title, created)."""
+    from rich.table import Table
+
+    table = Table("job", "status", "progress", "audio", "title", "created")
+    for job_id, status, done, total, audio, title, created in rows:
+        table.add_row(
+            job_id, status, f"{done}/{total}", clock(audio), title, created[:19].replace("T", " ")
+        )
+    console.print(table)

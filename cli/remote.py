@@ -9,10 +9,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from cli.client import ApiClient, safe_output_path
-from cli.output import clock, console, err_console, reported_errors
+from cli.output import clock, console, err_console, print_jobs, reported_errors
 from pipeline.config import OUTPUT_FORMATS, load_settings
 from pipeline.errors import InputError
 
@@ -204,17 +203,20 @@ def remote_jobs(server: str | None, api_key: str | None, limit: int, as_json: bo
     if as_json:
         console.print_json(json.dumps(page["jobs"]))
         return
-    table = Table("job", "status", "progress", "audio", "title", "created")
-    for job in page["jobs"]:
-        table.add_row(
-            job["id"],
-            job["status"],
-            f"{job['chunks']['done']}/{job['chunks']['total']}",
-            clock(job["audio_seconds"]),
-            job["title"],
-            job["created_at"][:19].replace("T", " "),
-        )
-    console.print(table)
+    print_jobs(
+        [
+            (
+                j["id"],
+                j["status"],
+                j["chunks"]["done"],
+                j["chunks"]["total"],
+                j["audio_seconds"],
+                j["title"],
+                j["created_at"],
+            )
+            for j in page["jobs"]
+        ]
+    )
 
 
 def remote_status(server: str | None, api_key: str | None, job: str, as_json: bool) -> None:
