@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import socket
 import time
@@ -21,6 +20,7 @@ from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
 from pipeline.errors import InputError, PermanentError, RetryableError, VoicebatchError
+from pipeline.leases import LeaseHeartbeat, pid_alive, worker_id
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, utcnow
@@ -29,21 +29,6 @@ from pipeline.storage import ObjectStore, chunk_key
 
 log = logging.getLogger(__name__)
 STORE_THREADS = 4
-
-
-def worker_id() -> str:
-    """A lease owner name unique to this process and run."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 @dataclass
@@ -93,6 +78,12 @@ class ChunkRenderer:
         self.index = index
         self.stats = RenderStats()
         self.backoff = 0.0  # seconds to wait before the next lease, after a retryable failure
+
+    def heartbeat(self) -> LeaseHeartbeat:
+        """Keeps this renderer's leases alive while a batch renders (a third of their life
+        between beats)."""
+        seconds = self.settings.lease_seconds
+        return LeaseHeartbeat(self.factory, self.owner, timedelta(seconds=seconds), seconds / 3)
 
     def _record(self, done: Sequence[tuple[ChunkLease, RenderedAudio, bool]]) -> None:
         """Mark chunks done in one transaction; a chunk whose lease was lost is not counted."""
@@ -327,7 +318,7 @@ class ChunkRenderer:
             for owner in store.lease_owners(session, job_id=job_id):
                 owner_host, _, rest = owner.partition(":")
                 pid = rest.partition(":")[0]
-                if owner_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+                if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
                     log.info("taking back chunks held by %s, which is no longer running", owner)
                     released += store.release_leases(session, owner=owner)
             if released:
@@ -365,7 +356,8 @@ class ChunkRenderer:
                         max_attempts=self.settings.max_attempts,
                     )
                 if leases:
-                    self.render_leases(leases, voice=voice, params=params)
+                    with self.heartbeat():
+                        self.render_leases(leases, voice=voice, params=params)
                 elif not self._wait_for_others(job_id):
                     break
                 if progress is not None:
@@ -422,7 +414,8 @@ def render_chunk_ids(
                 chunk_ids=chunk_ids,
             )
         if leases:
-            renderer.render_leases(leases, voice=voice, params=params)
+            with renderer.heartbeat():
+                renderer.render_leases(leases, voice=voice, params=params)
     finally:
         with transaction(renderer.factory) as session:
             store.release_leases(session, owner=renderer.owner)

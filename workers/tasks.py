@@ -19,7 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline.assemble import assemble_item, finalize_job
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
-from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids, worker_id
+from pipeline.leases import worker_id
+from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus

@@ -17,6 +17,9 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.store import RenderedAudio
 from tests.conftest import need_service
+from tests.unit.test_leases import (  # noqa: F401  (runs here on PostgreSQL)
+    test_a_beating_renderer_keeps_its_leases_and_a_stopped_one_loses_them,
+)
 from tests.unit.test_state import lease, new_job
 
 

@@ -1,0 +1,66 @@
+"""Who holds a lease, and keeping leases alive while work runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipeline.state import store
+from pipeline.state.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process and run."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class LeaseHeartbeat:
+    """Renews every lease `owner` holds, every `interval` seconds, while a batch renders.
+
+    A lease then expires only when its renderer stops beating (killed, frozen, cut off),
+    never because a healthy batch took longer than the lease. A renderer whose lease did
+    expire cannot renew it back (renew_leases skips expired leases), nor commit.
+    """
+
+    def __init__(
+        self, factory: sessionmaker[Session], owner: str, ttl: timedelta, interval: float
+    ) -> None:
+        self.factory, self.owner, self.ttl, self.interval = factory, owner, ttl, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+        self.beats = 0
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with transaction(self.factory) as session:
+                    store.renew_leases(session, owner=self.owner, ttl=self.ttl)
+                self.beats += 1
+            except Exception as exc:  # the database blinked: the next beat tries again
+                log.warning("could not renew the leases of %s: %s", self.owner, exc)
