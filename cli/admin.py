@@ -132,6 +132,25 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
             )
 
     @app.command()
+    def reconcile(
+        interval: Annotated[float, typer.Option(min=1, help="Seconds between rounds.")] = 30.0,
+        grace: Annotated[
+            float, typer.Option(min=0, help="Seconds before idle work counts as lost.")
+        ] = 120.0,
+        once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    ) -> None:
+        """Publish again the work the database says is due and the broker lost."""
+        with reported_errors(state["debug"]):
+            from workers.reconciler import run_reconciler
+
+            due = run_reconciler(load_settings(), interval=interval, grace=grace, once=once)
+        if due is not None:
+            console.print(
+                f"{due.chunks} chunks republished, {len(due.assemble)} items to assemble, "
+                f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed"
+            )
+
+    @app.command()
     def flower(
         port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5555,
         address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -1,0 +1,123 @@
+"""Finding work the broker lost: the database is the record, messages are only hints.
+
+A reconciler (`voicebatch reconcile`) asks this module, now and then, what should be in
+flight and is not: chunks whose lease ran out (their renderer died; Redis would only
+redeliver its message after the visibility timeout), pending chunks nobody has touched
+for a while when the render queue is empty (a broker restarted without its messages),
+items whose chunks are all final but were never claimed or never assembled, and jobs
+waiting to be finalized. Publishing any of it again is safe: every task may run twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from pipeline.state import store
+from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus, Job, JobStatus, utcnow
+from pipeline.state.updates import conditional_update
+
+
+@dataclass
+class DueWork:
+    render: dict[uuid.UUID, list[list[uuid.UUID]]] = field(default_factory=dict)
+    assemble: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (job, item)
+    finalize: list[uuid.UUID] = field(default_factory=list)
+    failed_chunks: int = 0  # chunks given up on here, after max_attempts
+
+    @property
+    def chunks(self) -> int:
+        return sum(len(g) for groups in self.render.values() for g in groups)
+
+
+def _groups(ids: Sequence[uuid.UUID], size: int) -> list[list[uuid.UUID]]:
+    return [list(ids[i : i + size]) for i in range(0, len(ids), size)]
+
+
+def find_due_work(
+    session: Session,
+    *,
+    grace: timedelta,
+    group_size: int,
+    max_attempts: int,
+    include_idle_pending: bool,
+    now: datetime | None = None,
+) -> DueWork:
+    """What to publish again. `include_idle_pending`: also pending chunks untouched for
+    `grace` (only when the render queue is empty: a backlog has them queued already)."""
+    now = now or utcnow()
+    due = DueWork()
+    active = [JobStatus.PENDING, JobStatus.RENDERING]
+    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
+    # A chunk whose renderer died max_attempts times is failed, with why.
+    due.failed_chunks = conditional_update(
+        session,
+        Chunk,
+        (expired, Chunk.attempts >= max_attempts),
+        status=ChunkStatus.FAILED,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+    )
+    wanted = [expired]
+    if include_idle_pending:
+        wanted.append(and_(Chunk.status == ChunkStatus.PENDING, Chunk.updated_at < now - grace))
+    rows = session.execute(
+        select(Chunk.job_id, Chunk.id)
+        .join(Job, Job.id == Chunk.job_id)
+        .where(Job.status.in_(active), or_(*wanted))
+        .order_by(Chunk.job_id, Chunk.seq)
+    ).all()
+    by_job: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for job_id, chunk_id in rows:
+        by_job.setdefault(job_id, []).append(chunk_id)
+    due.render = {job: _groups(ids, group_size) for job, ids in by_job.items()}
+
+    # Items whose chunks are all final but were never claimed (the claimer died between
+    # its commit and its claim), then items waiting in `assembling` for longer than grace
+    # (their message was lost, or their assembler died).
+    claimed: list[tuple[uuid.UUID, uuid.UUID]] = []
+    for (job_id,) in session.execute(
+        select(Item.job_id)
+        .join(Job, Job.id == Item.job_id)
+        .where(Job.status.in_(active), Item.status == ItemStatus.PENDING)
+        .distinct()
+    ).all():
+        claimed += [(job_id, item) for item in store.claim_ready_items(session, job_id=job_id)]
+    stale_items = session.execute(
+        select(Item.job_id, Item.id)
+        .join(Job, Job.id == Item.job_id)
+        .where(
+            Job.status.in_([*active, JobStatus.ASSEMBLING]),
+            Item.status == ItemStatus.ASSEMBLING,
+            Item.updated_at < now - grace,
+        )
+    ).all()
+    due.assemble = claimed + [(job_id, item_id) for job_id, item_id in stale_items]
+
+    # Jobs whose items are all final: claim them; and jobs left in `assembling`.
+    open_items = (
+        select(func.count())
+        .where(Item.job_id == Job.id, Item.status.in_([ItemStatus.PENDING, ItemStatus.ASSEMBLING]))
+        .scalar_subquery()
+    )
+    finals = [
+        job_id
+        for (job_id,) in session.execute(
+            select(Job.id).where(Job.status.in_(active), open_items == 0)
+        ).all()
+        if store.claim_finalization(session, job_id=job_id)
+    ]
+    stale_jobs = session.scalars(
+        select(Job.id).where(
+            Job.status == JobStatus.ASSEMBLING, open_items == 0, Job.updated_at < now - grace
+        )
+    )
+    due.finalize = finals + list(stale_jobs)
+    return due

@@ -1,0 +1,152 @@
+"""The reconciler finds what the broker lost, against real PostgreSQL and a Redis broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.engines import engine_info
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
+from pipeline.submit import document_from_chapters, submit_job
+from tests.conftest import need_service
+from workers.app import VoicebatchCelery, create_celery
+from workers.reconciler import queue_depth, reconcile_once
+
+BROKER = "redis://127.0.0.1:6379/14"
+NOW = timedelta(0)
+
+
+@pytest.fixture
+def app(s3_settings: Settings, pg_migrated_url: str) -> Iterator[VoicebatchCelery]:
+    need_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    redis.Redis.from_url(BROKER).flushdb()
+    settings = s3_settings.model_copy(
+        update={"database_url": pg_migrated_url, "broker_url": BROKER, "task_chunks": 2}
+    )
+    yield create_celery(settings)
+    redis.Redis.from_url(BROKER).flushdb()
+
+
+def messages(queue: str) -> list[list[Any]]:
+    import redis
+
+    raw = redis.Redis.from_url(BROKER).lrange(queue, 0, -1)
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0] for m in raw]
+
+
+def new_job(app: VoicebatchCelery) -> uuid.UUID:
+    parsed = document_from_chapters(
+        "Book", [("One", "First. Second. Third."), ("Two", "Fourth sentence here.")]
+    )
+    settings = app.settings.model_copy(update={"chunk_max_chars": 40})
+    return submit_job(
+        app.runtime.factory,
+        parsed,
+        engine=engine_info(settings),
+        settings=settings,
+        kind="book",
+        owner_id=uuid.UUID(int=1),
+        idempotency_key=None,
+        output_base=settings.resolved_storage_url,
+    ).job_id  # its messages were never published: "lost"
+
+
+def test_lost_render_messages_are_published_again_only_when_the_queue_is_idle(
+    app: VoicebatchCelery,
+) -> None:
+    job_id = new_job(app)
+    due = reconcile_once(app, grace=NOW)
+    sent = messages("render")
+    with transaction(app.runtime.factory) as session:
+        chunk_ids = {
+            str(c.id)
+            for i in store.job_items(session, job_id=job_id)
+            for c in store.item_chunks(session, item_id=i.id)
+        }
+    assert due.chunks == len(chunk_ids) and queue_depth(app, "render") == len(sent)
+    assert {c for args in sent for c in args[1]} == chunk_ids and {a[0] for a in sent} == {
+        str(job_id)
+    }
+    # the queue holds them now: a second round adds nothing (a backlog is not a loss)
+    assert reconcile_once(app, grace=NOW).chunks == 0 and len(messages("render")) == len(sent)
+
+
+def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: VoicebatchCelery) -> None:
+    job_id = new_job(app)
+    factory = app.runtime.factory
+    with transaction(factory) as session:  # a renderer took two chunks, then died
+        dead = store.lease_chunks(
+            session,
+            job_id=job_id,
+            owner="gone:1:x",
+            limit=2,
+            ttl=timedelta(seconds=-1),
+            max_attempts=3,
+        )
+    due = reconcile_once(app, grace=timedelta(hours=1))  # idle pending chunks are not due yet
+    assert [c for args in messages("render") for c in args[1]] == [str(c.chunk_id) for c in dead]
+    assert due.failed_chunks == 0
+    with transaction(factory) as session:  # the same two die twice more: 3 attempts
+        for _ in range(2):
+            again = store.lease_chunks(
+                session,
+                job_id=job_id,
+                owner="gone:2:y",
+                limit=2,
+                ttl=timedelta(seconds=-1),
+                max_attempts=99,
+                chunk_ids=[c.chunk_id for c in dead],
+            )
+    assert len(again) == 2
+    assert reconcile_once(app, grace=timedelta(hours=1)).failed_chunks == 2
+    with transaction(factory) as session:
+        failed = store.failed_chunks(session, job_id=job_id)
+        assert len(failed) == 2 and "gave up after 3 attempts" in (failed[0].error or "")
+
+
+def test_items_and_jobs_left_unclaimed_or_unassembled_are_driven_on(app: VoicebatchCelery) -> None:
+    job_id = new_job(app)
+    factory = app.runtime.factory
+    with transaction(factory) as session:  # every chunk done, and then the renderer died
+        for chunk in store.lease_chunks(
+            session, job_id=job_id, owner="w", limit=100, ttl=timedelta(minutes=5), max_attempts=3
+        ):
+            store.complete_chunk(
+                session,
+                chunk_id=chunk.chunk_id,
+                owner="w",
+                object_key="k",
+                duration=1.0,
+                sample_rate=22050,
+            )
+    due = reconcile_once(app, grace=timedelta(hours=1))
+    with transaction(factory) as session:
+        items = store.job_items(session, job_id=job_id)
+        assert {i.status for i in items} == {ItemStatus.ASSEMBLING}
+    assert sorted(due.assemble) == sorted((job_id, i.id) for i in items)
+    assert sorted(a[1] for a in messages("assemble")) == sorted(str(i.id) for i in items)
+    # claimed a moment ago: not republished until they have waited for `grace`
+    assert reconcile_once(app, grace=timedelta(hours=1)).assemble == []
+    assert len(reconcile_once(app, grace=NOW).assemble) == 2
+    with transaction(factory) as session:
+        for item in items:
+            store.complete_item(session, item_id=item.id, object_key="f", duration=1.0)
+    due = reconcile_once(app, grace=timedelta(hours=1))
+    assert due.finalize == [job_id]
+    with transaction(factory) as session:
+        assert store.get_job(session, job_id).status == JobStatus.ASSEMBLING
+        assert store.job_progress(session, job_id=job_id).chunks_done == 4
+        assert all(
+            c.status == ChunkStatus.DONE for c in store.item_chunks(session, item_id=items[0].id)
+        )
