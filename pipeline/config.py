@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     true_peak_dbtp: float = Field(-1.0, ge=-12.0, le=0.0, description="True-peak ceiling.")
 
     lease_seconds: int = Field(300, ge=5, description="How long a renderer holds a chunk.")
+    test_engine_delay_ms: int = Field(
+        0, ge=0, le=600_000, description="test-tone only: pause per chunk, for fault-injection tests."
+    )
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
     # --- distributed mode -------------------------------------------------------------
@@ -103,6 +106,15 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Port for a worker's Prometheus metrics; off if unset."
     )
+    spot_provider: Literal["none", "aws", "gcp"] = Field(
+        "none", description="Watch for spot interruption notices: aws (IMDSv2) or gcp."
+    )
+    spot_metadata_url: str | None = Field(
+        None,
+        description="Metadata server base URL; default http://169.254.169.254 (aws) or "
+        "http://metadata.google.internal (gcp).",
+    )
+    spot_poll_seconds: float = Field(5.0, gt=0, le=60, description="How often to ask.")
     api_rate_limit: int = Field(
         120, ge=1, description="Requests per minute per API key (HTTP 429 past it)."
     )

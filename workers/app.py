@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from celery import Celery
@@ -111,6 +112,10 @@ class VoicebatchCelery(Celery):
     settings: Settings
     _runtime: WorkerRuntime | None = None
     _runtime_pid: int = 0
+    # Lease owners of the render tasks running in this process, and whether the worker
+    # is stopping (SIGTERM, a spot notice): then tasks hand their messages back.
+    active_owners: set[str]
+    draining: threading.Event
 
     @property
     def runtime(self) -> WorkerRuntime:
@@ -129,6 +134,8 @@ def create_celery(settings: Settings) -> VoicebatchCelery:
         )
     app = VoicebatchCelery("voicebatch", set_as_current=False)
     app.settings = settings
+    app.active_owners = set()
+    app.draining = threading.Event()
     app.conf.update(celery_config(settings))
     from workers.tasks import register
 

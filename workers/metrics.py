@@ -19,3 +19,6 @@ TASK_SECONDS = Histogram(
 )
 ITEMS = Counter("voicebatch_items_total", "Items assembled, by outcome.", ["outcome"])
 JOBS = Counter("voicebatch_jobs_finished_total", "Jobs finalized, by final status.", ["status"])
+SPOT_NOTICES = Counter(
+    "voicebatch_spot_notices_total", "Spot interruption notices seen.", ["provider", "kind"]
+)

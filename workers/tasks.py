@@ -65,6 +65,7 @@ def render_chunks(app: VoicebatchCelery, job_id: str, chunk_ids: list[str]) -> N
     # (a duplicate of this message, or a dead worker's lease) are looked at again until
     # every chunk is final; max_attempts stops a chunk that keeps failing.
     deadline = time.monotonic() + settings.lease_seconds * (settings.max_attempts + 1) + 60
+    app.active_owners.add(renderer.owner)
     try:
         while True:
             outcome = render_chunk_ids(renderer, job_id=uuid.UUID(job_id), chunk_ids=ids)
@@ -72,10 +73,13 @@ def render_chunks(app: VoicebatchCelery, job_id: str, chunk_ids: list[str]) -> N
                 dispatcher.assemble(uuid.UUID(job_id), outcome.assembling)
             if outcome.retry_in is None:
                 break
+            if app.draining.is_set():
+                raise Reject("worker stopping: message handed back", requeue=True)
             if time.monotonic() > deadline:
                 raise RetryableError(f"chunks of job {job_id} still not final; message requeued")
             time.sleep(outcome.retry_in)
     finally:
+        app.active_owners.discard(renderer.owner)
         _count(renderer.stats)
 
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from workers.app import VoicebatchCelery
 
 log = logging.getLogger(__name__)
 POOLS = ("prefork", "threads", "solo")
@@ -56,6 +62,9 @@ def run_worker(
             _ = runtime.engine
     if settings.worker_metrics_port:
         _serve_metrics(settings.worker_metrics_port)
+    _drain_on_shutdown(app)
+    if settings.spot_provider != "none":
+        _watch_spot(settings)
     hostname = name or f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
         [
@@ -87,3 +96,47 @@ def _serve_metrics(port: int) -> None:
         start_http_server(port, registry=registry)
     else:
         start_http_server(port)
+
+
+def _drain_on_shutdown(app: VoicebatchCelery) -> None:
+    """On SIGTERM (or a spot notice) Celery stops taking messages and gives running tasks
+    VOICEBATCH_WORKER_GRACE_SECONDS. Tasks hand their messages back instead of waiting for
+    more; leases still held a few seconds before the deadline are released, so other
+    workers take those chunks over at once instead of after the leases expire."""
+    from celery.signals import worker_shutting_down
+
+    from pipeline.state import store
+    from pipeline.state.db import transaction
+
+    def release_all() -> None:
+        owners = list(app.active_owners)
+        if not owners:
+            return
+        with transaction(app.runtime.factory) as session:
+            released = sum(store.release_leases(session, owner=owner) for owner in owners)
+        log.warning("stopping: released %d leased chunks for other workers", released)
+
+    def on_shutdown(**_: object) -> None:
+        app.draining.set()
+        margin = max(0.0, app.settings.worker_grace_seconds - 3.0)
+        timer = threading.Timer(margin, release_all)
+        timer.daemon = True
+        timer.start()
+
+    worker_shutting_down.connect(on_shutdown, weak=False)
+
+
+def _watch_spot(settings: Settings) -> None:
+    from workers.metrics import SPOT_NOTICES
+    from workers.spot import SpotNotice, SpotWatcher
+
+    def drain(notice: SpotNotice) -> None:
+        SPOT_NOTICES.labels(notice.provider, notice.kind).inc()
+        os.kill(os.getpid(), signal.SIGTERM)  # the same drain as a SIGTERM from outside
+
+    SpotWatcher(
+        settings.spot_provider,
+        on_notice=drain,
+        base_url=settings.spot_metadata_url,
+        poll_seconds=settings.spot_poll_seconds,
+    ).start()

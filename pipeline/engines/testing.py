@@ -8,6 +8,7 @@ has something to trim). Same request, same samples, on every machine. Never a de
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,6 +25,12 @@ class TestToneEngine:
     sample_rate = 22050
     max_chunk_chars = 1000
     default_voice = "tone"
+    delay_seconds = 0.0
+
+    def __init__(self, *, delay_seconds: float = 0.0) -> None:
+        # A pause per request: lets fault-injection tests catch a batch mid-render. It
+        # changes nothing in the audio, so it is not part of any content hash.
+        self.delay_seconds = delay_seconds
 
     def _word(self, word: str, rate: float) -> AudioArray:
         digest = hashlib.sha256(word.encode("utf-8")).digest()
@@ -34,6 +41,8 @@ class TestToneEngine:
         return (0.5 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     def render_one(self, request: SynthesisRequest) -> SynthesisResult:
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         rate = float(request.params.get("speaking_rate", 1.0))
         gap = np.zeros(int(self.sample_rate * 0.08 / rate), np.float32)
         edge = np.zeros(int(self.sample_rate * 0.2), np.float32)

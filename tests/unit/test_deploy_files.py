@@ -88,7 +88,14 @@ def test_every_command_and_option_is_a_real_cli_command() -> None:
 
     commands: dict[str, Any] = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     used = voicebatch_commands()
-    assert {argv[0] for argv in used.values()} == {"db", "render", "api", "worker", "flower", "reconcile"}
+    assert {argv[0] for argv in used.values()} == {
+        "db",
+        "render",
+        "api",
+        "worker",
+        "flower",
+        "reconcile",
+    }
     for name, argv in used.items():
         command = commands.get(argv[0])
         assert command is not None, f"{name}: no command {argv[0]!r}"
