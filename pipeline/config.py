@@ -83,7 +83,10 @@ class Settings(BaseSettings):
 
     lease_seconds: int = Field(300, ge=5, description="How long a renderer holds a chunk.")
     test_engine_delay_ms: int = Field(
-        0, ge=0, le=600_000, description="test-tone only: pause per chunk, for fault-injection tests."
+        0,
+        ge=0,
+        le=600_000,
+        description="test-tone only: pause per chunk, for fault-injection tests.",
     )
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
