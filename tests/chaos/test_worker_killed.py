@@ -1,0 +1,65 @@
+"""Chaos: a render worker is killed with SIGKILL mid-batch. Its leases run out, the
+reconciler publishes the chunks again (Redis would redeliver the message only after
+its visibility timeout), another worker renders them, and the job finishes with every
+chunk done exactly once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.state import store
+from pipeline.state.db import create_db_engine, session_factory, transaction
+from pipeline.state.models import ChunkStatus
+from tests.e2e.stack import VOICEBATCH
+from tests.e2e.test_worker_stop import TOTAL, _state, _submit, _worker
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_killed_render_worker_loses_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    env = env | {"VOICEBATCH_LEASE_SECONDS": "5", "VOICEBATCH_MAX_ATTEMPTS": "3"}
+    victim = _worker(env, tmp_path / "victim.log", VOICEBATCH_TEST_ENGINE_DELAY_MS="1000")
+    job_id = _submit(env)
+    deadline = time.monotonic() + 60
+    while _state(env, job_id)[1] == 0:
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    victim.send_signal(signal.SIGKILL)  # no goodbye: leases and an unacknowledged message
+    victim.wait(10)
+    held = _state(env, job_id)[1]
+    assert held > 0
+    survivor = _worker(env, tmp_path / "survivor.log")
+    reconciler = subprocess.Popen(
+        [VOICEBATCH, "reconcile", "--interval", "1", "--grace", "2"],
+        env=env,
+        stdout=(tmp_path / "reconcile.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while _state(env, job_id)[0] < TOTAL:
+            assert time.monotonic() < deadline, (tmp_path / "survivor.log").read_text()[-3000:]
+            time.sleep(0.3)
+    finally:
+        for process in (survivor, reconciler):
+            process.terminate()
+            process.wait(30)
+    factory = session_factory(create_db_engine(env["VOICEBATCH_DATABASE_URL"]))
+    with transaction(factory) as session:
+        chunks = [
+            c
+            for item in store.job_items(session, job_id=uuid.UUID(str(job_id)))
+            for c in store.item_chunks(session, item_id=item.id)
+        ]
+    assert len(chunks) == TOTAL and {c.status for c in chunks} == {ChunkStatus.DONE}
+    assert all(c.lease_owner is None for c in chunks)
+    # the chunks the victim held were taken over: one attempt more, and no more than that
+    assert sorted(c.attempts for c in chunks).count(2) >= 1
+    assert max(c.attempts for c in chunks) <= 2
+    assert "chunks republished" in (tmp_path / "reconcile.log").read_text()
