@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         le=600_000,
         description="test-tone only: pause per chunk, for fault-injection tests.",
     )
+    test_engine_crash_on: str | None = Field(
+        None, description="test-tone only: a word that kills the rendering process (fault tests)."
+    )
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
     # --- distributed mode -------------------------------------------------------------

@@ -402,18 +402,32 @@ def render_chunk_ids(
             )
         voice, params = job.voice, dict(job.params)
         store.start_job(session, job_id=job_id)
-    try:
+    ttl = timedelta(seconds=renderer.settings.lease_seconds)
+
+    def lease(limit: int) -> list[ChunkLease]:
         with transaction(renderer.factory) as session:
-            leases = store.lease_chunks(
+            return store.lease_chunks(
                 session,
                 job_id=job_id,
                 owner=renderer.owner,
-                limit=len(chunk_ids),
-                ttl=timedelta(seconds=renderer.settings.lease_seconds),
+                limit=limit,
+                ttl=ttl,
                 max_attempts=renderer.settings.max_attempts,
                 chunk_ids=chunk_ids,
             )
-        if leases:
+
+    try:
+        leases = lease(len(chunk_ids))
+        if any(held.attempts > 1 for held in leases):
+            # These chunks were leased before and never finished: their renderer may
+            # have died of one of them. Go one at a time, committing each, so a chunk
+            # that kills its process takes only its own attempts with it.
+            with transaction(renderer.factory) as session:
+                store.release_leases(session, owner=renderer.owner)
+            while leases := lease(1):
+                with renderer.heartbeat():
+                    renderer.render_leases(leases, voice=voice, params=params)
+        elif leases:
             with renderer.heartbeat():
                 renderer.render_leases(leases, voice=voice, params=params)
     finally:

@@ -30,7 +30,9 @@ def _piper(settings: Settings) -> Engine:
 def _test_tone(settings: Settings) -> Engine:
     from pipeline.engines.testing import TestToneEngine
 
-    return TestToneEngine(delay_seconds=settings.test_engine_delay_ms / 1000)
+    return TestToneEngine(
+        delay_seconds=settings.test_engine_delay_ms / 1000, crash_on=settings.test_engine_crash_on
+    )
 
 
 ENGINES: dict[str, Callable[[Settings], Engine]] = {"piper": _piper, "test-tone": _test_tone}

@@ -8,6 +8,7 @@ has something to trim). Same request, same samples, on every machine. Never a de
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 
@@ -26,11 +27,14 @@ class TestToneEngine:
     max_chunk_chars = 1000
     default_voice = "tone"
     delay_seconds = 0.0
+    crash_on: str | None = None
 
-    def __init__(self, *, delay_seconds: float = 0.0) -> None:
-        # A pause per request: lets fault-injection tests catch a batch mid-render. It
-        # changes nothing in the audio, so it is not part of any content hash.
+    def __init__(self, *, delay_seconds: float = 0.0, crash_on: str | None = None) -> None:
+        # A pause per request lets fault-injection tests catch a batch mid-render; a
+        # crash word kills the process the way a segfaulting model would. Neither changes
+        # the audio, so neither is part of any content hash.
         self.delay_seconds = delay_seconds
+        self.crash_on = crash_on
 
     def _word(self, word: str, rate: float) -> AudioArray:
         digest = hashlib.sha256(word.encode("utf-8")).digest()
@@ -41,6 +45,8 @@ class TestToneEngine:
         return (0.5 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     def render_one(self, request: SynthesisRequest) -> SynthesisResult:
+        if self.crash_on and self.crash_on in request.text.split():
+            os._exit(70)  # no cleanup, no exception: the process is simply gone
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         rate = float(request.params.get("speaking_rate", 1.0))
