@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-integration test-e2e lint typecheck bench clean
+.PHONY: install demo test test-unit test-integration test-e2e chaos lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/python -m pytest tests/e2e
+
+chaos: install  ## the fault-injection scenarios (also part of `make test`)
+	$(BIN)/python -m pytest tests/chaos -v
 
 lint: install
 	$(BIN)/ruff check .
