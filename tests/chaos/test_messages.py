@@ -17,8 +17,7 @@ from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import Chunk, ChunkStatus
 from tests.conftest import free_port
-from tests.e2e.stack import VOICEBATCH
-from tests.e2e.test_worker_stop import TOTAL, _state, _submit, _worker
+from tests.e2e.test_worker_stop import TOTAL, _reconciler, _state, _submit, _worker
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -115,12 +114,7 @@ def test_a_broker_restart_that_loses_every_queued_message_only_delays_the_job(
         redis_process.kill()  # no persistence: the queued messages are gone
         redis_process.wait()
         redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        reconciler = subprocess.Popen(
-            [VOICEBATCH, "reconcile", "--interval", "1", "--grace", "3"],
-            env=env,
-            stdout=(tmp_path / "reconcile.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        reconciler = _reconciler(env, tmp_path / "reconcile.log", grace=3)
         _wait_done(env, job_id, log, seconds=120)
         assert {c.status for c in _chunks(env, job_id)} == {ChunkStatus.DONE}
         assert "chunks republished" in (tmp_path / "reconcile.log").read_text()

@@ -18,7 +18,7 @@ from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus, JobStatus
 from pipeline.submit import document_from_chapters, submit_job
 from tests.e2e.stack import VOICEBATCH
-from tests.e2e.test_worker_stop import _worker
+from tests.e2e.test_worker_stop import _reconciler, _worker
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -50,12 +50,7 @@ def test_a_chunk_that_always_crashes_its_worker_fails_alone_and_nothing_loops(
         output_base=settings.resolved_storage_url,
     )
     CeleryDispatcher(create_celery(settings)).render(submitted.job_id, submitted.chunk_groups)
-    reconciler = subprocess.Popen(
-        [VOICEBATCH, "reconcile", "--interval", "1", "--grace", "2"],
-        env=env,
-        stdout=(tmp_path / "reconcile.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    reconciler = _reconciler(env, tmp_path / "reconcile.log", grace=2)
     assembler = subprocess.Popen(
         [VOICEBATCH, "worker", "--queues", "assemble", "--concurrency", "1"],
         env=env,

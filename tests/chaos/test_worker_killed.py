@@ -18,8 +18,8 @@ from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus
 from tests.conftest import need_service
-from tests.e2e.stack import VOICEBATCH, rabbit_vhost
-from tests.e2e.test_worker_stop import TOTAL, _state, _submit, _worker
+from tests.e2e.stack import rabbit_vhost
+from tests.e2e.test_worker_stop import TOTAL, _reconciler, _state, _submit, _worker
 
 pytestmark = pytest.mark.e2e
 
@@ -52,12 +52,7 @@ def test_a_killed_render_worker_loses_nothing(broker_env: dict[str, str], tmp_pa
     held = _state(env, job_id)[1]
     assert held > 0
     survivor = _worker(env, tmp_path / "survivor.log")
-    reconciler = subprocess.Popen(
-        [VOICEBATCH, "reconcile", "--interval", "1", "--grace", "2"],
-        env=env,
-        stdout=(tmp_path / "reconcile.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    reconciler = _reconciler(env, tmp_path / "reconcile.log", grace=2)
     try:
         deadline = time.monotonic() + 90
         while _state(env, job_id)[0] < TOTAL:

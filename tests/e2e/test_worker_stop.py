@@ -89,6 +89,16 @@ def _worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[by
     )
 
 
+def _reconciler(env: dict[str, str], log: Path, grace: float = 2) -> subprocess.Popen[bytes]:
+    """`voicebatch reconcile` every second, as a deployment runs it."""
+    return subprocess.Popen(
+        [VOICEBATCH, "reconcile", "--interval", "1", "--grace", str(grace)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
 def _finish_with_a_fresh_worker(env: dict[str, str], job_id: uuid.UUID, log: Path) -> None:
     helper = _worker(env, log)
     try:
