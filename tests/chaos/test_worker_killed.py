@@ -5,6 +5,7 @@ chunk done exactly once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus
 from tests.conftest import need_service
-from tests.e2e.stack import rabbit_vhost
+from tests.e2e.stack import VOICEBATCH, rabbit_vhost
 from tests.e2e.test_worker_stop import TOTAL, _reconciler, _state, _submit, _worker
 
 pytestmark = pytest.mark.e2e
@@ -76,3 +77,41 @@ def test_a_killed_render_worker_loses_nothing(broker_env: dict[str, str], tmp_pa
     assert max(c.attempts for c in chunks) <= 2
     if "amqp" not in env["VOICEBATCH_BROKER_URL"]:
         assert "chunks republished" in (tmp_path / "reconcile.log").read_text()
+
+
+def test_killing_only_the_pool_child_loses_nothing(env: dict[str, str], tmp_path: Path) -> None:
+    """prefork: the task's child process dies, the worker lives on and starts a new child;
+    the message comes back (reject on worker lost) and the chunks after their lease."""
+    env = env | {"VOICEBATCH_LEASE_SECONDS": "5", "VOICEBATCH_MAX_ATTEMPTS": "3"}
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [VOICEBATCH, "worker", "--queues", "render", "--pool", "prefork", "--concurrency", "1"],
+        env=env | {"VOICEBATCH_TEST_ENGINE_DELAY_MS": "700"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    reconciler = _reconciler(env, tmp_path / "reconcile.log")
+    try:
+        job_id = _submit(env)
+        deadline = time.monotonic() + 60
+        while _state(env, job_id)[1] == 0:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        children = subprocess.run(
+            ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert children, "a prefork worker has a pool child"
+        for child in children:
+            os.kill(int(child), signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while _state(env, job_id)[0] < TOTAL:
+            assert worker.poll() is None, "the worker itself survives its child"
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        assert "SIGKILL" in log.read_text()  # Celery saw its child die of the signal
+        done, leased, owners = _state(env, job_id)
+        assert (done, leased, owners) == (TOTAL, 0, [])
+    finally:
+        for process in (worker, reconciler):
+            process.terminate()
+            process.wait(30)

@@ -154,3 +154,32 @@ def test_a_stopped_worker_hands_back_its_chunks_before_its_grace_ends(
         if worker.poll() is None:
             worker.kill()
         metadata.close()
+
+
+def test_a_stopped_worker_finishes_a_batch_that_fits_in_its_grace_period(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    env = env | {"VOICEBATCH_WORKER_GRACE_SECONDS": "20"}
+    log = tmp_path / "worker.log"
+    worker = _worker(env, log, VOICEBATCH_TEST_ENGINE_DELAY_MS="1000")  # 4 s a batch
+    try:
+        job_id = _submit(env)
+        deadline = time.monotonic() + 60
+        while _state(env, job_id)[1] == 0:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        held = _state(env, job_id)[1]
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(40)
+        took = time.monotonic() - stopped
+        done, leased, owners = _state(env, job_id)
+        # it finished what it held (well inside 20 s) rather than handing it back
+        assert took < 20, log.read_text()[-3000:]
+        assert done >= held and leased == 0 and owners == []
+        assert "released" not in log.read_text()
+        _finish_with_a_fresh_worker(env, job_id, tmp_path / "helper.log")
+        assert _state(env, job_id)[0] == TOTAL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
