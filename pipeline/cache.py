@@ -1,6 +1,6 @@
 """Which content hashes already have audio: a fast index in front of the chunk store.
 
-The database is the record (store.find_rendered); an index answers the common question
+The database is the record (store.find_rendered_many); an index answers the common question
 "is this chunk rendered?" without a query and a HEAD request, and lets two renderers
 agree that only one of them renders a given chunk at a time. Every answer is a hint:
 a missing or stale entry costs work, never correctness.

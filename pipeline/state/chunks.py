@@ -215,22 +215,11 @@ class RenderedAudio:
     sample_rate: int
 
 
-def find_rendered(session: Session, *, content_hash: str) -> RenderedAudio | None:
-    """Audio some earlier chunk (any job) rendered for the same content hash."""
-    row = session.execute(
-        select(Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate)
-        .where(Chunk.content_hash == content_hash, Chunk.status == ChunkStatus.DONE)
-        .limit(1)
-    ).first()
-    if row is None or row[0] is None or row[1] is None or row[2] is None:
-        return None
-    return RenderedAudio(row[0], float(row[1]), int(row[2]))
-
-
 def find_rendered_many(
     session: Session, *, content_hashes: Sequence[str]
 ) -> dict[str, RenderedAudio]:
-    """find_rendered for many hashes in one query."""
+    """Audio some earlier chunk (any job) rendered for each of these content hashes, in
+    one query; hashes with none are missing from the result."""
     if not content_hashes:
         return {}
     rows = session.execute(

@@ -25,7 +25,6 @@ from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace f
     complete_chunk,
     fail_chunk,
     failed_chunks,
-    find_rendered,
     find_rendered_many,
     item_chunks,
     lease_chunks,

@@ -306,11 +306,13 @@ def test_find_rendered_serves_identical_chunks_across_jobs(db: sessionmaker[Sess
     job_id = new_job(db, chunks_per_item=(1,))
     (chunk,) = lease(db, job_id, "a")
     with transaction(db) as session:
-        assert store.find_rendered(session, content_hash=chunk.content_hash) is None
+        assert store.find_rendered_many(session, content_hashes=[chunk.content_hash]) == {}
     complete(db, chunk, "a")
     with transaction(db) as session:
-        found = store.find_rendered(session, content_hash=chunk.content_hash)
-        assert found is not None and (found.object_key, found.duration, found.sample_rate) == (
+        found = store.find_rendered_many(session, content_hashes=[chunk.content_hash, "x" * 64])
+        assert set(found) == {chunk.content_hash}
+        audio = found[chunk.content_hash]
+        assert (audio.object_key, audio.duration, audio.sample_rate) == (
             "k",
             1.5,
             22050,
