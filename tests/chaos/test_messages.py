@@ -12,12 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import Chunk, ChunkStatus
 from tests.conftest import free_port
-from tests.e2e.test_worker_stop import TOTAL, _reconciler, _state, _submit, _worker
+from tests.e2e.test_worker_stop import (
+    TOTAL,
+    _reconciler,
+    _settings,
+    _state,
+    _submit,
+    _wait_until_leased,
+    _worker,
+)
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -42,9 +49,7 @@ def _wait_done(env: dict[str, str], job_id: uuid.UUID, log: Path, seconds: float
 
 
 def _publish_again(env: dict[str, str], job_id: uuid.UUID) -> None:
-    settings = load_settings(
-        **{k[11:].lower(): v for k, v in env.items() if k.startswith("VOICEBATCH_")}
-    )
+    settings = _settings(env)
     ids = [c.id for c in _chunks(env, job_id)]
     size = settings.task_chunks
     CeleryDispatcher(create_celery(settings)).render(
@@ -107,10 +112,7 @@ def test_a_broker_restart_that_loses_every_queued_message_only_delays_the_job(
     reconciler: subprocess.Popen[bytes] | None = None
     try:
         job_id = _submit(env)
-        deadline = time.monotonic() + 60
-        while _state(env, job_id)[1] == 0:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        _wait_until_leased(env, job_id, worker, log)
         redis_process.kill()  # no persistence: the queued messages are gone
         redis_process.wait()
         redis_process = subprocess.Popen(command, stdout=subprocess.DEVNULL)

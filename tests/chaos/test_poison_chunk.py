@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
-from pipeline.engines import engine_info
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus, JobStatus
-from pipeline.submit import document_from_chapters, submit_job
 from tests.e2e.stack import VOICEBATCH
-from tests.e2e.test_worker_stop import _reconciler, _worker
-from workers.app import create_celery
-from workers.dispatch import CeleryDispatcher
+from tests.e2e.test_worker_stop import _reconciler, _submit, _worker
 
 pytestmark = pytest.mark.e2e
 
@@ -33,23 +27,10 @@ def test_a_chunk_that_always_crashes_its_worker_fails_alone_and_nothing_loops(
         "VOICEBATCH_MAX_ATTEMPTS": "3",
         "VOICEBATCH_TEST_ENGINE_CRASH_ON": "POISON",
     }
-    settings = load_settings(
-        **{k[11:].lower(): v for k, v in env.items() if k.startswith("VOICEBATCH_")}
-    )
-    factory = session_factory(create_db_engine(settings.resolved_database_url))
     sentences = [f"Healthy sentence number {n}." for n in range(7)]
     sentences.insert(2, "This one is POISON to the engine.")
-    submitted = submit_job(
-        factory,
-        document_from_chapters("Poison", [("One", "\n\n".join(sentences))]),
-        engine=engine_info(settings),
-        settings=settings,
-        kind="book",
-        owner_id=uuid.uuid4(),
-        idempotency_key=None,
-        output_base=settings.resolved_storage_url,
-    )
-    CeleryDispatcher(create_celery(settings)).render(submitted.job_id, submitted.chunk_groups)
+    job_id = _submit(env, sentences)
+    factory = session_factory(create_db_engine(env["VOICEBATCH_DATABASE_URL"]))
     reconciler = _reconciler(env, tmp_path / "reconcile.log", grace=2)
     assembler = subprocess.Popen(
         [VOICEBATCH, "worker", "--queues", "assemble", "--concurrency", "1"],
@@ -63,7 +44,7 @@ def test_a_chunk_that_always_crashes_its_worker_fails_alone_and_nothing_loops(
         deadline = time.monotonic() + 150
         while True:  # a supervisor: what systemd or Kubernetes does for a dead worker
             with transaction(factory) as session:
-                status = store.get_job(session, submitted.job_id).status
+                status = store.get_job(session, job_id).status
             if status.final:
                 break
             assert time.monotonic() < deadline, (tmp_path / "reconcile.log").read_text()[-2000:]
@@ -76,7 +57,7 @@ def test_a_chunk_that_always_crashes_its_worker_fails_alone_and_nothing_loops(
             process.terminate()
             process.wait(30)
     with transaction(factory) as session:
-        job = store.get_job(session, submitted.job_id)
+        job = store.get_job(session, job_id)
         chunks = [
             c
             for item in store.job_items(session, job_id=job.id)

@@ -20,7 +20,14 @@ from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus
 from tests.conftest import need_service
 from tests.e2e.stack import VOICEBATCH, rabbit_vhost
-from tests.e2e.test_worker_stop import TOTAL, _reconciler, _state, _submit, _worker
+from tests.e2e.test_worker_stop import (
+    TOTAL,
+    _reconciler,
+    _state,
+    _submit,
+    _wait_until_leased,
+    _worker,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,10 +51,7 @@ def test_a_killed_render_worker_loses_nothing(broker_env: dict[str, str], tmp_pa
     env = broker_env | {"VOICEBATCH_LEASE_SECONDS": "5", "VOICEBATCH_MAX_ATTEMPTS": "3"}
     victim = _worker(env, tmp_path / "victim.log", VOICEBATCH_TEST_ENGINE_DELAY_MS="1000")
     job_id = _submit(env)
-    deadline = time.monotonic() + 60
-    while _state(env, job_id)[1] == 0:
-        assert victim.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
+    _wait_until_leased(env, job_id, victim, tmp_path / "victim.log")
     victim.send_signal(signal.SIGKILL)  # no goodbye: leases and an unacknowledged message
     victim.wait(10)
     held = _state(env, job_id)[1]
@@ -93,10 +97,7 @@ def test_killing_only_the_pool_child_loses_nothing(env: dict[str, str], tmp_path
     reconciler = _reconciler(env, tmp_path / "reconcile.log")
     try:
         job_id = _submit(env)
-        deadline = time.monotonic() + 60
-        while _state(env, job_id)[1] == 0:
-            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        _wait_until_leased(env, job_id, worker, log)
         children = subprocess.run(
             ["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=True
         ).stdout.split()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
+from pipeline.config import Settings, load_settings
 from pipeline.engines import engine_info
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
@@ -52,15 +52,21 @@ def env(pg_admin: PostgresAdmin, pg_template: str, tmp_path: Path) -> Iterator[d
     pg_admin.drop(database)
 
 
-def _submit(env: dict[str, str]) -> uuid.UUID:
-    settings = load_settings(
+def _settings(env: dict[str, str]) -> Settings:
+    """The Settings the worker processes build from `env`."""
+    return load_settings(
         **{k[11:].lower(): v for k, v in env.items() if k.startswith("VOICEBATCH_")}
     )
+
+
+def _submit(env: dict[str, str], sentences: list[str] | None = None) -> uuid.UUID:
+    """A one-chapter job, one chunk a sentence (eight by default), published to the broker."""
+    settings = _settings(env)
     factory = session_factory(create_db_engine(settings.resolved_database_url))
-    text = "\n\n".join(f"Sentence number {n} is here." for n in range(8))
+    sentences = sentences or [f"Sentence number {n} is here." for n in range(8)]
     submitted = submit_job(
         factory,
-        document_from_chapters("Stop", [("One", text)]),
+        document_from_chapters("Stop", [("One", "\n\n".join(sentences))]),
         engine=engine_info(settings),
         settings=settings,
         kind="book",
@@ -70,6 +76,16 @@ def _submit(env: dict[str, str]) -> uuid.UUID:
     )
     CeleryDispatcher(create_celery(settings)).render(submitted.job_id, submitted.chunk_groups)
     return submitted.job_id
+
+
+def _wait_until_leased(
+    env: dict[str, str], job_id: uuid.UUID, worker: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Until the worker holds chunks of the job: caught mid-batch."""
+    deadline = time.monotonic() + 60
+    while _state(env, job_id)[1] == 0:
+        assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
 
 
 def _state(env: dict[str, str], job_id: uuid.UUID) -> tuple[int, int, list[str]]:
@@ -127,10 +143,7 @@ def test_a_stopped_worker_hands_back_its_chunks_before_its_grace_ends(
     worker = _worker(env, log, **extra)
     try:
         job_id = _submit(env)
-        deadline = time.monotonic() + 60
-        while _state(env, job_id)[1] == 0:  # wait until it holds chunks mid-batch
-            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        _wait_until_leased(env, job_id, worker, log)
         stopped = time.monotonic()
         if how == "sigterm":
             worker.send_signal(signal.SIGTERM)
@@ -164,10 +177,7 @@ def test_a_stopped_worker_finishes_a_batch_that_fits_in_its_grace_period(
     worker = _worker(env, log, VOICEBATCH_TEST_ENGINE_DELAY_MS="1000")  # 4 s a batch
     try:
         job_id = _submit(env)
-        deadline = time.monotonic() + 60
-        while _state(env, job_id)[1] == 0:
-            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        _wait_until_leased(env, job_id, worker, log)
         held = _state(env, job_id)[1]
         stopped = time.monotonic()
         worker.send_signal(signal.SIGTERM)
