@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import httpx
 import numpy as np
 import pyloudnorm
@@ -20,7 +19,13 @@ import pytest
 from pipeline.audio.encode import decode
 from tests.conftest import free_port, need_service
 from tests.e2e.stack import Stack, rabbit_vhost, running_stack
-from tests.integration.conftest import S3_KEY, S3_REGION, PostgresAdmin, pg_url
+from tests.integration.conftest import (
+    S3_KEY,
+    S3_REGION,
+    PostgresAdmin,
+    pg_url,
+    s3_client_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,16 +41,6 @@ The sea was calm that night, and the light turned slowly over the water.
 
 In the morning the boats came home. Gulls followed them, crying over the nets.
 """
-
-
-def _s3(endpoint: str) -> object:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=S3_REGION,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_KEY,
-    )
 
 
 @pytest.fixture(scope="module", params=["redis", "rabbitmq"])
@@ -70,7 +65,7 @@ def stack(
     redis.Redis.from_url("redis://127.0.0.1:6379/10").flushdb()
     database = pg_admin.create(template=pg_template)
     bucket = f"e2e-{uuid.uuid4().hex[:12]}"
-    _s3(s3_endpoint).create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
     root = tmp_path_factory.mktemp(f"stack-{request.param}")
     env = {
         "VOICEBATCH_DATABASE_URL": pg_url(database),
@@ -97,10 +92,10 @@ def stack(
 
 
 def _objects(stack: Stack, prefix: str) -> list[str]:
-    client = _s3(stack.env["VOICEBATCH_S3_ENDPOINT_URL"])
+    client = s3_client_for(stack.env["VOICEBATCH_S3_ENDPOINT_URL"])
     bucket = stack.env["VOICEBATCH_S3_BUCKET_FOR_TESTS"]
     keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):  # type: ignore[attr-defined]
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [entry["Key"] for entry in page.get("Contents", [])]
     return keys
 

@@ -119,20 +119,25 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def s3_client(s3_endpoint: str) -> S3Client:
-    """A plain boto3 client for the test's own checks (listing, creating buckets)."""
+def s3_client_for(endpoint: str) -> S3Client:
+    """A plain boto3 client on the test S3 server, for tests' own checks."""
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
-        endpoint_url=s3_endpoint,
+        endpoint_url=endpoint,
         region_name=S3_REGION,
         aws_access_key_id=S3_KEY,
         aws_secret_access_key=S3_KEY,
         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
     )
+
+
+@pytest.fixture
+def s3_client(s3_endpoint: str) -> S3Client:
+    """A plain boto3 client for the test's own checks (listing, creating buckets)."""
+    return s3_client_for(s3_endpoint)
 
 
 @pytest.fixture
