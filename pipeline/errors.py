@@ -38,6 +38,10 @@ class RetryableError(VoicebatchError):
     http_status = 503
 
 
+class EngineOutOfMemory(RetryableError):
+    """The engine ran out of memory on this batch; a smaller batch may fit."""
+
+
 class PermanentError(VoicebatchError):
     """The work failed and retrying it will not help."""
 
