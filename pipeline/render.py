@@ -19,7 +19,13 @@ from pipeline.cache import ChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
-from pipeline.errors import InputError, PermanentError, RetryableError, VoicebatchError
+from pipeline.errors import (
+    EngineOutOfMemory,
+    InputError,
+    PermanentError,
+    RetryableError,
+    VoicebatchError,
+)
 from pipeline.leases import LeaseHeartbeat, pid_alive, worker_id
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -42,6 +48,7 @@ class RenderStats:
     audio_seconds: float = 0.0
     engine_seconds: float = 0.0
     engine_calls: int = 0
+    oom_splits: int = 0  # batches halved because the engine ran out of memory
     errors: list[str] = field(default_factory=list)
 
 
@@ -156,27 +163,37 @@ class ChunkRenderer:
         ]
         started = time.perf_counter()
         try:
+            return self._render_requests(requests)
+        finally:
+            self.stats.engine_seconds += time.perf_counter() - started
+
+    def _render_requests(
+        self, requests: Sequence[SynthesisRequest]
+    ) -> list[SynthesisResult | BaseException]:
+        """The engine's results, or each request's own failure.
+
+        A batch that does not fit in the engine's memory is split in halves and tried
+        again, down to single requests; a single request that still does not fit fails
+        with a retryable error (tried again later, up to max_attempts). Any other failure
+        of a batch is retried one request at a time, so one bad request fails alone.
+        """
+        try:
             self.stats.engine_calls += 1
             return list(self.engine.render_batch(requests))
-        except (InputError, KeyboardInterrupt):
+        except KeyboardInterrupt:
             raise
+        except EngineOutOfMemory as exc:
+            if len(requests) == 1:
+                return [exc]
+            half = len(requests) // 2
+            self.stats.oom_splits += 1
+            log.warning("batch of %d ran out of memory (%s); splitting it", len(requests), exc)
+            return self._render_requests(requests[:half]) + self._render_requests(requests[half:])
         except Exception as exc:
             if len(requests) == 1:
                 return [exc]
-            # One bad request must not fail its neighbours: render them one by one.
             log.info("batch of %d failed (%s); retrying one by one", len(requests), exc)
-            results: list[SynthesisResult | BaseException] = []
-            for request in requests:
-                try:
-                    self.stats.engine_calls += 1
-                    results.extend(self.engine.render_batch([request]))
-                except (InputError, KeyboardInterrupt):
-                    raise
-                except Exception as single:
-                    results.append(single)
-            return results
-        finally:
-            self.stats.engine_seconds += time.perf_counter() - started
+            return [result for request in requests for result in self._render_requests([request])]
 
     def _store(self, lease: ChunkLease, result: SynthesisResult) -> RenderedAudio:
         audio = trim_silence(result.audio, result.sample_rate)
