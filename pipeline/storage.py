@@ -6,6 +6,7 @@ model version and parameters always map to the same key, and a key is written on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,10 +18,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 from pipeline.config import Settings
-from pipeline.errors import InputError, NotFoundError, RetryableError
+from pipeline.errors import InputError, NotFoundError, RetryableError, VoicebatchError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+# Outputs up to this size go up in one conditional PUT; larger ones as a multipart upload
+# completed conditionally (S3 allows If-None-Match on both).
+SINGLE_PUT_BYTES = 64 << 20
+PART_BYTES = 16 << 20
 
 
 @runtime_checkable
@@ -37,6 +43,11 @@ class ObjectStore(Protocol):
 
     def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
         """Write or replace `key` from a file read from its current position (large outputs)."""
+        ...
+
+    def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
+        """Write `key` from a file unless it exists (atomically: no partial object is ever
+        seen). True if this call wrote it; an existing key is success."""
         ...
 
     def get(self, key: str) -> bytes:
@@ -137,6 +148,22 @@ class LocalObjectStore:
             with open(tmp, "xb") as handle:
                 shutil.copyfileobj(source, handle, 1 << 20)
             os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "xb") as handle:
+                shutil.copyfileobj(source, handle, 1 << 20)
+            os.link(tmp, path)  # fails if another writer got there first: write-once
+            return True
+        except FileExistsError:
+            return False
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -254,23 +281,11 @@ class S3ObjectStore:
         self._bucket_ok = True
 
     def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
-        from botocore.exceptions import ClientError
-
         full = self._key(key)
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, IfNoneMatch="*"
-            )
-            return True
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "PreconditionFailed":
-                return False
-            if code == "ConditionalRequestConflict":
-                # A concurrent write of the same key is in flight; the key is content-addressed,
-                # so once it lands it holds the same bytes.
-                raise RetryableError(f"concurrent write of {full}; retry") from exc
-            raise self._error(exc, full) from exc
+            return self._put_once(full, data, content_type)
+        except VoicebatchError:
+            raise
         except Exception as exc:
             raise self._error(exc, full) from exc
 
@@ -292,6 +307,74 @@ class S3ObjectStore:
             )
         except Exception as exc:
             raise self._error(exc, full) from exc
+
+    def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
+        full = self._key(key)
+        start = source.tell()
+        size = source.seek(0, os.SEEK_END) - start
+        source.seek(start)
+        try:
+            if size <= SINGLE_PUT_BYTES:
+                return self._put_once(full, source.read(), content_type)
+            return self._multipart_once(full, source, content_type)
+        except VoicebatchError:
+            raise
+        except Exception as exc:
+            raise self._error(exc, full) from exc
+
+    def _put_once(self, full: str, data: bytes, content_type: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+            return True
+        except ClientError as exc:
+            return self._lost_race(exc, full)
+
+    def _lost_race(self, exc: Exception, full: str) -> bool:
+        """False for an If-None-Match refusal (the key exists: success); raise otherwise."""
+        from botocore.exceptions import ClientError
+
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+        if code == "PreconditionFailed":
+            return False
+        if code == "ConditionalRequestConflict":
+            # A concurrent write of the same key is in flight; retried, it finds the key.
+            raise RetryableError(f"concurrent write of {full}; retry") from exc
+        raise self._error(exc, full) from exc
+
+    def _multipart_once(self, full: str, source: BinaryIO, content_type: str) -> bool:
+        """A multipart upload completed with If-None-Match: the object appears whole, once,
+        or not at all; an abandoned upload is aborted (and lifecycle rules abort the rest)."""
+        from botocore.exceptions import ClientError
+
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full, ContentType=content_type
+        )["UploadId"]
+        try:
+            parts: list[dict[str, Any]] = []
+            while block := source.read(PART_BYTES):
+                number = len(parts) + 1
+                etag = self.client.upload_part(
+                    Bucket=self.bucket, Key=full, PartNumber=number, UploadId=upload, Body=block
+                )["ETag"]
+                parts.append({"ETag": etag, "PartNumber": number})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=full,
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                IfNoneMatch="*",
+            )
+            return True
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload)
+            if isinstance(exc, ClientError):
+                return self._lost_race(exc, full)
+            raise
 
     def get(self, key: str) -> bytes:
         full = self._key(key)

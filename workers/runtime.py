@@ -16,6 +16,7 @@ from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.storage import ObjectStore, open_store, store_at
+from pipeline.write_once import WriteOnceStore
 
 
 @dataclass
@@ -50,12 +51,15 @@ class WorkerRuntime:
             return self._engine
 
     def output_store(self, uri: str) -> ObjectStore:
-        """Where a job's finished files go (its output_uri): a view of the chunk store's
-        bucket or folder, sharing its connections; other URIs are opened once each."""
+        """Where a job's finished files go (its output_uri), each written once (a second
+        copy of an assembly step finds its file written and leaves it): a view of the
+        chunk store's bucket or folder, sharing its connections; other URIs are opened
+        once each."""
         root_url = self.settings.resolved_storage_url
         if uri.startswith(root_url.rstrip("/") + "/"):
-            return store_at(uri, root=self.chunk_store, root_url=root_url, settings=self.settings)
+            view = store_at(uri, root=self.chunk_store, root_url=root_url, settings=self.settings)
+            return WriteOnceStore(view)
         with self._lock:
             if uri not in self._outputs:
                 self._outputs[uri] = open_store(uri, self.settings)
-            return self._outputs[uri]
+            return WriteOnceStore(self._outputs[uri])
