@@ -103,6 +103,19 @@ class Settings(BaseSettings):
         "when it is Redis.",
     )
     task_chunks: int = Field(16, ge=1, le=1000, description="Chunk ids per render message.")
+    task_retry_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a task retries passing trouble (database, storage, broker) in "
+        "place, with backoff and jitter, before handing its message back to the queue.",
+    )
+    s3_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Connect and read timeout of each S3 request (retried on timeout).",
+    )
     visibility_timeout_seconds: int = Field(
         7200, ge=60, description="Redis broker: redeliver an unacked message after this long."
     )

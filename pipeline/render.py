@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import socket
 import time
 import uuid
@@ -15,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.process import to_wav_bytes, trim_silence
+from pipeline.backoff import backoff_delay
 from pipeline.cache import ChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
@@ -135,9 +135,7 @@ class ChunkRenderer:
             self.stats.failed += 1
         elif outcome == ChunkStatus.PENDING:
             # Retried by a later lease; wait first, longer each attempt (with jitter).
-            self.backoff = max(
-                self.backoff, min(30.0, 0.5 * 2**lease.attempts) * random.uniform(0.5, 1.0)
-            )
+            self.backoff = max(self.backoff, backoff_delay(lease.attempts + 1))
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
         log.warning("chunk %s failed (attempt %s): %s", lease.seq, lease.attempts, message)
 

@@ -232,7 +232,10 @@ class S3ObjectStore:
                 aws_secret_access_key=secret.get_secret_value() if secret else None,
                 config=Config(
                     signature_version="s3v4",
+                    # 5xx, throttling and timeouts are retried with backoff and jitter
                     retries={"max_attempts": 5, "mode": "standard"},
+                    connect_timeout=settings.s3_timeout_seconds,
+                    read_timeout=settings.s3_timeout_seconds,
                     max_pool_connections=64,  # render tasks upload on several threads each
                     s3={"addressing_style": "path" if endpoint else "auto"},
                 ),

@@ -22,3 +22,11 @@ JOBS = Counter("voicebatch_jobs_finished_total", "Jobs finalized, by final statu
 SPOT_NOTICES = Counter(
     "voicebatch_spot_notices_total", "Spot interruption notices seen.", ["provider", "kind"]
 )
+TASK_RETRIES = Counter(
+    "voicebatch_task_retries_total",
+    "Passing trouble (database, storage, broker) a task tried again in place, by task.",
+    ["task"],
+)
+BATCH_SPLITS = Counter(
+    "voicebatch_oom_batch_splits_total", "Engine batches halved after running out of memory."
+)

@@ -18,6 +18,7 @@ from celery.exceptions import Reject
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.assemble import assemble_item, finalize_job
+from pipeline.backoff import backoff_delay, backoff_delays
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.leases import worker_id
 from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from workers.app import VoicebatchCelery
 
 log = logging.getLogger(__name__)
-RETRY_PAUSE_SECONDS = 5.0
+REQUEUE_PAUSE_SECONDS = 5.0
 
 
 def _count(stats: RenderStats) -> None:
@@ -39,12 +40,15 @@ def _count(stats: RenderStats) -> None:
         metrics.CHUNKS.labels(outcome).inc(getattr(stats, outcome))
     metrics.AUDIO_SECONDS.inc(stats.audio_seconds)
     metrics.ENGINE_SECONDS.inc(stats.engine_seconds)
+    metrics.BATCH_SPLITS.inc(stats.oom_splits)
 
 
 def _requeue_later(name: str, exc: Exception) -> None:
-    """Passing trouble (database, storage, broker): back to the queue after a pause."""
+    """Back to the queue after a pause (jittered, so a fleet that failed together does not
+    return together). On RabbitMQ each hand-back counts toward the queue's delivery limit;
+    a message past it is dead-lettered and the reconciler publishes its work again."""
     log.warning("%s: %s; requeued", name, exc)
-    time.sleep(RETRY_PAUSE_SECONDS)
+    time.sleep(backoff_delay(3, base=REQUEUE_PAUSE_SECONDS / 4, cap=REQUEUE_PAUSE_SECONDS))
     raise Reject(str(exc), requeue=True) from exc
 
 
@@ -135,18 +139,33 @@ def finalize(app: VoicebatchCelery, job_id: str) -> None:
 
 
 def _adapter(app: VoicebatchCelery, name: str, body: Any) -> Any:
+    """The task as Celery runs it. Passing trouble (database, storage, broker) is tried
+    again in place with backoff and jitter for VOICEBATCH_TASK_RETRY_SECONDS, then the
+    message goes back to the queue; it is never dropped. Input errors are never retried."""
+
     def run(*args: Any) -> None:
         started = time.perf_counter()
+        delays = backoff_delays(budget=app.settings.task_retry_seconds)
         try:
-            body(app, *args)
-        except NotFoundError as exc:
-            # The job is gone (withdrawn at submit, or another deployment's message).
-            log.error("%s%s: %s; message dropped", name, tuple(args), exc)
-        except InputError as exc:
-            # Not this worker's to do (it runs another engine): another worker may be.
-            _requeue_later(name, exc)
-        except (RetryableError, DBAPIError) as exc:
-            _requeue_later(name, exc)
+            while True:
+                try:
+                    body(app, *args)
+                    return
+                except NotFoundError as exc:
+                    # The job is gone (withdrawn at submit, or another deployment's message).
+                    log.error("%s%s: %s; message dropped", name, tuple(args), exc)
+                    return
+                except InputError as exc:
+                    # Not this worker's to do (it runs another engine): another worker may be.
+                    _requeue_later(name, exc)
+                except (RetryableError, DBAPIError) as exc:
+                    delay = next(delays, None)
+                    if delay is None or app.draining.is_set():
+                        _requeue_later(name, exc)
+                        return
+                    metrics.TASK_RETRIES.labels(name).inc()
+                    log.warning("%s: %s; trying again in %.1f s", name, exc, delay)
+                    time.sleep(delay)
         finally:
             metrics.TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
 
