@@ -31,8 +31,16 @@ from pipeline.audio.master import (
     Segment,
     plan_mastering,
 )
+from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
+from pipeline.deliverables import (
+    Deliverables,
+    chapter_marks,
+    manifest_files,
+    master_key,
+    timed_chunks,
+)
 from pipeline.engines.base import AudioArray
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.state import store
@@ -52,10 +60,13 @@ def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
 
 @dataclass(frozen=True)
 class Loudness:
-    """What the finished book measures: integrated loudness, and the highest true peak."""
+    """What the finished book measures: integrated loudness, the highest true peak, its
+    plain RMS and its loudness range."""
 
     output_lufs: float
     true_peak_dbtp: float
+    rms_db: float | None = None
+    lra: float | None = None
 
 
 @dataclass
@@ -89,7 +100,11 @@ class _Chapter:
 
 def _pauses(options: dict[str, Any]) -> Pauses:
     return Pauses(
-        options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
+        options["pause_sentence_ms"],
+        options["pause_paragraph_ms"],
+        options["pause_chapter_ms"],
+        options.get("head_silence_ms", 0),
+        options.get("tail_silence_ms", 0),
     )
 
 
@@ -156,6 +171,9 @@ def _segments(
                 out.append((index, Segment(cursor, at - cursor)))  # a pause inside the chapter
             out.append((index, cache.segment(at, piece, rate)))
             cursor = at + chunk.end - chunk.start
+        if span.end > cursor:
+            out.append((index, Segment(cursor, span.end - cursor)))  # the chapter's tail
+            cursor = span.end
     return out
 
 
@@ -165,6 +183,43 @@ def _mastered(segment: Segment, mastering: Mastering) -> AudioArray:
     if mastering.limited:
         return mastering.apply(*segment.audio_and_peaks())
     return mastering.apply(segment.load())  # peaks only matter to the limiter
+
+
+def finished(
+    segment: Segment,
+    mastering: Mastering | None,
+    tone: RoomTone | None,
+    chapter_start: int | None,
+) -> AudioArray:
+    """A segment's final samples: mastered, with the room-tone bed of its place in its
+    chapter (so a chapter file and the book's stretch of it agree). `mastering` None is
+    a pause between chapters (`chapter_start` None)."""
+    if mastering is None:
+        audio = np.zeros(segment.length, np.float32)
+    else:
+        audio = _mastered(segment, mastering)
+    if tone is None:
+        return audio
+    origin = segment.start if chapter_start is None else chapter_start
+    return tone.add(audio, segment.start - origin)
+
+
+def master_segments(segments: list[Segment], rate: int, deliverables: Deliverables) -> Mastering:
+    """Plan one chapter's (or item's) mastering to the job's target."""
+    target = deliverables.target
+    return plan_mastering(
+        segments,
+        rate,
+        target_lufs=target.level,
+        ceiling_dbtp=target.ceiling_dbtp,
+        measure=target.measure,
+    )
+
+
+def item_meta_for(job: Job, item: Item, items_total: int, deliverables: Deliverables) -> Any:
+    """The tags (and cover) of an item's own file."""
+    track = f"{item.position + 1}/{items_total}" if job.kind != "catalogue" else None
+    return deliverables.item_meta(item.title, job.title, job.author, track)
 
 
 def assemble_item(
@@ -189,12 +244,17 @@ def assemble_item(
         ):
             return ItemAssembly(item_id, item.status, item.object_key, item.duration_seconds or 0.0)
         job = store.get_job(session, item.job_id)
-        options, fmt = dict(job.options), job.output_format
-        tags = {"title": item.title, "album": job.title, "artist": job.author or ""}
+        options = dict(job.options)
+        deliverables = Deliverables.of(job.output_format, options, output_store)
         items_total = len(store.job_items(session, job_id=job.id))
-        if job.kind != "catalogue":
-            tags["track"] = f"{item.position + 1}/{items_total}"
-        key = item_key(job, item, items_total)
+        meta = item_meta_for(job, item, items_total, deliverables)
+        # A book's chapters always get mastered (the book applies it); their own files
+        # only when asked for. Catalogue items are files by nature.
+        key = (
+            item_key(job, item, items_total)
+            if job.kind == "catalogue" or deliverables.chapter_files
+            else None
+        )
         chunks = store.item_chunks(session, item_id=item_id)
         missing = _missing(item, chunks)
         if missing:
@@ -207,24 +267,18 @@ def assemble_item(
         pieces, rate = _pieces(item, chunks, None)
 
     (span,) = layout([[p.length for p in pieces]], rate, _pauses(options))
+    tone = deliverables.room_tone(rate)
     with ChunkAudioCache(chunk_store) as cache:
         chapter = _Chapter(item_id, item.title, pieces)
         segments = [s for _, s in _segments([chapter], [span], cache, rate)]
-        mastering = plan_mastering(
-            segments,
-            rate,
-            target_lufs=options["loudness_lufs"],
-            ceiling_dbtp=options["true_peak_dbtp"],
-        )
-        write_stream(
-            output_store,
-            key,
-            (_mastered(segment, mastering) for segment in segments),
-            rate=rate,
-            fmt=fmt,
-            bitrate_kbps=options.get("bitrate_kbps"),
-            tags=tags,
-        )
+        mastering = master_segments(segments, rate, deliverables)
+        if key is not None:
+            write_stream(
+                output_store,
+                deliverables.targets(key, meta),
+                (finished(segment, mastering, tone, 0) for segment in segments),
+                rate=rate,
+            )
     duration = span.end / rate
     with transaction(factory) as session:
         store.complete_item(
@@ -265,10 +319,36 @@ def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
         previous = json.loads(output_store.get(MANIFEST_KEY))
     except (NotFoundError, ValueError):
         return set()
-    if previous.get("source") != source:
+    if not isinstance(previous, dict) or previous.get("source") != source:
         return set()
-    files = {previous.get("file")} | {c.get("file") for c in previous.get("chapters", [])}
-    return {f for f in files if isinstance(f, str)}
+    try:
+        return {key for kind, key in manifest_files(previous) if kind != "manifest"}
+    except (AttributeError, TypeError):
+        return set()
+
+
+def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Loudness:
+    return Loudness(
+        meter.integrated(),
+        max(m.true_peak_dbtp for m in masterings),
+        meter.rms_db(),
+        meter.loudness_range(),
+    )
+
+
+def book_samples(
+    chapters: list[_Chapter],
+    segments: list[tuple[int | None, Segment]],
+    spans: list[ChapterSpan],
+    tone: RoomTone | None,
+) -> Any:
+    """The whole book's finished samples in order, each chapter as its own mastering
+    left it, with (index, audio) so a caller can route chapters to their own files."""
+    for index, segment in segments:
+        if index is None:
+            yield None, finished(segment, None, tone, None)
+        else:
+            yield index, finished(segment, chapters[index].mastering, tone, spans[index].start)
 
 
 def _write_book(
@@ -276,37 +356,87 @@ def _write_book(
     key: str,
     chapters: list[_Chapter],
     segments: list[tuple[int | None, Segment]],
+    spans: list[ChapterSpan],
     *,
     job: dict[str, Any],
+    deliverables: Deliverables,
     rate: int,
-    total: int,
 ) -> Loudness:
     """Stream the whole book, each chapter as its own mastering left it; measure it too."""
-    meter = LoudnessAccumulator(rate, total)
+    meter = LoudnessAccumulator(rate, spans[-1].end)
 
     def blocks() -> Any:
-        for index, segment in segments:
-            if index is None:
-                meter.feed_silence(segment.length)
-                yield np.zeros(segment.length, np.float32)
-                continue
-            mastering = chapters[index].mastering
-            assert mastering is not None
-            audio = _mastered(segment, mastering)
+        for _, audio in book_samples(chapters, segments, spans, deliverables.room_tone(rate)):
             meter.feed(audio)
             yield audio
 
-    write_stream(
-        output_store,
-        key,
-        blocks(),
-        rate=rate,
-        fmt=job["format"],
-        bitrate_kbps=job["bitrate_kbps"],
-        tags={"title": job["title"], "album": job["title"], "artist": job["author"] or ""},
-    )
-    peak = max(c.mastering.true_peak_dbtp for c in chapters if c.mastering is not None)
-    return Loudness(meter.integrated(), peak)
+    marks = chapter_marks([c.title for c in chapters], spans)
+    meta = deliverables.book_meta(job["title"], job["author"], marks)
+    write_stream(output_store, deliverables.targets(key, meta), blocks(), rate=rate)
+    return measure_book(meter, [c.mastering for c in chapters if c.mastering is not None])
+
+
+def _loudness_record(loudness: Loudness, deliverables: Deliverables) -> dict[str, Any]:
+    target = deliverables.target
+    return {
+        "integrated_lufs": round(loudness.output_lufs, 2),
+        "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
+        "rms_db": None if loudness.rms_db is None else round(loudness.rms_db, 2),
+        "lra": None if loudness.lra is None else round(loudness.lra, 1),
+        "preset": target.preset,
+        "measure": target.measure,
+        "target": target.level,
+        "target_lufs": target.level if target.measure == "lufs" else None,
+    }
+
+
+def _chapter_entries(
+    chapters: list[_Chapter],
+    spans: list[ChapterSpan],
+    *,
+    kind: str,
+    rate: int,
+    deliverables: Deliverables,
+    output_store: ObjectStore,
+) -> list[dict[str, Any]]:
+    """The manifest's chapter (or item) entries; writes each file's timing files."""
+    entries = []
+    for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
+        entry: dict[str, Any] = {
+            "index": number,
+            "title": chapter.title,
+            "file": chapter.key,
+            "duration": round((span.end - span.start) / rate, 3),
+        }
+        if kind != "catalogue":
+            entry |= {
+                "start": round(span.start / rate, 3),
+                "start_sample": span.start,
+                "end_sample": span.end,
+            }
+        if chapter.mastering is not None:
+            entry["loudness"] = {
+                "measure": chapter.mastering.measure,
+                "level": round(chapter.mastering.output_lufs, 2),
+                "true_peak_dbtp": round(chapter.mastering.true_peak_dbtp, 2),
+            }
+        if chapter.key is not None:
+            if deliverables.master_format:
+                entry["master"] = master_key(chapter.key, deliverables.master_format)
+            if deliverables.timings:
+                entry["timings"] = deliverables.write_timings(
+                    output_store,
+                    chapter.key,
+                    timed_chunks(span.chunks),
+                    rate,
+                    duration_samples=span.end - span.start,
+                )
+        entry["chunks"] = [
+            {"text": c.text, "start": round(c.start / rate, 3), "end": round(c.end / rate, 3)}
+            for c in span.chunks
+        ]
+        entries.append(entry)
+    return entries
 
 
 def finalize_job(
@@ -318,7 +448,8 @@ def finalize_job(
     rewrite: bool = False,
     book: tuple[str, Loudness] | None = None,
 ) -> AssemblyResult:
-    """Write the whole-book file (books) and manifest.json, then record the job finished.
+    """Write the whole-book file (books), the timing files and manifest.json, then record
+    the job finished.
 
     `book` is the key and loudness of a book file the caller wrote already (embedded
     mode writes it in the same pass as the chapters).
@@ -335,48 +466,30 @@ def finalize_job(
             raise RetryableError(f"job {job_id} has items still being rendered or assembled")
         options = dict(job.options)
         fmt = job.output_format
-        info = {
-            "format": fmt,
-            "title": job.title,
-            "author": job.author,
-            "bitrate_kbps": options.get("bitrate_kbps"),
-        }
+        info = {"format": fmt, "title": job.title, "author": job.author}
         kind, source = job.kind, job.source_name
         chapters, failed_chunks, rate = _read_done_items(session, job_id)
 
+    deliverables = Deliverables.of(fmt, options, output_store)
     codec = codec_for(fmt)
     book_key: str | None = None
     loudness: Loudness | None = None
     duration = 0.0
     manifest_items: list[dict[str, Any]] = []
+    book_record: dict[str, Any] = {}
     stale = _previous_files(output_store, source)
     if chapters and rate is not None:
         spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
-        for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
-            entry: dict[str, Any] = {
-                "index": number,
-                "title": chapter.title,
-                "file": chapter.key,
-                "duration": round((span.end - span.start) / rate, 3),
-                "chunks": [
-                    {
-                        "text": c.text,
-                        "start": round(c.start / rate, 3),
-                        "end": round(c.end / rate, 3),
-                    }
-                    for c in span.chunks
-                ],
-            }
-            if kind != "catalogue":
-                entry |= {
-                    "start": round(span.start / rate, 3),
-                    "start_sample": span.start,
-                    "end_sample": span.end,
-                }
-            manifest_items.append(entry)
+        manifest_items = _chapter_entries(
+            chapters,
+            spans,
+            kind=kind,
+            rate=rate,
+            deliverables=deliverables,
+            output_store=output_store,
+        )
         if kind != "catalogue" and book is not None:
             book_key, loudness = book
-            duration = spans[-1].end / rate
         elif kind != "catalogue":
             book_key = book_key_for(source, codec.extension)
             with ChunkAudioCache(chunk_store) as cache:
@@ -386,13 +499,17 @@ def finalize_job(
                     book_key,
                     chapters,
                     segments,
+                    spans,
                     job=info,
+                    deliverables=deliverables,
                     rate=rate,
-                    total=spans[-1].end,
                 )
+        if kind != "catalogue":
             duration = spans[-1].end / rate
         else:
             duration = sum((s.end - s.start) / rate for s in spans)
+        if book_key is not None:
+            book_record = _book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
     manifest = {
         "job_id": str(job_id),
@@ -405,13 +522,9 @@ def finalize_job(
         "file_sample_rate": output_rate(fmt, rate) if rate else None,
         "duration": round(duration, 3),
         "file": book_key,
-        "loudness": None
-        if loudness is None
-        else {
-            "integrated_lufs": round(loudness.output_lufs, 2),
-            "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
-            "target_lufs": options["loudness_lufs"],
-        },
+        **book_record,
+        "cover": deliverables.cover.key if deliverables.cover else None,
+        "loudness": None if loudness is None else _loudness_record(loudness, deliverables),
         "chapters" if kind != "catalogue" else "items": manifest_items,
         "failed_chunks": failed_chunks,
     }
@@ -425,7 +538,7 @@ def finalize_job(
     # renamed or removed since) would otherwise linger beside the new ones. When nothing
     # was produced this time, the earlier files are the only audio there is: keep them.
     if chapters:
-        for key in stale - {book_key, *keys}:
+        for key in stale - {key for _, key in manifest_files(manifest)}:
             output_store.delete(key)
 
     try:
@@ -438,3 +551,39 @@ def finalize_job(
         with transaction(factory) as session:
             status = store.get_job(session, job_id).status
     return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
+
+
+def _book_files(
+    deliverables: Deliverables,
+    output_store: ObjectStore,
+    book_key: str,
+    chapters: list[_Chapter],
+    spans: list[ChapterSpan],
+    rate: int,
+) -> dict[str, Any]:
+    """The book's master and timing files, for the manifest (timings written here)."""
+    record: dict[str, Any] = {}
+    if deliverables.master_format:
+        record["master"] = master_key(book_key, deliverables.master_format)
+    if deliverables.timings:
+        record["timings"] = deliverables.write_timings(
+            output_store,
+            book_key,
+            [
+                timed
+                for number, span in enumerate(spans, start=1)
+                for timed in timed_chunks(span.chunks, span.start, number)
+            ],
+            rate,
+            duration_samples=spans[-1].end,
+            chapters=[
+                {
+                    "index": number,
+                    "title": chapter.title,
+                    "start": round(span.start / rate, 3),
+                    "end": round(span.end / rate, 3),
+                }
+                for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), 1)
+            ],
+        )
+    return record
