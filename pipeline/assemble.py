@@ -38,17 +38,22 @@ from pipeline.deliverables import (
     Deliverables,
     chapter_marks,
     manifest_files,
-    master_key,
-    timed_chunks,
 )
 from pipeline.engines.base import AudioArray
-from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
+from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.manifest import (
+    MANIFEST_KEY,
+    AssembledChapter,
+    Loudness,
+    book_files,
+    chapter_entries,
+    loudness_record,
+    previous_files,
+)
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
-
-MANIFEST_KEY = "manifest.json"
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
@@ -56,17 +61,6 @@ def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
     return slug or fallback
-
-
-@dataclass(frozen=True)
-class Loudness:
-    """What the finished book measures: integrated loudness, the highest true peak, its
-    plain RMS and its loudness range."""
-
-    output_lufs: float
-    true_peak_dbtp: float
-    rms_db: float | None = None
-    lra: float | None = None
 
 
 @dataclass
@@ -87,15 +81,6 @@ class ItemAssembly:
     status: ItemStatus
     key: str | None = None
     duration: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Chapter:
-    item_id: uuid.UUID
-    title: str
-    pieces: list[ChunkPiece]
-    mastering: Mastering | None = None
-    key: str | None = None
 
 
 def _pauses(options: dict[str, Any]) -> Pauses:
@@ -155,7 +140,7 @@ def item_key(job: Job, item: Item, items_total: int) -> str:
 
 
 def _segments(
-    chapters: list[_Chapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
+    chapters: list[AssembledChapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
 ) -> list[tuple[int | None, Segment]]:
     """Every stretch of the timeline in order, tagged with its chapter (None for the
     pauses between chapters)."""
@@ -269,7 +254,7 @@ def assemble_item(
     (span,) = layout([[p.length for p in pieces]], rate, _pauses(options))
     tone = deliverables.room_tone(rate)
     with ChunkAudioCache(chunk_store) as cache:
-        chapter = _Chapter(item_id, item.title, pieces)
+        chapter = AssembledChapter(item_id, item.title, pieces)
         segments = [s for _, s in _segments([chapter], [span], cache, rate)]
         mastering = master_segments(segments, rate, deliverables)
         if key is not None:
@@ -294,8 +279,8 @@ def book_key_for(source: str, extension: str) -> str:
 
 def _read_done_items(
     session: Session, job_id: uuid.UUID
-) -> tuple[list[_Chapter], list[dict[str, Any]], int | None]:
-    chapters: list[_Chapter] = []
+) -> tuple[list[AssembledChapter], list[dict[str, Any]], int | None]:
+    chapters: list[AssembledChapter] = []
     failed_chunks: list[dict[str, Any]] = []
     rate: int | None = None
     for item in store.job_items(session, job_id=job_id):
@@ -305,26 +290,11 @@ def _read_done_items(
             continue
         pieces, rate = _pieces(item, chunks, rate)
         chapters.append(
-            _Chapter(item.id, item.title, pieces, Mastering(**item.mastering), item.object_key)
+            AssembledChapter(
+                item.id, item.title, pieces, Mastering(**item.mastering), item.object_key
+            )
         )
     return chapters, failed_chunks, rate
-
-
-def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
-    """Files the folder's current manifest lists, if it was written for the same source.
-
-    Another book's files in a shared folder are not ours to remove.
-    """
-    try:
-        previous = json.loads(output_store.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError):
-        return set()
-    if not isinstance(previous, dict) or previous.get("source") != source:
-        return set()
-    try:
-        return {key for kind, key in manifest_files(previous) if kind != "manifest"}
-    except (AttributeError, TypeError):
-        return set()
 
 
 def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Loudness:
@@ -337,7 +307,7 @@ def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Lou
 
 
 def book_samples(
-    chapters: list[_Chapter],
+    chapters: list[AssembledChapter],
     segments: list[tuple[int | None, Segment]],
     spans: list[ChapterSpan],
     tone: RoomTone | None,
@@ -354,7 +324,7 @@ def book_samples(
 def _write_book(
     output_store: ObjectStore,
     key: str,
-    chapters: list[_Chapter],
+    chapters: list[AssembledChapter],
     segments: list[tuple[int | None, Segment]],
     spans: list[ChapterSpan],
     *,
@@ -374,69 +344,6 @@ def _write_book(
     meta = deliverables.book_meta(job["title"], job["author"], marks)
     write_stream(output_store, deliverables.targets(key, meta), blocks(), rate=rate)
     return measure_book(meter, [c.mastering for c in chapters if c.mastering is not None])
-
-
-def _loudness_record(loudness: Loudness, deliverables: Deliverables) -> dict[str, Any]:
-    target = deliverables.target
-    return {
-        "integrated_lufs": round(loudness.output_lufs, 2),
-        "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
-        "rms_db": None if loudness.rms_db is None else round(loudness.rms_db, 2),
-        "lra": None if loudness.lra is None else round(loudness.lra, 1),
-        "preset": target.preset,
-        "measure": target.measure,
-        "target": target.level,
-        "target_lufs": target.level if target.measure == "lufs" else None,
-    }
-
-
-def _chapter_entries(
-    chapters: list[_Chapter],
-    spans: list[ChapterSpan],
-    *,
-    kind: str,
-    rate: int,
-    deliverables: Deliverables,
-    output_store: ObjectStore,
-) -> list[dict[str, Any]]:
-    """The manifest's chapter (or item) entries; writes each file's timing files."""
-    entries = []
-    for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
-        entry: dict[str, Any] = {
-            "index": number,
-            "title": chapter.title,
-            "file": chapter.key,
-            "duration": round((span.end - span.start) / rate, 3),
-        }
-        if kind != "catalogue":
-            entry |= {
-                "start": round(span.start / rate, 3),
-                "start_sample": span.start,
-                "end_sample": span.end,
-            }
-        if chapter.mastering is not None:
-            entry["loudness"] = {
-                "measure": chapter.mastering.measure,
-                "level": round(chapter.mastering.output_lufs, 2),
-                "true_peak_dbtp": round(chapter.mastering.true_peak_dbtp, 2),
-            }
-        if chapter.key is not None:
-            if deliverables.master_format:
-                entry["master"] = master_key(chapter.key, deliverables.master_format)
-            if deliverables.timings:
-                entry["timings"] = deliverables.write_timings(
-                    output_store,
-                    chapter.key,
-                    timed_chunks(span.chunks),
-                    rate,
-                    duration_samples=span.end - span.start,
-                )
-        entry["chunks"] = [
-            {"text": c.text, "start": round(c.start / rate, 3), "end": round(c.end / rate, 3)}
-            for c in span.chunks
-        ]
-        entries.append(entry)
-    return entries
 
 
 def finalize_job(
@@ -477,10 +384,10 @@ def finalize_job(
     duration = 0.0
     manifest_items: list[dict[str, Any]] = []
     book_record: dict[str, Any] = {}
-    stale = _previous_files(output_store, source)
+    stale = previous_files(output_store, source)
     if chapters and rate is not None:
         spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
-        manifest_items = _chapter_entries(
+        manifest_items = chapter_entries(
             chapters,
             spans,
             kind=kind,
@@ -509,7 +416,7 @@ def finalize_job(
         else:
             duration = sum((s.end - s.start) / rate for s in spans)
         if book_key is not None:
-            book_record = _book_files(deliverables, output_store, book_key, chapters, spans, rate)
+            book_record = book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
     manifest = {
         "job_id": str(job_id),
@@ -524,7 +431,7 @@ def finalize_job(
         "file": book_key,
         **book_record,
         "cover": deliverables.cover.key if deliverables.cover else None,
-        "loudness": None if loudness is None else _loudness_record(loudness, deliverables),
+        "loudness": None if loudness is None else loudness_record(loudness, deliverables),
         "chapters" if kind != "catalogue" else "items": manifest_items,
         "failed_chunks": failed_chunks,
     }
@@ -551,39 +458,3 @@ def finalize_job(
         with transaction(factory) as session:
             status = store.get_job(session, job_id).status
     return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
-
-
-def _book_files(
-    deliverables: Deliverables,
-    output_store: ObjectStore,
-    book_key: str,
-    chapters: list[_Chapter],
-    spans: list[ChapterSpan],
-    rate: int,
-) -> dict[str, Any]:
-    """The book's master and timing files, for the manifest (timings written here)."""
-    record: dict[str, Any] = {}
-    if deliverables.master_format:
-        record["master"] = master_key(book_key, deliverables.master_format)
-    if deliverables.timings:
-        record["timings"] = deliverables.write_timings(
-            output_store,
-            book_key,
-            [
-                timed
-                for number, span in enumerate(spans, start=1)
-                for timed in timed_chunks(span.chunks, span.start, number)
-            ],
-            rate,
-            duration_samples=spans[-1].end,
-            chapters=[
-                {
-                    "index": number,
-                    "title": chapter.title,
-                    "start": round(span.start / rate, 3),
-                    "end": round(span.end / rate, 3),
-                }
-                for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), 1)
-            ],
-        )
-    return record

@@ -13,13 +13,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import (
     AssemblyResult,
     Loudness,
-    _Chapter,
     _missing,
     _pauses,
     _pieces,
@@ -39,6 +37,7 @@ from pipeline.audio.stitch import layout
 from pipeline.audio.writer import EncoderThread, finish_all
 from pipeline.deliverables import Deliverables, chapter_marks
 from pipeline.errors import InputError, RetryableError
+from pipeline.manifest import AssembledChapter
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
@@ -47,7 +46,7 @@ from pipeline.storage import ObjectStore
 
 @dataclass
 class _Planned:
-    chapter: _Chapter
+    chapter: AssembledChapter
     # False: a chapter finished earlier, or one without a file of its own (chapter files
     # turned off); it only goes into the book
     write_file: bool
@@ -98,7 +97,7 @@ def _plan(
             key = item_key(job, item, len(items)) if own_files else None
             planned.append(
                 _Planned(
-                    _Chapter(item.id, item.title, pieces, stored, key),
+                    AssembledChapter(item.id, item.title, pieces, stored, key),
                     write_file=key is not None
                     and (item.status == ItemStatus.ASSEMBLING or rewrite),
                     meta=item_meta_for(job, item, len(items), deliverables),
@@ -131,7 +130,7 @@ def _write_all(
                 )
             masterings.append(mastering)
         mastered = [
-            _Chapter(c.item_id, c.title, c.pieces, m, c.key)
+            AssembledChapter(c.item_id, c.title, c.pieces, m, c.key)
             for c, m in zip(chapters, masterings, strict=True)
         ]
         book_key = (
