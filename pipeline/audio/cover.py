@@ -109,3 +109,14 @@ def cover_from_option(option: dict[str, Any] | None, data: bytes) -> Cover | Non
             f"{option['key']} in the output folder is not the job's cover any more"
         )
     return Cover(data, option["mime_type"], int(option["width"]), int(option["height"]))
+
+
+def document_cover(document: Any) -> Cover | None:
+    """The cover a reader found in the book itself (the EPUB reader's), checked like a
+    --cover file. A Document may carry `cover`: an object with the image bytes as `data`
+    (and its MIME type, which the check finds out anyway), or the bytes themselves."""
+    found = getattr(document, "cover", None)
+    if found is None:
+        return None
+    data = getattr(found, "data", found)
+    return cover_from_bytes(bytes(data), name="the book's cover")

@@ -72,7 +72,8 @@ def _block_bounds(samples: int, rate: int) -> tuple[npt.NDArray[np.int64], npt.N
     return lower, np.minimum(upper, samples)
 
 
-def _gated(z: npt.NDArray[np.float64]) -> float:
+def gated_loudness(z: npt.NDArray[np.float64]) -> float:
+    """BS.1770-4 integrated loudness from the mean squares of 400 ms blocks (gated)."""
     if z.size == 0:
         return float("-inf")
     with np.errstate(divide="ignore"):
@@ -128,7 +129,7 @@ class LoudnessAccumulator:
     def integrated(self) -> float:
         at = np.searchsorted(self.bounds, [self.lower, self.upper])
         z = (self.totals[at[1]] - self.totals[at[0]]) / (BLOCK_SECONDS * self.rate)
-        return _gated(z)
+        return gated_loudness(z)
 
     def rms_db(self) -> float:
         """Plain (unweighted) RMS of everything fed so far, in dBFS (a full-scale sine

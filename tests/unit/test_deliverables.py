@@ -23,7 +23,9 @@ from tests.unit.test_render import CountingEngine
 AAC_FRAME = 1024
 
 
-def render(runtime: LocalRuntime, source: Path, out: Path, cover: Path | None = None, **settings: Any):  # type: ignore[no-untyped-def]
+def render(
+    runtime: LocalRuntime, source: Path, out: Path, cover: Path | None = None, **settings: Any
+):  # type: ignore[no-untyped-def]
     runtime.settings = runtime.settings.model_copy(update=settings)
     runtime.engine = CountingEngine()
     outcome = render_file(
@@ -103,9 +105,7 @@ def _srt_times(text: str) -> list[tuple[float, float]]:
     ]
 
 
-def test_timing_files_follow_the_stitched_audio(
-    runtime: LocalRuntime, tmp_path: Path
-) -> None:
+def test_timing_files_follow_the_stitched_audio(runtime: LocalRuntime, tmp_path: Path) -> None:
     long_sentence = " ".join(f"word{n}" for n in range(45)) + "."
     source = tmp_path / "timed.md"
     source.write_text(
