@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, quality, remote
+from cli import admin, quality, remote, storage
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
@@ -37,6 +37,7 @@ _state: dict[str, Any] = {"debug": False}
 remote.register(app, _state)
 admin.register(app, _state)
 quality.register(app, _state)
+storage.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
