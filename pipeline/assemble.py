@@ -20,7 +20,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.chunks import ChunkAudioCache, ChunkPiece
@@ -31,7 +30,6 @@ from pipeline.audio.master import (
     Segment,
     plan_mastering,
 )
-from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
 from pipeline.deliverables import (
@@ -39,7 +37,6 @@ from pipeline.deliverables import (
     chapter_marks,
     manifest_files,
 )
-from pipeline.engines.base import AudioArray
 from pipeline.errors import InputError, PermanentError, RetryableError
 from pipeline.manifest import (
     MANIFEST_KEY,
@@ -54,6 +51,7 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
+from pipeline.timeline import book_samples, finished, timeline_segments
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
@@ -139,57 +137,9 @@ def item_key(job: Job, item: Item, items_total: int) -> str:
     return f"chapters/{item.position + 1:0{width}d}-{name}.{extension}"
 
 
-def _segments(
-    chapters: list[AssembledChapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
-) -> list[tuple[int | None, Segment]]:
-    """Every stretch of the timeline in order, tagged with its chapter (None for the
-    pauses between chapters)."""
-    out: list[tuple[int | None, Segment]] = []
-    cursor = 0
-    for index, (chapter, span) in enumerate(zip(chapters, spans, strict=True)):
-        if span.start > cursor:
-            out.append((None, Segment(cursor, span.start - cursor)))  # the pause between chapters
-            cursor = span.start
-        for piece, chunk in zip(chapter.pieces, span.chunks, strict=True):
-            at = span.start + chunk.start
-            if at > cursor:
-                out.append((index, Segment(cursor, at - cursor)))  # a pause inside the chapter
-            out.append((index, cache.segment(at, piece, rate)))
-            cursor = at + chunk.end - chunk.start
-        if span.end > cursor:
-            out.append((index, Segment(cursor, span.end - cursor)))  # the chapter's tail
-            cursor = span.end
-    return out
-
-
-def _mastered(segment: Segment, mastering: Mastering) -> AudioArray:
-    if segment.load is None:
-        return np.zeros(segment.length, np.float32)
-    if mastering.limited:
-        return mastering.apply(*segment.audio_and_peaks())
-    return mastering.apply(segment.load())  # peaks only matter to the limiter
-
-
-def finished(
-    segment: Segment,
-    mastering: Mastering | None,
-    tone: RoomTone | None,
-    chapter_start: int | None,
-) -> AudioArray:
-    """A segment's final samples: mastered, with the room-tone bed of its place in its
-    chapter (so a chapter file and the book's stretch of it agree). `mastering` None is
-    a pause between chapters (`chapter_start` None)."""
-    if mastering is None:
-        audio = np.zeros(segment.length, np.float32)
-    else:
-        audio = _mastered(segment, mastering)
-    if tone is None:
-        return audio
-    origin = segment.start if chapter_start is None else chapter_start
-    return tone.add(audio, segment.start - origin)
-
-
-def master_segments(segments: list[Segment], rate: int, deliverables: Deliverables) -> Mastering:
+def master_segments(
+    segments: list[Segment], rate: int, deliverables: Deliverables
+) -> Mastering:
     """Plan one chapter's (or item's) mastering to the job's target."""
     target = deliverables.target
     return plan_mastering(
@@ -255,7 +205,7 @@ def assemble_item(
     tone = deliverables.room_tone(rate)
     with ChunkAudioCache(chunk_store) as cache:
         chapter = AssembledChapter(item_id, item.title, pieces)
-        segments = [s for _, s in _segments([chapter], [span], cache, rate)]
+        segments = [s for _, s in timeline_segments([chapter], [span], cache, rate)]
         mastering = master_segments(segments, rate, deliverables)
         if key is not None:
             write_stream(
@@ -304,21 +254,6 @@ def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Lou
         meter.rms_db(),
         meter.loudness_range(),
     )
-
-
-def book_samples(
-    chapters: list[AssembledChapter],
-    segments: list[tuple[int | None, Segment]],
-    spans: list[ChapterSpan],
-    tone: RoomTone | None,
-) -> Any:
-    """The whole book's finished samples in order, each chapter as its own mastering
-    left it, with (index, audio) so a caller can route chapters to their own files."""
-    for index, segment in segments:
-        if index is None:
-            yield None, finished(segment, None, tone, None)
-        else:
-            yield index, finished(segment, chapters[index].mastering, tone, spans[index].start)
 
 
 def _write_book(
@@ -400,7 +335,7 @@ def finalize_job(
         elif kind != "catalogue":
             book_key = book_key_for(source, codec.extension)
             with ChunkAudioCache(chunk_store) as cache:
-                segments = _segments(chapters, spans, cache, rate)
+                segments = timeline_segments(chapters, spans, cache, rate)
                 loudness = _write_book(
                     output_store,
                     book_key,

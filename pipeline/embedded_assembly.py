@@ -21,9 +21,7 @@ from pipeline.assemble import (
     _missing,
     _pauses,
     _pieces,
-    _segments,
     book_key_for,
-    book_samples,
     finalize_job,
     item_key,
     item_meta_for,
@@ -42,6 +40,7 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
 from pipeline.storage import ObjectStore
+from pipeline.timeline import book_samples, timeline_segments
 
 
 @dataclass
@@ -120,7 +119,7 @@ def _write_all(
     durations = [(s.end - s.start) / rate for s in spans]
     catalogue = info["kind"] == "catalogue"
     with ChunkAudioCache(chunk_store) as cache:
-        segments = _segments(chapters, spans, cache, rate)
+        segments = timeline_segments(chapters, spans, cache, rate)
         masterings = []
         for index, chapter in enumerate(chapters):
             mastering = chapter.mastering
