@@ -137,9 +137,7 @@ def item_key(job: Job, item: Item, items_total: int) -> str:
     return f"chapters/{item.position + 1:0{width}d}-{name}.{extension}"
 
 
-def master_segments(
-    segments: list[Segment], rate: int, deliverables: Deliverables
-) -> Mastering:
+def master_segments(segments: list[Segment], rate: int, deliverables: Deliverables) -> Mastering:
     """Plan one chapter's (or item's) mastering to the job's target."""
     target = deliverables.target
     return plan_mastering(

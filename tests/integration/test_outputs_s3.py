@@ -296,3 +296,52 @@ def test_an_m4b_with_cover_made_by_workers_and_archived_files_that_need_a_restor
     assert probe(tmp_path / "dl" / "shelved.m4b").cover == picture
     wrong = runner.invoke(cli, ["restore", str(job_id), "--tier", "Fast"], env=env)
     assert wrong.exit_code == 2 and "unknown tier" in wrong.output
+
+
+def test_submit_uploads_the_cover_and_the_output_options(
+    served: dict[str, Any], s3_client: S3Client, s3_bucket: str, tmp_path: Path
+) -> None:
+    book = tmp_path / "tale.md"
+    book.write_text("# Tale\n\n## Start\n\nOnce upon a time.\n\n## End\n\nThe end.\n")
+    cover = tmp_path / "front.jpg"
+    cover.write_bytes(image_bytes("jpeg", 80, 80))
+    env = {"VOICEBATCH_API_URL": served["url"], "VOICEBATCH_API_KEY": served["key"]}
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "submit",
+            str(book),
+            "--format",
+            "m4b",
+            "--cover",
+            str(cover),
+            "--no-chapter-files",
+            "--master",
+            "flac",
+            "--subtitles",
+            "vtt,json",
+            "--loudness-preset",
+            "acx",
+            "--json",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    job_id = uuid.UUID(result.output[result.output.index("{") :].split('"id": "')[1][:36])
+    runtime: WorkerRuntime = served["runtime"]
+    with transaction(runtime.factory) as session:
+        job = store.get_job(session, job_id)
+        options = dict(job.options)
+        assert job.output_format == "m4b"
+    assert options["chapter_files"] is False and options["master_format"] == "flac"
+    assert options["timings"] == ["vtt", "json"] and options["loudness_preset"] == "acx"
+    assert options["cover"]["mime_type"] == "image/jpeg" and options["head_silence_ms"] == 750
+    key = f"audio/v1/jobs/{job_id}/cover.jpg"
+    assert s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == cover.read_bytes()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    refused = runner.invoke(cli, ["submit", str(book), "--cover", str(bad)], env=env)
+    assert refused.exit_code == 2 and "cannot be decoded" in refused.output
+    clash = runner.invoke(cli, ["submit", str(book), "--loudness-preset", "fast"], env=env)
+    assert clash.exit_code == 2 and "loudness_preset" in clash.output
