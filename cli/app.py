@@ -241,11 +241,14 @@ def _print_outcome(outcome: Any) -> None:
         )
         return
     loud = assembly.loudness
+    rms = ""
+    if loud is not None and loud.rms_db is not None and _measure(outcome.output_dir) == "rms":
+        rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
     console.print(
-        f"job {outcome.job.job_id} {assembly.status}: {len(assembly.chapter_keys)} chapters, "
+        f"job {outcome.job.job_id} {assembly.status}: {assembly.items} chapters, "
         f"{clock(assembly.duration)} of audio"
         + (
-            f", {loud.output_lufs:.1f} LUFS, true peak {loud.true_peak_dbtp:.1f} dBTP"
+            f", {loud.output_lufs:.1f} LUFS{rms}, true peak {loud.true_peak_dbtp:.1f} dBTP"
             if loud
             else ""
         ),
@@ -254,6 +257,11 @@ def _print_outcome(outcome: Any) -> None:
     for key in [assembly.book_key, *assembly.chapter_keys, "manifest.json"]:
         if key:
             console.print(f"  {outcome.output_dir / key}", highlight=False)
+    if assembly.other_files:
+        kinds = sorted({_kind_of(key) for key in assembly.other_files})
+        console.print(
+            f"  and {len(assembly.other_files)} more: {', '.join(kinds)}", highlight=False
+        )
     for failed in assembly.failed_chunks:
         err_console.print(
             f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
@@ -261,6 +269,26 @@ def _print_outcome(outcome: Any) -> None:
         )
     if assembly.failed_chunks:
         raise typer.Exit(1)
+
+
+def _measure(folder: Path) -> str | None:
+    """What the finished job was mastered to (its manifest says): lufs or rms."""
+    try:
+        loudness = json.loads((folder / "manifest.json").read_text()).get("loudness") or {}
+    except (OSError, ValueError):
+        return None
+    return loudness.get("measure")
+
+
+def _kind_of(key: str) -> str:
+    if key.startswith("master/"):
+        return "lossless masters"
+    if key.startswith("cover."):
+        return "cover"
+    for suffix, name in ((".srt", "SRT"), (".vtt", "WebVTT"), (".timings.json", "timings JSON")):
+        if key.endswith(suffix):
+            return name
+    return key
 
 
 def _job_dict(session: Any, job: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rich.table import Table
 from cli.output import console, reported_errors
 from pipeline.audio.measure import measure_file, report
 from pipeline.audio.presets import PRESETS, preset
+from pipeline.audio.probe import probe
 
 VERDICT_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "info": "cyan"}
 
@@ -36,7 +37,7 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         """
         with reported_errors(state["debug"]):
             wanted = preset(spec)
-            result = report(measure_file(file), wanted)
+            result = report(measure_file(file), wanted, probe(file))
         if as_json:
             console.print_json(json.dumps(result))
         else:

@@ -69,6 +69,8 @@ class AssemblyResult:
     duration: float
     loudness: Loudness | None
     failed_chunks: list[dict[str, Any]] = field(default_factory=list)
+    items: int = 0  # chapters (or catalogue items) assembled, with a file of their own or not
+    other_files: list[str] = field(default_factory=list)  # masters, timing files, cover
 
 
 @dataclass(frozen=True)
@@ -390,4 +392,8 @@ def finalize_job(
         # A second copy of this step finished the job a moment earlier: same files.
         with transaction(factory) as session:
             status = store.get_job(session, job_id).status
-    return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
+    audio = {book_key, *keys, MANIFEST_KEY}
+    others = [key for _, key in manifest_files(manifest) if key not in audio]
+    return AssemblyResult(
+        status, book_key, keys, duration, loudness, failed_chunks, len(chapters), others
+    )

@@ -22,6 +22,7 @@ from scipy.signal import resample_poly, sosfilt
 
 from pipeline.audio.master import gated_loudness, loudness_range
 from pipeline.audio.presets import LoudnessSpec
+from pipeline.audio.probe import FileInfo
 from pipeline.errors import InputError
 
 FRAME_SECONDS = 0.01
@@ -194,8 +195,12 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.1f} {unit}"
 
 
-def check(measurement: Measurement, spec: LoudnessSpec) -> list[Criterion]:
-    """Each criterion of `spec`, with the measured value and pass/fail."""
+def check(
+    measurement: Measurement, spec: LoudnessSpec, info: FileInfo | None = None
+) -> list[Criterion]:
+    """Each criterion of `spec`, with the measured value and pass/fail. With the file's
+    `info`, the spec's delivery format too (a warning: voicebatch's own files are at the
+    voice's rate, and ACX wants 44.1 kHz MP3)."""
     m = measurement
     out: list[Criterion] = []
     if spec.measure == "rms":
@@ -251,6 +256,18 @@ def check(measurement: Measurement, spec: LoudnessSpec) -> list[Criterion]:
             out.append(
                 Criterion(name, f"{bounds[0]:g} to {bounds[1]:g} s", f"{value:.2f} s", _ok(ok))
             )
+    if spec.delivery is not None and info is not None:
+        codec, kbps, rate = spec.delivery
+        got_kbps = round(info.bit_rate / 1000) if info.bit_rate else None
+        ok = codec in info.codec and (got_kbps or 0) >= kbps and info.sample_rate == rate
+        out.append(
+            Criterion(
+                "delivery format",
+                f"{codec.upper()} >= {kbps} kbit/s, {rate} Hz",
+                f"{info.codec} {got_kbps or '?'} kbit/s, {info.sample_rate} Hz",
+                "pass" if ok else "warn",
+            )
+        )
     if spec.report_lra:
         out.append(Criterion("loudness range (LRA)", "reported", _fmt(m.lra, "LU"), "info"))
     return out
@@ -260,9 +277,11 @@ def _ok(ok: bool) -> Verdict:
     return "pass" if ok else "fail"
 
 
-def report(measurement: Measurement, spec: LoudnessSpec) -> dict[str, Any]:
+def report(
+    measurement: Measurement, spec: LoudnessSpec, info: FileInfo | None = None
+) -> dict[str, Any]:
     """The check as JSON-ready data (`voicebatch check --json`)."""
-    criteria = check(measurement, spec)
+    criteria = check(measurement, spec, info)
 
     def clean(value: Any) -> Any:
         return None if isinstance(value, float) and not np.isfinite(value) else value

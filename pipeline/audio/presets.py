@@ -35,6 +35,8 @@ class LoudnessSpec:
     tail_seconds: tuple[float, float] | None = None  # and after the last
     report_lra: bool = False
     defaults: dict[str, Any] = field(default_factory=dict)  # settings the user may override
+    # The delivery format the spec asks for besides levels: (codec, min kbit/s, sample rate)
+    delivery: tuple[str, int, int] | None = None
 
 
 PRESETS: dict[str, LoudnessSpec] = {
@@ -56,6 +58,7 @@ PRESETS: dict[str, LoudnessSpec] = {
         noise_floor_max=-60.0,
         head_seconds=(0.5, 1.0),
         tail_seconds=(1.0, 5.0),
+        delivery=("mp3", 192, 44100),
         defaults={
             "head_silence_ms": 750,
             "tail_silence_ms": 2000,
