@@ -72,28 +72,77 @@ def _fits(words: Sequence[str]) -> bool:
     return len(wrap(" ".join(words))) <= CUE_LINES
 
 
-def split_text(text: str) -> list[str]:
-    """A chunk's text as cue-sized pieces (each fits two lines), broken preferably after
-    a sentence, then after a clause, within the second half of a piece."""
-    words = text.split()
-    pieces: list[str] = []
-    current: list[str] = []
+SENTENCE_END = re.compile(r"[.!?…]['\")\]”’]*$")
+CLAUSE_END = re.compile(r"[,;:—–]['\")\]”’]*$")
+
+
+def _runs(words: list[str], end: re.Pattern[str]) -> list[list[str]]:
+    """Words grouped into runs that each end where `end` matches (or at the last word)."""
+    runs: list[list[str]] = [[]]
     for word in words:
-        if not current or _fits([*current, word]):
-            current.append(word)
+        runs[-1].append(word)
+        if end.search(word):
+            runs.append([])
+    return [run for run in runs if run]
+
+
+def _parts(words: list[str]) -> list[list[str]]:
+    """A sentence as parts that each fit a cue: whole, else its clauses, else words."""
+    if _fits(words):
+        return [words]
+    out: list[list[str]] = []
+    for clause in _runs(words, CLAUSE_END):
+        if _fits(clause):
+            out.append(clause)
             continue
-        cut = len(current)
-        for pattern in (r"[.!?…]['\")\]”’]*$", r"[,;:—–]['\")\]”’]*$"):
-            at = [i + 1 for i, w in enumerate(current) if re.search(pattern, w)]
-            at = [i for i in at if i >= (len(current) + 1) // 2 and i < len(current)]
-            if at:
-                cut = at[-1]
-                break
-        pieces.append(" ".join(current[:cut]))
-        current = [*current[cut:], word]
-    if current:
-        pieces.append(" ".join(current))
-    return pieces
+        out.extend(_balanced(clause))
+    return out
+
+
+def _greedy(words: list[str]) -> list[list[str]]:
+    parts: list[list[str]] = [[]]
+    for word in words:
+        if parts[-1] and not _fits([*parts[-1], word]):
+            parts.append([])
+        parts[-1].append(word)
+    return parts
+
+
+def _balanced(words: list[str]) -> list[list[str]]:
+    """Words as the fewest cue-sized parts, of about equal length (no one-word orphan
+    at the end), broken between words."""
+    greedy = _greedy(words)
+    count = len(greedy)
+    target = len(" ".join(words)) / count
+    parts: list[list[str]] = [[]]
+    for word in words:
+        if parts[-1] and len(parts) < count and len(" ".join([*parts[-1], word])) > target:
+            parts.append([])
+        parts[-1].append(word)
+    return parts if all(_fits(part) for part in parts) else greedy
+
+
+def _joins(piece: list[str], new_sentence: bool) -> bool:
+    """May the next part share this piece's cue? A sentence starts a cue of its own
+    (unless the one before is a few words, like "Yes."); a clause joins the clauses
+    before it in its sentence; words broken out of a clause never join."""
+    if new_sentence:
+        return len(" ".join(piece)) < 20
+    return bool(CLAUSE_END.search(piece[-1]))
+
+
+def split_text(text: str) -> list[str]:
+    """A chunk's text as cue-sized pieces (each fits two lines): breaks fall between
+    sentences where they can, then between clauses, then between words; pieces that fit
+    together share a cue."""
+    pieces: list[list[str]] = []
+    for sentence in _runs(text.split(), SENTENCE_END):
+        for index, part in enumerate(_parts(sentence)):
+            if pieces and _joins(pieces[-1], index == 0) and _fits([*pieces[-1], *part]):
+                pieces[-1].extend(part)
+            else:
+                pieces.append(list(part))
+    return [" ".join(piece) for piece in pieces]
 
 
 def cues(chunks: Sequence[TimedText]) -> list[Cue]:
