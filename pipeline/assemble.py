@@ -361,7 +361,7 @@ def finalize_job(
         "author": info["author"],
         "format": info["format"],
         "sample_rate": rate,
-        "file_sample_rate": output_rate(fmt, rate) if rate else None,
+        "file_sample_rate": output_rate(fmt, rate, deliverables.file_rate) if rate else None,
         "duration": round(duration, 3),
         "file": book_key,
         **book_record,

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     bitrate_kbps: int | None = Field(
         None, ge=8, le=320, description="mp3/opus/m4b bitrate; default 64/48/64."
     )
+    output_sample_rate: int | None = Field(
+        None,
+        ge=8000,
+        le=192_000,
+        description="Resample delivery files to this rate (ACX: 44100); default: the "
+        "voice's own rate. Opus is always 48000.",
+    )
     chapter_files: bool = Field(
         True, description="Write one file per chapter besides the whole book."
     )

@@ -58,6 +58,7 @@ class Deliverables:
     cover: Cover | None
     room_tone_db: float | None
     target: MasteringTarget
+    file_rate: int | None = None  # delivery files resampled to this (masters never are)
 
     @classmethod
     def of(cls, fmt: str, options: dict[str, Any], output_store: ObjectStore) -> Deliverables:
@@ -78,11 +79,12 @@ class Deliverables:
             cover=cover,
             room_tone_db=options.get("room_tone_db"),
             target=MasteringTarget.from_options(options),
+            file_rate=options.get("output_sample_rate"),
         )
 
     def targets(self, key: str, meta: FileMeta) -> list[Target]:
         """The delivery file at `key` and, when asked for, its lossless master."""
-        out = [Target(key, self.fmt, meta, self.bitrate_kbps)]
+        out = [Target(key, self.fmt, meta, self.bitrate_kbps, self.file_rate)]
         if self.master_format:
             out.append(Target(master_key(key, self.master_format), self.master_format, meta))
         return out

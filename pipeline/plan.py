@@ -39,7 +39,6 @@ def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any
         "pause_sentence_ms": settings.pause_sentence_ms,
         "pause_paragraph_ms": settings.pause_paragraph_ms,
         **mastering_options(settings),
-        "bitrate_kbps": settings.bitrate_kbps,
         "chunk_max_chars": settings.chunk_max_chars,
         "read_titles": settings.read_titles,
         "chapter_files": settings.chapter_files,

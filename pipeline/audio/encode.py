@@ -87,11 +87,14 @@ def codec_for(fmt: str) -> Codec:
         ) from None
 
 
-def output_rate(fmt: str, sample_rate: int) -> int:
+def output_rate(fmt: str, sample_rate: int, wanted: int | None = None) -> int:
+    """The sample rate a file of `fmt` is written at: `wanted` (default: the audio's own
+    rate), unless the codec takes only some rates (Opus: 48 kHz)."""
     codec = codec_for(fmt)
-    if codec.rates is None or sample_rate in codec.rates:
-        return sample_rate
-    return next((r for r in sorted(codec.rates) if r >= sample_rate), max(codec.rates))
+    rate = wanted or sample_rate
+    if codec.rates is None or rate in codec.rates:
+        return rate
+    return next((r for r in sorted(codec.rates) if r >= rate), max(codec.rates))
 
 
 @dataclass(frozen=True)
@@ -155,11 +158,12 @@ class StreamEncoder:
         *,
         bitrate_kbps: int | None = None,
         meta: FileMeta | None = None,
+        file_rate: int | None = None,
     ) -> None:
         codec = codec_for(fmt)
         meta = meta or FileMeta()
         self.sample_rate = sample_rate
-        self.rate = output_rate(fmt, sample_rate)
+        self.rate = output_rate(fmt, sample_rate, file_rate)
         self.samples = 0
         self.position = 0  # samples handed to the encoder, at the file's rate
         options = dict(codec.container_options or {})

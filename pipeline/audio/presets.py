@@ -60,6 +60,9 @@ PRESETS: dict[str, LoudnessSpec] = {
         tail_seconds=(1.0, 5.0),
         delivery=("mp3", 192, 44100),
         defaults={
+            # ACX takes MP3 at 192 kbit/s or more, 44.1 kHz
+            "bitrate_kbps": 192,
+            "output_sample_rate": 44100,
             "head_silence_ms": 750,
             "tail_silence_ms": 2000,
             "room_tone_db": -66.0,
@@ -100,7 +103,8 @@ def preset(name: str) -> LoudnessSpec:
 
 
 def mastering_options(settings: Settings) -> dict[str, Any]:
-    """The job options that decide mastering, with the preset applied.
+    """The job options that decide mastering and the delivery rate and bitrate, with
+    the preset applied.
 
     A preset's targets cannot be combined with an explicit loudness_lufs or
     true_peak_dbtp (the file would not meet the preset); its defaults give way to any
@@ -116,6 +120,8 @@ def mastering_options(settings: Settings) -> dict[str, Any]:
         "tail_silence_ms": settings.tail_silence_ms,
         "room_tone_db": settings.room_tone_db,
         "pause_chapter_ms": settings.pause_chapter_ms,
+        "bitrate_kbps": settings.bitrate_kbps,
+        "output_sample_rate": settings.output_sample_rate,
     }
     if settings.loudness_preset == "none":
         return values

@@ -23,6 +23,7 @@ class Target:
     fmt: str
     meta: FileMeta
     bitrate_kbps: int | None = None
+    file_rate: int | None = None  # resample to this rate (default: the audio's own)
 
 
 class _OpenFile:
@@ -44,7 +45,12 @@ class _OpenFile:
             sink = self.sink
         try:
             self.encoder = StreamEncoder(
-                sink, rate, target.fmt, bitrate_kbps=target.bitrate_kbps, meta=target.meta
+                sink,
+                rate,
+                target.fmt,
+                bitrate_kbps=target.bitrate_kbps,
+                meta=target.meta,
+                file_rate=target.file_rate,
             )
         except BaseException:
             self.discard()

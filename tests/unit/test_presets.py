@@ -14,6 +14,7 @@ from cli.app import app
 from pipeline.audio.encode import decode, encode
 from pipeline.audio.measure import check, measure_file
 from pipeline.audio.presets import PRESETS, mastering_options
+from pipeline.audio.probe import probe
 from pipeline.config import load_settings
 from pipeline.errors import InputError
 from pipeline.runner import LocalRuntime
@@ -51,7 +52,15 @@ def test_acx_preset_files_pass_acx(runtime: LocalRuntime, tmp_path: Path, fmt: s
         assert -75.0 < measured.noise_floor_db <= -60.0  # room tone, not digital silence
         assert not measured.digital_silence
         assert 0.5 <= measured.head_seconds <= 1.0 and 1.0 <= measured.tail_seconds <= 5.0
-        assert all(c.verdict == "pass" for c in check(measured, PRESETS["acx"])), name
+        verdicts = {c.name: c.verdict for c in check(measured, PRESETS["acx"], probe(out / name))}
+        # ACX's delivery format: MP3 at 192 kbit/s, 44.1 kHz (a WAV is only a warning).
+        assert verdicts.pop("delivery format") == ("pass" if fmt == "mp3" else "warn")
+        assert set(verdicts.values()) == {"pass"}, (name, verdicts)
+    if fmt == "mp3":
+        assert manifest["file_sample_rate"] == 44100 and manifest["sample_rate"] == SR
+        info = probe(out / manifest["file"])
+        assert info.sample_rate == 44100 and info.bit_rate is not None
+        assert info.bit_rate >= 190_000
 
 
 @pytest.mark.parametrize(("name", "target"), [("podcast", -16.0), ("broadcast", -23.0)])
