@@ -345,3 +345,52 @@ def test_submit_uploads_the_cover_and_the_output_options(
     assert refused.exit_code == 2 and "cannot be decoded" in refused.output
     clash = runner.invoke(cli, ["submit", str(book), "--loudness-preset", "fast"], env=env)
     assert clash.exit_code == 2 and "loudness_preset" in clash.output
+
+
+def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(
+    s3_settings: Settings, pg_migrated_url: str
+) -> None:
+    """Only freshly written chunks go into the Redis index (its entries live 7 days,
+    chunks at least 8); a chunk found through the database, which may be old, does not."""
+    from pipeline.cache import RedisChunkIndex
+    from pipeline.engines import engine_info
+    from pipeline.submit import document_from_text, submit_job
+
+    need_service("Redis", "127.0.0.1", 6379)
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    settings = s3_settings.model_copy(update={"database_url": pg_migrated_url})
+    runtime = WorkerRuntime.open(settings)
+    index = RedisChunkIndex(client)
+
+    def render(text: str) -> None:
+        submitted = submit_job(
+            runtime.factory,
+            document_from_text("T", text),
+            engine=engine_info(settings),
+            settings=settings,
+            kind="book",
+            owner_id=uuid.uuid4(),
+            idempotency_key=None,
+            output_base=settings.resolved_storage_url,
+        )
+        renderer = ChunkRenderer(
+            factory=runtime.factory,
+            store_=runtime.chunk_store,
+            engine=runtime.engine,
+            settings=settings,
+            index=index,
+        )
+        ids = [c for g in submitted.chunk_groups for c in g]
+        render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=ids)
+
+    try:
+        render("A sentence rendered once.")
+        keys = client.keys("vb:chunk:*")
+        assert len(keys) == 1 and 0 < client.ttl(keys[0]) <= 7 * 24 * 3600  # fresh: indexed
+        client.flushdb()  # the entry expired
+        render("A sentence rendered once.")  # a cache hit through the database
+        assert client.keys("vb:chunk:*") == []
+    finally:
+        client.flushdb()
+        client.close()
