@@ -85,13 +85,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     import sys
 
-    harness = sys.modules.get("tests.chaos.harness")
+    harness = sys.modules.get("tests.chaos.report")
     if harness is None or not harness.RESULTS:
         return
     table = harness.summary_table(harness.RESULTS)
-    terminalreporter.write_sep("=", "fault injection: every scenario's invariants held")
+    failed = len(terminalreporter.stats.get("failed", []))
+    if failed:
+        terminalreporter.write_sep("=", f"fault injection: {failed} tests failed (see above)")
+    else:
+        terminalreporter.write_sep("=", "fault injection: every scenario's invariants held")
     terminalreporter.write_line(table)
     target = config.getoption("--reliability-report")
-    if target:
+    if target and not failed:  # the page keeps the latest run in which everything held
         harness.write_report(Path(target), table)
         terminalreporter.write_line(f"summary written to {target}")

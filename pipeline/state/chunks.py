@@ -194,6 +194,43 @@ def fail_chunk(
     return to if moved else None
 
 
+@dataclass(frozen=True)
+class ExpiredLeases:
+    """What expire_leases did: chunks given up on, and (job, chunk) pairs handed back."""
+
+    failed: int
+    returned: list[tuple[uuid.UUID, uuid.UUID]]
+
+
+def expire_leases(
+    session: Session, *, max_attempts: int, now: datetime | None = None
+) -> ExpiredLeases:
+    """Leases that ran out (their renderer died or was cut off) end now: the chunk goes
+    back to pending, or is failed with why once it has used max_attempts. Until then it
+    would sit `leased` to nobody; its renderer, should it come back, can neither renew
+    nor commit (both name the owner and a live lease). The attempt stays counted."""
+    now = now or utcnow()
+    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
+    failed = _update(
+        session,
+        Chunk,
+        (expired, Chunk.attempts >= max_attempts),
+        status=ChunkStatus.FAILED,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+    )
+    returned = session.execute(
+        update(Chunk)
+        .where(expired)
+        .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=now)
+        .returning(Chunk.job_id, Chunk.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return ExpiredLeases(failed, [(job_id, chunk_id) for job_id, chunk_id in returned])
+
+
 def release_leases(session: Session, *, owner: str) -> int:
     """Hand back every chunk `owner` holds (a graceful stop); the attempt is not counted."""
     return _update(

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.harness import PREFIX, Cluster, base_env, install_audit
+from tests.chaos.audit import install_audit
+from tests.chaos.harness import PREFIX, Cluster, base_env
 from tests.chaos.services import PrivateRedis
 from tests.conftest import need_service
 from tests.e2e.conftest import pg_admin, pg_template, s3_endpoint  # noqa: F401

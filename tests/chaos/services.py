@@ -114,6 +114,38 @@ class PrivatePostgres:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
 
+    def create_database(self, name: str) -> str:
+        """A new database at the newest schema; returns its URL."""
+        from sqlalchemy import create_engine, text
+
+        from pipeline.state.db import create_db_engine, upgrade
+
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        engine = create_db_engine(self.url(name))
+        upgrade(engine)
+        engine.dispose()
+        return self.url(name)
+
+    def kill_connections(self, database: str) -> int:
+        """Terminate every session on `database` (a failover, a proxy that drops idle
+        connections, an admin's pg_terminate_backend); returns how many."""
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            killed = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": database},
+            ).scalar()
+        admin.dispose()
+        return int(killed or 0)
+
     def start(self) -> None:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off"
         self._run(
