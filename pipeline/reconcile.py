@@ -29,6 +29,7 @@ class DueWork:
     assemble: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (job, item)
     finalize: list[uuid.UUID] = field(default_factory=list)
     failed_chunks: int = 0  # chunks given up on here, after max_attempts
+    replayed_messages: int = 0  # dead-lettered messages published again (RabbitMQ)
 
     @property
     def chunks(self) -> int:
