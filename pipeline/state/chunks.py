@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.state.models import FINAL_JOB_STATUSES, Chunk, ChunkStatus, Job, utcnow
@@ -30,6 +31,13 @@ class ChunkLease:
     attempts: int
     expires_at: datetime
     item_id: uuid.UUID | None = None
+
+
+def _gave_up(max_attempts: int) -> Any:
+    """The error a chunk is failed with when its renderer kept stopping: the reason, and
+    the last error an attempt recorded, if any."""
+    reason = f"gave up after {max_attempts} attempts: the renderer stopped before finishing"
+    return literal(reason) + func.coalesce(literal("; last error: ") + Chunk.error, "")
 
 
 def lease_chunks(
@@ -66,7 +74,7 @@ def lease_chunks(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
-        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+        error=_gave_up(max_attempts),
     )
     available = or_(Chunk.status == ChunkStatus.PENDING, expired)
     candidates = session.execute(
@@ -219,7 +227,7 @@ def expire_leases(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
-        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+        error=_gave_up(max_attempts),
     )
     returned = session.execute(
         update(Chunk)
