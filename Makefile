@@ -29,8 +29,8 @@ test-integration: install
 test-e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
-chaos: install  ## the fault-injection scenarios (also part of `make test`)
-	$(BIN)/python -m pytest tests/chaos -v
+chaos: install  ## the fault-injection scenarios (also part of `make test`); table -> docs/reliability.md
+	$(BIN)/python -m pytest tests/chaos -v -p no:logging --reliability-report docs/reliability.md
 
 lint: install
 	$(BIN)/ruff check .

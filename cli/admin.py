@@ -147,7 +147,8 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         if due is not None:
             console.print(
                 f"{due.chunks} chunks republished, {len(due.assemble)} items to assemble, "
-                f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed"
+                f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed, "
+                f"{due.replayed_messages} dead letters replayed"
             )
 
     @app.command()

@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     test_engine_crash_on: str | None = Field(
         None, description="test-tone only: a word that kills the rendering process (fault tests)."
     )
+    test_engine_journal: Path | None = Field(
+        None,
+        description="test-tone only: append a line per rendered request to this file "
+        "(fault tests count renders that were wasted).",
+    )
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
     # --- distributed mode -------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Finding work the broker lost: the database is the record, messages are only hints.
 
 A reconciler (`voicebatch reconcile`) asks this module, now and then, what should be in
-flight and is not: chunks whose lease ran out (their renderer died; Redis would only
-redeliver its message after the visibility timeout), pending chunks nobody has touched
+flight and is not: chunks whose lease ran out (their renderer died; they go back to
+pending at once, and Redis would only redeliver its message after the visibility timeout), pending chunks nobody has touched
 for a while when the render queue is empty (a broker restarted without its messages),
 items whose chunks are all final but were never claimed or never assembled, and jobs
 waiting to be finalized. Publishing any of it again is safe: every task may run twice.
@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from pipeline.state import store
 from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus, Job, JobStatus, utcnow
-from pipeline.state.updates import conditional_update
 
 
 @dataclass
@@ -29,6 +29,7 @@ class DueWork:
     assemble: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (job, item)
     finalize: list[uuid.UUID] = field(default_factory=list)
     failed_chunks: int = 0  # chunks given up on here, after max_attempts
+    replayed_messages: int = 0  # dead-lettered messages published again (RabbitMQ)
 
     @property
     def chunks(self) -> int:
@@ -53,27 +54,24 @@ def find_due_work(
     now = now or utcnow()
     due = DueWork()
     active = [JobStatus.PENDING, JobStatus.RENDERING]
-    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
-    # A chunk whose renderer died max_attempts times is failed, with why.
-    due.failed_chunks = conditional_update(
-        session,
-        Chunk,
-        (expired, Chunk.attempts >= max_attempts),
-        status=ChunkStatus.FAILED,
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=now,
-        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
-    )
-    wanted = [expired]
+    # Leases that ran out go back to pending at once (or fail, after max_attempts):
+    # no chunk stays leased to a renderer that is gone while its message waits in line.
+    expired = store.expire_leases(session, max_attempts=max_attempts, now=now)
+    due.failed_chunks = expired.failed
+    returned = {chunk_id for _, chunk_id in expired.returned}
+    wanted: list[ColumnElement[bool]] = [Chunk.id.in_(list(returned))] if returned else []
     if include_idle_pending:
         wanted.append(and_(Chunk.status == ChunkStatus.PENDING, Chunk.updated_at < now - grace))
-    rows = session.execute(
-        select(Chunk.job_id, Chunk.id)
-        .join(Job, Job.id == Chunk.job_id)
-        .where(Job.status.in_(active), or_(*wanted))
-        .order_by(Chunk.job_id, Chunk.seq)
-    ).all()
+    rows = (
+        session.execute(
+            select(Chunk.job_id, Chunk.id)
+            .join(Job, Job.id == Chunk.job_id)
+            .where(Job.status.in_(active), Chunk.status == ChunkStatus.PENDING, or_(*wanted))
+            .order_by(Chunk.job_id, Chunk.seq)
+        ).all()
+        if wanted
+        else []
+    )
     by_job: dict[uuid.UUID, list[uuid.UUID]] = {}
     for job_id, chunk_id in rows:
         by_job.setdefault(job_id, []).append(chunk_id)

@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +68,34 @@ def book(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+# --- the fault-injection suite's summary table ---------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-report",
+        metavar="PATH",
+        help="write the chaos scenarios' summary table into this Markdown file "
+        "(between its chaos-summary markers); `make chaos` writes docs/reliability.md",
+    )
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    import sys
+
+    harness = sys.modules.get("tests.chaos.report")
+    if harness is None or not harness.RESULTS:
+        return
+    table = harness.summary_table(harness.RESULTS)
+    failed = len(terminalreporter.stats.get("failed", []))
+    if failed:
+        terminalreporter.write_sep("=", f"fault injection: {failed} tests failed (see above)")
+    else:
+        terminalreporter.write_sep("=", "fault injection: every scenario's invariants held")
+    terminalreporter.write_line(table)
+    target = config.getoption("--reliability-report")
+    if target and not failed:  # the page keeps the latest run in which everything held
+        harness.write_report(Path(target), table)
+        terminalreporter.write_line(f"summary written to {target}")

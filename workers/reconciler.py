@@ -10,18 +10,22 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery
 
 from pipeline.config import Settings
+from pipeline.errors import NotFoundError
 from pipeline.reconcile import DueWork, find_due_work
+from pipeline.state import store
 from pipeline.state.db import transaction
-from workers.app import RENDER_QUEUE, VoicebatchCelery, create_celery
-from workers.dispatch import CeleryDispatcher
+from workers.app import DEAD_LETTER_QUEUE, RENDER_QUEUE, VoicebatchCelery, create_celery, is_amqp
+from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
 
 log = logging.getLogger(__name__)
+TASKS = (RENDER_TASK, ASSEMBLE_TASK, FINALIZE_TASK)
 
 
 def queue_depth(app: Celery, name: str) -> int:
@@ -36,9 +40,44 @@ def queue_depth(app: Celery, name: str) -> int:
         raise
 
 
+def replay_dead_letters(app: VoicebatchCelery, *, limit: int = 1000) -> int:
+    """RabbitMQ: publish again the messages the quorum queues dead-lettered while their job
+    is still active (a message handed back through a long outage passes the delivery
+    limit), and drop those whose job is final. Published first, then acknowledged: a
+    crash in between publishes twice, which every task is built to survive."""
+    if not is_amqp(app.settings.broker_url or ""):
+        return 0
+    (dead,) = [q for q in app.conf.task_queues if q.name == DEAD_LETTER_QUEUE]
+    replayed = 0
+    with app.connection_for_write() as connection:
+        bound = dead(connection.default_channel)
+        for _ in range(limit):
+            message = bound.get(no_ack=False, accept=["json"])
+            if message is None:
+                break
+            name, (args, *_) = message.headers.get("task"), message.decode()
+            if name not in TASKS or not args:
+                log.error("dead letter %r is no voicebatch task; dropped", name)
+                message.ack()
+                continue
+            try:
+                job_id = uuid.UUID(str(args[0]))
+                with transaction(app.runtime.factory) as session:
+                    final = store.get_job(session, job_id).status.final
+            except (ValueError, NotFoundError):
+                final = True  # no such job: nothing left to do for it
+            if not final:
+                app.send_task(name, args=args)
+                replayed += 1
+            message.ack()
+    return replayed
+
+
 def reconcile_once(app: VoicebatchCelery, *, grace: timedelta) -> DueWork:
-    """One round: find what is due, claim what needs claiming, publish it all."""
+    """One round: replay dead letters, find what is due, claim what needs claiming, publish
+    it all."""
     settings = app.settings
+    replayed = replay_dead_letters(app)
     idle_queue = queue_depth(app, RENDER_QUEUE) == 0
     with transaction(app.runtime.factory) as session:
         due = find_due_work(
@@ -55,14 +94,16 @@ def reconcile_once(app: VoicebatchCelery, *, grace: timedelta) -> DueWork:
         dispatcher.assemble(job_id, [item_id])
     for job_id in due.finalize:
         dispatcher.finalize(job_id)
-    if due.chunks or due.assemble or due.finalize or due.failed_chunks:
+    due.replayed_messages = replayed
+    if due.chunks or due.assemble or due.finalize or due.failed_chunks or replayed:
         log.warning(
             "reconciled: %d chunks republished, %d items to assemble, %d jobs to finalize, "
-            "%d chunks failed after too many attempts",
+            "%d chunks failed after too many attempts, %d dead letters replayed",
             due.chunks,
             len(due.assemble),
             len(due.finalize),
             due.failed_chunks,
+            replayed,
         )
     return due
 

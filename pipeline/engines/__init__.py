@@ -31,7 +31,9 @@ def _test_tone(settings: Settings) -> Engine:
     from pipeline.engines.testing import TestToneEngine
 
     return TestToneEngine(
-        delay_seconds=settings.test_engine_delay_ms / 1000, crash_on=settings.test_engine_crash_on
+        delay_seconds=settings.test_engine_delay_ms / 1000,
+        crash_on=settings.test_engine_crash_on,
+        journal=settings.test_engine_journal,
     )
 
 

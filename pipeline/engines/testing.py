@@ -11,6 +11,7 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -29,12 +30,34 @@ class TestToneEngine:
     delay_seconds = 0.0
     crash_on: str | None = None
 
-    def __init__(self, *, delay_seconds: float = 0.0, crash_on: str | None = None) -> None:
+    journal: Path | None = None
+
+    def __init__(
+        self,
+        *,
+        delay_seconds: float = 0.0,
+        crash_on: str | None = None,
+        journal: Path | None = None,
+    ) -> None:
         # A pause per request lets fault-injection tests catch a batch mid-render; a
-        # crash word kills the process the way a segfaulting model would. Neither changes
-        # the audio, so neither is part of any content hash.
+        # crash word kills the process the way a segfaulting model would; the journal
+        # lets them count every render, finished or not. None changes the audio, so none
+        # is part of any content hash.
         self.delay_seconds = delay_seconds
         self.crash_on = crash_on
+        self.journal = journal
+
+    def _note(self, request: SynthesisRequest) -> None:
+        """One line per render in the journal; a single O_APPEND write, so lines from
+        many processes never interleave."""
+        if self.journal is None:
+            return
+        digest = hashlib.sha256(request.text.encode("utf-8")).hexdigest()[:16]
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()} {digest}\n".encode())
+        finally:
+            os.close(fd)
 
     def _word(self, word: str, rate: float) -> AudioArray:
         digest = hashlib.sha256(word.encode("utf-8")).digest()
@@ -45,6 +68,7 @@ class TestToneEngine:
         return (0.5 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
     def render_one(self, request: SynthesisRequest) -> SynthesisResult:
+        self._note(request)
         if self.crash_on and self.crash_on in request.text.split():
             os._exit(70)  # no cleanup, no exception: the process is simply gone
         if self.delay_seconds:

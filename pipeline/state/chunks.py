@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from pipeline.state.models import FINAL_JOB_STATUSES, Chunk, ChunkStatus, Job, utcnow
@@ -30,6 +31,13 @@ class ChunkLease:
     attempts: int
     expires_at: datetime
     item_id: uuid.UUID | None = None
+
+
+def _gave_up(max_attempts: int) -> Any:
+    """The error a chunk is failed with when its renderer kept stopping: the reason, and
+    the last error an attempt recorded, if any."""
+    reason = f"gave up after {max_attempts} attempts: the renderer stopped before finishing"
+    return literal(reason) + func.coalesce(literal("; last error: ") + Chunk.error, "")
 
 
 def lease_chunks(
@@ -66,7 +74,7 @@ def lease_chunks(
         lease_owner=None,
         lease_expires_at=None,
         updated_at=now,
-        error=f"gave up after {max_attempts} attempts: the renderer stopped before finishing",
+        error=_gave_up(max_attempts),
     )
     available = or_(Chunk.status == ChunkStatus.PENDING, expired)
     candidates = session.execute(
@@ -192,6 +200,43 @@ def fail_chunk(
         updated_at=utcnow(),
     )
     return to if moved else None
+
+
+@dataclass(frozen=True)
+class ExpiredLeases:
+    """What expire_leases did: chunks given up on, and (job, chunk) pairs handed back."""
+
+    failed: int
+    returned: list[tuple[uuid.UUID, uuid.UUID]]
+
+
+def expire_leases(
+    session: Session, *, max_attempts: int, now: datetime | None = None
+) -> ExpiredLeases:
+    """Leases that ran out (their renderer died or was cut off) end now: the chunk goes
+    back to pending, or is failed with why once it has used max_attempts. Until then it
+    would sit `leased` to nobody; its renderer, should it come back, can neither renew
+    nor commit (both name the owner and a live lease). The attempt stays counted."""
+    now = now or utcnow()
+    expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
+    failed = _update(
+        session,
+        Chunk,
+        (expired, Chunk.attempts >= max_attempts),
+        status=ChunkStatus.FAILED,
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=now,
+        error=_gave_up(max_attempts),
+    )
+    returned = session.execute(
+        update(Chunk)
+        .where(expired)
+        .values(status=ChunkStatus.PENDING, lease_owner=None, lease_expires_at=None, updated_at=now)
+        .returning(Chunk.job_id, Chunk.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return ExpiredLeases(failed, [(job_id, chunk_id) for job_id, chunk_id in returned])
 
 
 def release_leases(session: Session, *, owner: str) -> int:

@@ -19,10 +19,12 @@ from sqlalchemy.orm import Session
 from pipeline.errors import InputError, NotFoundError
 from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace for all state)
     ChunkLease,
+    ExpiredLeases,
     OpenChunks,
     RenderedAudio,
     chunk_items,
     complete_chunk,
+    expire_leases,
     fail_chunk,
     failed_chunks,
     find_rendered_many,

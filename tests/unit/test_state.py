@@ -143,6 +143,46 @@ def test_chunk_whose_renderer_keeps_dying_fails_after_max_attempts(
         assert failed.status == ChunkStatus.FAILED and "3 attempts" in (failed.error or "")
 
 
+def test_expired_leases_end_at_once_and_a_chunk_out_of_attempts_keeps_its_last_error(
+    db: sessionmaker[Session],
+) -> None:
+    job_id = new_job(db, chunks_per_item=(2,))
+    now = utcnow()
+    first, second = lease(db, job_id, "w1", limit=2, now=now)
+    with transaction(db) as session:  # the first chunk's attempt failed with an error
+        assert (
+            store.fail_chunk(
+                session,
+                chunk_id=first.chunk_id,
+                owner="w1",
+                error="EngineOutOfMemory: CUDA out of memory",
+                retryable=True,
+                max_attempts=3,
+            )
+            == ChunkStatus.PENDING
+        )
+    assert [c.attempts for c in lease(db, job_id, "w1b", limit=1, now=now)] == [2]
+    now += TTL + timedelta(seconds=1)  # then both renderers died, holding a chunk each
+    with transaction(db) as session:
+        expired = store.expire_leases(session, max_attempts=3, now=now)
+    assert expired.failed == 0 and len(expired.returned) == 2  # back to pending, at once
+    assert [c.attempts for c in lease(db, job_id, "w2", limit=2, now=now)] == [3, 2]
+    now += TTL + timedelta(seconds=1)  # and the next one died too
+    with transaction(db) as session:
+        expired = store.expire_leases(session, max_attempts=3, now=now)
+    assert expired.failed == 1 and [c for _, c in expired.returned] == [second.chunk_id]
+    with transaction(db) as session:
+        (failed,) = store.failed_chunks(session, job_id=job_id)
+        states = {c.id: c for c in store.item_chunks(session, item_id=failed.item_id)}
+    assert failed.id == first.chunk_id and failed.lease_owner is None
+    assert failed.error == (
+        "gave up after 3 attempts: the renderer stopped before finishing; "
+        "last error: EngineOutOfMemory: CUDA out of memory"
+    )
+    assert states[second.chunk_id].status == ChunkStatus.PENDING
+    assert states[second.chunk_id].lease_owner is None
+
+
 def test_release_hands_chunks_back_without_counting_an_attempt(db: sessionmaker[Session]) -> None:
     job_id = new_job(db, chunks_per_item=(2,))
     lease(db, job_id, "a")
