@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import av
 
 from pipeline.errors import InputError, PermanentError
 
+log = logging.getLogger(__name__)
 MAX_COVER_BYTES = 20 << 20  # a 3000 x 3000 JPEG is 2-5 MB; 20 MB is far past any real cover
 MIME_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
@@ -119,4 +121,10 @@ def document_cover(document: Any) -> Cover | None:
     if found is None:
         return None
     data = getattr(found, "data", found)
-    return cover_from_bytes(bytes(data), name="the book's cover")
+    try:
+        return cover_from_bytes(bytes(data), name="the book's cover")
+    except InputError as exc:
+        # Not asked for: a cover the files cannot carry (a GIF, a broken image) is left
+        # out with a warning rather than failing the book. --cover gives another.
+        log.warning("%s; the files get no cover (give one with --cover)", exc.message)
+        return None

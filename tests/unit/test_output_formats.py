@@ -118,3 +118,27 @@ def test_cover_files_are_checked(tmp_path: Path) -> None:
     assert "is empty" in messages[1]
     assert "not a JPEG or PNG" in messages[2]
     assert "cannot be decoded" in messages[3]
+
+
+def test_a_books_own_cover_is_used_and_an_unusable_one_is_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from dataclasses import dataclass
+
+    from pipeline.audio.cover import document_cover
+
+    @dataclass
+    class Found:  # the shape the EPUB reader gives a Document's cover
+        data: bytes
+        mime_type: str
+
+    @dataclass
+    class Book:
+        cover: Found | None
+
+    picture = image_bytes("jpeg")
+    cover = document_cover(Book(Found(picture, "image/jpeg")))
+    assert cover is not None and cover.data == picture and cover.mime_type == "image/jpeg"
+    assert document_cover(Book(None)) is None
+    assert document_cover(Book(Found(b"GIF89a....", "image/gif"))) is None
+    assert "not a JPEG or PNG" in caplog.text
