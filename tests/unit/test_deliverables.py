@@ -163,3 +163,65 @@ def test_timing_files_can_be_turned_off(runtime: LocalRuntime, book: Path, tmp_p
     out = tmp_path / "out"
     manifest = render(runtime, book, out, subtitles="none")
     assert "timings" not in manifest and not list(out.rglob("*.srt"))
+
+
+def test_worker_steps_write_the_same_files_as_embedded_with_presets_and_masters(
+    runtime: LocalRuntime, book: Path, tmp_path: Path
+) -> None:
+    """Room tone, head and tail silence, masters, cover and chapter marks come out the
+    same from assemble_item + finalize_job (workers) as from the one-pass assembly."""
+    from pipeline.assemble import assemble_item, finalize_job
+    from pipeline.plan import plan_job
+    from pipeline.render import ChunkRenderer
+    from pipeline.state import store
+    from pipeline.state.db import transaction
+    from pipeline.storage import LocalObjectStore
+
+    picture = tmp_path / "art.png"
+    picture.write_bytes(image_bytes("png", 40, 40))
+    options = {"output_format": "m4b", "master_format": "wav", "loudness_preset": "acx"}
+    first = render(runtime, book, tmp_path / "one-pass", cover=picture, **options)
+    steps = tmp_path / "steps"
+    output = LocalObjectStore(steps)
+    cover = load_cover(picture)
+    output.put(cover.key, cover.data, content_type=cover.mime_type)  # as submit does
+    engine = CountingEngine()
+    planned = plan_job(
+        runtime.factory,
+        check_inputs(book, runtime.settings),
+        engine=engine,
+        settings=runtime.settings,
+        output_uri=steps.as_uri(),
+        cover=cover,
+    )
+    ChunkRenderer(
+        factory=runtime.factory,
+        store_=runtime.chunk_store,
+        engine=engine,
+        settings=runtime.settings,
+    ).render_job(planned.job_id)
+    with transaction(runtime.factory) as session:
+        items = store.claim_ready_items(session, job_id=planned.job_id)
+    for item_id in items:
+        assemble_item(
+            runtime.factory, item_id=item_id, chunk_store=runtime.chunk_store, output_store=output
+        )
+    with transaction(runtime.factory) as session:
+        assert store.claim_finalization(session, job_id=planned.job_id)
+    finalize_job(
+        runtime.factory, job_id=planned.job_id, chunk_store=runtime.chunk_store, output_store=output
+    )
+    second = json.loads((steps / "manifest.json").read_text())
+    assert second["loudness"] == first["loudness"] and second["cover"] == "cover.png"
+    for key in [first["master"], *(c["master"] for c in first["chapters"])]:
+        one, two = decode(tmp_path / "one-pass" / key), decode(steps / key)
+        assert one.audio.size and np.array_equal(one.audio, two.audio), key
+    # The room-tone bed is in the chapter files exactly where it is in the book.
+    whole = decode(steps / second["master"]).audio
+    for chapter in second["chapters"]:
+        part = decode(steps / chapter["master"]).audio
+        np.testing.assert_array_equal(part, whole[chapter["start_sample"] : chapter["end_sample"]])
+        assert np.max(np.abs(part[:1000])) > 0  # the head is room tone, not digital silence
+    marks = probe(steps / second["file"]).chapters
+    assert [m.title for m in marks] == [c["title"] for c in second["chapters"]]
+    assert probe(steps / second["file"]).cover == picture.read_bytes()
