@@ -44,7 +44,7 @@ from pipeline.submit import document_from_chapters, submit_job
 from tests.chaos.audit import FINAL
 from tests.chaos.report import RESULTS, ScenarioResult
 from tests.chaos.services import PrivateRedis
-from tests.e2e.stack import VOICEBATCH
+from tests.e2e.stack import VOICEBATCH, stop_processes
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -157,15 +157,7 @@ class Cluster:
 
     def stop(self) -> None:
         self._watching.set()
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values())
         if self._factory is not None:
             bind = self._factory.kw["bind"]
             bind.dispose()

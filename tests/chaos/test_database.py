@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.chaos.conftest import MakeCluster
+from tests.chaos.harness import Cluster
 from tests.chaos.services import PrivatePostgres
 
 pytestmark = pytest.mark.e2e
@@ -22,17 +23,22 @@ def private_pg() -> Iterator[PrivatePostgres]:
     server.close()
 
 
-def test_a_database_restart_mid_job_only_delays_it(
-    private_pg: PrivatePostgres, make_cluster: MakeCluster
-) -> None:
-    url = private_pg.create_database("chaos")
-    cluster = make_cluster("6. PostgreSQL restarted mid-job (down 3 s)", database_url=url)
+def _running(server: PrivatePostgres, make_cluster: MakeCluster, scenario: str) -> Cluster:
+    """Two jobs on the private server's database, caught while a worker holds leases."""
+    cluster = make_cluster(scenario, database_url=server.create_database("chaos"))
     cluster.assemble_worker()
     cluster.reconciler()
-    cluster.render_worker("render", VOICEBATCH_TEST_ENGINE_DELAY_MS="300")
+    cluster.render_worker("render", VOICEBATCH_TEST_ENGINE_DELAY_MS="250")
     for job in range(2):
         cluster.submit(cluster.book(job, chapters=2, sentences=4))
     cluster.wait_until_leased("render")
+    return cluster
+
+
+def test_a_database_restart_mid_job_only_delays_it(
+    private_pg: PrivatePostgres, make_cluster: MakeCluster
+) -> None:
+    cluster = _running(private_pg, make_cluster, "6. PostgreSQL restarted mid-job (down 3 s)")
     cluster.fault()
     private_pg.restart(down_seconds=3)
     recovered = cluster.wait_final(150)
@@ -44,14 +50,9 @@ def test_a_database_restart_mid_job_only_delays_it(
 def test_killed_database_connections_only_delay_the_job(
     private_pg: PrivatePostgres, make_cluster: MakeCluster
 ) -> None:
-    url = private_pg.create_database("chaos")
-    cluster = make_cluster("6. the workers' database connections killed, 3 times", database_url=url)
-    cluster.assemble_worker()
-    cluster.reconciler()
-    cluster.render_worker("render", VOICEBATCH_TEST_ENGINE_DELAY_MS="200")
-    for job in range(2):
-        cluster.submit(cluster.book(job, chapters=2, sentences=4))
-    cluster.wait_until_leased("render")
+    cluster = _running(
+        private_pg, make_cluster, "6. the workers' database connections killed, 3 times"
+    )
     for _ in range(3):
         cluster.fault(private_pg.kill_connections("chaos"))
         time.sleep(1.5)

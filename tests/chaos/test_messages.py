@@ -5,6 +5,8 @@ losses only delay, duplicates change nothing."""
 from __future__ import annotations
 
 import time
+import uuid
+from typing import Any
 
 import pytest
 
@@ -37,6 +39,17 @@ def _publish_again(cluster: Cluster) -> int:
     return published
 
 
+def _chunk_rows(cluster: Cluster) -> dict[uuid.UUID, tuple[Any, ...]]:
+    """Every chunk's attempts, last change and object: what a duplicate must not touch."""
+    with transaction(cluster.factory) as session:
+        return {
+            c.id: (c.attempts, c.updated_at, c.object_key)
+            for job in cluster.jobs
+            for item in store.job_items(session, job_id=job)
+            for c in store.item_chunks(session, item_id=item.id)
+        }
+
+
 def test_the_same_messages_twice_at_once_and_replayed_later_change_nothing(
     make_cluster: MakeCluster,
 ) -> None:
@@ -47,25 +60,12 @@ def test_the_same_messages_twice_at_once_and_replayed_later_change_nothing(
         cluster.submit(cluster.book(job, chapters=2, sentences=3))
     cluster.fault(_publish_again(cluster))  # every message now twice in the queue
     recovered = cluster.wait_final(90)
-    with transaction(cluster.factory) as session:
-        first = {
-            c.id: (c.attempts, c.updated_at, c.object_key)
-            for job in cluster.jobs
-            for item in store.job_items(session, job_id=job)
-            for c in store.item_chunks(session, item_id=item.id)
-        }
+    first = _chunk_rows(cluster)
     # each chunk was leased (and rendered) by exactly one copy of its message
     assert {attempts for attempts, _, _ in first.values()} == {1}
     cluster.fault(_publish_again(cluster))  # a replay, after the jobs ended
     time.sleep(3)
-    with transaction(cluster.factory) as session:
-        again = {
-            c.id: (c.attempts, c.updated_at, c.object_key)
-            for job in cluster.jobs
-            for item in store.job_items(session, job_id=job)
-            for c in store.item_chunks(session, item_id=item.id)
-        }
-    assert again == first
+    assert _chunk_rows(cluster) == first
     result = cluster.verify(recover_seconds=recovered)
     assert result.wasted == 0
 
