@@ -152,9 +152,11 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
             response.headers["Retry-After"] = "5"
         return response
 
+    from api.downloads import router as downloads
     from api.routes import router
 
     app.include_router(router)
+    app.include_router(downloads)
 
     @app.get("/healthz", tags=["health"], summary="The process is up.")
     def healthz() -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,17 +26,16 @@ from api.schemas import (
     JobOut,
     JobPage,
     JobRequest,
-    OutputFile,
-    Outputs,
 )
-from pipeline.assemble import MANIFEST_KEY
-from pipeline.errors import InputError, NotFoundError, RetryableError, VoicebatchError
+from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
+from pipeline.audio.presets import mastering_options
+from pipeline.errors import InputError, RetryableError
 from pipeline.ingest import ParsedSource
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.keys import authenticate
-from pipeline.state.models import ApiKey, Job, JobStatus
-from pipeline.storage import store_at
+from pipeline.state.models import ApiKey, Job
+from pipeline.storage import ObjectStore, store_at
 from pipeline.submit import (
     FieldError,
     document_from_chapters,
@@ -154,29 +154,62 @@ def _validation(exc: ValidationError) -> RequestValidationError:
     )
 
 
-async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any]]:
-    """The request as a checked document, its kind, and per-job setting overrides."""
+FORM_FIELDS = ("title", "format", "voice", "chapter_files", "master", "loudness_preset")
+
+
+def _cover(data: bytes | None, field: str = "cover") -> Cover | None:
+    if data is None:
+        return None
+    try:
+        return cover_from_bytes(data, name="the image")
+    except InputError as exc:
+        raise FieldError(field, exc.message.removeprefix("the image: ")) from exc
+
+
+def _base64_cover(text: str | None) -> Cover | None:
+    if text is None:
+        return None
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise FieldError("cover", "is not valid base64") from exc
+    return _cover(data)
+
+
+async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
+    """The request as a checked document, its kind, per-job setting overrides and cover."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=10)
+        form = await request.form(max_files=2, max_fields=12)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise FieldError("file", "missing: send the book as the multipart field `file`")
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        picture = form.get("cover")
         try:
             body = JobRequest.model_validate(
                 {
                     "text": "-",
-                    **{k: v for k, v in fields.items() if k in ("title", "format", "voice")},
+                    **{k: v for k, v in fields.items() if k in FORM_FIELDS},
+                    **(
+                        {"subtitles": [k for k in fields["subtitles"].split(",") if k.strip()]}
+                        if "subtitles" in fields
+                        else {}
+                    ),
                 }
             )
         except ValidationError as exc:
             raise _validation(exc) from exc
+        if isinstance(picture, str):
+            raise FieldError("cover", "send the cover as a file part, not a text field")
+        cover = _cover(await picture.read()) if picture is not None else None
         data = await upload.read()
         parsed = await run_in_threadpool(document_from_upload, upload.filename or "", data)
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
-        return parsed, "book", {"output_format": body.format, "voice": body.voice}
+        if cover is None:
+            cover = document_cover(parsed.document)
+        return parsed, "book", body.overrides(), cover
     if content_type != "application/json":
         raise UnsupportedMediaType(
             "content-type", "send application/json or multipart/form-data with a `file`"
@@ -189,23 +222,26 @@ async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any]]:
     return await run_in_threadpool(_document, body)
 
 
-def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any]]:
+def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
     title = body.title or "Untitled"
-    overrides = {"output_format": body.format, "voice": body.voice}
+    overrides = body.overrides()
+    cover = _base64_cover(body.cover)
     if body.items:
         return (
             document_from_items(title, [(i.id, i.text) for i in body.items]),
             "catalogue",
             overrides,
+            cover,
         )
     if body.chapters:
         return (
             document_from_chapters(title, [(c.title, c.text) for c in body.chapters]),
             "book",
             overrides,
+            cover,
         )
     assert body.text is not None
-    return document_from_text(title, body.text), "book", overrides
+    return document_from_text(title, body.text), "book", overrides, cover
 
 
 JOB_BODY = {
@@ -224,8 +260,26 @@ JOB_BODY = {
                             "description": "A .txt or .md book.",
                         },
                         "title": {"type": "string"},
-                        "format": {"type": "string", "enum": ["wav", "flac", "mp3", "opus"]},
+                        "format": {
+                            "type": "string",
+                            "enum": ["wav", "flac", "mp3", "opus", "m4b"],
+                        },
                         "voice": {"type": "string"},
+                        "cover": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Cover art, JPEG or PNG.",
+                        },
+                        "chapter_files": {"type": "boolean"},
+                        "master": {"type": "string", "enum": ["none", "wav", "flac"]},
+                        "subtitles": {
+                            "type": "string",
+                            "description": "Comma-separated: srt,vtt,json (empty: none).",
+                        },
+                        "loudness_preset": {
+                            "type": "string",
+                            "enum": ["none", "acx", "podcast", "broadcast"],
+                        },
                     },
                 }
             },
@@ -257,10 +311,10 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides = await _parse(request)
+    parsed, kind, overrides, cover = await _parse(request)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
-        _submit, context, key, parsed, kind, overrides, idempotency_key, response
+        _submit, context, key, parsed, kind, overrides, cover, idempotency_key, response
     )
 
 
@@ -270,12 +324,17 @@ def _submit(
     parsed: ParsedSource,
     kind: str,
     overrides: dict[str, Any],
+    cover: Cover | None,
     idempotency_key: str | None,
     response: Response,
 ) -> JobOut:
     settings = context.settings.model_copy(
         update={k: v for k, v in overrides.items() if v is not None}
     )
+    try:
+        mastering_options(settings)
+    except InputError as exc:
+        raise FieldError("loudness_preset", exc.message) from exc
     if settings.voice and ("/" in settings.voice or "\\" in settings.voice):
         raise FieldError("voice", "a voice is a name the server knows, not a path")
     engine = context.engine
@@ -292,6 +351,8 @@ def _submit(
         owner_id=key.id,
         idempotency_key=idempotency_key,
         output_base=context.settings.resolved_storage_url,
+        cover=cover,
+        folder=lambda uri: folder_for(context, uri),
     )
     try:
         # A replay publishes the chunks still waiting again: the first try may have lost
@@ -302,6 +363,8 @@ def _submit(
             raise
         with transaction(context.factory) as session:
             withdrawn = store.withdraw_job(session, job_id=submitted.job_id)
+        if withdrawn and cover is not None:
+            folder_for(context, _output_uri(context, submitted.job_id)).delete(cover.key)
         if not withdrawn:
             raise RetryableError(
                 f"job {submitted.job_id} was created but not all of its work could be queued "
@@ -361,41 +424,14 @@ def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
         return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
 
 
-@router.get(
-    "/jobs/{job_id}/outputs",
-    response_model=Outputs,
-    summary="Presigned download URLs of a finished job's files.",
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
-)
-def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDep) -> Any:
-    job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
-    if job.status not in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) or not job.output_uri:
-        later = "its files are ready once it is done"
-        return error_response(
-            409,
-            f"job {job_id} is {job.status}; "
-            + (later if not job.status.final else "it has no files"),
-        )
-    folder = store_at(
-        job.output_uri,
+def _output_uri(context: ApiContext, job_id: uuid.UUID) -> str:
+    return f"{context.settings.resolved_storage_url.rstrip('/')}/jobs/{job_id}"
+
+
+def folder_for(context: ApiContext, uri: str) -> ObjectStore:
+    return store_at(
+        uri,
         root=context.chunk_store,
         root_url=context.settings.resolved_storage_url,
         settings=context.settings,
-    )
-    try:
-        manifest = json.loads(folder.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError) as exc:
-        raise VoicebatchError(f"job {job_id}: its manifest is missing from storage") from exc
-    files = [("manifest", MANIFEST_KEY)]
-    if manifest.get("file"):
-        files.append(("book", manifest["file"]))
-    for entry in manifest.get("chapters", []):
-        files.append(("chapter", entry["file"]))
-    for entry in manifest.get("items", []):
-        files.append(("item", entry["file"]))
-    return Outputs(
-        job_id=job_id,
-        status=str(job.status),
-        expires_in=context.settings.s3_presign_seconds,
-        files=[OutputFile(name=name, kind=kind, url=folder.url(name)) for kind, name in files],  # type: ignore[arg-type]
     )

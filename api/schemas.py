@@ -8,7 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Format = Literal["wav", "flac", "mp3", "opus"]
+Format = Literal["wav", "flac", "mp3", "opus", "m4b"]
+Master = Literal["none", "wav", "flac"]
+Timing = Literal["srt", "vtt", "json"]
+Preset = Literal["none", "acx", "podcast", "broadcast"]
 
 
 class ChapterIn(BaseModel):
@@ -35,6 +38,34 @@ class JobRequest(BaseModel):
     voice: str | None = Field(
         None, max_length=200, description="A voice name the server's engine knows."
     )
+    chapter_files: bool | None = Field(
+        None, description="One file per chapter besides the book; default the server's (on)."
+    )
+    master: Master | None = Field(
+        None, description="Also a lossless master of every file under master/."
+    )
+    subtitles: list[Timing] | None = Field(
+        None, description="Timing files beside each audio file; [] for none."
+    )
+    loudness_preset: Preset | None = Field(
+        None, description="Master every file to acx, podcast or broadcast."
+    )
+    cover: str | None = Field(
+        None,
+        max_length=28 << 20,
+        description="Cover art for the picture tags: a JPEG or PNG, base64-encoded.",
+    )
+
+    def overrides(self) -> dict[str, object]:
+        """The per-job settings this request asks for (None: the server's)."""
+        return {
+            "output_format": self.format,
+            "voice": self.voice,
+            "chapter_files": self.chapter_files,
+            "master_format": self.master,
+            "subtitles": None if self.subtitles is None else ",".join(self.subtitles) or "none",
+            "loudness_preset": self.loudness_preset,
+        }
 
     @model_validator(mode="after")
     def _exactly_one_body(self) -> JobRequest:
@@ -93,15 +124,33 @@ class JobPage(BaseModel):
 
 class OutputFile(BaseModel):
     name: str = Field(description="Path inside the job's output folder.")
-    kind: Literal["book", "chapter", "item", "manifest"]
-    url: str = Field(description="Presigned download URL.")
+    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover"]
+    url: str | None = Field(description="Presigned download URL; null while archived.")
+    storage_class: str = Field(description="STANDARD, GLACIER_IR, GLACIER, DEEP_ARCHIVE...")
+    state: Literal["ready", "archived", "restoring"] = Field(
+        description="ready to download; archived (a restore is needed first); restoring "
+        "(a restore is in progress)."
+    )
+    restored_until: str | None = Field(
+        None, description="When a restored copy of an archived file expires."
+    )
 
 
 class Outputs(BaseModel):
     job_id: uuid.UUID
     status: str
     expires_in: int = Field(description="Seconds the URLs stay valid.")
+    ready: bool = Field(description="Every file can be downloaded now.")
+    message: str | None = Field(None, description="What to do when not every file is ready.")
     files: list[OutputFile]
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    days: int | None = Field(None, ge=1, le=365, description="How long restored copies last.")
+    tier: Literal["Standard", "Bulk", "Expedited"] | None = Field(
+        None, description="Restore speed (and price); default the server's."
+    )
 
 
 class ErrorDetail(BaseModel):

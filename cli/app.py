@@ -12,9 +12,11 @@ from urllib.parse import unquote, urlsplit
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, remote
+from cli import admin, quality, remote, storage
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
-from pipeline.config import OUTPUT_FORMATS, Settings, load_settings
+from pipeline.audio.cover import document_cover, load_cover
+from pipeline.audio.presets import mastering_options
+from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, Settings, load_settings
 from pipeline.engines import ENGINES
 from pipeline.runner import LocalRuntime, check_inputs, check_output_dir, render_file
 from pipeline.state import store
@@ -34,6 +36,8 @@ app.add_typer(db_app, name="db")
 _state: dict[str, Any] = {"debug": False}
 remote.register(app, _state)
 admin.register(app, _state)
+quality.register(app, _state)
+storage.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
@@ -42,6 +46,53 @@ DataDir = Annotated[
         envvar="VOICEBATCH_DATA_DIR",
         show_envvar=True,
         help="Folder for the job database and chunk cache.",
+    ),
+]
+
+
+CoverOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cover",
+        help="Cover image (JPEG or PNG) for the files' picture tags; default: the book's own.",
+        show_default=False,
+    ),
+]
+ChapterFilesOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--chapter-files/--no-chapter-files",
+        envvar="VOICEBATCH_CHAPTER_FILES",
+        show_envvar=True,
+        help="One file per chapter besides the book (default: on).",
+        show_default=False,
+    ),
+]
+MasterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--master",
+        envvar="VOICEBATCH_MASTER_FORMAT",
+        show_envvar=True,
+        help="Also write a lossless master of every file under master/: wav or flac.",
+    ),
+]
+SubtitlesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--subtitles",
+        envvar="VOICEBATCH_SUBTITLES",
+        show_envvar=True,
+        help="Timing files beside each audio file: srt,vtt,json (default) or none.",
+    ),
+]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--loudness-preset",
+        envvar="VOICEBATCH_LOUDNESS_PRESET",
+        show_envvar=True,
+        help=f"Master to a delivery spec: {', '.join(LOUDNESS_PRESETS)}.",
     ),
 ]
 
@@ -102,20 +153,36 @@ def render(
         ),
     ] = None,
     data_dir: DataDir = None,
+    cover: CoverOption = None,
+    chapter_files: ChapterFilesOption = None,
+    master: MasterOption = None,
+    subtitles: SubtitlesOption = None,
+    loudness_preset: PresetOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Render a book into one audio file per chapter, one for the whole book, and manifest.json.
+    """Render a book into one audio file per chapter, one for the whole book, timing files
+    and manifest.json.
 
     Run the same command again after an interruption and it resumes where it stopped.
     """
     with reported_errors(_state["debug"]):
         settings = _settings(
-            output_format=fmt, engine=engine, voice=voice, batch_size=batch_size, data_dir=data_dir
+            output_format=fmt,
+            engine=engine,
+            voice=voice,
+            batch_size=batch_size,
+            data_dir=data_dir,
+            chapter_files=chapter_files,
+            master_format=master,
+            subtitles=subtitles,
+            loudness_preset=loudness_preset,
         )
         checked = check_inputs(source, settings)
+        mastering_options(settings)  # a preset clashing with explicit targets fails now
+        picture = load_cover(cover) if cover is not None else None
         check_output_dir(output)
         runtime = LocalRuntime.open(settings)
         err_console.print(f"loading {settings.engine} voice...", highlight=False)
@@ -145,6 +212,7 @@ def render(
                     fresh=fresh,
                     progress=progress,
                     on_planned=planned,
+                    cover=picture or document_cover(checked.document),
                 )
         except KeyboardInterrupt:
             err_console.print(
@@ -173,11 +241,14 @@ def _print_outcome(outcome: Any) -> None:
         )
         return
     loud = assembly.loudness
+    rms = ""
+    if loud is not None and loud.rms_db is not None and _measure(outcome.output_dir) == "rms":
+        rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
     console.print(
-        f"job {outcome.job.job_id} {assembly.status}: {len(assembly.chapter_keys)} chapters, "
+        f"job {outcome.job.job_id} {assembly.status}: {assembly.items} chapters, "
         f"{clock(assembly.duration)} of audio"
         + (
-            f", {loud.output_lufs:.1f} LUFS, true peak {loud.true_peak_dbtp:.1f} dBTP"
+            f", {loud.output_lufs:.1f} LUFS{rms}, true peak {loud.true_peak_dbtp:.1f} dBTP"
             if loud
             else ""
         ),
@@ -186,6 +257,11 @@ def _print_outcome(outcome: Any) -> None:
     for key in [assembly.book_key, *assembly.chapter_keys, "manifest.json"]:
         if key:
             console.print(f"  {outcome.output_dir / key}", highlight=False)
+    if assembly.other_files:
+        kinds = sorted({_kind_of(key) for key in assembly.other_files})
+        console.print(
+            f"  and {len(assembly.other_files)} more: {', '.join(kinds)}", highlight=False
+        )
     for failed in assembly.failed_chunks:
         err_console.print(
             f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
@@ -193,6 +269,26 @@ def _print_outcome(outcome: Any) -> None:
         )
     if assembly.failed_chunks:
         raise typer.Exit(1)
+
+
+def _measure(folder: Path) -> str | None:
+    """What the finished job was mastered to (its manifest says): lufs or rms."""
+    try:
+        loudness = json.loads((folder / "manifest.json").read_text()).get("loudness") or {}
+    except (OSError, ValueError):
+        return None
+    return loudness.get("measure")
+
+
+def _kind_of(key: str) -> str:
+    if key.startswith("master/"):
+        return "lossless masters"
+    if key.startswith("cover."):
+        return "cover"
+    for suffix, name in ((".srt", "SRT"), (".vtt", "WebVTT"), (".timings.json", "timings JSON")):
+        if key.endswith(suffix):
+            return name
+    return key
 
 
 def _job_dict(session: Any, job: Any) -> dict[str, Any]:

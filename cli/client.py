@@ -83,23 +83,33 @@ class ApiClient:
         raise InputError(message)
 
     def submit_file(
-        self, path: Path, *, title: str | None = None, fmt: str | None = None, attempts: int = 4
+        self,
+        path: Path,
+        *,
+        title: str | None = None,
+        fmt: str | None = None,
+        options: dict[str, str | None] | None = None,
+        cover: Path | None = None,
+        attempts: int = 4,
     ) -> dict[str, Any]:
-        """Upload a book. Retried on connection errors and 5xx with one Idempotency-Key,
-        so a retry after a lost response returns the job the first try created."""
+        """Upload a book (and its cover). Retried on connection errors and 5xx with one
+        Idempotency-Key, so a retry after a lost response returns the job the first try
+        created. `options` are further form fields (chapter_files, master, subtitles,
+        loudness_preset)."""
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-        data = {k: v for k, v in {"title": title, "format": fmt}.items() if v}
+        fields = {"title": title, "format": fmt, **(options or {})}
+        data = {k: v for k, v in fields.items() if v is not None}
         headers = {"Idempotency-Key": str(uuid.uuid4())}
-        content = path.read_bytes()
+        files = {"file": (path.name, path.read_bytes())}
+        if cover is not None:
+            if not cover.is_file():
+                raise InputError(f"cover {cover}: no such file")
+            files["cover"] = (cover.name, cover.read_bytes())
         for attempt in range(attempts):
             try:
                 result: dict[str, Any] = self._call(
-                    "POST",
-                    "/v1/jobs",
-                    files={"file": (path.name, content)},
-                    data=data,
-                    headers=headers,
+                    "POST", "/v1/jobs", files=files, data=data, headers=headers
                 )
                 return result
             except RetryableError:
@@ -124,6 +134,13 @@ class ApiClient:
 
     def outputs(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/jobs/{_job_id(job_id)}/outputs")
+        return result
+
+    def restore(self, job_id: str, *, days: int | None, tier: str | None) -> dict[str, Any]:
+        body = {k: v for k, v in {"days": days, "tier": tier}.items() if v is not None}
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/jobs/{_job_id(job_id)}/restore", json=body
+        )
         return result
 
     def download(self, url: str, dest: Path) -> int:

@@ -12,8 +12,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.client import ApiClient, safe_output_path
 from cli.output import clock, console, err_console, print_jobs, reported_errors
+from pipeline.audio.cover import load_cover
 from pipeline.config import OUTPUT_FORMATS, load_settings
-from pipeline.errors import InputError
+from pipeline.errors import InputError, RetryableError
+
+RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
+STATES = ("ready", "restoring", "archived")
+
+
+class ArchivedError(InputError):
+    """The job's files are archived; restore them first."""
+
+    exit_code = 5
+
 
 FINAL = {"done", "partially_failed", "failed", "cancelled"}
 
@@ -117,6 +128,28 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         fmt: Annotated[
             str | None, typer.Option("--format", "-f", help=f"One of {', '.join(OUTPUT_FORMATS)}.")
         ] = None,
+        cover: Annotated[
+            Path | None, typer.Option("--cover", help="Cover image (JPEG or PNG).")
+        ] = None,
+        chapter_files: Annotated[
+            bool | None,
+            typer.Option(
+                "--chapter-files/--no-chapter-files",
+                help="One file per chapter besides the book (default: the server's).",
+                show_default=False,
+            ),
+        ] = None,
+        master: Annotated[
+            str | None, typer.Option("--master", help="Lossless masters too: wav or flac.")
+        ] = None,
+        subtitles: Annotated[
+            str | None,
+            typer.Option("--subtitles", help="Timing files: srt,vtt,json or none."),
+        ] = None,
+        loudness_preset: Annotated[
+            str | None,
+            typer.Option("--loudness-preset", help="acx, podcast, broadcast or none."),
+        ] = None,
         wait: Annotated[
             bool, typer.Option("--wait", help="Show progress until the job finishes.")
         ] = False,
@@ -125,7 +158,17 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         """Send a book to a voicebatch server; prints the job id (a UUID)."""
         with reported_errors(state["debug"]):
             client = client_for(server, api_key)
-            job = client.submit_file(source, title=title, fmt=fmt)
+            if cover is not None:
+                load_cover(cover)  # checked here, so a bad image fails before the upload
+            options = {
+                "chapter_files": None if chapter_files is None else str(chapter_files).lower(),
+                "master": master,
+                "subtitles": None
+                if subtitles is None
+                else ("" if subtitles == "none" else subtitles),
+                "loudness_preset": loudness_preset,
+            }
+            job = client.submit_file(source, title=title, fmt=fmt, options=options, cover=cover)
             err_console.print(
                 f"submitted job [bold]{job['id']}[/] ({job['chunks']['total']} chunks)",
                 highlight=False,
@@ -178,6 +221,11 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
 
             client = client_for(server, api_key)
             listing = client.outputs(job)
+            if not listing.get("ready", True):
+                # Archived files have no link: say what to do instead of a broken download.
+                if any(f["state"] == "archived" for f in listing["files"]):
+                    raise ArchivedError(listing["message"])
+                raise RetryableError(listing["message"])
             folder = check_output_dir(output)
             for entry in listing["files"]:
                 dest = safe_output_path(folder, entry["name"])
@@ -185,6 +233,51 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 size = client.download(entry["url"], dest)
                 console.print(f"  {dest} ({size / 1e6:.2f} MB)", highlight=False)
             console.print(f"{len(listing['files'])} files of job {listing['job_id']} in {folder}")
+
+    @app.command()
+    def restore(
+        job: Annotated[str, typer.Argument(help="Job id.", show_default=False)],
+        days: Annotated[
+            int | None,
+            typer.Option(
+                "--days",
+                min=1,
+                max=365,
+                envvar="VOICEBATCH_RESTORE_DAYS",
+                show_envvar=True,
+                help="How long the restored copies stay readable (default 7).",
+            ),
+        ] = None,
+        tier: Annotated[
+            str | None,
+            typer.Option(
+                "--tier",
+                envvar="VOICEBATCH_RESTORE_TIER",
+                show_envvar=True,
+                help="Standard (hours), Bulk (cheaper, slower) or Expedited (minutes).",
+            ),
+        ] = None,
+        server: Server = None,
+        api_key: ApiKeyOption = None,
+    ) -> None:
+        """Ask for a job's archived files (GLACIER, DEEP_ARCHIVE) to be restored for download."""
+        with reported_errors(state["debug"]):
+            if tier is not None and tier not in RESTORE_TIERS:
+                raise InputError(f"unknown tier {tier!r} (use {', '.join(RESTORE_TIERS)})")
+            listing = client_for(server, api_key).restore(job, days=days, tier=tier)
+        counts = {s: sum(1 for f in listing["files"] if f["state"] == s) for s in STATES}
+        for entry in listing["files"]:
+            if entry["storage_class"] in ("GLACIER", "DEEP_ARCHIVE"):
+                until = f" until {entry['restored_until']}" if entry.get("restored_until") else ""
+                console.print(
+                    f"  {entry['name']}: {entry['storage_class']}, {entry['state']}{until}",
+                    highlight=False,
+                )
+        console.print(
+            f"job {listing['job_id']}: {counts['ready']} files ready, "
+            f"{counts['restoring']} restoring, {counts['archived']} archived",
+            highlight=False,
+        )
 
     @app.command()
     def cancel(

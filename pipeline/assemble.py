@@ -20,7 +20,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.chunks import ChunkAudioCache, ChunkPiece
@@ -33,14 +32,26 @@ from pipeline.audio.master import (
 )
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
-from pipeline.engines.base import AudioArray
-from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
+from pipeline.deliverables import (
+    Deliverables,
+    chapter_marks,
+    manifest_files,
+)
+from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.manifest import (
+    MANIFEST_KEY,
+    AssembledChapter,
+    Loudness,
+    book_files,
+    chapter_entries,
+    loudness_record,
+    previous_files,
+)
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
-
-MANIFEST_KEY = "manifest.json"
+from pipeline.timeline import book_samples, finished, timeline_segments
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
@@ -48,14 +59,6 @@ def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
     return slug or fallback
-
-
-@dataclass(frozen=True)
-class Loudness:
-    """What the finished book measures: integrated loudness, and the highest true peak."""
-
-    output_lufs: float
-    true_peak_dbtp: float
 
 
 @dataclass
@@ -66,6 +69,8 @@ class AssemblyResult:
     duration: float
     loudness: Loudness | None
     failed_chunks: list[dict[str, Any]] = field(default_factory=list)
+    items: int = 0  # chapters (or catalogue items) assembled, with a file of their own or not
+    other_files: list[str] = field(default_factory=list)  # masters, timing files, cover
 
 
 @dataclass(frozen=True)
@@ -78,18 +83,13 @@ class ItemAssembly:
     duration: float = 0.0
 
 
-@dataclass(frozen=True)
-class _Chapter:
-    item_id: uuid.UUID
-    title: str
-    pieces: list[ChunkPiece]
-    mastering: Mastering | None = None
-    key: str | None = None
-
-
 def _pauses(options: dict[str, Any]) -> Pauses:
     return Pauses(
-        options["pause_sentence_ms"], options["pause_paragraph_ms"], options["pause_chapter_ms"]
+        options["pause_sentence_ms"],
+        options["pause_paragraph_ms"],
+        options["pause_chapter_ms"],
+        options.get("head_silence_ms", 0),
+        options.get("tail_silence_ms", 0),
     )
 
 
@@ -139,32 +139,22 @@ def item_key(job: Job, item: Item, items_total: int) -> str:
     return f"chapters/{item.position + 1:0{width}d}-{name}.{extension}"
 
 
-def _segments(
-    chapters: list[_Chapter], spans: list[ChapterSpan], cache: ChunkAudioCache, rate: int
-) -> list[tuple[int | None, Segment]]:
-    """Every stretch of the timeline in order, tagged with its chapter (None for the
-    pauses between chapters)."""
-    out: list[tuple[int | None, Segment]] = []
-    cursor = 0
-    for index, (chapter, span) in enumerate(zip(chapters, spans, strict=True)):
-        if span.start > cursor:
-            out.append((None, Segment(cursor, span.start - cursor)))  # the pause between chapters
-            cursor = span.start
-        for piece, chunk in zip(chapter.pieces, span.chunks, strict=True):
-            at = span.start + chunk.start
-            if at > cursor:
-                out.append((index, Segment(cursor, at - cursor)))  # a pause inside the chapter
-            out.append((index, cache.segment(at, piece, rate)))
-            cursor = at + chunk.end - chunk.start
-    return out
+def master_segments(segments: list[Segment], rate: int, deliverables: Deliverables) -> Mastering:
+    """Plan one chapter's (or item's) mastering to the job's target."""
+    target = deliverables.target
+    return plan_mastering(
+        segments,
+        rate,
+        target_lufs=target.level,
+        ceiling_dbtp=target.ceiling_dbtp,
+        measure=target.measure,
+    )
 
 
-def _mastered(segment: Segment, mastering: Mastering) -> AudioArray:
-    if segment.load is None:
-        return np.zeros(segment.length, np.float32)
-    if mastering.limited:
-        return mastering.apply(*segment.audio_and_peaks())
-    return mastering.apply(segment.load())  # peaks only matter to the limiter
+def item_meta_for(job: Job, item: Item, items_total: int, deliverables: Deliverables) -> Any:
+    """The tags (and cover) of an item's own file."""
+    track = f"{item.position + 1}/{items_total}" if job.kind != "catalogue" else None
+    return deliverables.item_meta(item.title, job.title, job.author, track)
 
 
 def assemble_item(
@@ -189,12 +179,17 @@ def assemble_item(
         ):
             return ItemAssembly(item_id, item.status, item.object_key, item.duration_seconds or 0.0)
         job = store.get_job(session, item.job_id)
-        options, fmt = dict(job.options), job.output_format
-        tags = {"title": item.title, "album": job.title, "artist": job.author or ""}
+        options = dict(job.options)
+        deliverables = Deliverables.of(job.output_format, options, output_store)
         items_total = len(store.job_items(session, job_id=job.id))
-        if job.kind != "catalogue":
-            tags["track"] = f"{item.position + 1}/{items_total}"
-        key = item_key(job, item, items_total)
+        meta = item_meta_for(job, item, items_total, deliverables)
+        # A book's chapters always get mastered (the book applies it); their own files
+        # only when asked for. Catalogue items are files by nature.
+        key = (
+            item_key(job, item, items_total)
+            if job.kind == "catalogue" or deliverables.chapter_files
+            else None
+        )
         chunks = store.item_chunks(session, item_id=item_id)
         missing = _missing(item, chunks)
         if missing:
@@ -207,24 +202,18 @@ def assemble_item(
         pieces, rate = _pieces(item, chunks, None)
 
     (span,) = layout([[p.length for p in pieces]], rate, _pauses(options))
+    tone = deliverables.room_tone(rate)
     with ChunkAudioCache(chunk_store) as cache:
-        chapter = _Chapter(item_id, item.title, pieces)
-        segments = [s for _, s in _segments([chapter], [span], cache, rate)]
-        mastering = plan_mastering(
-            segments,
-            rate,
-            target_lufs=options["loudness_lufs"],
-            ceiling_dbtp=options["true_peak_dbtp"],
-        )
-        write_stream(
-            output_store,
-            key,
-            (_mastered(segment, mastering) for segment in segments),
-            rate=rate,
-            fmt=fmt,
-            bitrate_kbps=options.get("bitrate_kbps"),
-            tags=tags,
-        )
+        chapter = AssembledChapter(item_id, item.title, pieces)
+        segments = [s for _, s in timeline_segments([chapter], [span], cache, rate)]
+        mastering = master_segments(segments, rate, deliverables)
+        if key is not None:
+            write_stream(
+                output_store,
+                deliverables.targets(key, meta),
+                (finished(segment, mastering, tone, 0) for segment in segments),
+                rate=rate,
+            )
     duration = span.end / rate
     with transaction(factory) as session:
         store.complete_item(
@@ -240,8 +229,8 @@ def book_key_for(source: str, extension: str) -> str:
 
 def _read_done_items(
     session: Session, job_id: uuid.UUID
-) -> tuple[list[_Chapter], list[dict[str, Any]], int | None]:
-    chapters: list[_Chapter] = []
+) -> tuple[list[AssembledChapter], list[dict[str, Any]], int | None]:
+    chapters: list[AssembledChapter] = []
     failed_chunks: list[dict[str, Any]] = []
     rate: int | None = None
     for item in store.job_items(session, job_id=job_id):
@@ -251,62 +240,45 @@ def _read_done_items(
             continue
         pieces, rate = _pieces(item, chunks, rate)
         chapters.append(
-            _Chapter(item.id, item.title, pieces, Mastering(**item.mastering), item.object_key)
+            AssembledChapter(
+                item.id, item.title, pieces, Mastering(**item.mastering), item.object_key
+            )
         )
     return chapters, failed_chunks, rate
 
 
-def _previous_files(output_store: ObjectStore, source: str) -> set[str]:
-    """Files the folder's current manifest lists, if it was written for the same source.
-
-    Another book's files in a shared folder are not ours to remove.
-    """
-    try:
-        previous = json.loads(output_store.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError):
-        return set()
-    if previous.get("source") != source:
-        return set()
-    files = {previous.get("file")} | {c.get("file") for c in previous.get("chapters", [])}
-    return {f for f in files if isinstance(f, str)}
+def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Loudness:
+    return Loudness(
+        meter.integrated(),
+        max(m.true_peak_dbtp for m in masterings),
+        meter.rms_db(),
+        meter.loudness_range(),
+    )
 
 
 def _write_book(
     output_store: ObjectStore,
     key: str,
-    chapters: list[_Chapter],
+    chapters: list[AssembledChapter],
     segments: list[tuple[int | None, Segment]],
+    spans: list[ChapterSpan],
     *,
     job: dict[str, Any],
+    deliverables: Deliverables,
     rate: int,
-    total: int,
 ) -> Loudness:
     """Stream the whole book, each chapter as its own mastering left it; measure it too."""
-    meter = LoudnessAccumulator(rate, total)
+    meter = LoudnessAccumulator(rate, spans[-1].end)
 
     def blocks() -> Any:
-        for index, segment in segments:
-            if index is None:
-                meter.feed_silence(segment.length)
-                yield np.zeros(segment.length, np.float32)
-                continue
-            mastering = chapters[index].mastering
-            assert mastering is not None
-            audio = _mastered(segment, mastering)
+        for _, audio in book_samples(chapters, segments, spans, deliverables.room_tone(rate)):
             meter.feed(audio)
             yield audio
 
-    write_stream(
-        output_store,
-        key,
-        blocks(),
-        rate=rate,
-        fmt=job["format"],
-        bitrate_kbps=job["bitrate_kbps"],
-        tags={"title": job["title"], "album": job["title"], "artist": job["author"] or ""},
-    )
-    peak = max(c.mastering.true_peak_dbtp for c in chapters if c.mastering is not None)
-    return Loudness(meter.integrated(), peak)
+    marks = chapter_marks([c.title for c in chapters], spans)
+    meta = deliverables.book_meta(job["title"], job["author"], marks)
+    write_stream(output_store, deliverables.targets(key, meta), blocks(), rate=rate)
+    return measure_book(meter, [c.mastering for c in chapters if c.mastering is not None])
 
 
 def finalize_job(
@@ -318,7 +290,8 @@ def finalize_job(
     rewrite: bool = False,
     book: tuple[str, Loudness] | None = None,
 ) -> AssemblyResult:
-    """Write the whole-book file (books) and manifest.json, then record the job finished.
+    """Write the whole-book file (books), the timing files and manifest.json, then record
+    the job finished.
 
     `book` is the key and loudness of a book file the caller wrote already (embedded
     mode writes it in the same pass as the chapters).
@@ -335,64 +308,50 @@ def finalize_job(
             raise RetryableError(f"job {job_id} has items still being rendered or assembled")
         options = dict(job.options)
         fmt = job.output_format
-        info = {
-            "format": fmt,
-            "title": job.title,
-            "author": job.author,
-            "bitrate_kbps": options.get("bitrate_kbps"),
-        }
+        info = {"format": fmt, "title": job.title, "author": job.author}
         kind, source = job.kind, job.source_name
         chapters, failed_chunks, rate = _read_done_items(session, job_id)
 
+    deliverables = Deliverables.of(fmt, options, output_store)
     codec = codec_for(fmt)
     book_key: str | None = None
     loudness: Loudness | None = None
     duration = 0.0
     manifest_items: list[dict[str, Any]] = []
-    stale = _previous_files(output_store, source)
+    book_record: dict[str, Any] = {}
+    stale = previous_files(output_store, source)
     if chapters and rate is not None:
         spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
-        for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
-            entry: dict[str, Any] = {
-                "index": number,
-                "title": chapter.title,
-                "file": chapter.key,
-                "duration": round((span.end - span.start) / rate, 3),
-                "chunks": [
-                    {
-                        "text": c.text,
-                        "start": round(c.start / rate, 3),
-                        "end": round(c.end / rate, 3),
-                    }
-                    for c in span.chunks
-                ],
-            }
-            if kind != "catalogue":
-                entry |= {
-                    "start": round(span.start / rate, 3),
-                    "start_sample": span.start,
-                    "end_sample": span.end,
-                }
-            manifest_items.append(entry)
+        manifest_items = chapter_entries(
+            chapters,
+            spans,
+            kind=kind,
+            rate=rate,
+            deliverables=deliverables,
+            output_store=output_store,
+        )
         if kind != "catalogue" and book is not None:
             book_key, loudness = book
-            duration = spans[-1].end / rate
         elif kind != "catalogue":
             book_key = book_key_for(source, codec.extension)
             with ChunkAudioCache(chunk_store) as cache:
-                segments = _segments(chapters, spans, cache, rate)
+                segments = timeline_segments(chapters, spans, cache, rate)
                 loudness = _write_book(
                     output_store,
                     book_key,
                     chapters,
                     segments,
+                    spans,
                     job=info,
+                    deliverables=deliverables,
                     rate=rate,
-                    total=spans[-1].end,
                 )
+        if kind != "catalogue":
             duration = spans[-1].end / rate
         else:
             duration = sum((s.end - s.start) / rate for s in spans)
+        if book_key is not None:
+            book_record = book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
     manifest = {
         "job_id": str(job_id),
@@ -402,16 +361,12 @@ def finalize_job(
         "author": info["author"],
         "format": info["format"],
         "sample_rate": rate,
-        "file_sample_rate": output_rate(fmt, rate) if rate else None,
+        "file_sample_rate": output_rate(fmt, rate, deliverables.file_rate) if rate else None,
         "duration": round(duration, 3),
         "file": book_key,
-        "loudness": None
-        if loudness is None
-        else {
-            "integrated_lufs": round(loudness.output_lufs, 2),
-            "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
-            "target_lufs": options["loudness_lufs"],
-        },
+        **book_record,
+        "cover": deliverables.cover.key if deliverables.cover else None,
+        "loudness": None if loudness is None else loudness_record(loudness, deliverables),
         "chapters" if kind != "catalogue" else "items": manifest_items,
         "failed_chunks": failed_chunks,
     }
@@ -425,7 +380,7 @@ def finalize_job(
     # renamed or removed since) would otherwise linger beside the new ones. When nothing
     # was produced this time, the earlier files are the only audio there is: keep them.
     if chapters:
-        for key in stale - {book_key, *keys}:
+        for key in stale - {key for _, key in manifest_files(manifest)}:
             output_store.delete(key)
 
     try:
@@ -437,4 +392,8 @@ def finalize_job(
         # A second copy of this step finished the job a moment earlier: same files.
         with transaction(factory) as session:
             status = store.get_job(session, job_id).status
-    return AssemblyResult(status, book_key, keys, duration, loudness, failed_chunks)
+    audio = {book_key, *keys, MANIFEST_KEY}
+    others = [key for _, key in manifest_files(manifest) if key not in audio]
+    return AssemblyResult(
+        status, book_key, keys, duration, loudness, failed_chunks, len(chapters), others
+    )

@@ -12,8 +12,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import InputError
 
-OutputFormat = Literal["wav", "flac", "mp3", "opus"]
-OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus")
+OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
+OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
+MasterFormat = Literal["none", "wav", "flac"]
+LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
+LOUDNESS_PRESETS: tuple[str, ...] = ("none", "acx", "podcast", "broadcast")
+TIMING_FORMATS: tuple[str, ...] = ("srt", "vtt", "json")
+ArchiveClass = Literal["GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
+RestoreTier = Literal["Standard", "Bulk", "Expedited"]
 
 
 def _default_data_dir() -> Path:
@@ -62,9 +68,47 @@ class Settings(BaseSettings):
     speaking_rate: float = Field(
         1.0, gt=0.25, le=4.0, description="1.0 = the voice's natural pace."
     )
-    output_format: OutputFormat = Field("mp3", description="wav, flac, mp3 or opus.")
+    output_format: OutputFormat = Field("mp3", description="wav, flac, mp3, opus or m4b.")
     bitrate_kbps: int | None = Field(
-        None, ge=8, le=320, description="mp3/opus bitrate; default 64/48."
+        None, ge=8, le=320, description="mp3/opus/m4b bitrate; default 64/48/64."
+    )
+    output_sample_rate: int | None = Field(
+        None,
+        ge=8000,
+        le=192_000,
+        description="Resample delivery files to this rate (ACX: 44100); default: the "
+        "voice's own rate. Opus is always 48000.",
+    )
+    chapter_files: bool = Field(
+        True, description="Write one file per chapter besides the whole book."
+    )
+    master_format: MasterFormat = Field(
+        "none",
+        description="Also write a lossless master (wav or flac) of every audio file, under "
+        "master/.",
+    )
+    subtitles: str = Field(
+        "srt,vtt,json",
+        description="Timing files written beside each audio file: any of srt, vtt, json "
+        "(comma-separated), or none.",
+    )
+    loudness_preset: LoudnessPreset = Field(
+        "none",
+        description="acx, podcast or broadcast: the loudness spec every file is mastered "
+        "to (none: loudness_lufs and true_peak_dbtp).",
+    )
+    head_silence_ms: int = Field(
+        0, ge=0, le=10_000, description="Silence (or room tone) before each chapter's speech."
+    )
+    tail_silence_ms: int = Field(
+        0, ge=0, le=10_000, description="Silence (or room tone) after each chapter's speech."
+    )
+    room_tone_db: float | None = Field(
+        None,
+        ge=-90.0,
+        le=-50.0,
+        description="Lay a low noise bed at this RMS level (dBFS) under every file instead "
+        "of digital silence; unset: none.",
     )
 
     chunk_max_chars: int = Field(
@@ -80,6 +124,33 @@ class Settings(BaseSettings):
         -18.0, ge=-40.0, le=-5.0, description="Integrated loudness target."
     )
     true_peak_dbtp: float = Field(-1.0, ge=-12.0, le=0.0, description="True-peak ceiling.")
+
+    chunk_expire_days: int = Field(
+        30,
+        ge=8,
+        le=36500,
+        description="Storage lifecycle: delete chunk audio this many days after it was "
+        "written (more than the cache index's 7 days).",
+    )
+    archive_after_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Storage lifecycle: move finished audio to archive_storage_class after "
+        "this many days (0: never).",
+    )
+    archive_storage_class: ArchiveClass = Field(
+        "GLACIER_IR", description="Cold storage class: GLACIER_IR, GLACIER or DEEP_ARCHIVE."
+    )
+    abort_multipart_days: int = Field(
+        2, ge=1, le=365, description="Storage lifecycle: abort unfinished multipart uploads."
+    )
+    restore_days: int = Field(
+        7, ge=1, le=365, description="How long a restored archived file stays readable."
+    )
+    restore_tier: RestoreTier = Field(
+        "Standard", description="Restore speed: Expedited, Standard or Bulk."
+    )
 
     lease_seconds: int = Field(300, ge=5, description="How long a renderer holds a chunk.")
     test_engine_delay_ms: int = Field(
@@ -156,6 +227,23 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("subtitles", mode="after")
+    @classmethod
+    def _subtitle_kinds(cls, value: str) -> str:
+        kinds = [k.strip().lower() for k in value.split(",") if k.strip()]
+        if kinds == ["none"]:
+            return "none"
+        unknown = [k for k in kinds if k not in TIMING_FORMATS]
+        if unknown:
+            raise ValueError(
+                f"unknown timing format {unknown[0]!r} (use {', '.join(TIMING_FORMATS)} or none)"
+            )
+        return ",".join(k for k in TIMING_FORMATS if k in kinds) or "none"
+
+    @property
+    def timing_formats(self) -> tuple[str, ...]:
+        return () if self.subtitles == "none" else tuple(self.subtitles.split(","))
 
     @field_validator("engine", mode="after")
     @classmethod

@@ -13,44 +13,52 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import (
     AssemblyResult,
     Loudness,
-    _Chapter,
-    _mastered,
     _missing,
     _pauses,
     _pieces,
-    _segments,
     book_key_for,
     finalize_job,
     item_key,
+    item_meta_for,
+    master_segments,
+    measure_book,
 )
 from pipeline.audio.chunks import ChunkAudioCache
-from pipeline.audio.encode import codec_for
-from pipeline.audio.master import LoudnessAccumulator, Mastering, plan_mastering
+from pipeline.audio.encode import FileMeta, codec_for
+from pipeline.audio.master import LoudnessAccumulator, Mastering
 from pipeline.audio.stitch import layout
 from pipeline.audio.writer import EncoderThread, finish_all
+from pipeline.deliverables import Deliverables, chapter_marks
 from pipeline.errors import InputError, RetryableError
+from pipeline.manifest import AssembledChapter
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
 from pipeline.storage import ObjectStore
+from pipeline.timeline import book_samples, timeline_segments
 
 
 @dataclass
 class _Planned:
-    chapter: _Chapter
-    write_file: bool  # False: a chapter finished earlier; it only goes into the book
-    tags: dict[str, str]
+    chapter: AssembledChapter
+    # False: a chapter finished earlier, or one without a file of its own (chapter files
+    # turned off); it only goes into the book
+    write_file: bool
+    meta: FileMeta
 
 
 def _plan(
-    factory: sessionmaker[Session], job_id: uuid.UUID, *, rewrite: bool
-) -> tuple[list[_Planned], int | None, dict[str, object]]:
+    factory: sessionmaker[Session],
+    job_id: uuid.UUID,
+    *,
+    rewrite: bool,
+    output_store: ObjectStore,
+) -> tuple[list[_Planned], int | None, dict[str, object], Deliverables]:
     """The chapters that go into the book; items claimed now whose chunks failed are
     recorded failed here. Chapters finished earlier keep their recorded mastering."""
     planned: list[_Planned] = []
@@ -66,6 +74,8 @@ def _plan(
             "source": job.source_name,
             "kind": job.kind,
         }
+        deliverables = Deliverables.of(job.output_format, dict(job.options), output_store)
+        own_files = job.kind == "catalogue" or deliverables.chapter_files
         for item in items:
             if item.status not in (ItemStatus.ASSEMBLING, ItemStatus.DONE):
                 continue
@@ -83,71 +93,65 @@ def _plan(
                 if item.status == ItemStatus.DONE and item.mastering
                 else None
             )
-            tags = {"title": item.title, "album": job.title, "artist": job.author or ""}
-            if job.kind != "catalogue":
-                tags["track"] = f"{item.position + 1}/{len(items)}"
-            key = item_key(job, item, len(items))
+            key = item_key(job, item, len(items)) if own_files else None
             planned.append(
                 _Planned(
-                    _Chapter(item.id, item.title, pieces, stored, key),
-                    write_file=item.status == ItemStatus.ASSEMBLING or rewrite,
-                    tags=tags,
+                    AssembledChapter(item.id, item.title, pieces, stored, key),
+                    write_file=key is not None
+                    and (item.status == ItemStatus.ASSEMBLING or rewrite),
+                    meta=item_meta_for(job, item, len(items), deliverables),
                 )
             )
-    return planned, rate, info
+    return planned, rate, info, deliverables
 
 
 def _write_all(
     planned: list[_Planned],
     rate: int,
     info: dict[str, object],
+    deliverables: Deliverables,
     chunk_store: ObjectStore,
     output_store: ObjectStore,
 ) -> tuple[list[Mastering], str | None, Loudness | None, list[float]]:
     options: dict[str, object] = info["options"]  # type: ignore[assignment]
-    fmt = str(info["format"])
-    bitrate = options.get("bitrate_kbps")
     chapters = [p.chapter for p in planned]
     spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
     durations = [(s.end - s.start) / rate for s in spans]
     catalogue = info["kind"] == "catalogue"
     with ChunkAudioCache(chunk_store) as cache:
-        segments = _segments(chapters, spans, cache, rate)
+        segments = timeline_segments(chapters, spans, cache, rate)
         masterings = []
         for index, chapter in enumerate(chapters):
             mastering = chapter.mastering
             if mastering is None:
-                mastering = plan_mastering(
-                    [s for i, s in segments if i == index],
-                    rate,
-                    target_lufs=float(options["loudness_lufs"]),  # type: ignore[arg-type]
-                    ceiling_dbtp=float(options["true_peak_dbtp"]),  # type: ignore[arg-type]
+                mastering = master_segments(
+                    [s for i, s in segments if i == index], rate, deliverables
                 )
             masterings.append(mastering)
+        mastered = [
+            AssembledChapter(c.item_id, c.title, c.pieces, m, c.key)
+            for c, m in zip(chapters, masterings, strict=True)
+        ]
         book_key = (
-            None if catalogue else book_key_for(str(info["source"]), codec_for(fmt).extension)
+            None
+            if catalogue
+            else book_key_for(str(info["source"]), codec_for(deliverables.fmt).extension)
         )
         meter = LoudnessAccumulator(rate, spans[-1].end)
-        writers = [
-            EncoderThread(output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=bitrate)  # type: ignore[arg-type]
-            for _ in range(2)
-        ]
+        writers = [EncoderThread(output_store=output_store, rate=rate) for _ in range(2)]
         book, parts = writers
         for writer in writers:
             writer.start()
         try:
             if book_key:
-                book.send(
-                    "open",
-                    book_key,
-                    {"title": info["title"], "album": info["title"], "artist": info["author"]},
+                marks = chapter_marks([c.title for c in chapters], spans)
+                meta = deliverables.book_meta(
+                    str(info["title"]), str(info["author"]) or None, marks
                 )
+                book.send("open", deliverables.targets(book_key, meta))
             current: int | None = None
-            for chapter_at, segment in segments:
-                if chapter_at is None:
-                    audio = np.zeros(segment.length, np.float32)
-                else:
-                    audio = _mastered(segment, masterings[chapter_at])
+            tone = deliverables.room_tone(rate)
+            for chapter_at, audio in book_samples(mastered, segments, spans, tone):
                 if book_key:
                     book.send("audio", audio)
                     meter.feed(audio)
@@ -157,7 +161,9 @@ def _write_all(
                     if current is not None:
                         parts.send("close")
                     current = chapter_at
-                    parts.send("open", chapters[chapter_at].key, planned[chapter_at].tags)
+                    key = chapters[chapter_at].key
+                    assert key is not None
+                    parts.send("open", deliverables.targets(key, planned[chapter_at].meta))
                 parts.send("audio", audio)
             if current is not None:
                 parts.send("close")
@@ -167,11 +173,7 @@ def _write_all(
             finish_all(writers, failure)
             raise
         finish_all(writers, None)
-    loudness = (
-        Loudness(meter.integrated(), max(m.true_peak_dbtp for m in masterings))
-        if book_key
-        else None
-    )
+    loudness = measure_book(meter, masterings) if book_key else None
     return masterings, book_key, loudness, durations
 
 
@@ -193,16 +195,17 @@ def assemble_job(
         rewrite = job.status.final
         if not rewrite:
             store.claim_ready_items(session, job_id=job_id)
-    planned, rate, info = _plan(factory, job_id, rewrite=rewrite)
+    planned, rate, info, deliverables = _plan(
+        factory, job_id, rewrite=rewrite, output_store=output_store
+    )
     book: tuple[str, Loudness] | None = None
     if planned and rate is not None:
         masterings, book_key, loudness, durations = _write_all(
-            planned, rate, info, chunk_store, output_store
+            planned, rate, info, deliverables, chunk_store, output_store
         )
         with transaction(factory) as session:
             for plan, mastering, seconds in zip(planned, masterings, durations, strict=True):
-                if plan.write_file and not rewrite:
-                    assert plan.chapter.key is not None
+                if plan.chapter.mastering is None and not rewrite:
                     store.complete_item(
                         session,
                         item_id=plan.chapter.item_id,

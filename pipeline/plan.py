@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.audio.cover import Cover
+from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import Engine, EngineInfo, engine_params
 from pipeline.errors import InputError
@@ -30,17 +32,19 @@ class PlannedJob:
     chunks_total: int
 
 
-def job_options(settings: Settings) -> dict[str, Any]:
-    """Settings that shape a job beyond its chunks' audio, stored with it so a resume matches."""
+def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any]:
+    """Settings that shape a job beyond its chunks' audio, stored with it so a resume
+    matches: pauses and mastering (a loudness preset applied), and what files it delivers."""
     return {
         "pause_sentence_ms": settings.pause_sentence_ms,
         "pause_paragraph_ms": settings.pause_paragraph_ms,
-        "pause_chapter_ms": settings.pause_chapter_ms,
-        "loudness_lufs": settings.loudness_lufs,
-        "true_peak_dbtp": settings.true_peak_dbtp,
-        "bitrate_kbps": settings.bitrate_kbps,
+        **mastering_options(settings),
         "chunk_max_chars": settings.chunk_max_chars,
         "read_titles": settings.read_titles,
+        "chapter_files": settings.chapter_files,
+        "master_format": None if settings.master_format == "none" else settings.master_format,
+        "timings": list(settings.timing_formats),
+        "cover": cover.option() if cover is not None else None,
     }
 
 
@@ -52,6 +56,7 @@ def build_spec(
     settings: Settings,
     output_uri: str | None,
     kind: str = "book",
+    cover: Cover | None = None,
 ) -> store.JobSpec:
     """Segment every chapter and hash every chunk; pure, no I/O."""
     voice = settings.voice or engine.default_voice
@@ -80,7 +85,7 @@ def build_spec(
         )
         if chunks:
             items.append(store.ItemSpec(title=chapter.title, chunks=chunks))
-    options = job_options(settings)
+    options = job_options(settings, cover)
     fingerprint = hashlib.sha256(
         json.dumps(
             [
@@ -122,6 +127,7 @@ def plan_job(
     settings: Settings,
     output_uri: str | None,
     fresh: bool = False,
+    cover: Cover | None = None,
 ) -> PlannedJob:
     """Find the job this exact command made before (resume), or create it.
 
@@ -130,7 +136,12 @@ def plan_job(
     """
     source = parsed.source
     spec = build_spec(
-        parsed.document, source, engine=engine, settings=settings, output_uri=output_uri
+        parsed.document,
+        source,
+        engine=engine,
+        settings=settings,
+        output_uri=output_uri,
+        cover=cover,
     )
     if not spec.items:
         raise InputError(f"{source.path}: has no speakable text")

@@ -149,8 +149,10 @@ class ChunkRenderer:
         with transaction(self.factory) as session:
             recorded = store.find_rendered_many(session, content_hashes=rest)
         confirmed = {d: a for d, a in recorded.items() if self.objects.exists(a.object_key)}
-        if self.index is not None:
-            self.index.remember(confirmed)
+        # Not put back in the index: an object found here may be near the end of its
+        # life (the lifecycle rule expires chunks chunk_expire_days after they were
+        # written), and an index entry lives 7 days. Only freshly written chunks are
+        # indexed, so no entry outlives its object while chunk_expire_days > 7.
         return found | confirmed
 
     def _engine_batch(

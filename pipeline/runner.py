@@ -17,7 +17,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult
+from pipeline.audio.cover import Cover
 from pipeline.config import Settings
+from pipeline.deliverables import manifest_files
 from pipeline.embedded_assembly import assemble_job
 from pipeline.engines import Engine, check_engine, create_engine
 from pipeline.errors import InputError, NotFoundError
@@ -101,10 +103,13 @@ def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
         manifest = json.loads(output_store.get(MANIFEST_KEY))
     except (NotFoundError, ValueError):
         return False
-    if manifest.get("job_id") != str(job_id):
+    if not isinstance(manifest, dict) or manifest.get("job_id") != str(job_id):
         return False
-    files = [manifest.get("file")] + [c.get("file") for c in manifest.get("chapters", [])]
-    return all(isinstance(f, str) and output_store.exists(f) for f in files if f is not None)
+    try:
+        files = [key for _, key in manifest_files(manifest)]
+    except (AttributeError, TypeError):
+        return False
+    return all(isinstance(f, str) and output_store.exists(f) for f in files)
 
 
 def render_file(
@@ -115,8 +120,11 @@ def render_file(
     fresh: bool = False,
     progress: ProgressCallback | None = None,
     on_planned: Callable[[PlannedJob], None] | None = None,
+    cover: Cover | None = None,
 ) -> RenderOutcome:
-    """Plan (or resume) the job for `parsed`, render what is missing, and assemble into output_dir."""
+    """Plan (or resume) the job for `parsed`, render what is missing, and assemble into
+    output_dir. A cover is written into the folder first (cover.jpg or cover.png), where
+    assembly reads it from, as workers read it from a job's folder in distributed mode."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     engine = runtime.load_engine()
@@ -132,7 +140,10 @@ def render_file(
         settings=runtime.settings,
         output_uri=output_dir.as_uri(),
         fresh=fresh,
+        cover=cover,
     )
+    if cover is not None:
+        output_store.put(cover.key, cover.data, content_type=cover.mime_type)
     timings["plan"] = time.perf_counter() - mark
     if on_planned is not None:
         on_planned(planned)

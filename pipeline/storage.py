@@ -186,6 +186,18 @@ class LocalObjectStore:
         return self._path(key).as_uri()
 
 
+# Audio objects carry this tag, so that the lifecycle rule that moves finished audio to
+# cold storage leaves manifests, timing files and covers readable (pipeline.lifecycle).
+ARCHIVE_TAG = ("voicebatch-archive", "audio")
+
+
+def _attrs(content_type: str) -> Any:
+    attrs: dict[str, str] = {"ContentType": content_type}
+    if content_type.startswith("audio/"):
+        attrs["Tagging"] = f"{ARCHIVE_TAG[0]}={ARCHIVE_TAG[1]}"
+    return attrs
+
+
 class S3ObjectStore:
     """Objects in an S3 bucket under a prefix (AWS, MinIO, any S3 API), via boto3."""
 
@@ -269,6 +281,10 @@ class S3ObjectStore:
                 return InputError(f"S3 refused access to s3://{self.bucket} ({code})")
         return RetryableError(f"S3 request for {where} failed: {' '.join(str(exc).split())}")
 
+    def error_for(self, exc: Exception, full_key: str = "") -> Exception:
+        """The voicebatch error for a failed request about `full_key` (bucket-level: "")."""
+        return self._error(exc, full_key)
+
     def _check_bucket(self) -> None:
         """A bare 404 on HEAD cannot tell a missing key from a missing bucket: ask once."""
         from botocore.exceptions import ClientError
@@ -295,9 +311,7 @@ class S3ObjectStore:
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         full = self._key(key)
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type
-            )
+            self.client.put_object(Bucket=self.bucket, Key=full, Body=data, **_attrs(content_type))
         except Exception as exc:
             raise self._error(exc, full) from exc
 
@@ -305,9 +319,7 @@ class S3ObjectStore:
         full = self._key(key)
         try:
             # Multipart past 8 MB, so a 10-hour book never sits in memory.
-            self.client.upload_fileobj(
-                source, self.bucket, full, ExtraArgs={"ContentType": content_type}
-            )
+            self.client.upload_fileobj(source, self.bucket, full, ExtraArgs=_attrs(content_type))
         except Exception as exc:
             raise self._error(exc, full) from exc
 
@@ -330,7 +342,7 @@ class S3ObjectStore:
 
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, IfNoneMatch="*"
+                Bucket=self.bucket, Key=full, Body=data, IfNoneMatch="*", **_attrs(content_type)
             )
             return True
         except ClientError as exc:
@@ -354,7 +366,7 @@ class S3ObjectStore:
         from botocore.exceptions import ClientError
 
         upload = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=full, ContentType=content_type
+            Bucket=self.bucket, Key=full, **_attrs(content_type)
         )["UploadId"]
         try:
             parts: list[dict[str, Any]] = []
@@ -406,6 +418,35 @@ class S3ObjectStore:
         full = self._key(key)
         try:
             self.client.delete_object(Bucket=self.bucket, Key=full)
+        except Exception as exc:
+            raise self._error(exc, full) from exc
+
+    def head(self, key: str) -> dict[str, Any]:
+        """The object's HEAD response (StorageClass, Restore, ContentLength...)."""
+        full = self._key(key)
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=full))
+        except Exception as exc:
+            raise self._error(exc, full) from exc
+
+    def restore(self, key: str, *, days: int, tier: str) -> str | None:
+        """Ask S3 for a temporary readable copy of an archived object; the error code
+        S3 refused it with (RestoreAlreadyInProgress, ...), or None when it took it."""
+        from botocore.exceptions import ClientError
+
+        full = self._key(key)
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket,
+                Key=full,
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}},  # type: ignore[typeddict-item]
+            )
+            return None
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("RestoreAlreadyInProgress", "GlacierExpeditedRetrievalNotAvailable"):
+                return code
+            raise self._error(exc, full) from exc
         except Exception as exc:
             raise self._error(exc, full) from exc
 

@@ -12,7 +12,7 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import slugify
+from pipeline.audio.cover import Cover
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo
 from pipeline.errors import InputError
@@ -30,6 +31,7 @@ from pipeline.plan import build_spec
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Chunk, Job, JobStatus
+from pipeline.storage import ObjectStore
 from pipeline.text.segment import segment_paragraphs
 
 MAX_ITEMS = 100_000
@@ -184,8 +186,15 @@ def submit_job(
     owner_id: uuid.UUID,
     idempotency_key: str | None,
     output_base: str,
+    cover: Cover | None = None,
+    folder: Callable[[str], ObjectStore] | None = None,
 ) -> SubmittedJob:
-    """Create the job (or find the one this Idempotency-Key made) and its chunk groups."""
+    """Create the job (or find the one this Idempotency-Key made) and its chunk groups.
+
+    A cover is written into the job's output folder (`folder(output_uri)`) before the
+    job exists, since the assemble workers read it from there; if the job is not
+    created, the cover is removed again.
+    """
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
         if not _speakable("\n\n".join(chapter.paragraphs), max_chars):
@@ -197,21 +206,31 @@ def submit_job(
             if earlier is not None:
                 return _replay(session, earlier, parsed, settings)
     job_id = uuid.uuid4()
+    output_uri = f"{output_base.rstrip('/')}/jobs/{job_id}"
     spec = build_spec(
         parsed.document,
         parsed.source,
         engine=engine,
         settings=settings,
-        output_uri=f"{output_base.rstrip('/')}/jobs/{job_id}",
+        output_uri=output_uri,
         kind=kind,
+        cover=cover,
     )
     spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
+    cover_folder = None
+    if cover is not None:
+        if folder is None:
+            raise ValueError("submit_job needs `folder` to store a cover")
+        cover_folder = folder(output_uri)
+        cover_folder.put(cover.key, cover.data, content_type=cover.mime_type)
     try:
         with transaction(factory) as session:
             store.create_job(session, spec=spec, job_id=job_id)
             groups = chunk_groups(session, job_id=job_id, size=settings.task_chunks)
-    except IntegrityError:
-        if idempotency_key is None:
+    except BaseException as exc:
+        if cover_folder is not None and cover is not None:
+            cover_folder.delete(cover.key)  # no job: nothing of it is left behind
+        if not isinstance(exc, IntegrityError) or idempotency_key is None:
             raise
         # The same key, submitted twice at the same moment: the first one won.
         with transaction(factory) as session:

@@ -72,7 +72,8 @@ def _block_bounds(samples: int, rate: int) -> tuple[npt.NDArray[np.int64], npt.N
     return lower, np.minimum(upper, samples)
 
 
-def _gated(z: npt.NDArray[np.float64]) -> float:
+def gated_loudness(z: npt.NDArray[np.float64]) -> float:
+    """BS.1770-4 integrated loudness from the mean squares of 400 ms blocks (gated)."""
     if z.size == 0:
         return float("-inf")
     with np.errstate(divide="ignore"):
@@ -103,11 +104,14 @@ class LoudnessAccumulator:
         self.totals = np.zeros(len(self.bounds))  # cumulative power at each bound
         self.position = 0
         self.running = 0.0
+        self.squares = 0.0  # unweighted, for RMS
 
     def feed(self, audio: npt.NDArray[np.floating]) -> None:
         if len(audio) == 0:
             return
-        weighted, self.state = sosfilt(self.sos, audio.astype(np.float64), zi=self.state)
+        samples = audio.astype(np.float64)
+        self.squares += float(np.dot(samples, samples))
+        weighted, self.state = sosfilt(self.sos, samples, zi=self.state)
         power = (weighted * self.gain) ** 2
         cumulative = np.concatenate([[0.0], np.cumsum(power)]) + self.running
         end = self.position + len(audio)
@@ -125,7 +129,42 @@ class LoudnessAccumulator:
     def integrated(self) -> float:
         at = np.searchsorted(self.bounds, [self.lower, self.upper])
         z = (self.totals[at[1]] - self.totals[at[0]]) / (BLOCK_SECONDS * self.rate)
-        return _gated(z)
+        return gated_loudness(z)
+
+    def rms_db(self) -> float:
+        """Plain (unweighted) RMS of everything fed so far, in dBFS (a full-scale sine
+        is -3 dB): the level ACX measures."""
+        if self.position == 0 or self.squares <= 0:
+            return float("-inf")
+        return float(10 * np.log10(self.squares / self.position))
+
+    def loudness_range(self) -> float | None:
+        """EBU Tech 3342 loudness range (LU) of what was fed: the spread between the 10th
+        and 95th percentiles of 3 s short-term loudness taken every 100 ms, gated at
+        -70 LUFS and 20 LU under their mean. None for audio under 3 s."""
+        at = np.searchsorted(self.bounds, self.lower)
+        steps = round(3.0 / (BLOCK_SECONDS * BLOCK_STEP))
+        if len(at) <= steps:
+            return None
+        energy = (self.totals[at[steps:]] - self.totals[at[:-steps]]) / (
+            self.lower[steps:] - self.lower[:-steps]
+        )
+        return loudness_range(energy)
+
+
+def loudness_range(energy: npt.NDArray[np.float64]) -> float | None:
+    """LRA from short-term mean-square energies (EBU Tech 3342 gating and percentiles)."""
+    with np.errstate(divide="ignore"):
+        levels = -0.691 + 10 * np.log10(energy)
+    kept = energy[levels >= ABSOLUTE_GATE]
+    if kept.size == 0:
+        return None
+    relative = -0.691 + 10 * np.log10(kept.mean()) - 20.0
+    gated = levels[(levels >= ABSOLUTE_GATE) & (levels >= relative)]
+    if gated.size == 0:
+        return None
+    low, high = np.percentile(gated, [10, 95])
+    return float(high - low)
 
 
 def integrated_loudness(audio: AudioArray, sample_rate: int) -> float:
@@ -157,9 +196,10 @@ class Mastering:
     gain: float
     ceiling: float
     limited: bool
-    input_lufs: float
+    input_lufs: float  # the level before and after, in the measure's unit (LUFS or dB RMS)
     output_lufs: float
     true_peak_dbtp: float
+    measure: str = "lufs"  # "lufs" (BS.1770 integrated) or "rms" (ACX)
 
     @property
     def gain_db(self) -> float:
@@ -194,30 +234,42 @@ def _pieces(
 
 
 def _measure_pass(
-    segments: Sequence[Segment], sample_rate: int, total: int, plan: Mastering | None
+    segments: Sequence[Segment],
+    sample_rate: int,
+    total: int,
+    plan: Mastering | None,
+    measure: str = "lufs",
 ) -> tuple[float, float]:
-    """One pass over the stream: its integrated loudness and true peak (linear), as it is
-    (plan None) or as `plan` masters it."""
-    measure = LoudnessAccumulator(sample_rate, total)
+    """One pass over the stream: its level (integrated loudness, or RMS) and true peak
+    (linear), as it is (plan None) or as `plan` masters it."""
+    meter = LoudnessAccumulator(sample_rate, total)
     peak = 0.0
     for segment, loaded in _pieces(segments):
         if loaded is None:
-            measure.feed_silence(segment.length)
+            meter.feed_silence(segment.length)
             continue
         audio, over = loaded
         if plan is None:
             out, out_peak = audio, float(over.max()) if audio.size else 0.0
         else:
             out, out_peak = plan.process(audio, over)
-        measure.feed(out)
+        meter.feed(out)
         peak = max(peak, out_peak)
-    return measure.integrated(), peak
+    return (meter.rms_db() if measure == "rms" else meter.integrated()), peak
 
 
 def plan_mastering(
-    segments: Sequence[Segment], sample_rate: int, *, target_lufs: float, ceiling_dbtp: float
+    segments: Sequence[Segment],
+    sample_rate: int,
+    *,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    measure: str = "lufs",
 ) -> Mastering:
     """Measure the stream, choose a gain for `target_lufs`, and limit peaks under `ceiling_dbtp`.
+
+    `measure` "rms" aims the plain RMS of the whole stream (silence included) at the
+    target in dBFS instead of its integrated loudness, as ACX measures files.
 
     Limiting lowers loudness, so the gain is raised and the stream measured again (at
     most six limited passes) until the result is within 0.2 LU of the target. Audio too
@@ -229,18 +281,20 @@ def plan_mastering(
     """
     total = sum(s.length for s in segments)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
-    before, peak = _measure_pass(segments, sample_rate, total, None)
+    before, peak = _measure_pass(segments, sample_rate, total, None, measure)
     gain = 10 ** ((target_lufs - before) / 20) if np.isfinite(before) else 1.0
     if peak * gain <= ceiling:
         after = before + _db(gain) if np.isfinite(before) else before
-        return Mastering(sample_rate, gain, ceiling, False, before, after, _db(peak * gain))
+        return Mastering(
+            sample_rate, gain, ceiling, False, before, after, _db(peak * gain), measure
+        )
 
     # Limiting takes back part of any gain added, so loudness rises less than 1 dB per dB
     # of gain: step by the slope measured between passes (secant), up to six passes.
     tried: list[tuple[float, float]] = []  # (gain in dB, loudness measured)
     for attempt in range(6):
-        plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0)
-        after, limited_peak = _measure_pass(segments, sample_rate, total, plan)
+        plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0, measure)
+        after, limited_peak = _measure_pass(segments, sample_rate, total, plan, measure)
         tried.append((_db(gain), after))
         if not np.isfinite(after) or abs(after - target_lufs) <= 0.2 or attempt == 5:
             break
@@ -251,7 +305,7 @@ def plan_mastering(
         gain *= 10 ** ((target_lufs - after) / slope / 20)
     # The limiter's own estimate (oversampled peaks times its gain curve) of the output's
     # true peak; tests measure the output independently.
-    return Mastering(sample_rate, gain, ceiling, True, before, after, _db(limited_peak))
+    return Mastering(sample_rate, gain, ceiling, True, before, after, _db(limited_peak), measure)
 
 
 def normalize_loudness(

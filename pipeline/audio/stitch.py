@@ -13,6 +13,8 @@ class Pauses:
     sentence_ms: int
     paragraph_ms: int
     chapter_ms: int
+    head_ms: int = 0  # before a chapter's first chunk, inside the chapter (ACX room tone)
+    tail_ms: int = 0  # after its last chunk
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ def layout(
 
     Between chunks of a chapter: the paragraph pause before a chunk that opens a paragraph,
     else the sentence pause. Between chapters: the chapter pause. A chapter's span covers
-    its first chunk's first sample to its last chunk's last sample; the book ends with the
-    last chapter.
+    its head silence, its chunks and its tail silence (both none by default); the book
+    ends with the last chapter.
     """
 
     def samples(ms: int) -> int:
@@ -67,11 +69,13 @@ def layout(
         if index:
             cursor += chapter_gap
         start = cursor
+        cursor += samples(pauses.head_ms)
         placed = []
         for position, chunk in enumerate(chunks):
             if position:
                 cursor += paragraph if chunk.paragraph_start else sentence
             placed.append(ChunkSpan(chunk.text, cursor - start, cursor - start + chunk.samples))
             cursor += chunk.samples
+        cursor += samples(pauses.tail_ms)
         spans.append(ChapterSpan(start, cursor, tuple(placed)))
     return spans

@@ -2,56 +2,112 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
-from pipeline.audio.encode import StreamEncoder, codec_for
+from pipeline.audio.encode import FileMeta, StreamEncoder, codec_for
 from pipeline.engines.base import AudioArray
 from pipeline.storage import ObjectStore
 
 
+@dataclass(frozen=True)
+class Target:
+    """One file to encode: where it goes, its format and what it says about itself."""
+
+    key: str
+    fmt: str
+    meta: FileMeta
+    bitrate_kbps: int | None = None
+    file_rate: int | None = None  # resample to this rate (default: the audio's own)
+
+
+class _OpenFile:
+    """A target being encoded: into a spooled temp file, or (MP4, whose index FFmpeg
+    moves to the front after writing) a named one."""
+
+    def __init__(self, target: Target, rate: int) -> None:
+        self.target = target
+        self.path: str | None = None
+        self.sink: Any = None
+        sink: BinaryIO | str
+        if codec_for(target.fmt).container == "mp4":
+            handle, self.path = tempfile.mkstemp(prefix="voicebatch-", suffix=".m4b")
+            os.close(handle)
+            sink = self.path
+        else:
+            # Lives until the "close" message, so no with-block can hold it.
+            self.sink = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
+            sink = self.sink
+        try:
+            self.encoder = StreamEncoder(
+                sink,
+                rate,
+                target.fmt,
+                bitrate_kbps=target.bitrate_kbps,
+                meta=target.meta,
+                file_rate=target.file_rate,
+            )
+        except BaseException:
+            self.discard()
+            raise
+
+    def finish(self, output_store: ObjectStore) -> None:
+        self.encoder.close()
+        content_type = codec_for(self.target.fmt).content_type
+        if self.path is not None:
+            with open(self.path, "rb") as handle:
+                output_store.put_file(self.target.key, handle, content_type=content_type)
+        else:
+            assert self.sink is not None
+            self.sink.seek(0)
+            output_store.put_file(self.target.key, self.sink, content_type=content_type)
+        self.discard()
+
+    def discard(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+        if self.path is not None and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 class EncoderThread(threading.Thread):
     """Runs encoders off the main thread (FFmpeg releases the GIL): one for the book, one
-    for the chapters in turn. Messages: ('open', key, tags), ('audio', array), ('close',)."""
+    for the chapters in turn. Messages: ('open', [Target, ...]) starts files that all get
+    the same samples (a delivery file and its lossless master), ('audio', array),
+    ('close',) finishes and stores them."""
 
-    def __init__(
-        self, *, output_store: ObjectStore, rate: int, fmt: str, bitrate_kbps: int | None
-    ) -> None:
+    def __init__(self, *, output_store: ObjectStore, rate: int) -> None:
         super().__init__(daemon=True)
         self.inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=8)
-        self.output_store, self.rate, self.fmt, self.bitrate = output_store, rate, fmt, bitrate_kbps
+        self.output_store, self.rate = output_store, rate
         self.error: BaseException | None = None
+        self.files: list[_OpenFile] = []
 
     def run(self) -> None:
-        encoder: StreamEncoder | None = None
-        sink: Any = None
-        key = ""
         while (message := self.inbox.get()) is not None:
             if self.error is not None:
                 continue  # drain after a failure so the producer never blocks
             try:
                 if message[0] == "open":
-                    key = message[1]
-                    # Lives until the "close" message, so no with-block can hold it.
-                    sink = tempfile.SpooledTemporaryFile(max_size=32 << 20)  # noqa: SIM115
-                    encoder = StreamEncoder(
-                        sink, self.rate, self.fmt, bitrate_kbps=self.bitrate, metadata=message[2]
-                    )
-                elif message[0] == "audio" and encoder is not None:
-                    encoder.write(message[1])
-                elif message[0] == "close" and encoder is not None:
-                    encoder.close()
-                    sink.seek(0)
-                    self.output_store.put_file(
-                        key, sink, content_type=codec_for(self.fmt).content_type
-                    )
-                    sink.close()
-                    encoder = None
+                    for target in message[1]:
+                        self.files.append(_OpenFile(target, self.rate))
+                elif message[0] == "audio":
+                    for file in self.files:
+                        file.encoder.write(message[1])
+                elif message[0] == "close":
+                    while self.files:
+                        self.files[0].finish(self.output_store)
+                        self.files.pop(0)
             except BaseException as exc:  # handed to the main thread at finish()
                 self.error = exc
+        for file in self.files:  # a failure left these unfinished
+            file.discard()
+        self.files.clear()
 
     def send(self, *message: Any) -> None:
         self.inbox.put(message)
@@ -76,21 +132,14 @@ def finish_all(workers: list[EncoderThread], failure: BaseException | None) -> N
 
 
 def write_stream(
-    output_store: ObjectStore,
-    key: str,
-    audio: Iterable[AudioArray],
-    *,
-    rate: int,
-    fmt: str,
-    bitrate_kbps: int | None,
-    tags: dict[str, str],
+    output_store: ObjectStore, targets: Sequence[Target], audio: Iterable[AudioArray], *, rate: int
 ) -> None:
-    """Encode a stream of sample blocks into one object at `key` (mastering on this thread,
+    """Encode a stream of sample blocks into every target (mastering on this thread,
     encoding on another)."""
-    writer = EncoderThread(output_store=output_store, rate=rate, fmt=fmt, bitrate_kbps=bitrate_kbps)
+    writer = EncoderThread(output_store=output_store, rate=rate)
     writer.start()
     try:
-        writer.send("open", key, tags)
+        writer.send("open", list(targets))
         for block in audio:
             writer.send("audio", block)
         writer.send("close")

@@ -73,11 +73,12 @@ def complete_item(
     session: Session,
     *,
     item_id: uuid.UUID,
-    object_key: str,
+    object_key: str | None,
     duration: float,
     mastering: dict[str, Any] | None = None,
 ) -> bool:
-    """assembling -> done with its output file. A second assembly of a done item updates nothing."""
+    """assembling -> done with its output file (None: a chapter that goes only into the
+    book). A second assembly of a done item updates nothing."""
     return (
         _update(
             session,

@@ -64,11 +64,15 @@ def test_render_makes_a_file_per_chapter_and_the_whole_book(
     rendered: tuple[Path, Path, object],
 ) -> None:
     out, _, _ = rendered
-    assert sorted(p.name for p in (out / "chapters").iterdir()) == [
-        "01-the-fox-and-the-grapes.mp3",
-        "02-the-hare-and-the-tortoise.mp3",
-        "03-the-ant-and-the-grasshopper.mp3",
+    stems = [
+        "01-the-fox-and-the-grapes",
+        "02-the-hare-and-the-tortoise",
+        "03-the-ant-and-the-grasshopper",
     ]
+    # Each chapter's audio and its timing files (SRT, WebVTT, JSON).
+    assert sorted(p.name for p in (out / "chapters").iterdir()) == sorted(
+        stem + suffix for stem in stems for suffix in (".mp3", ".srt", ".vtt", ".timings.json")
+    )
     book = decode(out / "aesop.mp3")
     words = spoken_words(EXAMPLE.read_text())
     wpm = words / (book.duration / 60)

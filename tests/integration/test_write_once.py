@@ -149,12 +149,9 @@ def test_two_copies_of_every_assembly_step_at_once_write_each_file_once(
         key: count for key, count in versions(s3_client, versioned).items() if "/jobs/" in key
     }
     prefix = f"audio/v1/jobs/{submitted.job_id}/"
-    assert outputs == {
-        prefix + MANIFEST_KEY: 1,
-        prefix + "twice.wav": 1,
-        prefix + "chapters/01-one.wav": 1,
-        prefix + "chapters/02-two.wav": 1,
-    }
+    audio = ["twice.wav", "chapters/01-one.wav", "chapters/02-two.wav"]
+    timings = [f"{a[:-4]}{suffix}" for a in audio for suffix in (".srt", ".vtt", ".timings.json")]
+    assert outputs == {prefix + key: 1 for key in [MANIFEST_KEY, *audio, *timings]}
     manifest = json.loads(
         s3_client.get_object(Bucket=versioned, Key=prefix + MANIFEST_KEY)["Body"].read()
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from pipeline.audio.encode import decode, encode
+from pipeline.audio.encode import FileMeta, decode, encode
 from pipeline.audio.master import Segment, integrated_loudness, normalize_loudness, plan_mastering
 from pipeline.audio.process import from_wav_bytes, to_wav_bytes, trim_silence, true_peak
 from pipeline.audio.stitch import ChunkLength, Pauses, layout
@@ -127,10 +127,14 @@ def test_audio_too_short_to_measure_is_only_limited() -> None:
     assert report.gain_db == 0.0 and true_peak(out, SR) <= 10 ** (-1 / 20)
 
 
-@pytest.mark.parametrize(("fmt", "rate"), [("wav", SR), ("flac", SR), ("mp3", SR), ("opus", 48000)])
+@pytest.mark.parametrize(
+    ("fmt", "rate"), [("wav", SR), ("flac", SR), ("mp3", SR), ("opus", 48000), ("m4b", SR)]
+)
 def test_encode_decode_keeps_duration_and_tags(fmt: str, rate: int) -> None:
     audio = tone(2.0)
-    decoded = decode(encode(audio, SR, fmt, metadata={"title": "Chapter One", "artist": "Ann"}))
+    decoded = decode(
+        encode(audio, SR, fmt, meta=FileMeta({"title": "Chapter One", "artist": "Ann"}))
+    )
     assert decoded.sample_rate == rate
     assert abs(decoded.duration - 2.0) < 0.03
     tags = {k.lower(): v for k, v in decoded.metadata.items()}

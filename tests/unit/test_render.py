@@ -423,7 +423,12 @@ def test_files_an_earlier_assembly_listed_are_removed_when_no_longer_produced(
     (out / "notes.txt").write_text("the user's own file")
     source.write_text("# B\n\n## One\n\nFirst.\n\n## Deux\n\nSecond.\n")
     run(runtime, CountingEngine(), source, out)
-    assert sorted(p.name for p in (out / "chapters").iterdir()) == ["01-one.wav", "02-deux.wav"]
+    # Each chapter's audio and its timing files; the renamed chapter's are gone.
+    assert sorted(p.name for p in (out / "chapters").iterdir()) == sorted(
+        f"{stem}{suffix}"
+        for stem in ("01-one", "02-deux")
+        for suffix in (".wav", ".srt", ".vtt", ".timings.json")
+    )
     assert (out / "notes.txt").read_text() == "the user's own file"  # never listed: never touched
 
 

@@ -230,3 +230,44 @@ def test_a_redelivered_message_waits_out_a_dead_workers_lease_then_takes_over(
     # a duplicate claims nothing, but names the item still waiting for assembly, so a
     # publish lost after the claim is made good
     assert again.ready_items == [] and again.assembling == late.assembling
+
+
+def test_a_submitted_cover_waits_in_the_job_folder_and_goes_if_the_job_does_not(
+    db: sessionmaker[Session], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.audio.cover import cover_from_bytes
+    from pipeline.storage import LocalObjectStore
+    from tests.images import image_bytes
+
+    cover = cover_from_bytes(image_bytes("jpeg"))
+    root = tmp_path / "objects"
+
+    def folder(uri: str) -> LocalObjectStore:
+        return LocalObjectStore(Path(uri))
+
+    args = {
+        "engine": engine_info(settings),
+        "settings": settings,
+        "kind": "book",
+        "owner_id": OWNER,
+        "idempotency_key": None,
+        "output_base": str(root),
+        "cover": cover,
+        "folder": folder,
+    }
+    parsed = document_from_chapters("Covered", [("One", "Words to say.")])
+    submitted = submit_job(db, parsed, **args)  # type: ignore[arg-type]
+    job_folder = root / "jobs" / str(submitted.job_id)
+    assert (job_folder / "cover.jpg").read_bytes() == cover.data
+    with transaction(db) as session:
+        options = store.get_job(session, submitted.job_id).options
+    assert options["cover"] == cover.option()
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(store, "create_job", broken)
+    with pytest.raises(RuntimeError):
+        submit_job(db, parsed, **args)  # type: ignore[arg-type]
+    covers = sorted(p.parent.name for p in (root / "jobs").rglob("cover.jpg"))
+    assert covers == [str(submitted.job_id)]  # the failed submit left no cover behind

@@ -1,0 +1,111 @@
+"""/v1/jobs/{id}/outputs and /restore: download links of a finished job's files, aware
+of archived ones (a restore is needed first, and can be asked for here)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy.orm import Session
+
+from api.app import ApiContext, error_response
+from api.routes import ERRORS, Context, KeyDep, SessionDep, folder_for
+from api.schemas import ErrorBody, OutputFile, Outputs, RestoreRequest
+from pipeline.archive import ArchiveState, archive_state, outputs_message, request_restore
+from pipeline.assemble import MANIFEST_KEY
+from pipeline.deliverables import manifest_files
+from pipeline.errors import NotFoundError, VoicebatchError
+from pipeline.state import store
+from pipeline.state.models import ApiKey, Job, JobStatus
+from pipeline.storage import ObjectStore
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+def _finished_files(
+    context: ApiContext, session: Session, job_id: uuid.UUID, key: ApiKey
+) -> tuple[Job, ObjectStore, list[tuple[str, str]]] | Any:
+    """A finished job's folder and the files its manifest lists; a 409 response if the
+    job has none (yet)."""
+    job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
+    if job.status not in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) or not job.output_uri:
+        later = "its files are ready once it is done"
+        return error_response(
+            409,
+            f"job {job_id} is {job.status}; "
+            + (later if not job.status.final else "it has no files"),
+        )
+    folder = folder_for(context, job.output_uri)
+    try:
+        manifest = json.loads(folder.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError) as exc:
+        raise VoicebatchError(f"job {job_id}: its manifest is missing from storage") from exc
+    return job, folder, manifest_files(manifest)
+
+
+def _listing(
+    context: ApiContext,
+    job: Job,
+    folder: ObjectStore,
+    files: list[tuple[str, str]],
+    states: list[ArchiveState],
+) -> Outputs:
+    message = outputs_message(str(job.id), states)
+    return Outputs(
+        job_id=job.id,
+        status=str(job.status),
+        expires_in=context.settings.s3_presign_seconds,
+        ready=message is None,
+        message=message,
+        files=[
+            OutputFile(
+                name=name,
+                kind=kind,  # type: ignore[arg-type]
+                url=folder.url(name) if state.state == "ready" else None,
+                storage_class=state.storage_class,
+                state=state.state,
+                restored_until=state.restored_until,
+            )
+            for (kind, name), state in zip(files, states, strict=True)
+        ],
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/outputs",
+    response_model=Outputs,
+    summary="Presigned download URLs of a finished job's files (archived files need a restore).",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
+)
+def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDep) -> Any:
+    found = _finished_files(context, session, job_id, key)
+    if not isinstance(found, tuple):
+        return found
+    job, folder, files = found
+    states = [archive_state(folder, name) for _, name in files]
+    return _listing(context, job, folder, files, states)
+
+
+@router.post(
+    "/jobs/{job_id}/restore",
+    response_model=Outputs,
+    summary="Ask for archived files of a finished job to be restored for download.",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
+)
+def restore(
+    job_id: uuid.UUID,
+    context: Context,
+    session: SessionDep,
+    key: KeyDep,
+    body: RestoreRequest | None = None,
+) -> Any:
+    found = _finished_files(context, session, job_id, key)
+    if not isinstance(found, tuple):
+        return found
+    job, folder, files = found
+    days = (body.days if body else None) or context.settings.restore_days
+    tier = (body.tier if body else None) or context.settings.restore_tier
+    states = [request_restore(folder, name, days=days, tier=tier) for _, name in files]
+    return _listing(context, job, folder, files, states)

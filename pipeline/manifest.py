@@ -1,0 +1,157 @@
+"""manifest.json and the files listed beside the audio: each chapter's or item's entry
+(times, loudness, master, timing files), the book's, and what an earlier manifest listed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.audio.chunks import ChunkPiece
+from pipeline.audio.master import Mastering
+from pipeline.audio.stitch import ChapterSpan
+from pipeline.deliverables import Deliverables, manifest_files, master_key, timed_chunks
+from pipeline.errors import NotFoundError
+from pipeline.storage import ObjectStore
+
+MANIFEST_KEY = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """What the finished book measures: integrated loudness, the highest true peak, its
+    plain RMS and its loudness range."""
+
+    output_lufs: float
+    true_peak_dbtp: float
+    rms_db: float | None = None
+    lra: float | None = None
+
+
+@dataclass(frozen=True)
+class AssembledChapter:
+    """A chapter (or item) as assembly works on it: its chunks, mastering and file."""
+
+    item_id: uuid.UUID
+    title: str
+    pieces: list[ChunkPiece]
+    mastering: Mastering | None = None
+    key: str | None = None
+
+
+def previous_files(output_store: ObjectStore, source: str) -> set[str]:
+    """Files the folder's current manifest lists, if it was written for the same source.
+
+    Another book's files in a shared folder are not ours to remove.
+    """
+    try:
+        previous = json.loads(output_store.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError):
+        return set()
+    if not isinstance(previous, dict) or previous.get("source") != source:
+        return set()
+    try:
+        return {key for kind, key in manifest_files(previous) if kind != "manifest"}
+    except (AttributeError, TypeError):
+        return set()
+
+
+def loudness_record(loudness: Loudness, deliverables: Deliverables) -> dict[str, Any]:
+    target = deliverables.target
+    return {
+        "integrated_lufs": round(loudness.output_lufs, 2),
+        "true_peak_dbtp": round(loudness.true_peak_dbtp, 2),
+        "rms_db": None if loudness.rms_db is None else round(loudness.rms_db, 2),
+        "lra": None if loudness.lra is None else round(loudness.lra, 1),
+        "preset": target.preset,
+        "measure": target.measure,
+        "target": target.level,
+        "target_lufs": target.level if target.measure == "lufs" else None,
+    }
+
+
+def chapter_entries(
+    chapters: list[AssembledChapter],
+    spans: list[ChapterSpan],
+    *,
+    kind: str,
+    rate: int,
+    deliverables: Deliverables,
+    output_store: ObjectStore,
+) -> list[dict[str, Any]]:
+    """The manifest's chapter (or item) entries; writes each file's timing files."""
+    entries = []
+    for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), start=1):
+        entry: dict[str, Any] = {
+            "index": number,
+            "title": chapter.title,
+            "file": chapter.key,
+            "duration": round((span.end - span.start) / rate, 3),
+        }
+        if kind != "catalogue":
+            entry |= {
+                "start": round(span.start / rate, 3),
+                "start_sample": span.start,
+                "end_sample": span.end,
+            }
+        if chapter.mastering is not None:
+            entry["loudness"] = {
+                "measure": chapter.mastering.measure,
+                "level": round(chapter.mastering.output_lufs, 2),
+                "true_peak_dbtp": round(chapter.mastering.true_peak_dbtp, 2),
+            }
+        if chapter.key is not None:
+            if deliverables.master_format:
+                entry["master"] = master_key(chapter.key, deliverables.master_format)
+            if deliverables.timings:
+                entry["timings"] = deliverables.write_timings(
+                    output_store,
+                    chapter.key,
+                    timed_chunks(span.chunks),
+                    rate,
+                    duration_samples=span.end - span.start,
+                )
+        entry["chunks"] = [
+            {"text": c.text, "start": round(c.start / rate, 3), "end": round(c.end / rate, 3)}
+            for c in span.chunks
+        ]
+        entries.append(entry)
+    return entries
+
+
+def book_files(
+    deliverables: Deliverables,
+    output_store: ObjectStore,
+    book_key: str,
+    chapters: list[AssembledChapter],
+    spans: list[ChapterSpan],
+    rate: int,
+) -> dict[str, Any]:
+    """The book's master and timing files, for the manifest (timings written here)."""
+    record: dict[str, Any] = {}
+    if deliverables.master_format:
+        record["master"] = master_key(book_key, deliverables.master_format)
+    if deliverables.timings:
+        record["timings"] = deliverables.write_timings(
+            output_store,
+            book_key,
+            [
+                timed
+                for number, span in enumerate(spans, start=1)
+                for timed in timed_chunks(span.chunks, span.start, number)
+            ],
+            rate,
+            duration_samples=spans[-1].end,
+            chapters=[
+                {
+                    "index": number,
+                    "title": chapter.title,
+                    "start": round(span.start / rate, 3),
+                    "end": round(span.end / rate, 3),
+                }
+                for number, (chapter, span) in enumerate(zip(chapters, spans, strict=True), 1)
+            ],
+        )
+    return record
