@@ -53,3 +53,29 @@ class Engine(Protocol):
 def request_params(engine_params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
     """Parameters in a stable order, as stored with a job and hashed into chunk keys."""
     return {key: engine_params[key] for key in sorted(engine_params)}
+
+
+@runtime_checkable
+class StagedEngine(Engine, Protocol):
+    """An engine whose batch runs in two stages, so the dynamic batcher can overlap the
+    second stage of one batch (Maya1: SNAC decoding) with the first stage of the next
+    (Maya1: LLM token generation).
+
+    `render_batch(requests)` must equal `decode_batch(requests, generate_batch(requests))`.
+    """
+
+    def expected_tokens(self, request: SynthesisRequest) -> int:
+        """How many tokens (steps) this request is expected to take: the batcher groups
+        requests of similar length and keeps a batch under its token budget."""
+        ...
+
+    def generate_batch(self, requests: Sequence[SynthesisRequest]) -> list[object]:
+        """Stage one: one opaque intermediate per request, in order (Maya1: SNAC frames).
+        An element may be an Exception: that request failed alone, the others stand."""
+        ...
+
+    def decode_batch(
+        self, requests: Sequence[SynthesisRequest], generated: Sequence[object]
+    ) -> list[SynthesisResult]:
+        """Stage two: audio for every request from its stage-one output."""
+        ...
