@@ -8,19 +8,30 @@ built offline from `snac_dir` (config.json + weights), never from the hub.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.config import Settings
+from pipeline.errors import InputError
 
 SAMPLE_RATE = 24_000
 SAMPLES_PER_FRAME = 2048  # 4 level-3 codes x 512x upsampling: 85.3 ms at 24 kHz
 CODES_PER_FRAME = 7
 CODEBOOK_SIZE = 4096
 
+# The decoder's first frame is warm-up: its convolutions start on zero padding, and the
+# Maya1 reference drops those 2048 samples. We keep every frame, so that a request's audio
+# is exactly n * 2048 samples (timelines and tests rely on it), and mute the first frame
+# instead: the same silence-for-artefact trade, without shifting the speech in time.
+STARTUP_SAMPLES = SAMPLES_PER_FRAME
+FADE_SAMPLES = 120  # 5 ms raised-cosine ramps at both edges: joins between chunks do not click
+DEFAULT_BATCH_FRAMES = 4096  # most padded frames in one decoder call (bounds activation memory)
+
 Frames = npt.NDArray[np.int64]
+Audio = npt.NDArray[np.float32]
 
 
 @runtime_checkable
@@ -44,4 +55,144 @@ def load_snac_decoder(settings: Settings) -> SnacDecoder:
     """The decoder for `settings.snac_runtime` (torch, onnx or tensorrt) on `settings.device`,
     loaded from `settings.snac_dir` (torch) or the files exported under snac_export_dir.
     Raises InputError naming what is missing."""
-    raise NotImplementedError("SNAC decoder: implementation follows in the next commit")
+    device = resolve_device(settings.device)
+    if settings.snac_runtime == "onnx":
+        from pipeline.engines.maya1.snac_export import OnnxSnacDecoder
+
+        return OnnxSnacDecoder.from_settings(settings, device=device)
+    if settings.snac_runtime == "tensorrt":
+        from pipeline.engines.maya1.snac_export import TensorRTSnacDecoder
+
+        return TensorRTSnacDecoder.from_settings(settings, device=device)
+    return TorchSnacDecoder(settings.snac_dir, device=device, dtype=decoder_dtype(settings, device))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else as given."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def decoder_dtype(settings: Settings, device: str) -> str:
+    """SNAC's torch dtype: fp32 on the CPU; on a GPU fp16 for fp16/int8 (SNAC is small, int8
+    buys nothing there), bf16 for bf16/auto, fp32 when asked."""
+    if not device.startswith("cuda") or settings.precision == "fp32":
+        return "float32"
+    return "float16" if settings.precision in ("fp16", "int8") else "bfloat16"
+
+
+def check_frames(frames: Sequence[Frames], seeds: Sequence[int]) -> list[Frames]:
+    """The frames as int64 (n, 7) arrays of codes 0..4095, one seed each; else ValueError."""
+    if len(frames) != len(seeds):
+        raise ValueError(f"SNAC decode got {len(frames)} requests but {len(seeds)} seeds")
+    checked = []
+    for index, item in enumerate(frames):
+        array = np.asarray(item)
+        if array.ndim != 2 or array.shape[1] != CODES_PER_FRAME or array.shape[0] == 0:
+            raise ValueError(f"SNAC request {index}: frames must be (n >= 1, 7), got {array.shape}")
+        if not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"SNAC request {index}: codes must be integers, got {array.dtype}")
+        if array.min() < 0 or array.max() >= CODEBOOK_SIZE:
+            raise ValueError(f"SNAC request {index}: codes must lie in 0..{CODEBOOK_SIZE - 1}")
+        checked.append(array.astype(np.int64, copy=False))
+    return checked
+
+
+def pad_frames(frames: Sequence[Frames]) -> tuple[Frames, Frames]:
+    """Stack requests padded (code 0) to the longest: (B, n_max, 7) codes and (B,) lengths."""
+    lengths = np.array([len(item) for item in frames], dtype=np.int64)
+    padded = np.zeros((len(frames), int(lengths.max()), CODES_PER_FRAME), dtype=np.int64)
+    for row, item in enumerate(frames):
+        padded[row, : len(item)] = item
+    return padded, lengths
+
+
+def decode_groups(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Request indices in decoder calls: sorted by length so padding stays small, each call
+    at most `max_frames` padded frames (one request alone may exceed it)."""
+    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and (len(groups[-1]) + 1) * lengths[index] <= max_frames:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
+
+
+def finish_audio(audio: npt.NDArray[np.floating]) -> Audio:
+    """A float32 copy with the start-up frame muted and both edges faded (see STARTUP_SAMPLES)."""
+    out = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    out[: min(STARTUP_SAMPLES, len(out))] = 0.0
+    ramp = (0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, FADE_SAMPLES))).astype(np.float32)
+    start = min(STARTUP_SAMPLES, len(out))
+    span = min(FADE_SAMPLES, len(out) - start)
+    if span:
+        out[start : start + span] *= ramp[:span]
+        out[len(out) - span :] *= ramp[:span][::-1]
+    return out
+
+
+class TorchSnacDecoder:
+    """SNAC in PyTorch: the reference runtime (and the one exports are checked against)."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        snac_dir: Path | None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        noise: bool = True,
+        max_batch_frames: int = DEFAULT_BATCH_FRAMES,
+    ) -> None:
+        import torch
+
+        from pipeline.engines.maya1.snac_model import FramesDecoder, load_snac
+
+        self.device = device
+        self.noise = noise
+        self.max_batch_frames = max_batch_frames
+        try:
+            self.model = FramesDecoder(load_snac(snac_dir)).to(
+                device=device, dtype=getattr(torch, dtype)
+            )
+        except (RuntimeError, AssertionError) as exc:  # a device torch cannot use
+            raise InputError(f"cannot put the SNAC decoder on device '{device}': {exc}") from exc
+        self.model.eval()
+
+    def decode(self, frames: Sequence[Frames], seeds: Sequence[int]) -> list[Audio]:
+        """See SnacDecoder.decode."""
+        return [finish_audio(audio) for audio in self.decode_raw(frames, seeds)]
+
+    def decode_raw(self, frames: Sequence[Frames], seeds: Sequence[int] | None) -> list[Audio]:
+        """Decoder output per request, n_i * 2048 samples, not yet muted or faded;
+        `seeds=None` decodes without the decoder's noise (how exports are compared)."""
+        import torch
+
+        checked = check_frames(frames, seeds if seeds is not None else [0] * len(frames))
+        results: list[Audio] = [np.zeros(0, np.float32)] * len(checked)
+        lengths = [len(item) for item in checked]
+        for group in decode_groups(lengths, self.max_batch_frames):
+            padded, group_lengths = pad_frames([checked[index] for index in group])
+            self.model.seeds = (
+                [int(seeds[index]) for index in group] if seeds is not None and self.noise else None
+            )
+            try:
+                with torch.inference_mode():
+                    audio = self.model(
+                        torch.from_numpy(padded).to(self.device),
+                        torch.from_numpy(group_lengths).to(self.device),
+                    )
+                audio_np = audio.float().cpu().numpy()
+            finally:
+                self.model.seeds = None
+            for row, index in enumerate(group):
+                results[index] = audio_np[row, : lengths[index] * SAMPLES_PER_FRAME].copy()
+        return results

@@ -1,0 +1,160 @@
+"""SNAC as a batched, length-aware, per-request-seeded torch module (needs torch + snac).
+
+`FramesDecoder(frames, lengths)` takes Maya1 frames (B, n, 7) padded to the longest
+request and each request's frame count, and returns (B, n * 2048) audio in which every
+request's samples are the ones it would get decoded alone:
+
+- SNAC's convolutions are not causal, so a short request's last samples would "see" its
+  batch-mates' padding. A pre-hook on every convolution zeroes each request's input past
+  its own length, exactly what the zero padding of an unbatched decode feeds the kernel
+  (every layer's length is frames x a fixed factor, so the mask is exact).
+- SNAC's NoiseBlocks draw `torch.randn` over the whole batch. They are replaced by blocks
+  that draw each request's noise from its own generator (seeded by request seed and block
+  index) over its own length only; `seeds=None` turns the noise off (export, comparisons).
+
+The same module is what `snac_export` traces to ONNX (noise off, masks kept: the mask
+uses only elementwise ops, so the graph keeps dynamic batch and frame axes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.errors import InputError
+
+WEIGHTS_FILE = "pytorch_model.bin"
+CONFIG_FILE = "config.json"
+
+
+def split_levels(frames: torch.Tensor) -> list[torch.Tensor]:
+    """(B, n, 7) Maya1 frames -> SNAC's three code levels (B, n), (B, 2n), (B, 4n).
+    Slot 0 -> level 1; slots 1,4 -> level 2; slots 2,3,5,6 -> level 3, in time order."""
+    batch = frames.shape[0]
+    level1 = frames[:, :, 0]
+    level2 = torch.stack((frames[:, :, 1], frames[:, :, 4]), dim=-1).reshape(batch, -1)
+    level3 = torch.stack(
+        (frames[:, :, 2], frames[:, :, 3], frames[:, :, 5], frames[:, :, 6]), dim=-1
+    ).reshape(batch, -1)
+    return [level1, level2, level3]
+
+
+def load_snac(snac_dir: Path | None) -> nn.Module:
+    """`snac.SNAC(**config)` from snac_dir/config.json and its weights, built offline."""
+    if snac_dir is None:
+        raise InputError("maya1 needs the SNAC decoder folder: set VOICEBATCH_SNAC_DIR")
+    config_path, weights_path = snac_dir / CONFIG_FILE, snac_dir / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise InputError(f"SNAC decoder folder {snac_dir} has no {path.name}")
+    from snac import SNAC
+
+    try:
+        config: dict[str, Any] = json.loads(config_path.read_text())
+        model = SNAC(**config)
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise InputError(f"SNAC decoder folder {snac_dir} is not a SNAC model: {exc}") from exc
+    return model.eval()
+
+
+class _SeededNoise(nn.Module):
+    """SNAC's NoiseBlock (x + noise * linear(x)) with noise drawn per request."""
+
+    def __init__(self, linear: nn.Module, index: int, owner: FramesDecoder) -> None:
+        super().__init__()
+        self.linear = linear
+        self.index = index
+        self._owner = [owner]  # a list: not a registered submodule (no cycle in .modules())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        owner = self._owner[0]
+        seeds, lengths = owner.seeds, owner.current_lengths
+        if seeds is None or lengths is None:
+            return x
+        steps = x.shape[-1] // int(lengths.max())
+        noise = torch.zeros((x.shape[0], 1, x.shape[-1]), device=x.device, dtype=torch.float32)
+        for row, (seed, length) in enumerate(zip(seeds, lengths.tolist(), strict=True)):
+            generator = torch.Generator(device=x.device)
+            generator.manual_seed((int(seed) * 1_000_003 + self.index) % (2**63))
+            noise[row, 0, : length * steps] = torch.randn(
+                length * steps, generator=generator, device=x.device
+            )
+        return x + noise.to(x.dtype) * self.linear(x)
+
+
+class FramesDecoder(nn.Module):
+    """SNAC's quantizer + decoder, fed Maya1 frames; see the module docstring."""
+
+    def __init__(self, snac: Any) -> None:
+        super().__init__()
+        from snac.layers import NoiseBlock
+
+        self.quantizer: Any = snac.quantizer  # snac has no type hints
+        self.decoder: Any = snac.decoder
+        # weight norm is a training device: fold it into plain weights (faster, exportable)
+        for module in [*self.quantizer.modules(), *self.decoder.modules()]:
+            if _has_weight_norm(module):
+                torch.nn.utils.parametrize.remove_parametrizations(module, "weight")
+        noise_index = 0
+        for module in list(self.decoder.modules()):
+            for name, child in list(module.named_children()):
+                if isinstance(child, NoiseBlock):
+                    setattr(module, name, _SeededNoise(child.linear, noise_index, self))
+                    noise_index += 1
+        self.seeds: Sequence[int] | None = None
+        self.current_lengths: torch.Tensor | None = None
+        self._mask_factor: dict[nn.Module, int] = {}
+        convs = [m for m in self.decoder.modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
+        self._measure_factors(convs)
+        for conv in convs:
+            conv.register_forward_pre_hook(self._mask_input)
+
+    def _measure_factors(self, convs: Sequence[nn.Module]) -> None:
+        """Each conv's input length per frame, found by decoding one frame once."""
+
+        def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+            self._mask_factor[module] = int(args[0].shape[-1])
+
+        handles = [conv.register_forward_pre_hook(record) for conv in convs]
+        try:
+            with torch.inference_mode():
+                self.decoder(self.quantizer.from_codes(split_levels(_one_frame(self))))
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _mask_input(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor]:
+        x = args[0]
+        lengths = self.current_lengths
+        if lengths is None or module not in self._mask_factor:
+            return (x,)
+        # positions 1..T from a cumulative sum: no shape arithmetic, so ONNX keeps dynamic axes
+        positions = torch.ones_like(x[:1, :1, :], dtype=torch.int32).cumsum(-1)
+        limit = (lengths.to(torch.int32) * self._mask_factor[module]).view(-1, 1, 1)
+        return (x * (positions <= limit).to(x.dtype),)
+
+    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """frames (B, n, 7) int64, lengths (B,) int64 frame counts -> audio (B, n * 2048)."""
+        self.current_lengths = lengths
+        try:
+            z_q = self.quantizer.from_codes(split_levels(frames))
+            return self.decoder(z_q.to(next(self.decoder.parameters()).dtype))[:, 0, :]
+        finally:
+            self.current_lengths = None
+
+
+def _has_weight_norm(module: nn.Module) -> bool:
+    parametrizations = getattr(module, "parametrizations", None)
+    return parametrizations is not None and "weight" in parametrizations
+
+
+def _one_frame(decoder: nn.Module) -> torch.Tensor:
+    device = next(decoder.parameters()).device
+    return torch.zeros((1, 1, 7), dtype=torch.int64, device=device)
