@@ -18,6 +18,7 @@ MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
 Maya1Backend = Literal["auto", "hf", "vllm"]
 SnacRuntime = Literal["torch", "onnx", "tensorrt"]
+DynamicBatching = Literal["auto", "on", "off"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
 LOUDNESS_PRESETS: tuple[str, ...] = ("none", "acx", "podcast", "broadcast")
 TIMING_FORMATS: tuple[str, ...] = ("srt", "vtt", "json")
@@ -227,6 +228,11 @@ class Settings(BaseSettings):
     )
     batch_token_budget: int = Field(
         0, ge=0, description="Dynamic batcher: most expected tokens in one batch (0: no limit)."
+    )
+    dynamic_batching: DynamicBatching = Field(
+        "auto",
+        description="Dynamic batcher in front of the engine: auto (two-stage engines such as "
+        "maya1), on (any engine) or off.",
     )
 
     # --- distributed mode -------------------------------------------------------------
