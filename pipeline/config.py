@@ -16,8 +16,6 @@ OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
 OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
 MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
-Maya1Backend = Literal["auto", "hf", "vllm"]
-SnacRuntime = Literal["torch", "onnx", "tensorrt"]
 DynamicBatching = Literal["auto", "on", "off"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
 LOUDNESS_PRESETS: tuple[str, ...] = ("none", "acx", "podcast", "broadcast")
@@ -119,24 +117,6 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
-    normalize_text: bool = Field(
-        True, description="Spell out numbers, dates, currency, abbreviations, URLs (English)."
-    )
-    lexicon: Path | None = Field(
-        None,
-        description="Pronunciation file: word or /regex/ -> replacement, applied before rendering.",
-    )
-    keep_front_matter: bool = Field(
-        False, description="EPUB: also read cover, copyright, contents and index pages."
-    )
-    catalogue_id_column: str = Field("id", description="Catalogue CSV/JSONL: the id column.")
-    catalogue_text_column: str = Field("text", description="Catalogue CSV/JSONL: the text column.")
-    catalogue_voice_column: str = Field(
-        "voice", description="Catalogue CSV/JSONL: optional per-row voice column."
-    )
-    item_name_template: str = Field(
-        "{id}", description="Catalogue: each item's file name (without extension), e.g. sku-{id}."
-    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")
@@ -192,9 +172,6 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
 
     # --- maya1 engine (GPU) -----------------------------------------------------------
-    maya1_model_dir: Path | None = Field(
-        None, description="maya1: local folder with the model and tokenizer (never downloaded)."
-    )
     snac_dir: Path | None = Field(
         None,
         description="maya1: local folder with the SNAC 24 kHz decoder (config.json + weights).",
@@ -206,22 +183,6 @@ class Settings(BaseSettings):
     )
     device: str = Field(
         "auto", description="maya1: torch device (cuda, cuda:1, cpu); auto: cuda if present."
-    )
-    maya1_backend: Maya1Backend = Field(
-        "auto",
-        description="maya1 generation: hf (transformers) or vllm; auto: vllm when installed on a GPU.",
-    )
-    maya1_temperature: float = Field(0.4, gt=0.0, le=2.0, description="maya1 sampling temperature.")
-    maya1_top_p: float = Field(0.9, gt=0.0, le=1.0, description="maya1 nucleus sampling.")
-    maya1_repetition_penalty: float = Field(
-        1.1, ge=1.0, le=2.0, description="maya1 repetition penalty."
-    )
-    snac_runtime: SnacRuntime = Field(
-        "torch", description="maya1: decode SNAC with torch, onnx (onnxruntime) or tensorrt."
-    )
-    snac_export_dir: Path | None = Field(
-        None,
-        description="Where exported SNAC ONNX/TensorRT files are cached; default <data_dir>/snac.",
     )
     batch_wait_ms: int = Field(
         20, ge=0, le=10_000, description="Dynamic batcher: longest wait to fill a batch."

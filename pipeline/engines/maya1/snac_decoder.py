@@ -1,7 +1,7 @@
 """The SNAC 24 kHz decoder: Maya1's frames of 7 codes -> 24 kHz mono audio, batched.
 
-`SnacDecoder` is the interface the Maya1 engine uses; `load_snac_decoder(settings)` picks
-the runtime (`VOICEBATCH_SNAC_RUNTIME`: torch, onnx or tensorrt). The torch decoder is
+`SnacDecoder` is the interface the Maya1 engine uses (ONNX and TensorRT decoders, still to
+be built, will implement it too); `load_snac_decoder(settings)` gives the torch decoder,
 built offline from `snac_dir` (config.json + weights), never from the hub.
 """
 
@@ -52,18 +52,9 @@ class SnacDecoder(Protocol):
 
 
 def load_snac_decoder(settings: Settings) -> SnacDecoder:
-    """The decoder for `settings.snac_runtime` (torch, onnx or tensorrt) on `settings.device`,
-    loaded from `settings.snac_dir` (torch) or the files exported under snac_export_dir.
+    """The torch decoder on `settings.device`, loaded from `settings.snac_dir`.
     Raises InputError naming what is missing."""
     device = resolve_device(settings.device)
-    if settings.snac_runtime == "onnx":
-        from pipeline.engines.maya1.snac_export import OnnxSnacDecoder
-
-        return OnnxSnacDecoder.from_settings(settings, device=device)
-    if settings.snac_runtime == "tensorrt":
-        from pipeline.engines.maya1.snac_export import TensorRTSnacDecoder
-
-        return TensorRTSnacDecoder.from_settings(settings, device=device)
     return TorchSnacDecoder(settings.snac_dir, device=device, dtype=decoder_dtype(settings, device))
 
 
