@@ -36,6 +36,7 @@ from pipeline.errors import EngineOutOfMemory, RetryableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
 Outcome = SynthesisResult | BaseException
 
 
@@ -68,15 +69,17 @@ def length_bucket(tokens: int) -> int:
     return max(int(tokens), 1).bit_length()
 
 
-def isolate(run: Callable[[list[T]], list[object]], items: list[T]) -> tuple[list[object], int]:
+def isolate(
+    run: Callable[[list[T]], Sequence[R]], items: list[T]
+) -> tuple[list[R | BaseException], int]:
     """run(items) with failures kept to the items that cause them: an EngineOutOfMemory
     splits the batch in halves (down to one item, whose error it becomes), any other
     error retries item by item. Returns the outcomes in order and the number of splits."""
     try:
-        outcomes = list(run(items))
-        if len(outcomes) != len(items):
-            raise RuntimeError(f"the engine returned {len(outcomes)} results for {len(items)}")
-        return outcomes, 0
+        results: list[R | BaseException] = list(run(items))
+        if len(results) != len(items):
+            raise RuntimeError(f"the engine returned {len(results)} results for {len(items)}")
+        return results, 0
     except KeyboardInterrupt:
         raise
     except EngineOutOfMemory as exc:
@@ -91,7 +94,8 @@ def isolate(run: Callable[[list[T]], list[object]], items: list[T]) -> tuple[lis
         if len(items) == 1:
             return [exc], 0
         log.info("batch of %d failed (%s); retrying one by one", len(items), exc)
-        outcomes, splits = [], 0
+        outcomes: list[R | BaseException] = []
+        splits = 0
         for item in items:
             outcome, more = isolate(run, [item])
             outcomes += outcome
@@ -254,7 +258,7 @@ class DynamicBatcher:
         requests = [item.request for item in batch]
         started = time.perf_counter()
         if not self._staged:
-            outcomes, splits = isolate(self.engine.render_batch, requests)  # type: ignore[arg-type]
+            outcomes, splits = isolate(self.engine.render_batch, requests)
             self.stats.stage_one_seconds += time.perf_counter() - started
             self.stats.oom_splits += splits
             _settle(batch, outcomes)

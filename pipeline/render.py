@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.process import to_wav_bytes, trim_silence
 from pipeline.backoff import backoff_delay
+from pipeline.batching import isolate
 from pipeline.cache import ChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
 from pipeline.errors import (
-    EngineOutOfMemory,
     InputError,
     PermanentError,
     RetryableError,
@@ -177,23 +177,14 @@ class ChunkRenderer:
         with a retryable error (tried again later, up to max_attempts). Any other failure
         of a batch is retried one request at a time, so one bad request fails alone.
         """
-        try:
+
+        def run(batch: list[SynthesisRequest]) -> list[SynthesisResult]:
             self.stats.engine_calls += 1
-            return list(self.engine.render_batch(requests))
-        except KeyboardInterrupt:
-            raise
-        except EngineOutOfMemory as exc:
-            if len(requests) == 1:
-                return [exc]
-            half = len(requests) // 2
-            self.stats.oom_splits += 1
-            log.warning("batch of %d ran out of memory (%s); splitting it", len(requests), exc)
-            return self._render_requests(requests[:half]) + self._render_requests(requests[half:])
-        except Exception as exc:
-            if len(requests) == 1:
-                return [exc]
-            log.info("batch of %d failed (%s); retrying one by one", len(requests), exc)
-            return [result for request in requests for result in self._render_requests([request])]
+            return list(self.engine.render_batch(batch))
+
+        outcomes, splits = isolate(run, list(requests))
+        self.stats.oom_splits += splits
+        return outcomes
 
     def _store(self, lease: ChunkLease, result: SynthesisResult) -> RenderedAudio:
         audio = trim_silence(result.audio, result.sample_rate)
