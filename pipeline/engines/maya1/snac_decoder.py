@@ -103,13 +103,17 @@ def pad_frames(frames: Sequence[Frames]) -> tuple[Frames, Frames]:
     return padded, lengths
 
 
-def decode_groups(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+def decode_groups(
+    lengths: Sequence[int], max_frames: int, max_batch: int | None = None
+) -> list[list[int]]:
     """Request indices in decoder calls: sorted by length so padding stays small, each call
-    at most `max_frames` padded frames (one request alone may exceed it)."""
+    at most `max_frames` padded frames (one request alone may exceed it) and at most
+    `max_batch` requests (a TensorRT engine's profile bounds its batch)."""
     order = sorted(range(len(lengths)), key=lambda index: lengths[index])
     groups: list[list[int]] = []
     for index in order:
-        if groups and (len(groups[-1]) + 1) * lengths[index] <= max_frames:
+        fits = max_batch is None or len(groups[-1] if groups else []) < max_batch
+        if groups and fits and (len(groups[-1]) + 1) * lengths[index] <= max_frames:
             groups[-1].append(index)
         else:
             groups.append([index])
@@ -163,6 +167,7 @@ class BatchedSnacDecoder:
     noise: bool = True
     noise_factors: Sequence[int] = ()
     max_batch_frames: int = DEFAULT_BATCH_FRAMES
+    max_batch_size: int | None = None
 
     def run_batch(
         self,
@@ -184,7 +189,7 @@ class BatchedSnacDecoder:
         checked = check_frames(frames, seeds if seeds is not None else [0] * len(frames))
         results: list[Audio] = [np.zeros(0, np.float32)] * len(checked)
         lengths = [len(item) for item in checked]
-        for group in decode_groups(lengths, self.max_batch_frames):
+        for group in decode_groups(lengths, self.max_batch_frames, self.max_batch_size):
             padded, group_lengths = pad_frames([checked[index] for index in group])
             noise = None
             if seeds is not None and self.noise:

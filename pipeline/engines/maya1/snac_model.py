@@ -36,12 +36,12 @@ CONFIG_FILE = "config.json"
 def split_levels(frames: torch.Tensor) -> list[torch.Tensor]:
     """(B, n, 7) Maya1 frames -> SNAC's three code levels (B, n), (B, 2n), (B, 4n).
     Slot 0 -> level 1; slots 1,4 -> level 2; slots 2,3,5,6 -> level 3, in time order."""
-    batch = frames.shape[0]
+    # flatten, not reshape(batch, -1): the ONNX tracer freezes the -1 to the traced size
     level1 = frames[:, :, 0]
-    level2 = torch.stack((frames[:, :, 1], frames[:, :, 4]), dim=-1).reshape(batch, -1)
+    level2 = torch.stack((frames[:, :, 1], frames[:, :, 4]), dim=-1).flatten(1)
     level3 = torch.stack(
         (frames[:, :, 2], frames[:, :, 3], frames[:, :, 5], frames[:, :, 6]), dim=-1
-    ).reshape(batch, -1)
+    ).flatten(1)
     return [level1, level2, level3]
 
 
@@ -86,12 +86,25 @@ class _InputNoise(nn.Module):
         return x + noise[self.index].to(x.dtype) * self.linear(x)
 
 
+class _Snake(nn.Module):
+    """snac's Snake1d, x + sin(alpha x)^2 / alpha, without its TorchScript helper: the ONNX
+    tracer freezes that helper's reshape(B, C, -1) to the traced length (a no-op on the
+    decoder's 3-d tensors anyway), which breaks the dynamic frame axis."""
+
+    def __init__(self, alpha: nn.Parameter) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+
+
 class FramesDecoder(nn.Module):
     """SNAC's quantizer + decoder, fed Maya1 frames; see the module docstring."""
 
     def __init__(self, snac: Any) -> None:
         super().__init__()
-        from snac.layers import NoiseBlock
+        from snac.layers import NoiseBlock, Snake1d
 
         self.quantizer: Any = snac.quantizer  # snac has no type hints
         self.decoder: Any = snac.decoder
@@ -105,6 +118,8 @@ class FramesDecoder(nn.Module):
                 if isinstance(child, NoiseBlock):
                     setattr(module, name, _InputNoise(child.linear, noise_index, self))
                     noise_index += 1
+                elif isinstance(child, Snake1d):
+                    setattr(module, name, _Snake(child.alpha))
         self.current_lengths: torch.Tensor | None = None
         self.current_noise: Sequence[torch.Tensor] | None = None
         self._mask_factor: dict[nn.Module, int] = {}
