@@ -52,10 +52,41 @@ class SnacDecoder(Protocol):
 
 
 def load_snac_decoder(settings: Settings) -> SnacDecoder:
-    """The torch decoder on `settings.device`, loaded from `settings.snac_dir`.
-    Raises InputError naming what is missing."""
-    device = resolve_device(settings.device)
-    return TorchSnacDecoder(settings.snac_dir, device=device, dtype=decoder_dtype(settings, device))
+    """The decoder `settings.snac_runtime` names: torch on `settings.device` from
+    `settings.snac_dir`, or onnxruntime / TensorRT from the exports in
+    `settings.resolved_snac_export_dir`. Raises InputError naming what is missing (for an
+    export: the command that creates it)."""
+    if settings.snac_runtime == "torch":
+        device = resolve_device(settings.device)
+        return TorchSnacDecoder(
+            settings.snac_dir, device=device, dtype=decoder_dtype(settings, device)
+        )
+    export_dir = settings.resolved_snac_export_dir
+    if settings.snac_runtime == "onnx":
+        from pipeline.engines.maya1.snac_export import onnx_export_command, onnx_file_name
+        from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder, onnx_providers
+
+        providers = onnx_providers(settings.device)
+        on_gpu = providers[0] != "CPUExecutionProvider"
+        precision = exported_precision(settings.snac_precision, gpu=on_gpu)
+        path = export_dir / onnx_file_name(precision)
+        if not path.is_file():
+            raise InputError(f"no SNAC ONNX export at {path}: run {onnx_export_command(precision)}")
+        return OnnxSnacDecoder(path, providers=providers)
+    from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, TensorrtSnacDecoder
+
+    precision = exported_precision(settings.snac_precision, gpu=True)
+    if precision == "fp32":
+        raise InputError("the tensorrt SNAC runtime builds fp16 or int8 engines, not fp32")
+    return TensorrtSnacDecoder(export_dir, precision, ShapeProfile.parse(settings.snac_trt_profile))
+
+
+def exported_precision(wanted: str, *, gpu: bool) -> str:
+    """An exported decoder's precision: as asked, or for auto fp16 on a GPU (SNAC is small:
+    int8 buys little there and costs quality), fp32 on the CPU."""
+    if wanted != "auto":
+        return wanted
+    return "fp16" if gpu else "fp32"
 
 
 def resolve_device(device: str) -> str:

@@ -33,11 +33,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pipeline.config import Settings
 from pipeline.engines.maya1.snac_decoder import Frames, batch_noise, check_frames
 from pipeline.errors import InputError
 
 ExportPrecision = Literal["fp32", "fp16", "int8"]
 EXPORT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tensorrt")
 OPSET = 17
 NOISE_FACTORS_KEY = "voicebatch.noise_factors"  # model metadata the ONNX decoder reads
 CALIBRATION_SEED = 1234  # noise seeds of the calibration decodes (noise is part of the signal)
@@ -98,6 +100,49 @@ def export_onnx(
         _stamp(result, factors)
         os.replace(result, target)  # same folder, so the rename is atomic
     return ExportResult(target, precision, time.perf_counter() - started)
+
+
+def export_snac(
+    settings: Settings,
+    *,
+    fmt: str,
+    precision: str,
+    calibration: Path | None = None,
+    profile: str | None = None,
+) -> list[ExportResult]:
+    """What `voicebatch engine export-snac` does: export the decoder in
+    `settings.snac_dir` to ONNX in `settings.resolved_snac_export_dir`, and for
+    fmt='tensorrt' build this GPU's engine from it. precision 'auto' is what the runtime
+    would load here (exported_precision). Returns each file written, in order."""
+    from pipeline.engines.maya1.snac_decoder import exported_precision
+
+    if fmt not in EXPORT_FORMATS:
+        raise InputError(f"unknown SNAC export format '{fmt}' (use {', '.join(EXPORT_FORMATS)})")
+    out_dir = settings.resolved_snac_export_dir
+    frames = load_calibration(calibration) if calibration is not None else None
+    if fmt == "onnx":
+        gpu = settings.device != "cpu" and _onnx_has_cuda()
+        wanted = exported_precision(precision, gpu=gpu)
+        return [export_onnx(settings.snac_dir, out_dir, precision=wanted, calibration=frames)]
+    from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, build_engine, require_tensorrt
+
+    require_tensorrt()  # before a minute of ONNX export that TensorRT could not use
+    wanted = exported_precision(precision, gpu=True)
+    shapes = ShapeProfile.parse(profile or settings.snac_trt_profile)
+    if wanted not in ("fp16", "int8"):
+        raise InputError(f"TensorRT SNAC engines are fp16 or int8, not '{wanted}'")
+    source = "int8" if wanted == "int8" else "fp32"
+    results = [export_onnx(settings.snac_dir, out_dir, precision=source, calibration=frames)]
+    started = time.perf_counter()
+    engines = build_engine(out_dir, wanted, shapes)
+    seconds = time.perf_counter() - started
+    return results + [ExportResult(path, wanted, seconds) for path in engines]
+
+
+def _onnx_has_cuda() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
 def load_calibration(path: Path) -> list[Frames]:
@@ -226,6 +271,20 @@ class FramesCalibrationReader:
     def rewind(self) -> None:
         """Start again from the first request."""
         self._next = 0
+
+
+def read_noise_factors(path: Path) -> list[int]:
+    """The noise factors recorded in an export's metadata; InputError if there are none."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's decode errors have no common public base
+        raise InputError(f"{path} is not an ONNX model: {exc}") from exc
+    values = {entry.key: entry.value for entry in model.metadata_props}
+    if NOISE_FACTORS_KEY not in values:
+        raise InputError(f"{path} is not a voicebatch SNAC export (no {NOISE_FACTORS_KEY})")
+    return [int(value) for value in values[NOISE_FACTORS_KEY].split(",")]
 
 
 def _stamp(path: Path, factors: Sequence[int]) -> None:

@@ -24,12 +24,29 @@ Provider = str | tuple[str, dict[str, Any]]
 
 def default_providers() -> list[Provider]:
     """CUDA when this onnxruntime build has it (onnxruntime-gpu), else the CPU."""
-    import onnxruntime
+    return onnx_providers("auto")
 
-    available = onnxruntime.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+
+def onnx_providers(device: str) -> list[Provider]:
+    """The execution providers for a `settings.device`: 'cpu' -> the CPU; 'cuda[:N]' or
+    'auto' -> CUDA (device N) when this onnxruntime build has it, else the CPU."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise InputError(
+            "the onnx SNAC runtime needs onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu on a CUDA machine)"
+        ) from exc
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    if device.startswith("cuda") and not has_cuda:
+        raise InputError(
+            f"VOICEBATCH_DEVICE={device} but this onnxruntime has no CUDA provider: "
+            "pip install onnxruntime-gpu"
+        )
+    if device == "cpu" or not has_cuda:
+        return ["CPUExecutionProvider"]
+    device_id = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+    return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
 
 
 class OnnxSnacDecoder(BatchedSnacDecoder):
