@@ -149,10 +149,12 @@ def load_calibration(path: Path) -> list[Frames]:
     """Calibration frames from a .npy file (one (n, 7) array) or a .npz file (one array
     per request). Raises InputError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            arrays = [loaded[name] for name in loaded.files]
-    except AttributeError:  # a .npy file: np.load returned the array, not an archive
-        arrays = [np.load(path, allow_pickle=False)]
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # .npy: one request
+            arrays = [loaded]
+        else:  # .npz: one array per request
+            with loaded:
+                arrays = [loaded[name] for name in loaded.files]
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read calibration frames {path}: {exc}") from exc
     return _checked_calibration(arrays, source=str(path))
