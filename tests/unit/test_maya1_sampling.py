@@ -95,3 +95,20 @@ def test_repetition_penalty_pushes_a_repeated_code_down() -> None:
         sampler.step(torch.zeros(1, VOCAB), step)
     # 5.0 / 1.1 = 4.55 < 4.8: the code already used in slot 0 loses to the runner-up
     assert sampler.step(logits, 7).tolist() == [low + 9]
+
+
+def test_a_row_with_a_forced_length_never_stops_early_while_its_batch_mate_may() -> None:
+    steps = 49
+    rows = [
+        RowSampling(seed=1, max_new_tokens=steps, min_new_tokens=steps),
+        RowSampling(seed=2, max_new_tokens=steps),
+    ]
+    sampler = AudioSampler(rows, "cpu")
+    logits = []
+    for step in range(steps):
+        step_logits = _logits(2, step)
+        step_logits[:, EOS_SPEECH] = 1e4  # the model wants to stop at every chance
+        logits.append(step_logits)
+    forced, free = _run(sampler, logits)
+    assert EOS_SPEECH not in forced
+    assert free[28] == EOS_SPEECH  # the other row stops at its first chance
