@@ -121,7 +121,9 @@ def document_from_items(title: str, items: Sequence[tuple[str, str]]) -> ParsedS
     )
 
 
-def document_from_upload(filename: str, data: bytes) -> ParsedSource:
+def document_from_upload(
+    filename: str, data: bytes, *, keep_front_matter: bool = False
+) -> ParsedSource:
     """An uploaded file, checked and parsed exactly as `voicebatch render` reads one."""
     name = Path(filename.replace("\\", "/")).name.strip()
     if not name or name in (".", ".."):
@@ -133,7 +135,7 @@ def document_from_upload(filename: str, data: bytes) -> ParsedSource:
         path.write_bytes(data)
         try:
             source = load_source(path)
-            document = parse_source(source)
+            document = parse_source(source, keep_front_matter=keep_front_matter)
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)
