@@ -199,7 +199,11 @@ def submit_job(
     """
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
-        if not _speakable("\n\n".join(chapter.paragraphs), max_chars):
+        spoken = list(chapter.paragraphs)
+        if chapter.heading and (settings.read_titles or not spoken):
+            # as build_spec reads it: a heading-only chapter (an EPUB's part page) is its heading
+            spoken.insert(0, chapter.title)
+        if not _speakable("\n\n".join(spoken), max_chars):
             where = "items" if kind == "catalogue" else "chapters"
             raise FieldError(f"{where}[{index}]", "has no text to speak")
     if idempotency_key is not None:
