@@ -384,6 +384,17 @@ def billion_laughs() -> bytes:
     return minimal({"OEBPS/c1.xhtml": body})
 
 
+def billion_laughs_utf16() -> bytes:
+    """The same bomb in UTF-16, which EPUB allows: a byte scan for '<!ENTITY' misses it."""
+    lol = "".join(f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10))
+    body = (
+        '<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE html [<!ENTITY lol0 "lol">'
+        + lol
+        + ']>\n<html xmlns="http://www.w3.org/1999/xhtml"><body><p>&lol9;</p></body></html>'
+    )
+    return minimal({"OEBPS/c1.xhtml": body.encode("utf-16")})
+
+
 def missing_spine_file() -> bytes:
     return minimal({"OEBPS/c1.xhtml": None})
 

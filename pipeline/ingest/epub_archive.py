@@ -15,11 +15,13 @@ reads every member into memory with no size checks, and parses with lxml's defau
 from __future__ import annotations
 
 import html.entities
+import io
 import posixpath
 import re
 import stat
 import zipfile
 from pathlib import PurePosixPath
+from urllib.parse import unquote, urlsplit
 
 from lxml import etree
 
@@ -68,7 +70,6 @@ class EpubArchive:
     @classmethod
     def open(cls, data: bytes) -> EpubArchive:
         """Check the archive's directory; raise EpubError for anything hostile or broken."""
-        import io
 
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
@@ -154,7 +155,6 @@ def resolve_href(base: str, href: str) -> tuple[str, str | None]:
 
     A reference that climbs out of the archive or is absolute is refused, not clamped.
     """
-    from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(href)
     if parts.scheme or parts.netloc:
@@ -184,13 +184,29 @@ def _numeric_refs(data: bytes) -> bytes:
     return _NAMED_REF.sub(replace, data)
 
 
+def _declares_entities(data: bytes) -> bool:
+    """Whether the document has an <!ENTITY> or a DOCTYPE internal subset, in UTF-8 or
+    (EPUB allows it) UTF-16, where a byte scan for ASCII would see NULs between letters."""
+    if _ENTITY_DECL.search(data) or _INTERNAL_SUBSET.search(data):
+        return True
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data[:4]:
+        for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+            try:
+                text = data.decode(encoding).encode("utf-8", "replace")
+            except UnicodeDecodeError:
+                continue
+            if _ENTITY_DECL.search(text) or _INTERNAL_SUBSET.search(text):
+                return True
+    return False
+
+
 def parse_xml(data: bytes, name: str, *, recover: bool = False) -> etree._Element:
     """Parse XML that may be hostile: entity declarations refused, no DTD, no network.
 
     `recover` lets libxml2 mend sloppy XHTML (an unclosed tag) instead of failing the
     book; package files (container, OPF, NCX) are parsed strictly.
     """
-    if _ENTITY_DECL.search(data) or _INTERNAL_SUBSET.search(data):
+    if _declares_entities(data):
         raise EpubError(
             f"{name} declares XML entities (a DTD internal subset); refused: it is how "
             "billion-laughs and external-entity attacks work, and no real EPUB needs one"
@@ -211,4 +227,8 @@ def parse_xml(data: bytes, name: str, *, recover: bool = False) -> etree._Elemen
         raise EpubError(f"{name} is not well-formed XML ({exc.msg})") from exc
     if root is None:
         raise EpubError(f"{name} is empty or not XML")
+    dtd = root.getroottree().docinfo.internalDTD  # also there for a bare external DOCTYPE
+    if dtd is not None and (list(dtd.entities()) or list(dtd.elements())):
+        # the byte scan's backstop: declarations in an encoding it did not foresee
+        raise EpubError(f"{name} declares XML entities (a DTD internal subset); refused")
     return root

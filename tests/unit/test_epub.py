@@ -177,6 +177,7 @@ HOSTILE: list[tuple[str, Callable[[], bytes], str]] = [
     ("encrypted member", epubs.encrypted_member, "password-encrypted member 'OEBPS/c1.xhtml'"),
     ("XXE", epubs.xxe, "OEBPS/content.opf declares XML entities"),
     ("billion laughs", epubs.billion_laughs, "OEBPS/c1.xhtml declares XML entities"),
+    ("UTF-16 billion laughs", epubs.billion_laughs_utf16, "OEBPS/c1.xhtml declares XML"),
     ("missing spine file", epubs.missing_spine_file, "is missing OEBPS/c1.xhtml, a file in"),
     ("no container.xml", epubs.missing_container, "META-INF/container.xml is missing"),
     ("DRM", epubs.drm, "is DRM-protected (META-INF/encryption.xml encrypts OEBPS/c1.xhtml)"),
@@ -274,3 +275,14 @@ def test_a_hostile_epub_leaves_no_job_and_no_output(
         assert conn.execute("select count(*) from jobs").fetchone()[0] == before
         assert conn.execute("select count(*) from chunks").fetchone()[0] > 0  # the good one's
     assert not out.exists()
+
+
+@pytest.mark.parametrize("build", [epubs.billion_laughs, epubs.xxe], ids=["laughs", "xxe"])
+def test_entity_declarations_are_refused_even_past_the_byte_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: Callable[[], bytes]
+) -> None:
+    """Two layers: the byte scan before parsing, and the parsed DTD after (with entity
+    expansion off, so parsing the bomb itself costs nothing)."""
+    monkeypatch.setattr(epub_archive, "_declares_entities", lambda data: False)
+    with pytest.raises(InputError, match=r"declares XML entities \(a DTD internal subset\)"):
+        read_document(write(tmp_path, "bad.epub", build()))
