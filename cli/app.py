@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, quality, remote, storage
+from cli import admin, engine, quality, remote, storage
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
@@ -38,6 +38,7 @@ remote.register(app, _state)
 admin.register(app, _state)
 quality.register(app, _state)
 storage.register(app, _state)
+engine.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
