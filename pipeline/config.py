@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    keep_front_matter: bool = Field(
+        False,
+        description="EPUB: also read what the book marks as front or back matter (cover, "
+        "title page, copyright, contents, index, acknowledgements...).",
+    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")

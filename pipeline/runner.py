@@ -71,7 +71,7 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
     source = load_source(path)
-    document = parse_source(source)
+    document = parse_source(source, keep_front_matter=settings.keep_front_matter)
     headings = [chapter.title for chapter in document.chapters if chapter.heading]
     paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
