@@ -95,3 +95,18 @@ def test_repetition_penalty_pushes_a_repeated_code_down() -> None:
         sampler.step(torch.zeros(1, VOCAB), step)
     # 5.0 / 1.1 = 4.55 < 4.8: the code already used in slot 0 loses to the runner-up
     assert sampler.step(logits, 7).tolist() == [low + 9]
+
+
+def test_the_vllm_constraint_allows_what_the_sampler_allows() -> None:
+    """vLLM's per-request logits function (importable without vllm) keeps exactly the
+    slot's 4096 tokens, plus the stop token where the sampler would allow it."""
+    from pipeline.engines.maya1.vllm_backend import constrain_logits
+
+    for step in (0, 3, 27, 28, 29, 35):
+        row = torch.randn(VOCAB)
+        kept = torch.isfinite(constrain_logits([0] * step, row.clone())).nonzero().flatten()
+        low, high = slot_range(step % 7)
+        expected = list(range(low, high)) + ([EOS_SPEECH] if stop_allowed(step) else [])
+        assert sorted(kept.tolist()) == sorted(expected)
+        kept_row = constrain_logits([0] * step, row.clone())
+        assert torch.equal(kept_row[low:high], row[low:high])
