@@ -117,6 +117,16 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    normalize_text: bool = Field(
+        True,
+        description="Spell out numbers, dates, money, times, abbreviations, heading numerals, "
+        "URLs and e-mail addresses (English) before segmenting.",
+    )
+    lexicon: Path | None = Field(
+        None,
+        description="Pronunciation file: `word = replacement` or `/regex/i = replacement` "
+        "lines ([[phonemes]] for piper), applied to each chunk after normalisation.",
+    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")
