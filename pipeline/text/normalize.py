@@ -212,11 +212,14 @@ def _unit(match: re.Match[str]) -> str:
 
 # --- ordinals, decades, years, ranges, versions, plain numbers -------------------------
 _ORDINAL = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(st|nd|rd|th)\b", re.IGNORECASE)
-_DECADE = re.compile(r"(?<![\w.,])(?:(\d{2})(\d0)|['’](\d0))s\b")
+_DECADE = re.compile(r"(?<![\w.,])(?:(\d{2})(\d0)|['’]?(\d0))s\b")
 _RANGE = re.compile(r"(?<![\w.,-])(\d{1,4})[-–](\d{1,4})(?![\w-]|[.,]\d)")
 _VERSION = re.compile(r"(?<![\w.,])v?\d+(?:\.\d+){2,}(?![\w]|\.\d)")
 _PLAIN = re.compile(
-    r"(?<![\w.,])(-(?=\d))?(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+)(?![\w]|[.,]\d)"
+    # Not after a code's hyphen (AB-1234, COVID-19: the engine reads codes as written),
+    # but after a word's (pre-2000).
+    r"(?<![\w.,])(?<![A-Z\d]-)(-(?=\d))?"
+    r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+|\d+)(?![\w]|[.,]\d)"
 )
 
 

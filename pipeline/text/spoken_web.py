@@ -53,12 +53,34 @@ def _url(match: re.Match[str]) -> str:
     return _spell(spoken) + tail
 
 
+# Literal-led, so the regex engine skips ahead fast: most paragraphs hold no URL, and the
+# full pattern, tried at every word, costs ten times more than this test.
+_MAYBE_URL = re.compile(rf"://|www\.|\.(?:{_TLDS})\b", re.IGNORECASE)
+
+
 def speak_emails(text: str) -> str:
     """E-mail addresses in `text`, read out."""
-    return _EMAIL.sub(_email, text)
+    if "@" not in text:
+        return text
+    # Only the words holding an @ are tried: the address pattern is slow to try at every
+    # position of a long paragraph.
+    out: list[str] = []
+    done = 0
+    at = text.find("@")
+    while at != -1:
+        start = max(text.rfind(" ", 0, at) + 1, done)
+        end = text.find(" ", at)
+        end = len(text) if end == -1 else end
+        out += [text[done:start], _EMAIL.sub(_email, text[start:end])]
+        done = end
+        at = text.find("@", end)
+    out.append(text[done:])
+    return "".join(out)
 
 
 def speak_urls(text: str) -> str:
     """URLs and bare domains with a common top-level domain (example.com) read out; a
     sentence's final dot after a URL stays a full stop."""
+    if _MAYBE_URL.search(text) is None:
+        return text
     return _URL.sub(_url, text)

@@ -91,7 +91,10 @@ CASES = [
     ("It fell to -5 today.", "It fell to minus five today."),
     ("Agent 007 here.", "Agent zero zero seven here."),
     ("Read pages 10-20.", "Read pages ten to twenty."),
-    ("COVID-19 spread.", "COVID-nineteen spread."),
+    ("COVID-19 spread.", "COVID-19 spread."),
+    ("Part AB-1234 fits.", "Part AB-1234 fits."),
+    ("A pre-2000 car.", "A pre-two thousand car."),
+    ("The mid-1980s and the 80s.", "The mid-nineteen eighties and the eighties."),
     # ordinals
     ("The 1st and the 22nd.", "The first and the twenty-second."),
     ("The 101st and 11th and 13th.", "The one hundred first and eleventh and thirteenth."),
@@ -173,7 +176,12 @@ def test_normalize(raw: str, spoken: str) -> None:
 
 def test_no_digits_survive_the_rules() -> None:
     for raw, spoken in CASES:
-        if raw not in ("A 3th is not an ordinal.", "An MP3 file."):
+        if raw not in (
+            "A 3th is not an ordinal.",
+            "An MP3 file.",
+            "COVID-19 spread.",
+            "Part AB-1234 fits.",
+        ):
             assert not any(ch.isdigit() for ch in spoken), raw
 
 
