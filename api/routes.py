@@ -164,6 +164,7 @@ FORM_FIELDS = (
     "master",
     "loudness_preset",
     "normalize",
+    "keep_front_matter",
 )
 Parsed = tuple[ParsedSource, str, dict[str, Any], Cover | None, Lexicon | None]
 
@@ -199,7 +200,7 @@ def _base64_cover(text: str | None) -> Cover | None:
     return _cover(data)
 
 
-async def _parse(request: Request) -> Parsed:
+async def _parse(request: Request, context: ApiContext) -> Parsed:
     """The request as a checked document, its kind, per-job setting overrides, cover and
     lexicon."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -238,7 +239,13 @@ async def _parse(request: Request) -> Parsed:
                 raise FieldError("lexicon", "is not UTF-8 text") from exc
         lexicon = await run_in_threadpool(_lexicon, lexicon_text)
         data = await upload.read()
-        parsed = await run_in_threadpool(document_from_upload, upload.filename or "", data)
+        keep = body.keep_front_matter
+        parsed = await run_in_threadpool(
+            document_from_upload,
+            upload.filename or "",
+            data,
+            keep_front_matter=context.settings.keep_front_matter if keep is None else keep,
+        )
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         if cover is None:
@@ -294,7 +301,7 @@ JOB_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A .txt or .md book.",
+                            "description": "A .txt, .md or .epub book.",
                         },
                         "title": {"type": "string"},
                         "format": {
@@ -308,6 +315,10 @@ JOB_BODY = {
                             "description": "Cover art, JPEG or PNG.",
                         },
                         "chapter_files": {"type": "boolean"},
+                        "keep_front_matter": {
+                            "type": "boolean",
+                            "description": "EPUB: read front and back matter too.",
+                        },
                         "master": {"type": "string", "enum": ["none", "wav", "flac"]},
                         "subtitles": {
                             "type": "string",
@@ -358,7 +369,7 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides, cover, lexicon = await _parse(request)
+    parsed, kind, overrides, cover, lexicon = await _parse(request, context)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
         _submit, context, key, parsed, kind, overrides, cover, lexicon, idempotency_key, response
