@@ -10,7 +10,9 @@ COPY workers ./workers
 COPY api ./api
 COPY cli ./cli
 COPY migrations ./migrations
-RUN pip install '.[server]'
+# maya1: torch (on Linux PyPI's torch wheel brings CUDA), transformers, snac, torchao;
+# onnx: onnxruntime for an exported SNAC decoder (swap in onnxruntime-gpu on GPU hosts).
+RUN pip install '.[server,maya1,onnx]'
 # A non-root user owning /data (named volumes mounted there inherit this ownership).
 RUN useradd --system --create-home --uid 10001 voicebatch \
     && mkdir -p /data && chown voicebatch:voicebatch /data

@@ -80,7 +80,18 @@ def test_every_voicebatch_variable_in_compose_is_a_real_setting() -> None:
     assert env["VOICEBATCH_DATABASE_URL"].startswith("postgresql+psycopg2://")
     assert env["VOICEBATCH_BROKER_URL"] == "${VOICEBATCH_BROKER_URL:-redis://redis:6379/0}"
     assert env["VOICEBATCH_REDIS_URL"].startswith("redis://redis:6379/")
-    assert services()["worker-render"]["environment"]["VOICEBATCH_ENGINE"] == "piper"
+    # API and render worker agree on the engine (a job planned for one engine is refused
+    # by a worker running another), and both see the model folders
+    render = services()["worker-render"]
+    assert render["environment"]["VOICEBATCH_ENGINE"] == env["VOICEBATCH_ENGINE"]
+    assert env["VOICEBATCH_ENGINE"] == "${VOICEBATCH_ENGINE:-maya1}"
+    for service in (render, services()["api"]):
+        assert "./models:/models:ro" in service["volumes"]
+        assert service["environment"]["VOICEBATCH_MAYA1_MODEL_DIR"].startswith("/models/")
+        assert service["environment"]["VOICEBATCH_SNAC_DIR"].startswith("/models/")
+    command = render["command"]
+    assert command[command.index("--batch-size") + 1] == "64"
+    assert command[command.index("--precision") + 1] == "bf16"
 
 
 def test_every_command_and_option_is_a_real_cli_command() -> None:
@@ -154,7 +165,7 @@ def test_dockerfile_copies_every_package_and_runs_as_a_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in ("pipeline", "workers", "api", "cli", "migrations"):
         assert f"COPY {package} ./{package}" in dockerfile, package
-    assert "pip install '.[server]'" in dockerfile
+    assert "pip install '.[server,maya1,onnx]'" in dockerfile
     assert 'ENTRYPOINT ["voicebatch"]' in dockerfile
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
