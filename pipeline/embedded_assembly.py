@@ -219,7 +219,11 @@ def assemble_job(
         with transaction(factory) as session:
             if not store.claim_finalization(session, job_id=job_id):
                 status = store.get_job(session, job_id).status
-                if status != JobStatus.ASSEMBLING:
+                if status.final:
+                    # another renderer of this job (the same command started twice)
+                    # finalized it meanwhile: write its outputs as a finished job's
+                    rewrite = True
+                elif status != JobStatus.ASSEMBLING:
                     raise RetryableError(
                         f"job {job_id} still has chunks being rendered; try again later"
                     )
