@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ pytest.importorskip("snac")
 from pipeline.batching import BatchingEngine, with_batching
 from pipeline.config import Settings, load_settings
 from pipeline.engines import create_engine, engine_info, engine_params
-from pipeline.engines.base import StagedEngine, SynthesisRequest
+from pipeline.engines.base import StagedEngine, SynthesisRequest, SynthesisResult
 from pipeline.engines.maya1.engine import Generated, Maya1Engine
 from pipeline.engines.maya1.sampling import RowSampling
 from pipeline.engines.maya1.tokens import max_new_tokens, retry_seed, voice_seed
@@ -30,6 +30,18 @@ from tests.maya1_fixtures import build_tiny_maya1
 from tests.snac_fixtures import build_tiny_snac
 
 VOICE = "A calm female narrator with a low voice"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: for a model this small, thread hand-offs cost more than they
+    gain, and on a busy 2-core CI runner two threads made these tests 7x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +85,13 @@ def batched(engine: Maya1Engine, requests: list[SynthesisRequest]) -> list[objec
     return engine.generate_batch(requests)
 
 
+@pytest.fixture(scope="module")
+def decoded(
+    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+) -> list[SynthesisResult]:
+    return engine.decode_batch(requests, batched)
+
+
 def _frames(outcome: object) -> np.ndarray:
     assert isinstance(outcome, Generated), outcome
     return outcome.frames
@@ -92,15 +111,14 @@ def test_the_engine_is_a_staged_maya1_engine(engine: Maya1Engine, settings: Sett
 
 
 def test_frames_follow_the_text_length_and_audio_is_frames_times_2048(
-    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+    requests: list[SynthesisRequest], batched: list[object], decoded: list[SynthesisResult]
 ) -> None:
     frames = [_frames(outcome) for outcome in batched]
     assert [len(item) for item in frames] == [max_new_tokens(r.text) // 7 for r in requests]
     for item in frames:
         assert item.shape[1] == 7 and item.dtype == np.int64
         assert item.min() >= 0 and item.max() < 4096
-    results = engine.decode_batch(requests, batched)
-    for item, result in zip(frames, results, strict=True):
+    for item, result in zip(frames, decoded, strict=True):
         assert result.sample_rate == 24_000 and result.audio.dtype == np.float32
         assert len(result.audio) == len(item) * 2048
         assert result.duration == pytest.approx(len(item) * 2048 / 24_000)
@@ -118,14 +136,16 @@ def test_seeds_come_from_the_request_or_the_voice(
 
 
 def test_batched_generation_equals_unbatched_for_the_same_seeds(
-    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+    engine: Maya1Engine,
+    requests: list[SynthesisRequest],
+    batched: list[object],
+    decoded: list[SynthesisResult],
 ) -> None:
     for request, together in zip(requests, batched, strict=True):
         alone = engine.generate_batch([request])[0]
         np.testing.assert_array_equal(_frames(alone), _frames(together))
-    audio_batched = engine.decode_batch(requests, batched)
     audio_alone = engine.decode_batch(requests[:1], batched[:1])
-    np.testing.assert_allclose(audio_alone[0].audio, audio_batched[0].audio, atol=1e-5)
+    np.testing.assert_allclose(audio_alone[0].audio, decoded[0].audio, atol=1e-5)
 
 
 def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[object]) -> None:
@@ -135,7 +155,10 @@ def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[obje
 
 
 def test_the_dynamic_batcher_merges_threads_into_one_batch(
-    engine: Maya1Engine, settings: Settings, requests: list[SynthesisRequest], batched: list[object]
+    engine: Maya1Engine,
+    settings: Settings,
+    requests: list[SynthesisRequest],
+    decoded: list[SynthesisResult],
 ) -> None:
     wrapped = with_batching(engine, settings)
     assert isinstance(wrapped, BatchingEngine)
@@ -153,8 +176,7 @@ def test_the_dynamic_batcher_merges_threads_into_one_batch(
         stats = wrapped.batcher.stats
     finally:
         wrapped.close()
-    direct = engine.decode_batch(requests, batched)
-    for index, result in enumerate(direct):
+    for index, result in enumerate(decoded):
         np.testing.assert_allclose(results[index], result.audio, atol=1e-5)
     assert stats.requests == 3 and stats.batches < 3  # at least two rode together
 
@@ -228,11 +250,38 @@ def test_a_request_malformed_on_every_try_fails_alone(engine: Maya1Engine) -> No
     assert "on all 3 tries" in str(outcomes[0])
     assert isinstance(outcomes[1], Generated)
     assert len(backend.seeds) == 4  # the good request was generated once
-    with pytest.raises(MalformedAudio):
-        faulty.render_batch([SynthesisRequest("Hi", VOICE)])
 
 
 def test_engine_params_carry_the_sampling_settings(settings: Settings) -> None:
     params = engine_params(settings)
     assert (params["temperature"], params["top_p"], params["repetition_penalty"]) == (0.4, 0.9, 1.1)
     assert "temperature" not in engine_params(load_settings(engine="piper"))
+
+
+def test_an_embedded_render_speaks_a_file_with_maya1(
+    engine: Maya1Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """The whole pipeline (plan, render, store, assemble) with the maya1 engine; a second
+    render finds every chunk in the content-addressed cache."""
+    from pipeline.audio.encode import decode
+    from pipeline.runner import LocalRuntime, check_inputs, render_file
+    from pipeline.state.models import JobStatus
+
+    source = tmp_path / "note.txt"
+    source.write_text("Hi.\n\nYes.\n", encoding="utf-8")
+    local = settings.model_copy(
+        update={"data_dir": tmp_path / "data", "output_format": "wav", "subtitles": "none"}
+    )
+    runtime = LocalRuntime.open(local)
+    runtime.engine = engine
+    outcome = render_file(runtime, check_inputs(source, local), output_dir=tmp_path / "out")
+    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
+    assert outcome.stats.rendered == 2
+    book = outcome.assembly.book_key
+    assert book is not None
+    audio = decode(tmp_path / "out" / book)
+    # "Hi." 23 frames + "Yes." 25 frames (85.3 ms each), less trimmed edges, plus the pause
+    speech = (23 + 25) * 2048 / 24_000
+    assert speech - 0.5 < len(audio.audio) / audio.sample_rate < speech + 1.5
+    again = render_file(runtime, check_inputs(source, local), output_dir=tmp_path / "out2")
+    assert again.stats.rendered == 0
