@@ -106,8 +106,11 @@ def build_spec(
             # After segmenting: a changed entry changes only the chunks holding its word,
             # never where the other chunks of the paragraph start and end.
             text = lexicon.apply(segment.text) if lexicon is not None else segment.text
-            if not text:
-                continue
+            if len(text) > engine.max_chunk_chars:
+                raise InputError(
+                    f"the lexicon makes a chunk {len(text)} characters long, over the "
+                    f"{engine.max_chunk_chars} that {engine.name} takes: {text[:60]!r}..."
+                )
             chunks.append(
                 store.ChunkSpec(
                     text=text,

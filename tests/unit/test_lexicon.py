@@ -124,6 +124,11 @@ def test_changing_one_entry_changes_only_the_chunks_with_its_word() -> None:
     assert before.fingerprint != after.fingerprint  # a new job, not a resume of the old one
 
 
+def test_a_lexicon_that_blows_a_chunk_past_the_engine_limit_is_refused() -> None:
+    with pytest.raises(InputError, match=r"lexicon makes a chunk 10[0-9]{2} characters long"):
+        _spec(PARAGRAPHS, "Nguyen = " + "very " * 200 + "long")
+
+
 def test_normalisation_can_be_switched_off_and_that_is_a_different_job() -> None:
     document = Document(
         title="B", chapters=(Chapter(title="Chapter IV", paragraphs=("At 3pm.",), heading=True),)

@@ -86,7 +86,7 @@ def test_one_failing_request_in_a_merged_batch_fails_only_its_chunk(tmp_path: Pa
         max_attempts=1,
     )
     runtime = LocalRuntime.open(settings)
-    inner = BatchNoting(fail_on="of chapter 1 is read here, sentence 3.")
+    inner = BatchNoting(fail_on="of chapter one is read here, sentence three.")
     runtime.engine = with_batching(inner, settings)
     outcome = render_file(
         runtime, check_inputs(long_book(tmp_path), settings), output_dir=tmp_path / "out"
