@@ -154,7 +154,15 @@ def _validation(exc: ValidationError) -> RequestValidationError:
     )
 
 
-FORM_FIELDS = ("title", "format", "voice", "chapter_files", "master", "loudness_preset")
+FORM_FIELDS = (
+    "title",
+    "format",
+    "voice",
+    "chapter_files",
+    "master",
+    "loudness_preset",
+    "keep_front_matter",
+)
 
 
 def _cover(data: bytes | None, field: str = "cover") -> Cover | None:
@@ -176,7 +184,9 @@ def _base64_cover(text: str | None) -> Cover | None:
     return _cover(data)
 
 
-async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
+async def _parse(
+    request: Request, context: ApiContext
+) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
     """The request as a checked document, its kind, per-job setting overrides and cover."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
@@ -204,7 +214,13 @@ async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any], C
             raise FieldError("cover", "send the cover as a file part, not a text field")
         cover = _cover(await picture.read()) if picture is not None else None
         data = await upload.read()
-        parsed = await run_in_threadpool(document_from_upload, upload.filename or "", data)
+        keep = body.keep_front_matter
+        parsed = await run_in_threadpool(
+            document_from_upload,
+            upload.filename or "",
+            data,
+            keep_front_matter=context.settings.keep_front_matter if keep is None else keep,
+        )
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         if cover is None:
@@ -257,7 +273,7 @@ JOB_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A .txt or .md book.",
+                            "description": "A .txt, .md or .epub book.",
                         },
                         "title": {"type": "string"},
                         "format": {
@@ -271,6 +287,10 @@ JOB_BODY = {
                             "description": "Cover art, JPEG or PNG.",
                         },
                         "chapter_files": {"type": "boolean"},
+                        "keep_front_matter": {
+                            "type": "boolean",
+                            "description": "EPUB: read front and back matter too.",
+                        },
                         "master": {"type": "string", "enum": ["none", "wav", "flac"]},
                         "subtitles": {
                             "type": "string",
@@ -311,7 +331,7 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides, cover = await _parse(request)
+    parsed, kind, overrides, cover = await _parse(request, context)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
         _submit, context, key, parsed, kind, overrides, cover, idempotency_key, response

@@ -50,6 +50,11 @@ class JobRequest(BaseModel):
     loudness_preset: Preset | None = Field(
         None, description="Master every file to acx, podcast or broadcast."
     )
+    keep_front_matter: bool | None = Field(
+        None,
+        description="EPUB uploads: also read the cover, title page, copyright, contents, "
+        "index...; default the server's (skipped).",
+    )
     cover: str | None = Field(
         None,
         max_length=28 << 20,
@@ -65,6 +70,7 @@ class JobRequest(BaseModel):
             "master_format": self.master,
             "subtitles": None if self.subtitles is None else ",".join(self.subtitles) or "none",
             "loudness_preset": self.loudness_preset,
+            "keep_front_matter": self.keep_front_matter,
         }
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, quality, remote, storage
+from cli import admin, engine, quality, remote, storage
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
@@ -38,6 +38,7 @@ remote.register(app, _state)
 admin.register(app, _state)
 quality.register(app, _state)
 storage.register(app, _state)
+engine.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
@@ -50,6 +51,17 @@ DataDir = Annotated[
 ]
 
 
+KeepFrontMatterOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-front-matter/--skip-front-matter",
+        envvar="VOICEBATCH_KEEP_FRONT_MATTER",
+        show_envvar=True,
+        help="EPUB: also read the cover, title page, copyright, contents, index... "
+        "(default: skipped).",
+        show_default=False,
+    ),
+]
 CoverOption = Annotated[
     Path | None,
     typer.Option(
@@ -116,7 +128,9 @@ def root(
 
 @app.command()
 def render(
-    source: Annotated[Path, typer.Argument(help="Book to read: .txt or .md", show_default=False)],
+    source: Annotated[
+        Path, typer.Argument(help="Book to read: .txt, .md or .epub", show_default=False)
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for the audio files.")
     ] = Path("out"),
@@ -154,6 +168,7 @@ def render(
     ] = None,
     data_dir: DataDir = None,
     cover: CoverOption = None,
+    keep_front_matter: KeepFrontMatterOption = None,
     chapter_files: ChapterFilesOption = None,
     master: MasterOption = None,
     subtitles: SubtitlesOption = None,
@@ -175,6 +190,7 @@ def render(
             voice=voice,
             batch_size=batch_size,
             data_dir=data_dir,
+            keep_front_matter=keep_front_matter,
             chapter_files=chapter_files,
             master_format=master,
             subtitles=subtitles,

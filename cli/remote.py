@@ -120,7 +120,7 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
     @app.command()
     def submit(
         source: Annotated[
-            Path, typer.Argument(help="Book to render: .txt or .md", show_default=False)
+            Path, typer.Argument(help="Book to render: .txt, .md or .epub", show_default=False)
         ],
         server: Server = None,
         api_key: ApiKeyOption = None,
@@ -130,6 +130,15 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         ] = None,
         cover: Annotated[
             Path | None, typer.Option("--cover", help="Cover image (JPEG or PNG).")
+        ] = None,
+        keep_front_matter: Annotated[
+            bool | None,
+            typer.Option(
+                "--keep-front-matter/--skip-front-matter",
+                help="EPUB: also read the cover, title page, copyright, contents, index... "
+                "(default: the server's, skipped).",
+                show_default=False,
+            ),
         ] = None,
         chapter_files: Annotated[
             bool | None,
@@ -162,6 +171,9 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 load_cover(cover)  # checked here, so a bad image fails before the upload
             options = {
                 "chapter_files": None if chapter_files is None else str(chapter_files).lower(),
+                "keep_front_matter": None
+                if keep_front_matter is None
+                else str(keep_front_matter).lower(),
                 "master": master,
                 "subtitles": None
                 if subtitles is None

@@ -16,6 +16,8 @@ OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
 OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
 MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
+SnacRuntime = Literal["torch", "onnx", "tensorrt"]
+SnacPrecision = Literal["auto", "fp32", "fp16", "int8"]
 DynamicBatching = Literal["auto", "on", "off"]
 Maya1Backend = Literal["auto", "hf", "vllm"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
@@ -119,6 +121,11 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    keep_front_matter: bool = Field(
+        False,
+        description="EPUB: also read what the book marks as front or back matter (cover, "
+        "title page, copyright, contents, index, acknowledgements...).",
+    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")
@@ -215,6 +222,27 @@ class Settings(BaseSettings):
     )
     device: str = Field(
         "auto", description="maya1: torch device (cuda, cuda:1, cpu); auto: cuda if present."
+    )
+    snac_runtime: SnacRuntime = Field(
+        "torch",
+        description="maya1: decode SNAC with torch, onnx (onnxruntime, CUDA when present) or "
+        "tensorrt (onnxruntime's TensorRT provider); onnx and tensorrt need "
+        "`voicebatch engine export-snac` first.",
+    )
+    snac_export_dir: Path | None = Field(
+        None,
+        description="Where exported SNAC ONNX files and TensorRT engines are written and "
+        "looked up; default <data_dir>/snac.",
+    )
+    snac_precision: SnacPrecision = Field(
+        "auto",
+        description="onnx/tensorrt SNAC decoder: fp32, fp16 or int8; auto: fp16 on a GPU, "
+        "fp32 on the CPU.",
+    )
+    snac_trt_profile: str = Field(
+        "b1-8-64_f1-64-512",
+        pattern=r"^b\d+-\d+-\d+_f\d+-\d+-\d+$",
+        description="TensorRT SNAC engine shape profile: batch min-opt-max, frames min-opt-max.",
     )
     batch_wait_ms: int = Field(
         20, ge=0, le=10_000, description="Dynamic batcher: longest wait to fill a batch."
@@ -341,6 +369,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'voicebatch.db'}"
+
+    @property
+    def resolved_snac_export_dir(self) -> Path:
+        return (self.snac_export_dir or self.data_dir / "snac").expanduser()
 
     @property
     def resolved_storage_url(self) -> str:

@@ -121,7 +121,9 @@ def document_from_items(title: str, items: Sequence[tuple[str, str]]) -> ParsedS
     )
 
 
-def document_from_upload(filename: str, data: bytes) -> ParsedSource:
+def document_from_upload(
+    filename: str, data: bytes, *, keep_front_matter: bool = False
+) -> ParsedSource:
     """An uploaded file, checked and parsed exactly as `voicebatch render` reads one."""
     name = Path(filename.replace("\\", "/")).name.strip()
     if not name or name in (".", ".."):
@@ -133,7 +135,7 @@ def document_from_upload(filename: str, data: bytes) -> ParsedSource:
         path.write_bytes(data)
         try:
             source = load_source(path)
-            document = parse_source(source)
+            document = parse_source(source, keep_front_matter=keep_front_matter)
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)
@@ -197,7 +199,11 @@ def submit_job(
     """
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
-        if not _speakable("\n\n".join(chapter.paragraphs), max_chars):
+        spoken = list(chapter.paragraphs)
+        if chapter.heading and (settings.read_titles or not spoken):
+            # as build_spec reads it: a heading-only chapter (an EPUB's part page) is its heading
+            spoken.insert(0, chapter.title)
+        if not _speakable("\n\n".join(spoken), max_chars):
             where = "items" if kind == "catalogue" else "chapters"
             raise FieldError(f"{where}[{index}]", "has no text to speak")
     if idempotency_key is not None:

@@ -26,6 +26,8 @@ class Document:
     chapters: tuple[Chapter, ...]
     author: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The cover image the book carries (an EPUB's), as found: document_cover() checks it.
+    cover: bytes | None = field(default=None, repr=False)
 
     @property
     def word_count(self) -> int:

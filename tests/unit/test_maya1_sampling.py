@@ -110,3 +110,20 @@ def test_the_vllm_constraint_allows_what_the_sampler_allows() -> None:
         assert sorted(kept.tolist()) == sorted(expected)
         kept_row = constrain_logits([0] * step, row.clone())
         assert torch.equal(kept_row[low:high], row[low:high])
+
+
+def test_a_row_with_a_forced_length_never_stops_early_while_its_batch_mate_may() -> None:
+    steps = 49
+    rows = [
+        RowSampling(seed=1, max_new_tokens=steps, min_new_tokens=steps),
+        RowSampling(seed=2, max_new_tokens=steps),
+    ]
+    sampler = AudioSampler(rows, "cpu")
+    logits = []
+    for step in range(steps):
+        step_logits = _logits(2, step)
+        step_logits[:, EOS_SPEECH] = 1e4  # the model wants to stop at every chance
+        logits.append(step_logits)
+    forced, free = _run(sampler, logits)
+    assert EOS_SPEECH not in forced
+    assert free[28] == EOS_SPEECH  # the other row stops at its first chance

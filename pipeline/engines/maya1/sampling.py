@@ -36,6 +36,9 @@ class RowSampling:
     temperature: float = REFERENCE_TEMPERATURE
     top_p: float = REFERENCE_TOP_P
     repetition_penalty: float = REFERENCE_REPETITION_PENALTY
+    # no stop before this many tokens (at least MIN_NEW_TOKENS); benchmarks force a length
+    # with min_new_tokens == max_new_tokens so every configuration does the same work
+    min_new_tokens: int = MIN_NEW_TOKENS
 
 
 def stop_allowed(step: int) -> bool:
@@ -56,6 +59,9 @@ class AudioSampler:
         self.top_p = self._column([row.top_p for row in rows])
         self.penalty = self._column([row.repetition_penalty for row in rows])
         self.greedy = self.temperature[:, 0] <= 0
+        self.min_tokens = torch.tensor(
+            [max(row.min_new_tokens, MIN_NEW_TOKENS) for row in rows], device=self.device
+        )
         # one uniform per row and step, from the row's own CPU generator: the same seed gives
         # the same draws on any device and in any batch
         self.uniforms = torch.stack(
@@ -82,7 +88,10 @@ class AudioSampler:
         penalised = torch.where(audio > 0, audio / self.penalty, audio * self.penalty)
         audio = torch.where(self.seen[:, slot], penalised, audio)
         if stop_allowed(step):
-            audio = torch.cat([audio, logits[:, EOS_SPEECH : EOS_SPEECH + 1].float()], dim=1)
+            stop = logits[:, EOS_SPEECH : EOS_SPEECH + 1].float()
+            early = (self.min_tokens > step).unsqueeze(1)
+            stop = torch.where(early, torch.full_like(stop, float("-inf")), stop)
+            audio = torch.cat([audio, stop], dim=1)
         return audio
 
     def step(self, logits: torch.Tensor, step: int) -> torch.Tensor:

@@ -92,7 +92,7 @@ class VllmBackend:
                 repetition_penalty=row.repetition_penalty,
                 seed=row.seed,
                 max_tokens=row.max_new_tokens,
-                min_tokens=MIN_NEW_TOKENS,
+                min_tokens=max(row.min_new_tokens, MIN_NEW_TOKENS),
                 stop_token_ids=[EOS_SPEECH],
                 extra_args={EXTRA_ARG: True},
             )
