@@ -29,6 +29,7 @@ from api.schemas import (
 )
 from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
 from pipeline.audio.presets import mastering_options
+from pipeline.engines import takes_phonemes
 from pipeline.errors import InputError, RetryableError
 from pipeline.ingest import ParsedSource
 from pipeline.state import store
@@ -44,6 +45,7 @@ from pipeline.submit import (
     document_from_upload,
     submit_job,
 )
+from pipeline.text.lexicon import Lexicon, lexicon_from_mapping, parse_lexicon
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 bearer = HTTPBearer(auto_error=False, description="An API key from `voicebatch keys create`.")
@@ -161,8 +163,22 @@ FORM_FIELDS = (
     "chapter_files",
     "master",
     "loudness_preset",
+    "normalize",
     "keep_front_matter",
 )
+Parsed = tuple[ParsedSource, str, dict[str, Any], Cover | None, Lexicon | None]
+
+
+def _lexicon(given: str | dict[str, str] | None) -> Lexicon | None:
+    """A request's lexicon (file text or {word: replacement}); errors name the field."""
+    if given is None:
+        return None
+    try:
+        if isinstance(given, str):
+            return parse_lexicon(given, name="lexicon")
+        return lexicon_from_mapping(given, name="lexicon")
+    except InputError as exc:
+        raise FieldError("lexicon", exc.message.removeprefix("lexicon ")) from exc
 
 
 def _cover(data: bytes | None, field: str = "cover") -> Cover | None:
@@ -184,13 +200,12 @@ def _base64_cover(text: str | None) -> Cover | None:
     return _cover(data)
 
 
-async def _parse(
-    request: Request, context: ApiContext
-) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
-    """The request as a checked document, its kind, per-job setting overrides and cover."""
+async def _parse(request: Request, context: ApiContext) -> Parsed:
+    """The request as a checked document, its kind, per-job setting overrides, cover and
+    lexicon."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=12)
+        form = await request.form(max_files=3, max_fields=14)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise FieldError("file", "missing: send the book as the multipart field `file`")
@@ -213,6 +228,16 @@ async def _parse(
         if isinstance(picture, str):
             raise FieldError("cover", "send the cover as a file part, not a text field")
         cover = _cover(await picture.read()) if picture is not None else None
+        lexicon_part = form.get("lexicon")
+        lexicon_text: str | None = None
+        if isinstance(lexicon_part, str):
+            lexicon_text = lexicon_part
+        elif lexicon_part is not None:
+            try:
+                lexicon_text = (await lexicon_part.read()).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FieldError("lexicon", "is not UTF-8 text") from exc
+        lexicon = await run_in_threadpool(_lexicon, lexicon_text)
         data = await upload.read()
         keep = body.keep_front_matter
         parsed = await run_in_threadpool(
@@ -225,7 +250,7 @@ async def _parse(
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         if cover is None:
             cover = document_cover(parsed.document)
-        return parsed, "book", body.overrides(), cover
+        return parsed, "book", body.overrides(), cover, lexicon
     if content_type != "application/json":
         raise UnsupportedMediaType(
             "content-type", "send application/json or multipart/form-data with a `file`"
@@ -238,16 +263,18 @@ async def _parse(
     return await run_in_threadpool(_document, body)
 
 
-def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
+def _document(body: JobRequest) -> Parsed:
     title = body.title or "Untitled"
     overrides = body.overrides()
     cover = _base64_cover(body.cover)
+    lexicon = _lexicon(body.lexicon)
     if body.items:
         return (
             document_from_items(title, [(i.id, i.text) for i in body.items]),
             "catalogue",
             overrides,
             cover,
+            lexicon,
         )
     if body.chapters:
         return (
@@ -255,9 +282,10 @@ def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any], Cove
             "book",
             overrides,
             cover,
+            lexicon,
         )
     assert body.text is not None
-    return document_from_text(title, body.text), "book", overrides, cover
+    return document_from_text(title, body.text), "book", overrides, cover, lexicon
 
 
 JOB_BODY = {
@@ -300,6 +328,16 @@ JOB_BODY = {
                             "type": "string",
                             "enum": ["none", "acx", "podcast", "broadcast"],
                         },
+                        "normalize": {
+                            "type": "boolean",
+                            "description": "false: send the text as written.",
+                        },
+                        "lexicon": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A lexicon file: `word = replacement`, "
+                            "`/regex/i = replacement`, `word = [[phonemes]]` lines.",
+                        },
                     },
                 }
             },
@@ -331,10 +369,10 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides, cover = await _parse(request, context)
+    parsed, kind, overrides, cover, lexicon = await _parse(request, context)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
-        _submit, context, key, parsed, kind, overrides, cover, idempotency_key, response
+        _submit, context, key, parsed, kind, overrides, cover, lexicon, idempotency_key, response
     )
 
 
@@ -345,6 +383,7 @@ def _submit(
     kind: str,
     overrides: dict[str, Any],
     cover: Cover | None,
+    lexicon: Lexicon | None,
     idempotency_key: str | None,
     response: Response,
 ) -> JobOut:
@@ -362,6 +401,11 @@ def _submit(
         raise FieldError(
             "voice", f"unknown voice {settings.voice!r} (this server speaks {engine.default_voice})"
         )
+    if lexicon is not None:
+        try:
+            lexicon.check_engine(engine.name, takes_phonemes(engine))
+        except InputError as exc:
+            raise FieldError("lexicon", exc.message.removeprefix("lexicon ")) from exc
     submitted = submit_job(
         context.factory,
         parsed,
@@ -373,6 +417,7 @@ def _submit(
         output_base=context.settings.resolved_storage_url,
         cover=cover,
         folder=lambda uri: folder_for(context, uri),
+        lexicon=lexicon,
     )
     try:
         # A replay publishes the chunks still waiting again: the first try may have lost

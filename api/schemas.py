@@ -60,6 +60,17 @@ class JobRequest(BaseModel):
         max_length=28 << 20,
         description="Cover art for the picture tags: a JPEG or PNG, base64-encoded.",
     )
+    normalize: bool | None = Field(
+        None,
+        description="Spell out numbers, dates, money, abbreviations, URLs (English) before "
+        "segmenting; default the server's (on). false: the text as written.",
+    )
+    lexicon: str | dict[str, str] | None = Field(
+        None,
+        description="Pronunciations applied to each chunk: the text of a lexicon file "
+        "(`word = replacement`, `/regex/i = replacement`, `word = [[phonemes]]` lines) or "
+        'a JSON map like {"Nguyen": "win", "/colou?r/i": "kuller"}.',
+    )
 
     def overrides(self) -> dict[str, object]:
         """The per-job settings this request asks for (None: the server's)."""
@@ -70,6 +81,7 @@ class JobRequest(BaseModel):
             "master_format": self.master,
             "subtitles": None if self.subtitles is None else ",".join(self.subtitles) or "none",
             "loudness_preset": self.loudness_preset,
+            "normalize_text": self.normalize,
             "keep_front_matter": self.keep_front_matter,
         }
 

@@ -109,6 +109,30 @@ PresetOption = Annotated[
 ]
 
 
+NormalizeOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--normalize/--no-normalize",
+        envvar="VOICEBATCH_NORMALIZE_TEXT",
+        show_envvar=True,
+        help="Spell out numbers, dates, money, abbreviations, URLs (English; default: on). "
+        "--no-normalize sends the text as written.",
+        show_default=False,
+    ),
+]
+LexiconOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--lexicon",
+        envvar="VOICEBATCH_LEXICON",
+        show_envvar=True,
+        help="Pronunciation file: `word = replacement`, `/regex/i = replacement`, "
+        "`word = [[phonemes]]` (piper) lines.",
+        show_default=False,
+    ),
+]
+
+
 def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
@@ -173,6 +197,8 @@ def render(
     master: MasterOption = None,
     subtitles: SubtitlesOption = None,
     loudness_preset: PresetOption = None,
+    normalize: NormalizeOption = None,
+    lexicon: LexiconOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
@@ -195,6 +221,8 @@ def render(
             master_format=master,
             subtitles=subtitles,
             loudness_preset=loudness_preset,
+            normalize_text=normalize,
+            lexicon=lexicon,
         )
         checked = check_inputs(source, settings)
         mastering_options(settings)  # a preset clashing with explicit targets fails now

@@ -90,12 +90,13 @@ class ApiClient:
         fmt: str | None = None,
         options: dict[str, str | None] | None = None,
         cover: Path | None = None,
+        lexicon: Path | None = None,
         attempts: int = 4,
     ) -> dict[str, Any]:
         """Upload a book (and its cover). Retried on connection errors and 5xx with one
         Idempotency-Key, so a retry after a lost response returns the job the first try
         created. `options` are further form fields (chapter_files, master, subtitles,
-        loudness_preset)."""
+        loudness_preset, normalize); `lexicon` is uploaded as the `lexicon` file part."""
         if not path.is_file():
             raise InputError(f"{path}: no such file")
         fields = {"title": title, "format": fmt, **(options or {})}
@@ -106,6 +107,10 @@ class ApiClient:
             if not cover.is_file():
                 raise InputError(f"cover {cover}: no such file")
             files["cover"] = (cover.name, cover.read_bytes())
+        if lexicon is not None:
+            if not lexicon.is_file():
+                raise InputError(f"lexicon {lexicon}: no such file")
+            files["lexicon"] = (lexicon.name, lexicon.read_bytes())
         for attempt in range(attempts):
             try:
                 result: dict[str, Any] = self._call(

@@ -15,6 +15,7 @@ from cli.output import clock, console, err_console, print_jobs, reported_errors
 from pipeline.audio.cover import load_cover
 from pipeline.config import OUTPUT_FORMATS, load_settings
 from pipeline.errors import InputError, RetryableError
+from pipeline.text.lexicon import load_lexicon
 
 RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
 STATES = ("ready", "restoring", "archived")
@@ -159,6 +160,23 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
             str | None,
             typer.Option("--loudness-preset", help="acx, podcast, broadcast or none."),
         ] = None,
+        normalize: Annotated[
+            bool | None,
+            typer.Option(
+                "--normalize/--no-normalize",
+                help="Spell out numbers, dates, abbreviations, URLs (default: the server's, "
+                "on); --no-normalize sends the text as written.",
+                show_default=False,
+            ),
+        ] = None,
+        lexicon: Annotated[
+            Path | None,
+            typer.Option(
+                "--lexicon",
+                help="Pronunciation file (`word = replacement`, `/regex/i = replacement`).",
+                show_default=False,
+            ),
+        ] = None,
         wait: Annotated[
             bool, typer.Option("--wait", help="Show progress until the job finishes.")
         ] = False,
@@ -169,6 +187,8 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
             client = client_for(server, api_key)
             if cover is not None:
                 load_cover(cover)  # checked here, so a bad image fails before the upload
+            if lexicon is not None:
+                load_lexicon(lexicon)  # a bad line fails here, naming the file and line
             options = {
                 "chapter_files": None if chapter_files is None else str(chapter_files).lower(),
                 "keep_front_matter": None
@@ -179,8 +199,11 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 if subtitles is None
                 else ("" if subtitles == "none" else subtitles),
                 "loudness_preset": loudness_preset,
+                "normalize": None if normalize is None else str(normalize).lower(),
             }
-            job = client.submit_file(source, title=title, fmt=fmt, options=options, cover=cover)
+            job = client.submit_file(
+                source, title=title, fmt=fmt, options=options, cover=cover, lexicon=lexicon
+            )
             err_console.print(
                 f"submitted job [bold]{job['id']}[/] ({job['chunks']['total']} chunks)",
                 highlight=False,

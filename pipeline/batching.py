@@ -346,6 +346,7 @@ class BatchingEngine:
         self.sample_rate = inner.sample_rate
         self.max_chunk_chars = inner.max_chunk_chars
         self.default_voice = inner.default_voice
+        self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
 
     def render_outcomes(self, requests: Sequence[SynthesisRequest]) -> list[Outcome]:
         """Each request's result or its own failure, in order."""

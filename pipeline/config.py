@@ -121,6 +121,16 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    normalize_text: bool = Field(
+        True,
+        description="Spell out numbers, dates, money, times, abbreviations, heading numerals, "
+        "URLs and e-mail addresses (English) before segmenting.",
+    )
+    lexicon: Path | None = Field(
+        None,
+        description="Pronunciation file: `word = replacement` or `/regex/i = replacement` "
+        "lines ([[phonemes]] for piper), applied to each chunk after normalisation.",
+    )
     keep_front_matter: bool = Field(
         False,
         description="EPUB: also read what the book marks as front or back matter (cover, "

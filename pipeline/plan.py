@@ -14,13 +14,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.audio.cover import Cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
-from pipeline.engines import Engine, EngineInfo, engine_params
+from pipeline.engines import Engine, EngineInfo, engine_params, takes_phonemes
 from pipeline.errors import InputError
 from pipeline.ingest import Document, ParsedSource, SourceFile
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import JobStatus
 from pipeline.storage import content_hash
+from pipeline.text.lexicon import Lexicon, load_lexicon
+from pipeline.text.normalize import normalize_text
 from pipeline.text.segment import segment_paragraphs
 
 
@@ -50,6 +52,26 @@ def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any
     }
 
 
+def spoken_paragraphs(
+    paragraphs: list[str], *, normalize: bool, heading: bool = False
+) -> list[str]:
+    """The paragraphs as they will be said: normalised unless switched off. With
+    `heading`, the first paragraph is the chapter's title (a lone 'IV' there is four)."""
+    if not normalize:
+        return paragraphs
+    return [
+        normalize_text(text, heading=heading and index == 0)
+        for index, text in enumerate(paragraphs)
+    ]
+
+
+def job_lexicon(settings: Settings, lexicon: Lexicon | None) -> Lexicon | None:
+    """The lexicon a job uses: one given with the request, else the settings' file."""
+    if lexicon is not None:
+        return lexicon
+    return load_lexicon(settings.lexicon) if settings.lexicon is not None else None
+
+
 def build_spec(
     document: Document,
     source: SourceFile,
@@ -59,35 +81,55 @@ def build_spec(
     output_uri: str | None,
     kind: str = "book",
     cover: Cover | None = None,
+    lexicon: Lexicon | None = None,
 ) -> store.JobSpec:
-    """Segment every chapter and hash every chunk; pure, no I/O."""
+    """Normalise and segment every chapter, apply the lexicon to every chunk and hash it;
+    pure, no I/O. Chapter titles (for chapter markers and tags) stay as written."""
     voice = settings.voice or engine.default_voice
     params = engine_params(settings)
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
+    if lexicon is not None:
+        lexicon.check_engine(engine.name, takes_phonemes(engine))
     items = []
     for chapter in document.chapters:
         paragraphs = list(chapter.paragraphs)
-        if chapter.heading and (settings.read_titles or not paragraphs):
+        spoken_title = chapter.heading and (settings.read_titles or not paragraphs)
+        if spoken_title:
             # The heading is spoken first, as its own paragraph; a chapter that is only a
             # heading is read as its heading either way.
             paragraphs.insert(0, chapter.title)
-        chunks = tuple(
-            store.ChunkSpec(
-                text=segment.text,
-                paragraph_start=segment.paragraph_start,
-                content_hash=content_hash(
-                    text=segment.text,
-                    voice=voice,
-                    engine=engine.name,
-                    model_version=engine.model_version,
-                    params=params,
-                ),
-            )
-            for segment in segment_paragraphs(paragraphs, max_chars)
+        paragraphs = spoken_paragraphs(
+            paragraphs, normalize=settings.normalize_text, heading=spoken_title
         )
+        chunks = []
+        for segment in segment_paragraphs(paragraphs, max_chars):
+            # After segmenting: a changed entry changes only the chunks holding its word,
+            # never where the other chunks of the paragraph start and end.
+            text = lexicon.apply(segment.text) if lexicon is not None else segment.text
+            if not text:
+                continue
+            chunks.append(
+                store.ChunkSpec(
+                    text=text,
+                    paragraph_start=segment.paragraph_start,
+                    content_hash=content_hash(
+                        text=text,
+                        voice=voice,
+                        engine=engine.name,
+                        model_version=engine.model_version,
+                        params=params,
+                    ),
+                )
+            )
         if chunks:
-            items.append(store.ItemSpec(title=chapter.title, chunks=chunks))
+            items.append(store.ItemSpec(title=chapter.title, chunks=tuple(chunks)))
     options = job_options(settings, cover)
+    # How the text was read is not an option of the job's audio files but decides every
+    # chunk's text: a job resumed with another lexicon would mix two readings.
+    text_rules = {
+        "normalize_text": settings.normalize_text,
+        "lexicon": lexicon.digest if lexicon is not None else None,
+    }
     fingerprint = hashlib.sha256(
         json.dumps(
             [
@@ -97,6 +139,7 @@ def build_spec(
                 engine.model_version,
                 params,
                 options,
+                text_rules,
                 settings.output_format,
                 output_uri,
             ],
@@ -130,6 +173,7 @@ def plan_job(
     output_uri: str | None,
     fresh: bool = False,
     cover: Cover | None = None,
+    lexicon: Lexicon | None = None,
 ) -> PlannedJob:
     """Find the job this exact command made before (resume), or create it.
 
@@ -144,6 +188,7 @@ def plan_job(
         settings=settings,
         output_uri=output_uri,
         cover=cover,
+        lexicon=job_lexicon(settings, lexicon),
     )
     if not spec.items:
         raise InputError(f"{source.path}: has no speakable text")

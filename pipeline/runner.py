@@ -22,7 +22,7 @@ from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.deliverables import manifest_files
 from pipeline.embedded_assembly import assemble_job
-from pipeline.engines import Engine, check_engine, create_engine
+from pipeline.engines import Engine, check_engine, create_engine, engine_info, takes_phonemes
 from pipeline.errors import InputError, NotFoundError
 from pipeline.ingest import ParsedSource, load_source, parse_source
 from pipeline.plan import PlannedJob, plan_job
@@ -31,6 +31,7 @@ from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.state.models import JobStatus
 from pipeline.storage import LocalObjectStore, ObjectStore, open_store
+from pipeline.text.lexicon import load_lexicon
 from pipeline.text.segment import segment_paragraphs
 
 
@@ -70,6 +71,11 @@ class LocalRuntime:
 def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
+    if settings.lexicon is not None:
+        # A bad lexicon line is found now, not after the voice has loaded.
+        load_lexicon(settings.lexicon).check_engine(
+            settings.engine, takes_phonemes(engine_info(settings))
+        )
     source = load_source(path)
     document = parse_source(source, keep_front_matter=settings.keep_front_matter)
     headings = [chapter.title for chapter in document.chapters if chapter.heading]

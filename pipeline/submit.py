@@ -27,11 +27,12 @@ from pipeline.engines import EngineInfo
 from pipeline.errors import InputError
 from pipeline.ingest import Chapter, Document, ParsedSource, SourceFile, load_source, parse_source
 from pipeline.ingest.plaintext import parse_plaintext
-from pipeline.plan import build_spec
+from pipeline.plan import build_spec, job_lexicon
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Chunk, Job, JobStatus
 from pipeline.storage import ObjectStore
+from pipeline.text.lexicon import Lexicon
 from pipeline.text.segment import segment_paragraphs
 
 MAX_ITEMS = 100_000
@@ -190,6 +191,7 @@ def submit_job(
     output_base: str,
     cover: Cover | None = None,
     folder: Callable[[str], ObjectStore] | None = None,
+    lexicon: Lexicon | None = None,
 ) -> SubmittedJob:
     """Create the job (or find the one this Idempotency-Key made) and its chunk groups.
 
@@ -221,6 +223,7 @@ def submit_job(
         output_uri=output_uri,
         kind=kind,
         cover=cover,
+        lexicon=job_lexicon(settings, lexicon),
     )
     spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
     cover_folder = None

@@ -7,8 +7,10 @@ import math
 import os
 import signal
 import socket
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 POOLS = ("prefork", "threads", "solo")
 DEFAULT_THREADS = 4
+
+
+def _batching_note(engine: Engine) -> str:
+    if not isinstance(engine, BatchingEngine):
+        return ""
+    batcher = engine.batcher
+    budget = f", token budget {batcher.token_budget}" if batcher.token_budget else ""
+    return (
+        f"; dynamic batcher: up to {batcher.max_batch} chunks, "
+        f"{batcher.max_wait * 1000:.0f} ms wait{budget}"
+    )
 
 
 def render_threads(engine: Engine, settings: Settings) -> int:
@@ -74,8 +87,16 @@ def run_worker(
             # Each child loads its own engine, before its first task.
             worker_process_init.connect(lambda **_: app.runtime.engine, weak=False)
         else:
-            log.info("loading engine %s", settings.engine)
-            _ = runtime.engine
+            # Celery's logging is not set up yet: say it on stderr, where its banner goes
+            print(f"loading engine {settings.engine}...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            engine = runtime.engine
+            print(
+                f"loaded engine {engine.name} ({engine.model_version}) in "
+                f"{time.perf_counter() - started:.1f} s{_batching_note(engine)}",
+                file=sys.stderr,
+                flush=True,
+            )
     if concurrency is None:
         if pool == "prefork":
             concurrency = max(1, os.cpu_count() or 1)

@@ -18,6 +18,7 @@ __all__ = [
     "create_engine",
     "engine_info",
     "engine_params",
+    "takes_phonemes",
 ]
 
 
@@ -78,6 +79,7 @@ class EngineInfo:
     default_voice: str
     model_version: str
     max_chunk_chars: int
+    takes_phonemes: bool = False
 
 
 def engine_info(settings: Settings) -> EngineInfo:
@@ -87,7 +89,9 @@ def engine_info(settings: Settings) -> EngineInfo:
         from pipeline.engines.piper import BUNDLED_VOICE, PiperEngine, model_version
 
         voice = settings.voice or BUNDLED_VOICE
-        return EngineInfo("piper", voice, model_version(voice), PiperEngine.max_chunk_chars)
+        return EngineInfo(
+            "piper", voice, model_version(voice), PiperEngine.max_chunk_chars, takes_phonemes=True
+        )
     if settings.engine == "maya1":
         from pipeline.engines.maya1.checks import maya1_info
 
@@ -95,7 +99,19 @@ def engine_info(settings: Settings) -> EngineInfo:
         return EngineInfo(name, settings.voice or default_voice, version, max_chars)
     from pipeline.engines.testing import TestToneEngine as Tone
 
-    return EngineInfo(Tone.name, Tone.default_voice, Tone.model_version, Tone.max_chunk_chars)
+    return EngineInfo(
+        Tone.name,
+        Tone.default_voice,
+        Tone.model_version,
+        Tone.max_chunk_chars,
+        takes_phonemes=Tone.takes_phonemes,
+    )
+
+
+def takes_phonemes(engine: Engine | EngineInfo) -> bool:
+    """Whether the engine reads [[phonemes]] inline (an optional Engine attribute: engines
+    that do not say so are taken to read text only)."""
+    return bool(getattr(engine, "takes_phonemes", False))
 
 
 def create_engine(settings: Settings) -> Engine:

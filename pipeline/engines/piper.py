@@ -57,6 +57,9 @@ class PiperEngine:
 
     name = "piper"
     max_chunk_chars = 600
+    # piper-tts passes [[ ... ]] blocks to the voice as raw espeak phonemes (voice.py,
+    # _PHONEME_BLOCK_PATTERN): lexicon entries may give phonemes.
+    takes_phonemes = True
     default_voice = BUNDLED_VOICE
 
     def __init__(self, voice: str | None = None) -> None:

@@ -27,6 +27,7 @@ class TestToneEngine:
     sample_rate = 22050
     max_chunk_chars = 1000
     default_voice = "tone"
+    takes_phonemes = False
     delay_seconds = 0.0
     crash_on: str | None = None
 

@@ -110,8 +110,9 @@ def running_stack(
     env: dict[str, str],
     logs: Path,
     api_port: int,
-    render_concurrency: int = 2,
+    render_concurrency: int | None = 2,
     assemble_concurrency: int = 1,
+    render_args: tuple[str, ...] = (),
 ) -> Iterator[Stack]:
     """`voicebatch db upgrade`-ed database assumed; creates a key, starts api + workers."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
@@ -123,21 +124,15 @@ def running_stack(
     stack = Stack(base, f"http://127.0.0.1:{api_port}", created.stdout.strip(), logs)
     try:
         stack.start("api", "api", "--port", str(api_port))
-        for name, queue, concurrency in (
-            ("worker-render", "render", render_concurrency),
-            ("worker-assemble", "assemble", assemble_concurrency),
+        for name, queue, concurrency, extra in (
+            ("worker-render", "render", render_concurrency, render_args),
+            ("worker-assemble", "assemble", assemble_concurrency, ()),
         ):
             port = _free_port()
             stack.metrics[name] = f"http://127.0.0.1:{port}/metrics"
+            threads = ("--concurrency", str(concurrency)) if concurrency else ()
             stack.start(
-                name,
-                "worker",
-                "--queues",
-                queue,
-                "--concurrency",
-                str(concurrency),
-                "--metrics-port",
-                str(port),
+                name, "worker", "--queues", queue, *threads, "--metrics-port", str(port), *extra
             )
         for name in ("worker-render", "worker-assemble"):
             stack.wait_for(name, " ready.")

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from cli.client import ApiClient
 from pipeline.config import Settings
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key, revoke_key
@@ -200,6 +202,68 @@ def test_submit_markdown_upload(api: Api) -> None:
     assert job["chunks"]["total"] > 0 and job["items"]["total"] == 2
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert len(api.messages()) == math.ceil(job["chunks"]["total"] / api.settings.task_chunks)
+
+
+def chunk_texts(api: Api, job_id: str) -> list[str]:
+    with transaction(api.factory) as session:
+        return list(
+            session.scalars(select(Chunk.text).where(Chunk.job_id == job_id).order_by(Chunk.seq))
+        )
+
+
+def test_submit_normalises_and_applies_a_json_lexicon(api: Api) -> None:
+    body = {"text": "Dr. Nguyen paid $5.\n\nNguyen left.", "lexicon": {"Nguyen": "win"}}
+    response = api.submit(body)
+    assert response.status_code == 201, response.text
+    assert chunk_texts(api, response.json()["id"]) == ["Doctor win paid five dollars.", "win left."]
+    raw = api.submit({"text": "Dr. Nguyen paid $5.", "normalize": False})
+    assert raw.status_code == 201, raw.text
+    assert chunk_texts(api, raw.json()["id"]) == ["Dr. Nguyen paid $5."]
+
+
+def test_submit_upload_with_a_lexicon_file_and_no_normalize(api: Api) -> None:
+    response = api.client.post(
+        "/v1/jobs",
+        files={
+            "file": ("book.txt", b"Mr. Nguyen came at 3pm.", "text/plain"),
+            "lexicon": ("names.lex", b"# names\n/ngu?yen/i = win\n", "text/plain"),
+        },
+        data={"normalize": "false"},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == 201, response.text
+    assert chunk_texts(api, response.json()["id"]) == ["Mr. win came at 3pm."]
+
+
+def test_the_cli_client_uploads_its_lexicon_and_no_normalize(api: Api, tmp_path: Path) -> None:
+    book, lexicon = tmp_path / "book.txt", tmp_path / "names.lex"
+    book.write_text("Dr. Nguyen came at 3pm.", encoding="utf-8")
+    lexicon.write_text("Nguyen = win\n", encoding="utf-8")
+    client = ApiClient("http://testserver", api.keys["alice"])
+    client.http = api.client  # the real app, in process
+    api.client.headers["Authorization"] = f"Bearer {api.keys['alice']}"
+    spoken = client.submit_file(book, lexicon=lexicon)
+    raw = client.submit_file(book, options={"normalize": "false"}, lexicon=lexicon)
+    assert chunk_texts(api, spoken["id"]) == ["Doctor win came at three PM."]
+    assert chunk_texts(api, raw["id"]) == ["Dr. win came at 3pm."]
+
+
+@pytest.mark.parametrize(
+    ("lexicon", "message"),
+    [
+        ("Nguyen = win\nno separator", "line 2: expected `word = replacement`"),
+        ({"/a(/": "b"}, "line 1: bad regex /a(/"),
+        ({"Nguyen": "[[ŋwˈɪn]]"}, "line 1: gives phonemes ([[...]]) but engine test-tone"),
+    ],
+    ids=["text", "map", "phonemes"],
+)
+def test_a_bad_lexicon_is_422_naming_the_line(api: Api, lexicon: Any, message: str) -> None:
+    response = api.submit({"text": "Nguyen came.", "lexicon": lexicon})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "lexicon" and message in error["message"], error
+    assert api.scalar(select(func.count()).select_from(Job)) == 0
+    assert api.messages() == []
 
 
 def test_submit_epub_upload(api: Api) -> None:

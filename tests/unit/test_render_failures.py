@@ -49,13 +49,14 @@ def test_a_single_request_that_never_fits_fails_after_its_attempts_and_alone(
 ) -> None:
     runtime.settings.batch_size = 4
     runtime.settings.max_attempts = 2
-    engine = SmallMemory(fits=4, never_fits="Paragraph 3 of chapter 0")
+    engine = SmallMemory(fits=4, never_fits="Paragraph three of chapter zero")
     outcome = run(runtime, engine, long_book(tmp_path, chapters=2, paragraphs=6), tmp_path / "out")
     assert outcome.assembly is not None
     assert outcome.assembly.status == JobStatus.PARTIALLY_FAILED
     (failed,) = outcome.assembly.failed_chunks
     assert (
-        failed["text"].startswith("Paragraph 3 of chapter 0") and "out of memory" in failed["error"]
+        failed["text"].startswith("Paragraph three of chapter zero")
+        and "out of memory" in failed["error"]
     )
     with transaction(runtime.factory) as session:
         chunk = store.failed_chunks(session, job_id=outcome.job.job_id)[0]

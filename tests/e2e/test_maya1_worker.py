@@ -1,0 +1,166 @@
+"""A real render worker process running the Maya1 engine (`voicebatch worker --engine maya1
+--batch-size 8 --batch-wait-ms 20 --precision fp32`) with the tiny Maya1-layout model and a
+SNAC 24 kHz decoder built by the test, behind the API, on PostgreSQL, Redis and S3.
+
+The engine loads once, before the worker takes tasks; the job's chunks arrive as several
+messages (two chunks each), run on the worker's task threads, and meet in one dynamic
+batcher. Random weights say nothing intelligible: the test checks the mechanics (24 kHz
+chunks whose length is whole SNAC frames, merged batches, a finished book), not speech."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("snac")
+
+from sqlalchemy import create_engine, text
+
+from pipeline.audio.encode import decode
+from tests.conftest import free_port, need_service
+from tests.e2e.stack import Stack, running_stack
+from tests.integration.conftest import (
+    S3_KEY,
+    S3_REGION,
+    PostgresAdmin,
+    pg_url,
+    s3_client_for,
+)
+from tests.maya1_fixtures import build_tiny_maya1
+from tests.snac_fixtures import build_tiny_snac
+
+pytestmark = pytest.mark.e2e
+
+BOOK = """# Two Tiny Chapters
+
+## Dawn
+
+The sun rose.
+
+Birds sang.
+
+A cart rolled by.
+
+## Dusk
+
+The sun set.
+
+Owls woke.
+
+The lamps were lit.
+"""
+SAMPLES_PER_FRAME = 2048
+
+
+@pytest.fixture(scope="module")
+def stack(
+    pg_admin: PostgresAdmin,
+    pg_template: str,
+    s3_endpoint: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    need_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    broker = "redis://127.0.0.1:6379/12"
+    redis.Redis.from_url(broker).flushdb()
+    root = tmp_path_factory.mktemp("maya1-stack")
+    model, snac = build_tiny_maya1(root / "model"), build_tiny_snac(root / "snac")
+    database = pg_admin.create(template=pg_template)
+    bucket = f"maya1-{uuid.uuid4().hex[:12]}"
+    s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
+    env = {
+        "VOICEBATCH_DATABASE_URL": pg_url(database),
+        "VOICEBATCH_BROKER_URL": broker,
+        "VOICEBATCH_REDIS_URL": "redis://127.0.0.1:6379/13",
+        "VOICEBATCH_STORAGE_URL": f"s3://{bucket}/prod",
+        "VOICEBATCH_S3_ENDPOINT_URL": s3_endpoint,
+        "VOICEBATCH_S3_REGION": S3_REGION,
+        "VOICEBATCH_S3_ACCESS_KEY_ID": S3_KEY,
+        "VOICEBATCH_S3_SECRET_ACCESS_KEY": S3_KEY,
+        "VOICEBATCH_DATA_DIR": str(root / "data"),
+        # the API plans maya1 jobs from the model folder's config, loading no weights
+        "VOICEBATCH_ENGINE": "maya1",
+        "VOICEBATCH_MAYA1_MODEL_DIR": str(model),
+        "VOICEBATCH_SNAC_DIR": str(snac),
+        "VOICEBATCH_DEVICE": "cpu",
+        "VOICEBATCH_TASK_CHUNKS": "2",  # several messages, so several task threads batch
+        "VOICEBATCH_CHUNK_MAX_CHARS": "40",  # short chunks: random weights run to the limit
+    }
+    redis.Redis.from_url(env["VOICEBATCH_REDIS_URL"]).flushdb()
+    worker_flags = ("--engine", "maya1", "--batch-size", "8", "--batch-wait-ms", "200")
+    try:
+        with running_stack(
+            env=env,
+            logs=root,
+            api_port=free_port(),
+            render_concurrency=None,  # the worker sizes its threads for its batches
+            render_args=(*worker_flags, "--precision", "fp32"),
+        ) as running:
+            running.env["DATABASE"] = database
+            running.env["BUCKET"] = bucket
+            yield running
+    finally:
+        pg_admin.drop(database)
+
+
+def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path: Path) -> None:
+    source = tmp_path / "tiny.md"
+    source.write_text(BOOK)
+    submitted = stack.cli("submit", str(source), "--wait", "--format", "wav", timeout=600)
+    assert submitted.returncode == 0, submitted.stderr + stack.tails()
+    job = re.search(r"submitted job ([0-9a-f-]{36})", submitted.stderr)
+    assert job, submitted.stderr
+    job_id = job.group(1)
+
+    # the engine was loaded before the worker said it was ready, once
+    log = stack.log("worker-render")
+    assert log.count("loading engine maya1...") == 1
+    loaded = re.search(
+        r"loaded engine maya1 \(.+\) in [\d.]+ s; dynamic batcher: up to 8 chunks, 200 ms wait", log
+    )
+    assert loaded, log
+    assert log.index("loading engine maya1") < log.index(" ready.")
+
+    db = create_engine(pg_url(stack.env["DATABASE"]))
+    with db.connect() as conn:
+        chunks = conn.execute(
+            text("SELECT object_key, sample_rate, status FROM chunks WHERE job_id = :j"),
+            {"j": job_id},
+        ).all()
+    db.dispose()
+    assert len(chunks) == 8 and {c.status for c in chunks} == {"done"}
+    assert {c.sample_rate for c in chunks} == {24_000}
+    client = s3_client_for(stack.env["VOICEBATCH_S3_ENDPOINT_URL"])
+    for chunk in chunks:
+        body = client.get_object(Bucket=stack.env["BUCKET"], Key=f"prod/{chunk.object_key}")[
+            "Body"
+        ].read()
+        with wave.open(io.BytesIO(body)) as audio:
+            assert audio.getframerate() == 24_000
+            # SNAC gives whole frames; trimming may only take away, never add
+            assert 0 < audio.getnframes() <= 200 * SAMPLES_PER_FRAME
+
+    # the task threads' requests met in the batcher: fewer batches than chunks
+    metrics = httpx.get(stack.metrics["worker-render"], timeout=10).text
+    batches = float(re.search(r"^voicebatch_batcher_batches (\S+)", metrics, re.M).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"^voicebatch_batcher_requests (\S+)", metrics, re.M).group(1))  # type: ignore[union-attr]
+    assert requests == len(chunks) and batches < requests
+
+    out = tmp_path / "out"
+    downloaded = stack.cli("download", job_id, "-o", str(out))
+    assert downloaded.returncode == 0, downloaded.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [c["title"] for c in manifest["chapters"]] == ["Dawn", "Dusk"]
+    book = decode(out / manifest["file"])
+    assert book.sample_rate == 24_000 and book.duration > 2.0
