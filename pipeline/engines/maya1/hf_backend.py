@@ -149,6 +149,9 @@ def _rows(generated: list[list[int]], rows: Sequence[RowSampling]) -> list[list[
         if EOS_SPEECH in tokens:
             tokens = tokens[: tokens.index(EOS_SPEECH)]
         else:
-            log.warning("maya1: a chunk reached its limit of %d tokens", row.max_new_tokens)
+            log.warning(
+                "maya1: a chunk used all %d tokens its text allows without ending its speech",
+                row.max_new_tokens,
+            )
         out.append(tokens)
     return out
