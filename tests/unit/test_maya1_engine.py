@@ -148,6 +148,31 @@ def test_batched_generation_equals_unbatched_for_the_same_seeds(
     np.testing.assert_allclose(audio_alone[0].audio, decoded[0].audio, atol=1e-5)
 
 
+def test_a_reused_static_cache_is_reset_between_batches(
+    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    """Compiled (CUDA graph) runs keep their caches; a kept cache must not leak the last
+    batch's keys and values into the next."""
+    from pipeline.engines.maya1.hf_backend import HFBackend
+
+    inner = engine.backend
+    assert isinstance(inner, HFBackend)
+    backend = HFBackend(inner.model, pad_id=inner.pad_id, reuse_caches=True)
+    reusing = Maya1Engine(
+        backend=backend,
+        tokenizer=engine.tokenizer,
+        decoder=engine.decoder,
+        model_version=engine.model_version,
+    )
+    first = reusing.generate_batch(requests[:2])
+    kept = dict(backend._caches)
+    second = reusing.generate_batch(requests[:2])
+    assert len(kept) == 1 and backend._caches == kept  # the same cache object, reused
+    for one, two, reference in zip(first, second, batched[:2], strict=True):
+        np.testing.assert_array_equal(_frames(one), _frames(reference))
+        np.testing.assert_array_equal(_frames(two), _frames(reference))
+
+
 def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[object]) -> None:
     hotter = SynthesisRequest("Hi", VOICE, params={"temperature": 1.5, "top_p": 1.0})
     assert engine.sampling(hotter).temperature == 1.5

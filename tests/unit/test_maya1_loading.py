@@ -127,3 +127,9 @@ def test_int8_quantises_the_linear_weights(model_folder: Path) -> None:
     # weight-only int8 keeps the logits close to fp32 (per-channel scales)
     assert torch.allclose(logits.float(), expected, atol=0.05)
     assert not torch.equal(logits.float(), expected)
+
+
+def test_an_exported_snac_runtime_needs_no_snac_folder(model_folder: Path) -> None:
+    settings = load_settings(engine="maya1", maya1_model_dir=model_folder, snac_runtime="onnx")
+    check_engine(settings)  # the export itself is looked for when the decoder loads
+    assert engine_info(settings).model_version == model_version(model_folder)

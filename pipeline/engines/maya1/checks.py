@@ -11,8 +11,12 @@ from pipeline.errors import InputError
 
 
 def check_maya1_folders(settings: Settings) -> None:
-    """The model folder and the SNAC folder are there; raises InputError naming what is not."""
+    """The model folder and (for the torch SNAC runtime) the SNAC folder are there; raises
+    InputError naming what is not. An ONNX/TensorRT export is checked where it is loaded:
+    its file name depends on the device's providers."""
     model_dir(settings)
+    if settings.snac_runtime != "torch":
+        return
     snac = settings.snac_dir
     if snac is None:
         raise InputError("maya1 needs the SNAC decoder folder: set VOICEBATCH_SNAC_DIR")

@@ -6,7 +6,9 @@ step's slot. Prompts are left-padded, so the whole batch starts generating at on
 that has stopped keeps its place (static shapes) and its later tokens are ignored. With
 `compile=True` on CUDA the one-token decode step runs through torch.compile with CUDA
 graphs ("reduce-overhead"), which removes the per-layer kernel-launch overhead that
-dominates small-batch decoding; cache lengths are rounded up so few shapes get compiled.
+dominates small-batch decoding. CUDA graphs replay fixed memory addresses, so compiled runs
+round cache lengths up (few shapes) and keep one cache per (batch, length) shape, reset
+between batches, instead of a fresh cache whose new tensors would force a re-capture.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMPILED_CACHE_STEP = 256  # compiled runs round the cache length up to this many tokens
+KEPT_CACHES = 4  # static caches kept for reuse (each holds batch x length KV memory)
 
 
 class HFBackend:
@@ -32,7 +35,9 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model: Any, *, pad_id: int, compile: bool = False) -> None:
+    def __init__(
+        self, model: Any, *, pad_id: int, compile: bool = False, reuse_caches: bool | None = None
+    ) -> None:
         import torch
 
         self.model = model
@@ -41,6 +46,8 @@ class HFBackend:
         self.compiled = compile and self.device.type == "cuda"
         if compile and not self.compiled:
             log.info("maya1_compile applies to CUDA only; decoding on %s uncompiled", self.device)
+        self.reuse_caches = self.compiled if reuse_caches is None else reuse_caches
+        self._caches: dict[tuple[int, int], Any] = {}
         self._step: Callable[..., torch.Tensor] = (
             torch.compile(self._forward, mode="reduce-overhead", fullgraph=False)
             if self.compiled
@@ -65,6 +72,22 @@ class HFBackend:
         logits: torch.Tensor = out.logits[:, -1]
         return logits
 
+    def _cache(self, batch: int, length: int) -> Any:
+        """A static KV cache for this shape: a kept one, reset, when caches are reused."""
+        from transformers import StaticCache
+
+        if not self.reuse_caches:
+            return StaticCache(config=self.model.config, max_cache_len=length)
+        cache = self._caches.pop((batch, length), None)
+        if cache is None:
+            while len(self._caches) >= KEPT_CACHES:
+                self._caches.pop(next(iter(self._caches)))  # the least recently used
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+        else:
+            cache.reset()
+        self._caches[(batch, length)] = cache
+        return cache
+
     def generate(
         self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
     ) -> list[list[int]]:
@@ -75,6 +98,7 @@ class HFBackend:
             with torch.inference_mode():
                 return self._generate(prompts, rows)
         except torch.OutOfMemoryError as exc:
+            self._caches.clear()  # kept caches are the first memory to give back
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             raise EngineOutOfMemory(f"maya1 batch of {len(prompts)} out of memory: {exc}") from exc
@@ -83,7 +107,6 @@ class HFBackend:
         self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
     ) -> list[list[int]]:
         import torch
-        from transformers import StaticCache
 
         padded, pads = left_pad(prompts, self.pad_id)
         batch, width = len(padded), len(padded[0])
@@ -92,7 +115,7 @@ class HFBackend:
         if self.compiled:
             cache_len = -(-cache_len // COMPILED_CACHE_STEP) * COMPILED_CACHE_STEP
         device = self.device
-        cache = StaticCache(config=self.model.config, max_cache_len=cache_len)
+        cache = self._cache(batch, cache_len)
         pad = torch.tensor(pads, device=device).unsqueeze(1)
         columns = torch.arange(cache_len, device=device).unsqueeze(0)
         attention = (columns >= pad).long()  # (B, cache_len): padding masked, the rest causal
@@ -126,6 +149,9 @@ def _rows(generated: list[list[int]], rows: Sequence[RowSampling]) -> list[list[
         if EOS_SPEECH in tokens:
             tokens = tokens[: tokens.index(EOS_SPEECH)]
         else:
-            log.warning("maya1: a chunk reached its limit of %d tokens", row.max_new_tokens)
+            log.warning(
+                "maya1: a chunk used all %d tokens its text allows without ending its speech",
+                row.max_new_tokens,
+            )
         out.append(tokens)
     return out

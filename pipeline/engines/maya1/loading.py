@@ -100,8 +100,19 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if device.startswith("cuda") else "fp32"
 
 
+def _quiet_torchao() -> None:
+    """transformers imports torchao when it is installed, and torchao's wheels log "Failed
+    to load ..." at WARNING for every CUDA kernel library a CPU machine cannot load: noise
+    that reads like an error. Its import-time log is raised to ERROR unless someone
+    configured that logger."""
+    logger = logging.getLogger("torchao")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.ERROR)
+
+
 def load_tokenizer(folder: Path) -> Any:
     """The folder's fast tokenizer, offline."""
+    _quiet_torchao()
     from transformers import AutoTokenizer
 
     try:
@@ -112,6 +123,7 @@ def load_tokenizer(folder: Path) -> Any:
 
 def load_model(folder: Path, *, precision: str, device: str) -> torch.nn.Module:
     """The causal LM on `device` at `precision` (bf16, fp16, fp32, or int8 weight-only)."""
+    _quiet_torchao()
     import torch
     from transformers import AutoModelForCausalLM
 
