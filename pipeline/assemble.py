@@ -14,8 +14,6 @@ same files.
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,6 +36,7 @@ from pipeline.deliverables import (
     manifest_files,
 )
 from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.item_names import slugify
 from pipeline.manifest import (
     MANIFEST_KEY,
     AssembledChapter,
@@ -52,13 +51,6 @@ from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
 from pipeline.timeline import book_samples, finished, timeline_segments
-
-
-def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
-    """A file-name-safe ASCII slug; `fallback` when nothing Latin is left."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
-    return slug or fallback
 
 
 @dataclass
@@ -129,10 +121,16 @@ def _missing(item: Item, chunks: Any) -> list[dict[str, Any]]:
     ]
 
 
+ITEMS_FOLDER = "items"
+
+
 def item_key(job: Job, item: Item, items_total: int) -> str:
-    """Where an item's file goes: chapters/NN-title.ext for books, items/<id>.ext for catalogues."""
+    """Where an item's file goes: chapters/NN-title.ext for books, items/<name> for
+    catalogues (the name their template gave them when planned)."""
     extension = codec_for(job.output_format).extension
-    if job.kind == "catalogue":
+    if job.kind == "catalogue" and item.file_name:
+        return f"{ITEMS_FOLDER}/{item.file_name}"
+    if job.kind == "catalogue":  # planned before item names were recorded
         return f"items/{slugify(item.title, fallback=f'item-{item.position + 1}')}.{extension}"
     width = max(2, len(str(items_total)))
     name = slugify(item.title, fallback="chapter")

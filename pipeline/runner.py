@@ -21,9 +21,9 @@ from pipeline.audio.cover import Cover
 from pipeline.config import Settings
 from pipeline.deliverables import manifest_files
 from pipeline.embedded_assembly import assemble_job
-from pipeline.engines import Engine, check_engine, create_engine
+from pipeline.engines import Engine, check_engine, check_voice, create_engine
 from pipeline.errors import InputError, NotFoundError
-from pipeline.ingest import ParsedSource, load_source, parse_source
+from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
 from pipeline.plan import PlannedJob, plan_job
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
@@ -68,7 +68,9 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
     source = load_source(path)
-    document = parse_source(source)
+    document = parse_source(source, catalogue=CatalogueFormat.from_settings(settings))
+    for voice in sorted({c.voice for c in document.chapters if c.voice}):
+        check_voice(settings, voice)
     headings = [chapter.title for chapter in document.chapters if chapter.heading]
     paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.ingest.catalogue import CATALOGUE_READERS, CatalogueFormat
 from pipeline.ingest.document import Chapter, Document
 from pipeline.ingest.markdown import parse_markdown
 from pipeline.ingest.plaintext import parse_plaintext
 
 __all__ = [
+    "CatalogueFormat",
     "Chapter",
     "Document",
     "ParsedSource",
@@ -59,8 +61,8 @@ def load_source(path: Path) -> SourceFile:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a text file")
-    if suffix not in READERS:
-        known = ", ".join(sorted(READERS))
+    if suffix not in READERS and suffix not in CATALOGUE_READERS:
+        known = ", ".join(sorted([*READERS, *CATALOGUE_READERS]))
         raise InputError(
             f"{path}: unsupported input format '{suffix or '(none)'}' (supported: {known})"
         )
@@ -86,8 +88,17 @@ def load_source(path: Path) -> SourceFile:
     return SourceFile(path=path, text=text, sha256=hashlib.sha256(raw).hexdigest())
 
 
-def parse_source(source: SourceFile) -> Document:
-    """Parse a checked source into a Document; a document with nothing to read is an error."""
+def parse_source(source: SourceFile, *, catalogue: CatalogueFormat | None = None) -> Document:
+    """Parse a checked source into a Document; a document with nothing to read is an error.
+
+    CSV and JSONL files are catalogues, read with `catalogue`'s columns and limits (the
+    defaults when None); their errors name the file and the line."""
+    if source.reader_suffix in CATALOGUE_READERS:
+        parse = CATALOGUE_READERS[source.reader_suffix]
+        try:
+            return parse(source.text, catalogue or CatalogueFormat(), title=source.path.stem)
+        except InputError as exc:
+            raise InputError(f"{source.path}: {exc.message}") from exc
     reader = READERS[source.reader_suffix]
     document = reader(source.text, default_title=source.path.stem)
     if not document.chapters:
@@ -95,6 +106,6 @@ def parse_source(source: SourceFile) -> Document:
     return document
 
 
-def read_document(path: Path) -> Document:
+def read_document(path: Path, *, catalogue: CatalogueFormat | None = None) -> Document:
     """load_source + parse_source."""
-    return parse_source(load_source(path))
+    return parse_source(load_source(path), catalogue=catalogue)
