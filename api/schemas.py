@@ -124,7 +124,7 @@ class JobPage(BaseModel):
 
 class OutputFile(BaseModel):
     name: str = Field(description="Path inside the job's output folder.")
-    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover"]
+    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover", "summary"]
     url: str | None = Field(description="Presigned download URL; null while archived.")
     storage_class: str = Field(description="STANDARD, GLACIER_IR, GLACIER, DEEP_ARCHIVE...")
     state: Literal["ready", "archived", "restoring"] = Field(

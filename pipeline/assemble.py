@@ -30,6 +30,7 @@ from pipeline.audio.master import (
 )
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
+from pipeline.catalogue_summary import summary_rows, write_summary
 from pipeline.deliverables import (
     Deliverables,
     chapter_marks,
@@ -309,6 +310,11 @@ def finalize_job(
         info = {"format": fmt, "title": job.title, "author": job.author}
         kind, source = job.kind, job.source_name
         chapters, failed_chunks, rate = _read_done_items(session, job_id)
+        summary = (
+            summary_rows(store.job_items(session, job_id=job_id), failed_chunks)
+            if kind == "catalogue"
+            else None
+        )
 
     deliverables = Deliverables.of(fmt, options, output_store)
     codec = codec_for(fmt)
@@ -351,6 +357,7 @@ def finalize_job(
         if book_key is not None:
             book_record = book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
+    summary_key = write_summary(output_store, summary) if summary is not None else None
     manifest = {
         "job_id": str(job_id),
         "kind": kind,
@@ -367,6 +374,7 @@ def finalize_job(
         "loudness": None if loudness is None else loudness_record(loudness, deliverables),
         "chapters" if kind != "catalogue" else "items": manifest_items,
         "failed_chunks": failed_chunks,
+        **({"summary": summary_key} if summary_key else {}),
     }
     output_store.put(
         MANIFEST_KEY,
