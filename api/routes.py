@@ -29,8 +29,10 @@ from api.schemas import (
 )
 from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
 from pipeline.audio.presets import mastering_options
+from pipeline.config import Settings
+from pipeline.engines import EngineInfo
 from pipeline.errors import InputError, RetryableError
-from pipeline.ingest import ParsedSource
+from pipeline.ingest import CatalogueFormat, ParsedSource
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.keys import authenticate
@@ -154,7 +156,18 @@ def _validation(exc: ValidationError) -> RequestValidationError:
     )
 
 
-FORM_FIELDS = ("title", "format", "voice", "chapter_files", "master", "loudness_preset")
+FORM_FIELDS = (
+    "title",
+    "format",
+    "voice",
+    "chapter_files",
+    "master",
+    "loudness_preset",
+    "name_template",
+    "id_column",
+    "text_column",
+    "voice_column",
+)
 
 
 def _cover(data: bytes | None, field: str = "cover") -> Cover | None:
@@ -176,11 +189,16 @@ def _base64_cover(text: str | None) -> Cover | None:
     return _cover(data)
 
 
-async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
-    """The request as a checked document, its kind, per-job setting overrides and cover."""
+async def _parse(
+    request: Request, settings: Settings
+) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
+    """The request as a checked document, its kind, per-job setting overrides and cover.
+
+    An uploaded .csv or .jsonl is a catalogue, read with the request's column names
+    (default: the server's settings)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=2, max_fields=12)
+        form = await request.form(max_files=2, max_fields=16)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise FieldError("file", "missing: send the book as the multipart field `file`")
@@ -204,12 +222,18 @@ async def _parse(request: Request) -> tuple[ParsedSource, str, dict[str, Any], C
             raise FieldError("cover", "send the cover as a file part, not a text field")
         cover = _cover(await picture.read()) if picture is not None else None
         data = await upload.read()
-        parsed = await run_in_threadpool(document_from_upload, upload.filename or "", data)
+        overrides = body.overrides()
+        columns = CatalogueFormat.from_settings(
+            settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        )
+        parsed = await run_in_threadpool(
+            document_from_upload, upload.filename or "", data, catalogue=columns
+        )
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         if cover is None:
             cover = document_cover(parsed.document)
-        return parsed, "book", body.overrides(), cover
+        return parsed, parsed.document.kind, overrides, cover
     if content_type != "application/json":
         raise UnsupportedMediaType(
             "content-type", "send application/json or multipart/form-data with a `file`"
@@ -228,7 +252,7 @@ def _document(body: JobRequest) -> tuple[ParsedSource, str, dict[str, Any], Cove
     cover = _base64_cover(body.cover)
     if body.items:
         return (
-            document_from_items(title, [(i.id, i.text) for i in body.items]),
+            document_from_items(title, [(i.id, i.text, i.voice) for i in body.items]),
             "catalogue",
             overrides,
             cover,
@@ -311,11 +335,22 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides, cover = await _parse(request)
+    parsed, kind, overrides, cover = await _parse(request, context.settings)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
         _submit, context, key, parsed, kind, overrides, cover, idempotency_key, response
     )
+
+
+def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
+    """A voice is a name the server knows, never a path (a path would let a client load
+    any file on the server as a model)."""
+    if "/" in voice or "\\" in voice:
+        raise FieldError(field, f"{where}a voice is a name the server knows, not a path")
+    if voice != engine.default_voice:
+        raise FieldError(
+            field, f"{where}unknown voice {voice!r} (this server speaks {engine.default_voice})"
+        )
 
 
 def _submit(
@@ -335,13 +370,14 @@ def _submit(
         mastering_options(settings)
     except InputError as exc:
         raise FieldError("loudness_preset", exc.message) from exc
-    if settings.voice and ("/" in settings.voice or "\\" in settings.voice):
-        raise FieldError("voice", "a voice is a name the server knows, not a path")
     engine = context.engine
-    if settings.voice and settings.voice != engine.default_voice:
-        raise FieldError(
-            "voice", f"unknown voice {settings.voice!r} (this server speaks {engine.default_voice})"
-        )
+    if settings.voice:
+        _check_voice("voice", settings.voice, engine)
+    for index, chapter in enumerate(parsed.document.chapters):
+        if chapter.voice:
+            where = chapter.where or f"items[{index}]"
+            field = f"{where}.voice" if where.startswith("items[") else "file"
+            _check_voice(field, chapter.voice, engine, where=f"{where}: ")
     submitted = submit_job(
         context.factory,
         parsed,
