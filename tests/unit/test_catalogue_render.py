@@ -140,3 +140,38 @@ def test_sub_folders_when_the_job_allows_them(tmp_path: Path) -> None:
     render_file(runtime, check_inputs(source, runtime.settings), output_dir=out)
     assert sorted(p.name for p in (out / "items" / "shoes").iterdir()) == ["blue.mp3", "red.mp3"]
     assert [r["file"] for r in summary(out)] == ["items/shoes/red.mp3", "items/shoes/blue.mp3"]
+
+
+def test_the_cli_renders_a_catalogue_and_refuses_bad_ones_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    env = {"VOICEBATCH_ENGINE": "test-tone", "VOICEBATCH_DATA_DIR": str(tmp_path / "data")}
+    source = tmp_path / "shop.csv"
+    source.write_text("sku,words\nmug,A red mug.\nplate,A blue plate.\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["render", str(source), "-o", str(out), "-q", "--id-column", "sku"]
+    args += ["--text-column", "words", "--name-template", "{index}-{id}.{ext}"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "2 items" in result.output and "summary CSV" in result.output
+    assert [r["file"] for r in summary(out)] == ["items/1-mug.mp3", "items/2-plate.mp3"]
+    again = CliRunner().invoke(app, args, env=env)
+    assert again.exit_code == 0 and "already finished" in again.output
+
+    for text, flags, words in [
+        ("id,text\na,Fine.\na,Twice.\n", [], "line 3: 'id' 'a' repeats the id of line 2"),
+        ("sku,text\na,Fine.\n", [], "line 1: no 'id' column"),
+        ("id,text\na/b,Fine.\n", [], "line 2: file name 'a/b.mp3' has '/'"),
+        ("id,text\na,Fine.\n", ["--name-template", "{sku}.{ext}"], r"unknown field {sku}"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text, encoding="utf-8")
+        fresh_out = tmp_path / "never"
+        refused = CliRunner().invoke(
+            app, ["render", str(bad), "-o", str(fresh_out), *flags], env=env
+        )
+        assert refused.exit_code == 2, refused.output
+        assert words in refused.output and "Traceback" not in refused.output
+        assert not fresh_out.exists()
