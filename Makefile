@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-integration test-e2e chaos lint typecheck bench clean
+.PHONY: install demo test test-unit test-integration test-e2e chaos lint typecheck bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ bench: install  ## embedded vs raw Piper; assembly memory vs naive; distributed 
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
+	$(BIN)/python bench/maya1_throughput.py --shapes tiny --device cpu --write docs/benchmarks.md
+
+bench-gpu: install  ## Maya1 at its real shapes on a GPU: bf16/fp16/int8 x batch sizes vs naive and roofline
+	$(BIN)/python bench/maya1_throughput.py --shapes maya1 --device cuda --write docs/benchmarks.md
 
 clean:
 	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info

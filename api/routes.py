@@ -29,7 +29,6 @@ from api.schemas import (
 )
 from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
 from pipeline.audio.presets import mastering_options
-from pipeline.config import Settings
 from pipeline.engines import EngineInfo
 from pipeline.errors import InputError, RetryableError
 from pipeline.ingest import CatalogueFormat, ParsedSource
@@ -167,6 +166,7 @@ FORM_FIELDS = (
     "id_column",
     "text_column",
     "voice_column",
+    "keep_front_matter",
 )
 
 
@@ -190,7 +190,7 @@ def _base64_cover(text: str | None) -> Cover | None:
 
 
 async def _parse(
-    request: Request, settings: Settings
+    request: Request, context: ApiContext
 ) -> tuple[ParsedSource, str, dict[str, Any], Cover | None]:
     """The request as a checked document, its kind, per-job setting overrides and cover.
 
@@ -224,10 +224,17 @@ async def _parse(
         data = await upload.read()
         overrides = body.overrides()
         columns = CatalogueFormat.from_settings(
-            settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+            context.settings.model_copy(
+                update={k: v for k, v in overrides.items() if v is not None}
+            )
         )
+        keep = body.keep_front_matter
         parsed = await run_in_threadpool(
-            document_from_upload, upload.filename or "", data, catalogue=columns
+            document_from_upload,
+            upload.filename or "",
+            data,
+            keep_front_matter=context.settings.keep_front_matter if keep is None else keep,
+            catalogue=columns,
         )
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
@@ -281,7 +288,7 @@ JOB_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "A .txt or .md book.",
+                            "description": "A .txt, .md or .epub book.",
                         },
                         "title": {"type": "string"},
                         "format": {
@@ -295,6 +302,10 @@ JOB_BODY = {
                             "description": "Cover art, JPEG or PNG.",
                         },
                         "chapter_files": {"type": "boolean"},
+                        "keep_front_matter": {
+                            "type": "boolean",
+                            "description": "EPUB: read front and back matter too.",
+                        },
                         "master": {"type": "string", "enum": ["none", "wav", "flac"]},
                         "subtitles": {
                             "type": "string",
@@ -335,7 +346,7 @@ async def submit(
         Header(max_length=200, description="Retrying with the same value returns the same job."),
     ] = None,
 ) -> JobOut:
-    parsed, kind, overrides, cover = await _parse(request, context.settings)
+    parsed, kind, overrides, cover = await _parse(request, context)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
     return await run_in_threadpool(
         _submit, context, key, parsed, kind, overrides, cover, idempotency_key, response

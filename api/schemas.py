@@ -68,6 +68,11 @@ class JobRequest(BaseModel):
     voice_column: str | None = Field(
         None, min_length=1, max_length=200, description="Uploaded catalogues: the voice column."
     )
+    keep_front_matter: bool | None = Field(
+        None,
+        description="EPUB uploads: also read the cover, title page, copyright, contents, "
+        "index...; default the server's (skipped).",
+    )
     cover: str | None = Field(
         None,
         max_length=28 << 20,
@@ -87,6 +92,7 @@ class JobRequest(BaseModel):
             "catalogue_id_column": self.id_column,
             "catalogue_text_column": self.text_column,
             "catalogue_voice_column": self.voice_column,
+            "keep_front_matter": self.keep_front_matter,
         }
 
     @model_validator(mode="after")

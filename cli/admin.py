@@ -113,21 +113,65 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 help="Serve Prometheus metrics on this port.",
             ),
         ] = None,
+        batch_size: Annotated[
+            int | None,
+            typer.Option(
+                "--batch-size",
+                envvar="VOICEBATCH_BATCH_SIZE",
+                show_envvar=True,
+                help="Most chunks the engine renders in one batch.",
+            ),
+        ] = None,
+        batch_wait_ms: Annotated[
+            int | None,
+            typer.Option(
+                "--batch-wait-ms",
+                envvar="VOICEBATCH_BATCH_WAIT_MS",
+                show_envvar=True,
+                help="Dynamic batcher: longest wait (ms) for a batch to fill.",
+            ),
+        ] = None,
+        batch_token_budget: Annotated[
+            int | None,
+            typer.Option(
+                "--batch-token-budget",
+                envvar="VOICEBATCH_BATCH_TOKEN_BUDGET",
+                show_envvar=True,
+                help="Dynamic batcher: most expected tokens in one batch (0: no limit).",
+            ),
+        ] = None,
+        precision: Annotated[
+            str | None,
+            typer.Option(
+                envvar="VOICEBATCH_PRECISION",
+                show_envvar=True,
+                help="maya1 weights: bf16, fp16, int8 or fp32 (auto: bf16 on GPU, fp32 on CPU).",
+            ),
+        ] = None,
         loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     ) -> None:
-        """Run a Celery worker for the render and/or assemble queue."""
+        """Run a Celery worker for the render and/or assemble queue.
+
+        The engine loads once per worker process, before the first task; with a dynamic
+        batcher (maya1) the worker's task threads all feed one batcher."""
         with reported_errors(state["debug"]):
             from workers.worker import run_worker
 
-            settings = load_settings(engine=engine, worker_metrics_port=metrics_port)
+            settings = load_settings(
+                engine=engine,
+                worker_metrics_port=metrics_port,
+                batch_size=batch_size,
+                batch_wait_ms=batch_wait_ms,
+                batch_token_budget=batch_token_budget,
+                precision=precision,
+            )
             names = [q.strip() for q in queues.split(",") if q.strip()]
             chosen = pool or ("threads" if "render" in names else "prefork")
-            default = 4 if chosen == "threads" else max(1, os.cpu_count() or 1)
             run_worker(
                 settings,
                 queues=names,
                 pool=chosen,
-                concurrency=concurrency or default,
+                concurrency=concurrency,
                 loglevel=loglevel,
             )
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, quality, remote, storage
+from cli import admin, engine, quality, remote, storage
 from cli.catalogue_options import (
     IdColumnOption,
     NameTemplateOption,
@@ -44,6 +44,7 @@ remote.register(app, _state)
 admin.register(app, _state)
 quality.register(app, _state)
 storage.register(app, _state)
+engine.register(app, _state)
 
 DataDir = Annotated[
     Path | None,
@@ -56,6 +57,17 @@ DataDir = Annotated[
 ]
 
 
+KeepFrontMatterOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-front-matter/--skip-front-matter",
+        envvar="VOICEBATCH_KEEP_FRONT_MATTER",
+        show_envvar=True,
+        help="EPUB: also read the cover, title page, copyright, contents, index... "
+        "(default: skipped).",
+        show_default=False,
+    ),
+]
 CoverOption = Annotated[
     Path | None,
     typer.Option(
@@ -125,7 +137,8 @@ def render(
     source: Annotated[
         Path,
         typer.Argument(
-            help="Book to read (.txt, .md) or catalogue (.csv, .jsonl)", show_default=False
+            help="Book to read (.txt, .md, .epub) or catalogue (.csv, .jsonl)",
+            show_default=False,
         ),
     ],
     output: Annotated[
@@ -165,6 +178,7 @@ def render(
     ] = None,
     data_dir: DataDir = None,
     cover: CoverOption = None,
+    keep_front_matter: KeepFrontMatterOption = None,
     chapter_files: ChapterFilesOption = None,
     master: MasterOption = None,
     subtitles: SubtitlesOption = None,
@@ -190,6 +204,7 @@ def render(
             voice=voice,
             batch_size=batch_size,
             data_dir=data_dir,
+            keep_front_matter=keep_front_matter,
             chapter_files=chapter_files,
             master_format=master,
             subtitles=subtitles,

@@ -128,7 +128,8 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         source: Annotated[
             Path,
             typer.Argument(
-                help="Book (.txt, .md) or catalogue (.csv, .jsonl) to render", show_default=False
+                help="Book (.txt, .md, .epub) or catalogue (.csv, .jsonl) to render",
+                show_default=False,
             ),
         ],
         server: Server = None,
@@ -139,6 +140,15 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
         ] = None,
         cover: Annotated[
             Path | None, typer.Option("--cover", help="Cover image (JPEG or PNG).")
+        ] = None,
+        keep_front_matter: Annotated[
+            bool | None,
+            typer.Option(
+                "--keep-front-matter/--skip-front-matter",
+                help="EPUB: also read the cover, title page, copyright, contents, index... "
+                "(default: the server's, skipped).",
+                show_default=False,
+            ),
         ] = None,
         chapter_files: Annotated[
             bool | None,
@@ -175,6 +185,9 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 load_cover(cover)  # checked here, so a bad image fails before the upload
             options = {
                 "chapter_files": None if chapter_files is None else str(chapter_files).lower(),
+                "keep_front_matter": None
+                if keep_front_matter is None
+                else str(keep_front_matter).lower(),
                 "master": master,
                 "subtitles": None
                 if subtitles is None

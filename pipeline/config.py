@@ -16,7 +16,10 @@ OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
 OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
 MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
+SnacRuntime = Literal["torch", "onnx", "tensorrt"]
+SnacPrecision = Literal["auto", "fp32", "fp16", "int8"]
 DynamicBatching = Literal["auto", "on", "off"]
+Maya1Backend = Literal["auto", "hf", "vllm"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
 LOUDNESS_PRESETS: tuple[str, ...] = ("none", "acx", "podcast", "broadcast")
 TIMING_FORMATS: tuple[str, ...] = ("srt", "vtt", "json")
@@ -62,7 +65,8 @@ class Settings(BaseSettings):
     )
 
     engine: str = Field(
-        "piper", description="Speech engine: piper (CPU, bundled voice) or test-tone."
+        "piper",
+        description="Speech engine: piper (CPU, bundled voice), maya1 (GPU) or test-tone.",
     )
     voice: str | None = Field(
         None, description="Voice name or model path; default: the engine's own."
@@ -147,6 +151,11 @@ class Settings(BaseSettings):
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    keep_front_matter: bool = Field(
+        False,
+        description="EPUB: also read what the book marks as front or back matter (cover, "
+        "title page, copyright, contents, index, acknowledgements...).",
+    )
     batch_size: int = Field(8, ge=1, le=512, description="Chunks handed to the engine at once.")
 
     pause_sentence_ms: int = Field(300, ge=0, le=10_000, description="Silence between sentences.")
@@ -206,6 +215,36 @@ class Settings(BaseSettings):
         None,
         description="maya1: local folder with the SNAC 24 kHz decoder (config.json + weights).",
     )
+    maya1_model_dir: Path | None = Field(
+        None,
+        description="maya1: local folder with the model (config.json, tokenizer files, "
+        "*.safetensors), fetched once with `hf download maya-research/maya1 --local-dir DIR`.",
+    )
+    maya1_backend: Maya1Backend = Field(
+        "auto", description="maya1: hf (transformers), vllm, or auto (vllm when installed)."
+    )
+    maya1_temperature: float = Field(
+        0.4, ge=0.0, le=2.0, description="maya1 sampling temperature (0: greedy)."
+    )
+    maya1_top_p: float = Field(0.9, gt=0.0, le=1.0, description="maya1 nucleus sampling mass.")
+    maya1_repetition_penalty: float = Field(
+        1.1, ge=1.0, le=2.0, description="maya1 repetition penalty on already used codes."
+    )
+    maya1_compile: bool = Field(
+        False,
+        description="maya1 hf backend: torch.compile the decode step with CUDA graphs "
+        "(CUDA only; pays off for long runs of similar batch shapes).",
+    )
+    maya1_max_malformed: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="maya1: fraction of malformed audio frames dropped with a warning; past "
+        "it the chunk is generated again with another seed.",
+    )
+    maya1_retries: int = Field(
+        2, ge=0, le=10, description="maya1: re-generations of a malformed chunk before it fails."
+    )
     precision: Precision = Field(
         "auto",
         description="maya1 weights: bf16, fp16, int8 (weight-only) or fp32; auto: bf16 "
@@ -213,6 +252,27 @@ class Settings(BaseSettings):
     )
     device: str = Field(
         "auto", description="maya1: torch device (cuda, cuda:1, cpu); auto: cuda if present."
+    )
+    snac_runtime: SnacRuntime = Field(
+        "torch",
+        description="maya1: decode SNAC with torch, onnx (onnxruntime, CUDA when present) or "
+        "tensorrt (onnxruntime's TensorRT provider); onnx and tensorrt need "
+        "`voicebatch engine export-snac` first.",
+    )
+    snac_export_dir: Path | None = Field(
+        None,
+        description="Where exported SNAC ONNX files and TensorRT engines are written and "
+        "looked up; default <data_dir>/snac.",
+    )
+    snac_precision: SnacPrecision = Field(
+        "auto",
+        description="onnx/tensorrt SNAC decoder: fp32, fp16 or int8; auto: fp16 on a GPU, "
+        "fp32 on the CPU.",
+    )
+    snac_trt_profile: str = Field(
+        "b1-8-64_f1-64-512",
+        pattern=r"^b\d+-\d+-\d+_f\d+-\d+-\d+$",
+        description="TensorRT SNAC engine shape profile: batch min-opt-max, frames min-opt-max.",
     )
     batch_wait_ms: int = Field(
         20, ge=0, le=10_000, description="Dynamic batcher: longest wait to fill a batch."
@@ -350,6 +410,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'voicebatch.db'}"
+
+    @property
+    def resolved_snac_export_dir(self) -> Path:
+        return (self.snac_export_dir or self.data_dir / "snac").expanduser()
 
     @property
     def resolved_storage_url(self) -> str:

@@ -43,6 +43,8 @@ def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any
         **mastering_options(settings),
         "chunk_max_chars": settings.chunk_max_chars,
         "read_titles": settings.read_titles,
+        # How the source was read: a render with the flag is another job, not a resume.
+        "keep_front_matter": settings.keep_front_matter,
         "chapter_files": settings.chapter_files,
         "master_format": None if settings.master_format == "none" else settings.master_format,
         "timings": list(settings.timing_formats),

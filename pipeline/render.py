@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.process import to_wav_bytes, trim_silence
 from pipeline.backoff import backoff_delay
-from pipeline.batching import isolate
+from pipeline.batching import BatchingEngine, isolate
 from pipeline.cache import ChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
@@ -85,6 +86,7 @@ class ChunkRenderer:
         self.index = index
         self.stats = RenderStats()
         self.backoff = 0.0  # seconds to wait before the next lease, after a retryable failure
+        self.stopping = threading.Event()  # set by whoever runs render_job on another thread
 
     def heartbeat(self) -> LeaseHeartbeat:
         """Keeps this renderer's leases alive while a batch renders (a third of their life
@@ -180,6 +182,12 @@ class ChunkRenderer:
         with a retryable error (tried again later, up to max_attempts). Any other failure
         of a batch is retried one request at a time, so one bad request fails alone.
         """
+
+        if isinstance(self.engine, BatchingEngine):
+            # The batcher merges these with other producers' requests and already keeps
+            # each request's failure to itself (halving on OOM included).
+            self.stats.engine_calls += 1
+            return self.engine.render_outcomes(requests)
 
         def run(batch: list[SynthesisRequest]) -> list[SynthesisResult]:
             self.stats.engine_calls += 1
@@ -353,7 +361,7 @@ class ChunkRenderer:
             store.start_job(session, job_id=job_id)
         ttl = timedelta(seconds=self.settings.lease_seconds)
         try:
-            while True:
+            while not self.stopping.is_set():
                 if self.backoff:
                     time.sleep(self.backoff)
                     self.backoff = 0.0

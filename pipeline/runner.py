@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult
 from pipeline.audio.cover import Cover
 from pipeline.audio.encode import codec_for
+from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.deliverables import manifest_files
 from pipeline.embedded_assembly import assemble_job
@@ -27,6 +28,7 @@ from pipeline.errors import InputError, NotFoundError
 from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
 from pipeline.item_names import NamedItem, item_file_names
 from pipeline.plan import PlannedJob, plan_job
+from pipeline.producers import producer_count, render_job_concurrently
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.state.models import JobStatus
@@ -61,8 +63,9 @@ class LocalRuntime:
         )
 
     def load_engine(self) -> Engine:
+        """The engine, loaded once; behind a dynamic batcher when settings ask for one."""
         if self.engine is None:
-            self.engine = create_engine(self.settings)
+            self.engine = with_batching(create_engine(self.settings), self.settings)
         return self.engine
 
 
@@ -70,7 +73,11 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     """Every check that needs no model or database, so bad input fails in milliseconds."""
     check_engine(settings)
     source = load_source(path)
-    document = parse_source(source, catalogue=CatalogueFormat.from_settings(settings))
+    document = parse_source(
+        source,
+        keep_front_matter=settings.keep_front_matter,
+        catalogue=CatalogueFormat.from_settings(settings),
+    )
     for voice in sorted({c.voice for c in document.chapters if c.voice}):
         check_voice(settings, voice)
     if document.kind == "catalogue":
@@ -162,13 +169,18 @@ def render_file(
         on_planned(planned)
 
     mark = time.perf_counter()
-    renderer = ChunkRenderer(
-        factory=runtime.factory,
-        store_=runtime.chunk_store,
-        engine=engine,
-        settings=runtime.settings,
+
+    def renderer() -> ChunkRenderer:
+        return ChunkRenderer(
+            factory=runtime.factory,
+            store_=runtime.chunk_store,
+            engine=engine,
+            settings=runtime.settings,
+        )
+
+    stats = render_job_concurrently(
+        renderer, planned.job_id, producers=producer_count(engine), progress=progress
     )
-    stats = renderer.render_job(planned.job_id, progress=progress)
     timings["render"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

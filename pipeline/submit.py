@@ -120,7 +120,11 @@ def document_from_items(
 
 
 def document_from_upload(
-    filename: str, data: bytes, *, catalogue: CatalogueFormat | None = None
+    filename: str,
+    data: bytes,
+    *,
+    keep_front_matter: bool = False,
+    catalogue: CatalogueFormat | None = None,
 ) -> ParsedSource:
     """An uploaded file, checked and parsed exactly as `voicebatch render` reads one
     (a .csv or .jsonl with `catalogue`'s columns)."""
@@ -134,7 +138,9 @@ def document_from_upload(
         path.write_bytes(data)
         try:
             source = load_source(path)
-            document = parse_source(source, catalogue=catalogue)
+            document = parse_source(
+                source, keep_front_matter=keep_front_matter, catalogue=catalogue
+            )
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)
@@ -198,7 +204,11 @@ def submit_job(
     """
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
-        if not _speakable("\n\n".join(chapter.paragraphs), max_chars):
+        spoken = list(chapter.paragraphs)
+        if chapter.heading and (settings.read_titles or not spoken):
+            # as build_spec reads it: a heading-only chapter (an EPUB's part page) is its heading
+            spoken.insert(0, chapter.title)
+        if not _speakable("\n\n".join(spoken), max_chars):
             where = "items" if kind == "catalogue" else "chapters"
             raise FieldError(f"{where}[{index}]", "has no text to speak")
     if idempotency_key is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 CHUNKS = Counter(
     "voicebatch_chunks_total",
@@ -29,4 +29,22 @@ TASK_RETRIES = Counter(
 )
 BATCH_SPLITS = Counter(
     "voicebatch_oom_batch_splits_total", "Engine batches halved after running out of memory."
+)
+# The dynamic batcher's totals since the process started (set after each render task; in
+# prefork mode each child reports its own, summed by the multiprocess collector).
+BATCHER_BATCHES = Gauge(
+    "voicebatch_batcher_batches",
+    "Engine batches the dynamic batcher formed.",
+    multiprocess_mode="sum",
+)
+BATCHER_REQUESTS = Gauge(
+    "voicebatch_batcher_requests",
+    "Chunks the dynamic batcher handed to the engine (over batches: the mean batch size).",
+    multiprocess_mode="sum",
+)
+BATCHER_STAGE_SECONDS = Gauge(
+    "voicebatch_batcher_stage_seconds",
+    "Engine time by stage (generate: LLM tokens; decode: SNAC), overlapped across batches.",
+    ["stage"],
+    multiprocess_mode="sum",
 )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.batching import with_batching
 from pipeline.cache import ChunkIndex, RedisChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
@@ -47,7 +48,8 @@ class WorkerRuntime:
         """The speech engine, loaded on first use (render workers load it at start-up)."""
         with self._lock:
             if self._engine is None:
-                self._engine = create_engine(self.settings)
+                # One batcher per process: every task thread's requests meet in it.
+                self._engine = with_batching(create_engine(self.settings), self.settings)
             return self._engine
 
     def output_store(self, uri: str) -> ObjectStore:

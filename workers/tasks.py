@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline.assemble import assemble_item, finalize_job
 from pipeline.backoff import backoff_delay, backoff_delays
+from pipeline.batching import BatchingEngine
+from pipeline.engines import Engine
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
 from pipeline.leases import worker_id
 from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids
@@ -41,6 +43,16 @@ def _count(stats: RenderStats) -> None:
     metrics.AUDIO_SECONDS.inc(stats.audio_seconds)
     metrics.ENGINE_SECONDS.inc(stats.engine_seconds)
     metrics.BATCH_SPLITS.inc(stats.oom_splits)
+
+
+def _count_batcher(engine: Engine) -> None:
+    if not isinstance(engine, BatchingEngine):
+        return
+    totals = engine.batcher.stats
+    metrics.BATCHER_BATCHES.set(totals.batches)
+    metrics.BATCHER_REQUESTS.set(totals.requests)
+    metrics.BATCHER_STAGE_SECONDS.labels("generate").set(totals.stage_one_seconds)
+    metrics.BATCHER_STAGE_SECONDS.labels("decode").set(totals.stage_two_seconds)
 
 
 def _requeue_later(name: str, exc: Exception) -> None:
@@ -85,6 +97,7 @@ def render_chunks(app: VoicebatchCelery, job_id: str, chunk_ids: list[str]) -> N
     finally:
         app.active_owners.discard(renderer.owner)
         _count(renderer.stats)
+        _count_batcher(renderer.engine)
 
 
 def assemble(app: VoicebatchCelery, job_id: str, item_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -11,7 +12,9 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pipeline.batching import BatchingEngine
 from pipeline.config import Settings
+from pipeline.engines import Engine
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -19,6 +22,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POOLS = ("prefork", "threads", "solo")
+DEFAULT_THREADS = 4
+
+
+def render_threads(engine: Engine, settings: Settings) -> int:
+    """Task threads for a threads-pool render worker. Behind a dynamic batcher each thread
+    holds one message of `task_chunks` chunks, so twice a batch's worth of threads keeps
+    one batch generating while the next fills (and the last one's audio is stored)."""
+    if not isinstance(engine, BatchingEngine):
+        return DEFAULT_THREADS
+    return max(DEFAULT_THREADS, 2 * math.ceil(settings.batch_size / settings.task_chunks))
 
 
 def run_worker(
@@ -26,11 +39,14 @@ def run_worker(
     *,
     queues: Sequence[str],
     pool: str,
-    concurrency: int,
+    concurrency: int | None = None,
     loglevel: str = "INFO",
     name: str | None = None,
 ) -> None:
-    """Check everything a worker needs, then run a Celery worker until it is told to stop."""
+    """Check everything a worker needs, then run a Celery worker until it is told to stop.
+
+    `concurrency` None: for the threads pool, enough task threads to keep the engine's
+    batches full (`render_threads`); for prefork, one child per core."""
     from workers.app import QUEUES, RENDER_QUEUE
 
     unknown = [q for q in queues if q not in QUEUES]
@@ -60,6 +76,13 @@ def run_worker(
         else:
             log.info("loading engine %s", settings.engine)
             _ = runtime.engine
+    if concurrency is None:
+        if pool == "prefork":
+            concurrency = max(1, os.cpu_count() or 1)
+        elif RENDER_QUEUE in queues:
+            concurrency = render_threads(runtime.engine, settings)
+        else:
+            concurrency = DEFAULT_THREADS
     if settings.worker_metrics_port:
         _serve_metrics(settings.worker_metrics_port)
     _drain_on_shutdown(app)

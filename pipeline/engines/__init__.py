@@ -37,7 +37,17 @@ def _test_tone(settings: Settings) -> Engine:
     )
 
 
-ENGINES: dict[str, Callable[[Settings], Engine]] = {"piper": _piper, "test-tone": _test_tone}
+def _maya1(settings: Settings) -> Engine:
+    from pipeline.engines.maya1.engine import load_maya1
+
+    return load_maya1(settings)
+
+
+ENGINES: dict[str, Callable[[Settings], Engine]] = {
+    "maya1": _maya1,
+    "piper": _piper,
+    "test-tone": _test_tone,
+}
 
 
 def check_engine_name(name: str) -> None:
@@ -53,6 +63,10 @@ def check_engine(settings: Settings) -> None:
         from pipeline.engines.piper import voice_files
 
         voice_files(settings.voice)
+    if settings.engine == "maya1":
+        from pipeline.engines.maya1.checks import check_maya1_folders
+
+        check_maya1_folders(settings)
 
 
 def check_voice(settings: Settings, voice: str) -> None:
@@ -83,6 +97,11 @@ def engine_info(settings: Settings) -> EngineInfo:
 
         voice = settings.voice or BUNDLED_VOICE
         return EngineInfo("piper", voice, model_version(voice), PiperEngine.max_chunk_chars)
+    if settings.engine == "maya1":
+        from pipeline.engines.maya1.checks import maya1_info
+
+        name, default_voice, version, max_chars = maya1_info(settings)
+        return EngineInfo(name, settings.voice or default_voice, version, max_chars)
     from pipeline.engines.testing import TestToneEngine as Tone
 
     return EngineInfo(Tone.name, Tone.default_voice, Tone.model_version, Tone.max_chunk_chars)
@@ -96,7 +115,15 @@ def create_engine(settings: Settings) -> Engine:
 
 def engine_params(settings: Settings) -> dict[str, str | int | float | bool]:
     """The settings that change an engine's audio, as stored with a job and hashed per chunk."""
-    return {
+    params: dict[str, str | int | float | bool] = {
         "speaking_rate": settings.speaking_rate,
         "sentence_pause_ms": settings.pause_sentence_ms,
     }
+    if settings.engine == "maya1":
+        # sampling changes maya1's audio, so it is part of every chunk's content hash
+        params |= {
+            "temperature": settings.maya1_temperature,
+            "top_p": settings.maya1_top_p,
+            "repetition_penalty": settings.maya1_repetition_penalty,
+        }
+    return params

@@ -34,6 +34,8 @@ class Document:
     chapters: tuple[Chapter, ...]
     author: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The cover image the book carries (an EPUB's), as found: document_cover() checks it.
+    cover: bytes | None = field(default=None, repr=False)
     kind: str = "book"
 
     @property

@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key, revoke_key
 from pipeline.state.models import Chunk, Item, Job
+from tests import epubs
 from tests.conftest import free_port, need_service
 from workers.app import create_celery
 from workers.dispatch import RENDER_TASK, CeleryDispatcher
@@ -199,6 +200,61 @@ def test_submit_markdown_upload(api: Api) -> None:
     assert job["chunks"]["total"] > 0 and job["items"]["total"] == 2
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert len(api.messages()) == math.ceil(job["chunks"]["total"] / api.settings.task_chunks)
+
+
+def test_submit_epub_upload(api: Api) -> None:
+    def upload(data: dict[str, str]) -> dict[str, Any]:
+        response = api.client.post(
+            "/v1/jobs",
+            files={"file": ("moby.epub", epubs.epub3_book(), "application/epub+zip")},
+            data=data,
+            headers=api.auth("alice"),
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    job = upload({})
+    assert job["title"] == "Moby-Dick" and job["items"]["total"] == 4
+    with transaction(api.factory) as session:
+        stored = session.get(Job, uuid.UUID(job["id"]))
+        assert stored is not None
+        assert stored.author == "Herman Melville"
+        assert stored.options["cover"]["mime_type"] == "image/png"  # the book's own cover
+        assert stored.options["keep_front_matter"] is False
+        titles = list(
+            session.scalars(
+                select(Item.title).where(Item.job_id == stored.id).order_by(Item.position)
+            )
+        )
+    assert titles == [
+        "Part One: The Sea",
+        "Chapter 1. Loomings",
+        "Chapter 2. The Carpet-Bag",
+        "Chapter 3. The Chapel",
+    ]
+    kept = upload({"keep_front_matter": "true"})
+    assert kept["items"]["total"] == 9  # title page, copyright, contents, acknowledgements, index
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [(epubs.zip_bomb, "a zip bomb"), (epubs.xxe, "declares XML entities")],
+    ids=["zip-bomb", "xxe"],
+)
+def test_hostile_epub_upload_is_422_and_creates_nothing(
+    api: Api, build: Callable[[], bytes], message: str
+) -> None:
+    response = api.client.post(
+        "/v1/jobs",
+        files={"file": ("evil.epub", build(), "application/epub+zip")},
+        headers=api.auth("alice"),
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["field"] == "file" and message in error["message"]
+    assert error["message"].startswith("file: evil.epub: ")
+    assert api.scalar(select(func.count()).select_from(Job)) == 0
+    assert api.messages() == []
 
 
 # --- bad input ----------------------------------------------------------------------------

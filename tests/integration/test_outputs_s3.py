@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import threading
@@ -33,6 +34,7 @@ from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key
 from pipeline.state.models import JobStatus
+from tests import epubs
 from tests.conftest import free_port, need_service
 from tests.images import image_bytes
 from workers.app import create_celery
@@ -348,6 +350,33 @@ def test_submit_uploads_the_cover_and_the_output_options(
     assert refused.exit_code == 2 and "cannot be decoded" in refused.output
     clash = runner.invoke(cli, ["submit", str(book), "--loudness-preset", "fast"], env=env)
     assert clash.exit_code == 2 and "loudness_preset" in clash.output
+
+
+def test_submit_an_epub_from_the_cli(
+    served: dict[str, Any], s3_client: S3Client, s3_bucket: str, tmp_path: Path
+) -> None:
+    book = tmp_path / "moby.epub"
+    book.write_bytes(epubs.epub3_book())
+    env = {"VOICEBATCH_API_URL": served["url"], "VOICEBATCH_API_KEY": served["key"]}
+    runner = CliRunner()
+    result = runner.invoke(cli, ["submit", str(book), "--keep-front-matter", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    job_id = uuid.UUID(result.output[result.output.index("{") :].split('"id": "')[1][:36])
+    runtime: WorkerRuntime = served["runtime"]
+    with transaction(runtime.factory) as session:
+        job = store.get_job(session, job_id)
+        assert (job.title, job.author) == ("Moby-Dick", "Herman Melville")
+        assert job.source_sha256 == hashlib.sha256(book.read_bytes()).hexdigest()
+        titles = [item.title for item in sorted(job.items, key=lambda item: item.position)]
+    assert titles[:3] == ["Moby-Dick", "Copyright", "Contents"] and len(titles) == 9
+    key = f"audio/v1/jobs/{job_id}/cover.png"  # the book's own cover, for the tags
+    assert s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == epubs.COVER_PNG
+
+    evil = tmp_path / "evil.epub"
+    evil.write_bytes(epubs.billion_laughs())
+    refused = runner.invoke(cli, ["submit", str(evil)], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert "evil.epub: OEBPS/c1.xhtml declares XML entities" in refused.output.replace("\n", "")
 
 
 def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(

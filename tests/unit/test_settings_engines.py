@@ -56,7 +56,9 @@ def test_invalid_settings_are_one_line_input_errors(
 
 
 def test_unknown_engine_names_the_available_ones(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"unknown engine 'nope' \(available: piper, test-tone\)"):
+    with pytest.raises(
+        InputError, match=r"unknown engine 'nope' \(available: maya1, piper, test-tone\)"
+    ):
         create_engine(load_settings(engine="nope", data_dir=tmp_path))
 
 

@@ -52,10 +52,41 @@ class SnacDecoder(Protocol):
 
 
 def load_snac_decoder(settings: Settings) -> SnacDecoder:
-    """The torch decoder on `settings.device`, loaded from `settings.snac_dir`.
-    Raises InputError naming what is missing."""
-    device = resolve_device(settings.device)
-    return TorchSnacDecoder(settings.snac_dir, device=device, dtype=decoder_dtype(settings, device))
+    """The decoder `settings.snac_runtime` names: torch on `settings.device` from
+    `settings.snac_dir`, or onnxruntime / TensorRT from the exports in
+    `settings.resolved_snac_export_dir`. Raises InputError naming what is missing (for an
+    export: the command that creates it)."""
+    if settings.snac_runtime == "torch":
+        device = resolve_device(settings.device)
+        return TorchSnacDecoder(
+            settings.snac_dir, device=device, dtype=decoder_dtype(settings, device)
+        )
+    export_dir = settings.resolved_snac_export_dir
+    if settings.snac_runtime == "onnx":
+        from pipeline.engines.maya1.snac_export import onnx_export_command, onnx_file_name
+        from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder, onnx_providers
+
+        providers = onnx_providers(settings.device)
+        on_gpu = providers[0] != "CPUExecutionProvider"
+        precision = exported_precision(settings.snac_precision, gpu=on_gpu)
+        path = export_dir / onnx_file_name(precision)
+        if not path.is_file():
+            raise InputError(f"no SNAC ONNX export at {path}: run {onnx_export_command(precision)}")
+        return OnnxSnacDecoder(path, providers=providers)
+    from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, TensorrtSnacDecoder
+
+    precision = exported_precision(settings.snac_precision, gpu=True)
+    if precision == "fp32":
+        raise InputError("the tensorrt SNAC runtime builds fp16 or int8 engines, not fp32")
+    return TensorrtSnacDecoder(export_dir, precision, ShapeProfile.parse(settings.snac_trt_profile))
+
+
+def exported_precision(wanted: str, *, gpu: bool) -> str:
+    """An exported decoder's precision: as asked, or for auto fp16 on a GPU (SNAC is small:
+    int8 buys little there and costs quality), fp32 on the CPU."""
+    if wanted != "auto":
+        return wanted
+    return "fp16" if gpu else "fp32"
 
 
 def resolve_device(device: str) -> str:
@@ -103,13 +134,17 @@ def pad_frames(frames: Sequence[Frames]) -> tuple[Frames, Frames]:
     return padded, lengths
 
 
-def decode_groups(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+def decode_groups(
+    lengths: Sequence[int], max_frames: int, max_batch: int | None = None
+) -> list[list[int]]:
     """Request indices in decoder calls: sorted by length so padding stays small, each call
-    at most `max_frames` padded frames (one request alone may exceed it)."""
+    at most `max_frames` padded frames (one request alone may exceed it) and at most
+    `max_batch` requests (a TensorRT engine's profile bounds its batch)."""
     order = sorted(range(len(lengths)), key=lambda index: lengths[index])
     groups: list[list[int]] = []
     for index in order:
-        if groups and (len(groups[-1]) + 1) * lengths[index] <= max_frames:
+        fits = max_batch is None or len(groups[-1] if groups else []) < max_batch
+        if groups and fits and (len(groups[-1]) + 1) * lengths[index] <= max_frames:
             groups[-1].append(index)
         else:
             groups.append([index])
@@ -129,10 +164,80 @@ def finish_audio(audio: npt.NDArray[np.floating]) -> Audio:
     return out
 
 
-class TorchSnacDecoder:
-    """SNAC in PyTorch: the reference runtime (and the one exports are checked against)."""
+def noise_seed(seed: int, block: int) -> list[int]:
+    """The numpy seed of one request's noise at one noise block."""
+    return [int(seed) % 2**64, block]
+
+
+def batch_noise(
+    seeds: Sequence[int], lengths: Sequence[int], n_max: int, factors: Sequence[int]
+) -> list[npt.NDArray[np.float32]]:
+    """The decoder's noise inputs for one padded batch: per noise block i an array
+    (B, 1, n_max * factors[i]), row r drawn from seed r over its own length, zero past it.
+
+    Drawn with numpy on the host, not torch on the device: every runtime (torch CPU or
+    GPU, onnxruntime, TensorRT) then adds the same noise for a seed, so switching runtime
+    does not change the audio, and a request's noise never depends on its batch-mates.
+    It is small (3360 floats per frame for the 24 kHz model)."""
+    arrays = []
+    for block, factor in enumerate(factors):
+        noise = np.zeros((len(seeds), 1, n_max * factor), dtype=np.float32)
+        for row, (seed, length) in enumerate(zip(seeds, lengths, strict=True)):
+            rng = np.random.default_rng(noise_seed(seed, block))
+            noise[row, 0, : length * factor] = rng.standard_normal(length * factor, np.float32)
+        arrays.append(noise)
+    return arrays
+
+
+class BatchedSnacDecoder:
+    """The runtime-independent half of a SnacDecoder: validation, grouping into bounded
+    calls, padding, per-request noise, trimming, then mute + fades. A runtime (torch,
+    onnxruntime, TensorRT) supplies `run_batch` for one padded call, and `noise_factors`."""
 
     sample_rate = SAMPLE_RATE
+    noise: bool = True
+    noise_factors: Sequence[int] = ()
+    max_batch_frames: int = DEFAULT_BATCH_FRAMES
+    max_batch_size: int | None = None
+
+    def run_batch(
+        self,
+        padded: Frames,
+        lengths: Frames,
+        noise: list[npt.NDArray[np.float32]] | None,
+    ) -> npt.NDArray[np.floating]:
+        """One decoder call: padded (B, n, 7) codes, (B,) lengths, the noise inputs from
+        `batch_noise` or None for noise off -> audio (B, n * 2048)."""
+        raise NotImplementedError
+
+    def decode(self, frames: Sequence[Frames], seeds: Sequence[int]) -> list[Audio]:
+        """See SnacDecoder.decode."""
+        return [finish_audio(audio) for audio in self.decode_raw(frames, seeds)]
+
+    def decode_raw(self, frames: Sequence[Frames], seeds: Sequence[int] | None) -> list[Audio]:
+        """Decoder output per request, n_i * 2048 samples, not yet muted or faded;
+        `seeds=None` decodes without the decoder's noise (how exports are compared)."""
+        checked = check_frames(frames, seeds if seeds is not None else [0] * len(frames))
+        results: list[Audio] = [np.zeros(0, np.float32)] * len(checked)
+        lengths = [len(item) for item in checked]
+        for group in decode_groups(lengths, self.max_batch_frames, self.max_batch_size):
+            padded, group_lengths = pad_frames([checked[index] for index in group])
+            noise = None
+            if seeds is not None and self.noise:
+                noise = batch_noise(
+                    [seeds[index] for index in group],
+                    group_lengths.tolist(),
+                    padded.shape[1],
+                    self.noise_factors,
+                )
+            audio = np.asarray(self.run_batch(padded, group_lengths, noise), dtype=np.float32)
+            for row, index in enumerate(group):
+                results[index] = audio[row, : lengths[index] * SAMPLES_PER_FRAME].copy()
+        return results
+
+
+class TorchSnacDecoder(BatchedSnacDecoder):
+    """SNAC in PyTorch: the reference runtime (and the one exports are checked against)."""
 
     def __init__(
         self,
@@ -157,33 +262,22 @@ class TorchSnacDecoder:
         except (RuntimeError, AssertionError) as exc:  # a device torch cannot use
             raise InputError(f"cannot put the SNAC decoder on device '{device}': {exc}") from exc
         self.model.eval()
+        self.noise_factors = self.model.noise_factors
 
-    def decode(self, frames: Sequence[Frames], seeds: Sequence[int]) -> list[Audio]:
-        """See SnacDecoder.decode."""
-        return [finish_audio(audio) for audio in self.decode_raw(frames, seeds)]
-
-    def decode_raw(self, frames: Sequence[Frames], seeds: Sequence[int] | None) -> list[Audio]:
-        """Decoder output per request, n_i * 2048 samples, not yet muted or faded;
-        `seeds=None` decodes without the decoder's noise (how exports are compared)."""
+    def run_batch(
+        self,
+        padded: Frames,
+        lengths: Frames,
+        noise: list[npt.NDArray[np.float32]] | None,
+    ) -> npt.NDArray[np.floating]:
+        """See BatchedSnacDecoder.run_batch."""
         import torch
 
-        checked = check_frames(frames, seeds if seeds is not None else [0] * len(frames))
-        results: list[Audio] = [np.zeros(0, np.float32)] * len(checked)
-        lengths = [len(item) for item in checked]
-        for group in decode_groups(lengths, self.max_batch_frames):
-            padded, group_lengths = pad_frames([checked[index] for index in group])
-            self.model.seeds = (
-                [int(seeds[index]) for index in group] if seeds is not None and self.noise else None
+        inputs = [torch.from_numpy(array).to(self.device) for array in noise or []]
+        with torch.inference_mode():
+            audio = self.model(
+                torch.from_numpy(padded).to(self.device),
+                torch.from_numpy(lengths).to(self.device),
+                *inputs,
             )
-            try:
-                with torch.inference_mode():
-                    audio = self.model(
-                        torch.from_numpy(padded).to(self.device),
-                        torch.from_numpy(group_lengths).to(self.device),
-                    )
-                audio_np = audio.float().cpu().numpy()
-            finally:
-                self.model.seeds = None
-            for row, index in enumerate(group):
-                results[index] = audio_np[row, : lengths[index] * SAMPLES_PER_FRAME].copy()
-        return results
+        return audio.float().cpu().numpy()

@@ -9,11 +9,12 @@ request's samples are the ones it would get decoded alone:
   its own length, exactly what the zero padding of an unbatched decode feeds the kernel
   (every layer's length is frames x a fixed factor, so the mask is exact).
 - SNAC's NoiseBlocks draw `torch.randn` over the whole batch. They are replaced by blocks
-  that draw each request's noise from its own generator (seeded by request seed and block
-  index) over its own length only; `seeds=None` turns the noise off (export, comparisons).
+  that take the noise as forward inputs (one per block, `noise_factors` samples per
+  frame); the caller draws each request's noise from its own seed (`request_noise` in
+  snac_decoder), or passes none to turn the noise off.
 
-The same module is what `snac_export` traces to ONNX (noise off, masks kept: the mask
-uses only elementwise ops, so the graph keeps dynamic batch and frame axes).
+The same module is what `snac_export` traces to ONNX, noise as graph inputs and masks
+kept: the mask uses only elementwise ops, so the graph keeps dynamic batch and frame axes.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ CONFIG_FILE = "config.json"
 def split_levels(frames: torch.Tensor) -> list[torch.Tensor]:
     """(B, n, 7) Maya1 frames -> SNAC's three code levels (B, n), (B, 2n), (B, 4n).
     Slot 0 -> level 1; slots 1,4 -> level 2; slots 2,3,5,6 -> level 3, in time order."""
-    batch = frames.shape[0]
+    # flatten, not reshape(batch, -1): the ONNX tracer freezes the -1 to the traced size
     level1 = frames[:, :, 0]
-    level2 = torch.stack((frames[:, :, 1], frames[:, :, 4]), dim=-1).reshape(batch, -1)
+    level2 = torch.stack((frames[:, :, 1], frames[:, :, 4]), dim=-1).flatten(1)
     level3 = torch.stack(
         (frames[:, :, 2], frames[:, :, 3], frames[:, :, 5], frames[:, :, 6]), dim=-1
-    ).reshape(batch, -1)
+    ).flatten(1)
     return [level1, level2, level3]
 
 
@@ -64,8 +65,13 @@ def load_snac(snac_dir: Path | None) -> nn.Module:
     return model.eval()
 
 
-class _SeededNoise(nn.Module):
-    """SNAC's NoiseBlock (x + noise * linear(x)) with noise drawn per request."""
+class _InputNoise(nn.Module):
+    """SNAC's NoiseBlock (x + noise * linear(x)) with the noise given as an input.
+
+    SNAC draws `torch.randn` over the whole batch inside the graph; taking it from the
+    caller instead lets every request's noise come from its own seed (batch-independent
+    audio), makes torch, ONNX and TensorRT decode the same noise, and keeps random ops,
+    which ONNX cannot seed per request, out of the exported graph."""
 
     def __init__(self, linear: nn.Module, index: int, owner: FramesDecoder) -> None:
         super().__init__()
@@ -74,19 +80,23 @@ class _SeededNoise(nn.Module):
         self._owner = [owner]  # a list: not a registered submodule (no cycle in .modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        owner = self._owner[0]
-        seeds, lengths = owner.seeds, owner.current_lengths
-        if seeds is None or lengths is None:
+        noise = self._owner[0].current_noise
+        if noise is None:
             return x
-        steps = x.shape[-1] // int(lengths.max())
-        noise = torch.zeros((x.shape[0], 1, x.shape[-1]), device=x.device, dtype=torch.float32)
-        for row, (seed, length) in enumerate(zip(seeds, lengths.tolist(), strict=True)):
-            generator = torch.Generator(device=x.device)
-            generator.manual_seed((int(seed) * 1_000_003 + self.index) % (2**63))
-            noise[row, 0, : length * steps] = torch.randn(
-                length * steps, generator=generator, device=x.device
-            )
-        return x + noise.to(x.dtype) * self.linear(x)
+        return x + noise[self.index].to(x.dtype) * self.linear(x)
+
+
+class _Snake(nn.Module):
+    """snac's Snake1d, x + sin(alpha x)^2 / alpha, without its TorchScript helper: the ONNX
+    tracer freezes that helper's reshape(B, C, -1) to the traced length (a no-op on the
+    decoder's 3-d tensors anyway), which breaks the dynamic frame axis."""
+
+    def __init__(self, alpha: nn.Parameter) -> None:
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
 
 
 class FramesDecoder(nn.Module):
@@ -94,7 +104,7 @@ class FramesDecoder(nn.Module):
 
     def __init__(self, snac: Any) -> None:
         super().__init__()
-        from snac.layers import NoiseBlock
+        from snac.layers import NoiseBlock, Snake1d
 
         self.quantizer: Any = snac.quantizer  # snac has no type hints
         self.decoder: Any = snac.decoder
@@ -106,18 +116,24 @@ class FramesDecoder(nn.Module):
         for module in list(self.decoder.modules()):
             for name, child in list(module.named_children()):
                 if isinstance(child, NoiseBlock):
-                    setattr(module, name, _SeededNoise(child.linear, noise_index, self))
+                    setattr(module, name, _InputNoise(child.linear, noise_index, self))
                     noise_index += 1
-        self.seeds: Sequence[int] | None = None
+                elif isinstance(child, Snake1d):
+                    setattr(module, name, _Snake(child.alpha))
         self.current_lengths: torch.Tensor | None = None
+        self.current_noise: Sequence[torch.Tensor] | None = None
         self._mask_factor: dict[nn.Module, int] = {}
         convs = [m for m in self.decoder.modules() if isinstance(m, nn.Conv1d | nn.ConvTranspose1d)]
-        self._measure_factors(convs)
+        noises = [m for m in self.decoder.modules() if isinstance(m, _InputNoise)]
+        self._measure_factors([*convs, *noises])
+        #: samples of noise per frame at each noise block, in block order (32, 256, 1024, 2048
+        #: for the 24 kHz model): input i of the forward pass is (B, 1, n * noise_factors[i])
+        self.noise_factors: list[int] = [self._mask_factor.pop(block) for block in noises]
         for conv in convs:
             conv.register_forward_pre_hook(self._mask_input)
 
     def _measure_factors(self, convs: Sequence[nn.Module]) -> None:
-        """Each conv's input length per frame, found by decoding one frame once."""
+        """Each conv's (and noise block's) input length per frame, from decoding one frame."""
 
         def record(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             self._mask_factor[module] = int(args[0].shape[-1])
@@ -140,14 +156,22 @@ class FramesDecoder(nn.Module):
         limit = (lengths.to(torch.int32) * self._mask_factor[module]).view(-1, 1, 1)
         return (x * (positions <= limit).to(x.dtype),)
 
-    def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """frames (B, n, 7) int64, lengths (B,) int64 frame counts -> audio (B, n * 2048)."""
+    def forward(
+        self, frames: torch.Tensor, lengths: torch.Tensor, *noise: torch.Tensor
+    ) -> torch.Tensor:
+        """frames (B, n, 7) int64, lengths (B,) int64 frame counts, and either no noise
+        (noise off) or one float tensor (B, 1, n * f) per `noise_factors` entry f
+        -> audio (B, n * 2048)."""
+        if noise and len(noise) != len(self.noise_factors):
+            raise ValueError(f"SNAC needs {len(self.noise_factors)} noise inputs, got {len(noise)}")
         self.current_lengths = lengths
+        self.current_noise = noise or None
         try:
             z_q = self.quantizer.from_codes(split_levels(frames))
             return self.decoder(z_q.to(next(self.decoder.parameters()).dtype))[:, 0, :]
         finally:
             self.current_lengths = None
+            self.current_noise = None
 
 
 def _has_weight_norm(module: nn.Module) -> bool:

@@ -1,0 +1,246 @@
+"""SNAC on TensorRT, through onnxruntime's TensorRT execution provider.
+
+Why the execution provider and not hand-driven TensorRT: the decoder then is the same
+OnnxSnacDecoder (numpy in and out, no CUDA buffers managed by hand), the engine is built
+from the exported ONNX file with an explicit shape profile and cached on disk by
+onnxruntime, and INT8 comes from the int8 QDQ export (calibrated on real Maya1 frames by
+snac_export): explicit quantization, the form TensorRT 10 recommends over its deprecated
+implicit calibrators. FP16 builds from the fp32 export with TensorRT's fp16 flag, so
+TensorRT picks the layers that keep fp32.
+
+Engines are only valid for one GPU model and one shape profile, so each lives in a
+folder (and under an onnxruntime cache prefix) naming both:
+`<export_dir>/tensorrt/snac_<gpu>_<precision>_b<min>-<opt>-<max>_f<min>-<opt>-<max>/`.
+They are built by `voicebatch engine export-snac --format tensorrt` into a temporary
+folder that is renamed into place when complete, never built silently at render time.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.engines.maya1.snac_decoder import DEFAULT_BATCH_FRAMES, Frames
+from pipeline.engines.maya1.snac_export import (
+    onnx_export_command,
+    onnx_file_name,
+    read_noise_factors,
+)
+from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder, Provider
+from pipeline.errors import InputError
+
+TENSORRT_PRECISIONS: tuple[str, ...] = ("fp16", "int8")
+ENGINE_FOLDER = "tensorrt"
+CODES_PER_FRAME = 7
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """The batch and frame ranges a TensorRT engine accepts (and is tuned for at opt)."""
+
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 64
+    min_frames: int = 1
+    opt_frames: int = 64
+    max_frames: int = 512  # 43.7 s of audio: above Maya1's longest chunk
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise InputError(f"TensorRT batch profile must be 1 <= min <= opt <= max: {self}")
+        if not (1 <= self.min_frames <= self.opt_frames <= self.max_frames):
+            raise InputError(f"TensorRT frame profile must be 1 <= min <= opt <= max: {self}")
+
+    @classmethod
+    def parse(cls, tag: str) -> ShapeProfile:
+        """The profile a tag names ('b1-8-64_f1-64-512'); InputError if it names none."""
+        match = re.fullmatch(r"b(\d+)-(\d+)-(\d+)_f(\d+)-(\d+)-(\d+)", tag.strip())
+        if not match:
+            raise InputError(
+                f"bad TensorRT shape profile '{tag}' (want b<min>-<opt>-<max>_f<min>-<opt>-<max>)"
+            )
+        return cls(*(int(value) for value in match.groups()))
+
+    @property
+    def tag(self) -> str:
+        """b<min>-<opt>-<max>_f<min>-<opt>-<max>, part of the engine's file name."""
+        return (
+            f"b{self.min_batch}-{self.opt_batch}-{self.max_batch}"
+            f"_f{self.min_frames}-{self.opt_frames}-{self.max_frames}"
+        )
+
+    def shapes(self, which: str, noise_factors: list[int]) -> str:
+        """onnxruntime's trt_profile_{min,opt,max}_shapes value for `which`."""
+        batch = getattr(self, f"{which}_batch")
+        frames = getattr(self, f"{which}_frames")
+        parts = [f"frames:{batch}x{frames}x{CODES_PER_FRAME}", f"lengths:{batch}"]
+        parts += [f"noise{i}:{batch}x1x{frames * f}" for i, f in enumerate(noise_factors)]
+        return ",".join(parts)
+
+
+def sanitize(name: str) -> str:
+    """A GPU name as a file-name part: 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
+
+
+def engine_prefix(gpu_name: str, precision: str, profile: ShapeProfile) -> str:
+    """The cache prefix of one engine: GPU model, precision and shape profile."""
+    return f"snac_{sanitize(gpu_name)}_{precision}_{profile.tag}"
+
+
+def gpu_name(device_id: int = 0) -> str:
+    """The CUDA device's model name (torch, which every maya1 GPU worker has)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise InputError("TensorRT SNAC engines need torch to name the GPU") from exc
+    if not torch.cuda.is_available():
+        raise InputError("TensorRT SNAC engines need a CUDA GPU; none is visible")
+    return str(torch.cuda.get_device_name(device_id))
+
+
+def require_tensorrt() -> None:
+    """Raise InputError unless TensorRT and onnxruntime's TensorRT provider are installed."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        raise InputError(
+            "the tensorrt SNAC runtime needs TensorRT: pip install tensorrt onnxruntime-gpu "
+            "on a CUDA machine (or use VOICEBATCH_SNAC_RUNTIME=onnx)"
+        ) from exc
+    import onnxruntime
+
+    if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
+        raise InputError(
+            "this onnxruntime has no TensorRT provider: pip install onnxruntime-gpu "
+            "(or use VOICEBATCH_SNAC_RUNTIME=onnx)"
+        )
+
+
+def trt_providers(
+    cache_dir: Path, prefix: str, precision: str, profile: ShapeProfile, noise_factors: list[int]
+) -> list[Provider]:
+    """TensorRT first (engine cached under `prefix`), CUDA and CPU for anything it refuses."""
+    options: dict[str, object] = {
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(cache_dir),
+        "trt_engine_cache_prefix": prefix,
+        "trt_timing_cache_enable": True,
+        "trt_timing_cache_path": str(cache_dir),
+        "trt_fp16_enable": True,  # int8 too: the layers left unquantized run in fp16
+        "trt_int8_enable": precision == "int8",  # QDQ graph: scales come from its Q/DQ nodes
+        "trt_profile_min_shapes": profile.shapes("min", noise_factors),
+        "trt_profile_opt_shapes": profile.shapes("opt", noise_factors),
+        "trt_profile_max_shapes": profile.shapes("max", noise_factors),
+    }
+    return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def source_model(export_dir: Path, precision: str) -> Path:
+    """The ONNX export an engine of `precision` is built from (fp16: fp32 + TensorRT's
+    fp16 flag; int8: the calibrated QDQ export)."""
+    return export_dir / onnx_file_name("int8" if precision == "int8" else "fp32")
+
+
+def engine_dir(export_dir: Path, prefix: str) -> Path:
+    """The folder holding one engine's files (the engine, its profile, timing cache)."""
+    return export_dir / ENGINE_FOLDER / prefix
+
+
+def engine_files(export_dir: Path, prefix: str) -> list[Path]:
+    """The engine files built for `prefix` (empty: not built)."""
+    folder = engine_dir(export_dir, prefix)
+    return sorted(folder.glob("*.engine")) if folder.is_dir() else []
+
+
+def build_engine(
+    export_dir: Path, precision: str, profile: ShapeProfile, device_id: int = 0
+) -> list[Path]:
+    """Build (or rebuild) the TensorRT engine for this GPU, precision and profile from the
+    ONNX export in `export_dir`; returns the engine files. Built in a temporary folder
+    and renamed into export_dir/tensorrt, so a crash leaves no half-written engine."""
+    require_tensorrt()
+    if precision not in TENSORRT_PRECISIONS:
+        raise InputError(f"TensorRT SNAC precision must be fp16 or int8, not '{precision}'")
+    prefix = engine_prefix(gpu_name(device_id), precision, profile)
+    final = engine_dir(export_dir, prefix)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{prefix}.build-"))
+    try:
+        decoder = TensorrtSnacDecoder(
+            export_dir, precision, profile, device_id=device_id, cache_dir=work
+        )
+        # one decode at the optimal shape makes onnxruntime build and write the engine
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 4096, (profile.opt_frames, CODES_PER_FRAME), dtype=np.int64)
+        decoder.decode([frames] * profile.opt_batch, list(range(profile.opt_batch)))
+        del decoder
+        if not list(work.glob("*.engine")):
+            raise InputError(f"TensorRT wrote no SNAC engine for {prefix} (is the GPU supported?)")
+        shutil.rmtree(final, ignore_errors=True)  # a rebuild replaces the old engine
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return engine_files(export_dir, prefix)
+
+
+class TensorrtSnacDecoder(OnnxSnacDecoder):
+    """OnnxSnacDecoder on a prebuilt TensorRT engine; calls stay inside the profile."""
+
+    def __init__(
+        self,
+        export_dir: Path,
+        precision: str,
+        profile: ShapeProfile | None = None,
+        *,
+        device_id: int = 0,
+        noise: bool = True,
+        cache_dir: Path | None = None,
+    ) -> None:
+        require_tensorrt()
+        self.profile = profile or ShapeProfile()
+        prefix = engine_prefix(gpu_name(device_id), precision, self.profile)
+        if cache_dir is None:  # at render time: the engine must have been built already
+            cache_dir = engine_dir(export_dir, prefix)
+            if not engine_files(export_dir, prefix):
+                raise InputError(
+                    f"no TensorRT SNAC engine in {cache_dir}: run voicebatch engine "
+                    f"export-snac --format tensorrt --precision {precision}"
+                )
+        model = source_model(export_dir, precision)
+        if not model.is_file():
+            raise InputError(
+                f"TensorRT {precision} engines are built from {model}, which is missing: run "
+                f"{onnx_export_command('int8' if precision == 'int8' else 'fp32')}"
+            )
+        factors = read_noise_factors(model)
+        super().__init__(
+            model,
+            providers=trt_providers(cache_dir, prefix, precision, self.profile, factors),
+            noise=noise,
+            max_batch_frames=min(
+                DEFAULT_BATCH_FRAMES, self.profile.max_batch * self.profile.max_frames
+            ),
+            max_batch_size=self.profile.max_batch,
+        )
+
+    def run_batch(
+        self,
+        padded: Frames,
+        lengths: Frames,
+        noise: list[npt.NDArray[np.float32]] | None,
+    ) -> npt.NDArray[np.floating]:
+        """See OnnxSnacDecoder.run_batch; refuses a request past the profile's frames."""
+        if padded.shape[1] > self.profile.max_frames:
+            raise ValueError(
+                f"SNAC request of {padded.shape[1]} frames is past the TensorRT profile's "
+                f"{self.profile.max_frames}: rebuild the engine with a larger --max-frames"
+            )
+        return super().run_batch(padded, lengths, noise)

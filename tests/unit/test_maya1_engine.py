@@ -1,0 +1,238 @@
+"""The Maya1 engine end to end on the CPU: a tiny model folder with Maya1's vocabulary
+layout (tests/maya1_fixtures.py) and a SNAC 24 kHz decoder with random weights drive the
+real loading, prompting, constrained sampling, static-cache decoding, unpacking and SNAC
+decoding. Random weights never choose the stop token, so every chunk runs to its
+text-derived limit: "Hi" -> 154 tokens = 22 frames."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("snac")
+
+from pipeline.batching import BatchingEngine, with_batching
+from pipeline.config import Settings, load_settings
+from pipeline.engines import create_engine, engine_info, engine_params
+from pipeline.engines.base import StagedEngine, SynthesisRequest
+from pipeline.engines.maya1.engine import Generated, Maya1Engine
+from pipeline.engines.maya1.sampling import RowSampling
+from pipeline.engines.maya1.tokens import max_new_tokens, retry_seed, voice_seed
+from pipeline.engines.maya1.unpack import MalformedAudio
+from tests.maya1_fixtures import build_tiny_maya1
+from tests.snac_fixtures import build_tiny_snac
+
+VOICE = "A calm female narrator with a low voice"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("maya1")
+    return build_tiny_maya1(root / "model"), build_tiny_snac(root / "snac")
+
+
+@pytest.fixture(scope="module")
+def settings(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    model, snac = folders
+    return load_settings(
+        engine="maya1",
+        maya1_model_dir=model,
+        snac_dir=snac,
+        device="cpu",
+        data_dir=tmp_path_factory.mktemp("data"),
+        batch_size=4,
+        batch_wait_ms=200,
+    )
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Maya1Engine:
+    made = create_engine(settings)
+    assert isinstance(made, Maya1Engine)
+    return made
+
+
+@pytest.fixture(scope="module")
+def requests() -> list[SynthesisRequest]:
+    return [
+        SynthesisRequest("Hi", VOICE),
+        SynthesisRequest("Oh <sigh>", VOICE, seed=1234),
+        SynthesisRequest("Yes", "An excited young man"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def batched(engine: Maya1Engine, requests: list[SynthesisRequest]) -> list[object]:
+    return engine.generate_batch(requests)
+
+
+def _frames(outcome: object) -> np.ndarray:
+    assert isinstance(outcome, Generated), outcome
+    return outcome.frames
+
+
+def test_the_engine_is_a_staged_maya1_engine(engine: Maya1Engine, settings: Settings) -> None:
+    assert isinstance(engine, StagedEngine)
+    assert (engine.name, engine.sample_rate) == ("maya1", 24_000)
+    assert engine.model_version.startswith("maya1-")
+    assert engine.backend.name == "hf"
+    info = engine_info(settings)
+    assert (info.name, info.model_version, info.max_chunk_chars) == (
+        "maya1",
+        engine.model_version,
+        engine.max_chunk_chars,
+    )
+
+
+def test_frames_follow_the_text_length_and_audio_is_frames_times_2048(
+    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    frames = [_frames(outcome) for outcome in batched]
+    assert [len(item) for item in frames] == [max_new_tokens(r.text) // 7 for r in requests]
+    for item in frames:
+        assert item.shape[1] == 7 and item.dtype == np.int64
+        assert item.min() >= 0 and item.max() < 4096
+    results = engine.decode_batch(requests, batched)
+    for item, result in zip(frames, results, strict=True):
+        assert result.sample_rate == 24_000 and result.audio.dtype == np.float32
+        assert len(result.audio) == len(item) * 2048
+        assert result.duration == pytest.approx(len(item) * 2048 / 24_000)
+        assert np.abs(result.audio).max() > 0  # speech-shaped noise, not silence
+
+
+def test_seeds_come_from_the_request_or_the_voice(
+    requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    assert [item.seed for item in batched if isinstance(item, Generated)] == [
+        voice_seed(VOICE),
+        1234,
+        voice_seed("An excited young man"),
+    ]
+
+
+def test_batched_generation_equals_unbatched_for_the_same_seeds(
+    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    for request, together in zip(requests, batched, strict=True):
+        alone = engine.generate_batch([request])[0]
+        np.testing.assert_array_equal(_frames(alone), _frames(together))
+    audio_batched = engine.decode_batch(requests, batched)
+    audio_alone = engine.decode_batch(requests[:1], batched[:1])
+    np.testing.assert_allclose(audio_alone[0].audio, audio_batched[0].audio, atol=1e-5)
+
+
+def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[object]) -> None:
+    hotter = SynthesisRequest("Hi", VOICE, params={"temperature": 1.5, "top_p": 1.0})
+    assert engine.sampling(hotter).temperature == 1.5
+    assert not np.array_equal(_frames(engine.generate_batch([hotter])[0]), _frames(batched[0]))
+
+
+def test_the_dynamic_batcher_merges_threads_into_one_batch(
+    engine: Maya1Engine, settings: Settings, requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    wrapped = with_batching(engine, settings)
+    assert isinstance(wrapped, BatchingEngine)
+    results: dict[int, np.ndarray] = {}
+
+    def one(index: int) -> None:
+        results[index] = wrapped.render_batch([requests[index]])[0].audio
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        stats = wrapped.batcher.stats
+    finally:
+        wrapped.close()
+    direct = engine.decode_batch(requests, batched)
+    for index, result in enumerate(direct):
+        np.testing.assert_allclose(results[index], result.audio, atol=1e-5)
+    assert stats.requests == 3 and stats.batches < 3  # at least two rode together
+
+
+class _Corrupting:
+    """The real backend, with slot 3 of the first `bad[seed]` frames overwritten by a
+    slot-2 token: what a model that loses its place in the frame writes."""
+
+    name = "hf+faults"
+
+    def __init__(self, inner: object, bad: dict[int, int]) -> None:
+        self.inner = inner
+        self.bad = bad
+        self.seeds: list[int] = []
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
+    ) -> list[list[int]]:
+        out = self.inner.generate(prompts, rows)  # type: ignore[attr-defined]
+        for tokens, row in zip(out, rows, strict=True):
+            self.seeds.append(row.seed)
+            for frame in range(self.bad.get(row.seed, 0)):
+                tokens[frame * 7 + 3] = tokens[frame * 7 + 2]
+        return out
+
+
+def _faulty(engine: Maya1Engine, bad: dict[int, int]) -> tuple[Maya1Engine, _Corrupting]:
+    backend = _Corrupting(engine.backend, bad)
+    faulty = Maya1Engine(
+        backend=backend,
+        tokenizer=engine.tokenizer,
+        decoder=engine.decoder,
+        model_version=engine.model_version,
+        max_malformed=0.05,
+        retries=2,
+    )
+    return faulty, backend
+
+
+def test_a_few_malformed_frames_are_dropped_with_a_warning(
+    engine: Maya1Engine, batched: list[object], caplog: pytest.LogCaptureFixture
+) -> None:
+    request = SynthesisRequest("Hi", VOICE)
+    faulty, backend = _faulty(engine, {voice_seed(VOICE): 1})  # 1 of 22 frames: under 5%
+    with caplog.at_level(logging.WARNING):
+        frames = _frames(faulty.generate_batch([request])[0])
+    np.testing.assert_array_equal(frames, _frames(batched[0])[1:])
+    assert backend.seeds == [voice_seed(VOICE)]
+    assert "dropped 1 malformed of 22 audio frames" in caplog.text
+
+
+def test_many_malformed_frames_regenerate_with_another_seed(engine: Maya1Engine) -> None:
+    first = voice_seed(VOICE)
+    faulty, backend = _faulty(engine, {first: 5})
+    outcomes = faulty.generate_batch([SynthesisRequest("Hi", VOICE), SynthesisRequest("Yes", "X")])
+    assert backend.seeds == [first, voice_seed("X"), retry_seed(first, 1)]
+    retried = outcomes[0]
+    assert isinstance(retried, Generated) and retried.seed == retry_seed(first, 1)
+    again = engine.generate_batch([SynthesisRequest("Hi", VOICE, seed=retry_seed(first, 1))])[0]
+    np.testing.assert_array_equal(retried.frames, _frames(again))
+    assert isinstance(outcomes[1], Generated)
+
+
+def test_a_request_malformed_on_every_try_fails_alone(engine: Maya1Engine) -> None:
+    first = voice_seed(VOICE)
+    bad = {seed: 10 for seed in (first, retry_seed(first, 1), retry_seed(first, 2))}
+    faulty, backend = _faulty(engine, bad)
+    outcomes = faulty.generate_batch([SynthesisRequest("Hi", VOICE), SynthesisRequest("Yes", "X")])
+    assert isinstance(outcomes[0], MalformedAudio)
+    assert "10 of 22 audio frames malformed" in str(outcomes[0])
+    assert "on all 3 tries" in str(outcomes[0])
+    assert isinstance(outcomes[1], Generated)
+    assert len(backend.seeds) == 4  # the good request was generated once
+    with pytest.raises(MalformedAudio):
+        faulty.render_batch([SynthesisRequest("Hi", VOICE)])
+
+
+def test_engine_params_carry_the_sampling_settings(settings: Settings) -> None:
+    params = engine_params(settings)
+    assert (params["temperature"], params["top_p"], params["repetition_penalty"]) == (0.4, 0.9, 1.1)
+    assert "temperature" not in engine_params(load_settings(engine="piper"))
