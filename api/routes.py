@@ -355,10 +355,11 @@ async def submit(
 
 def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
     """A voice is a name the server knows, never a path (a path would let a client load
-    any file on the server as a model)."""
+    any file on the server as a model). Maya1 voices are descriptions in words, so any
+    is known."""
     if "/" in voice or "\\" in voice:
         raise FieldError(field, f"{where}a voice is a name the server knows, not a path")
-    if voice != engine.default_voice:
+    if engine.name != "maya1" and voice != engine.default_voice:
         raise FieldError(
             field, f"{where}unknown voice {voice!r} (this server speaks {engine.default_voice})"
         )
