@@ -29,9 +29,9 @@ from api.schemas import (
 )
 from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
 from pipeline.audio.presets import mastering_options
-from pipeline.engines import takes_phonemes
+from pipeline.engines import EngineInfo, takes_phonemes
 from pipeline.errors import InputError, RetryableError
-from pipeline.ingest import ParsedSource
+from pipeline.ingest import CatalogueFormat, ParsedSource
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.keys import authenticate
@@ -164,6 +164,10 @@ FORM_FIELDS = (
     "master",
     "loudness_preset",
     "normalize",
+    "name_template",
+    "id_column",
+    "text_column",
+    "voice_column",
     "keep_front_matter",
 )
 Parsed = tuple[ParsedSource, str, dict[str, Any], Cover | None, Lexicon | None]
@@ -202,10 +206,13 @@ def _base64_cover(text: str | None) -> Cover | None:
 
 async def _parse(request: Request, context: ApiContext) -> Parsed:
     """The request as a checked document, its kind, per-job setting overrides, cover and
-    lexicon."""
+    lexicon.
+
+    An uploaded .csv or .jsonl is a catalogue, read with the request's column names
+    (default: the server's settings)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form(max_files=3, max_fields=14)
+        form = await request.form(max_files=3, max_fields=18)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise FieldError("file", "missing: send the book as the multipart field `file`")
@@ -239,18 +246,25 @@ async def _parse(request: Request, context: ApiContext) -> Parsed:
                 raise FieldError("lexicon", "is not UTF-8 text") from exc
         lexicon = await run_in_threadpool(_lexicon, lexicon_text)
         data = await upload.read()
+        overrides = body.overrides()
+        columns = CatalogueFormat.from_settings(
+            context.settings.model_copy(
+                update={k: v for k, v in overrides.items() if v is not None}
+            )
+        )
         keep = body.keep_front_matter
         parsed = await run_in_threadpool(
             document_from_upload,
             upload.filename or "",
             data,
             keep_front_matter=context.settings.keep_front_matter if keep is None else keep,
+            catalogue=columns,
         )
         if body.title:
             parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
         if cover is None:
             cover = document_cover(parsed.document)
-        return parsed, "book", body.overrides(), cover, lexicon
+        return parsed, parsed.document.kind, overrides, cover, lexicon
     if content_type != "application/json":
         raise UnsupportedMediaType(
             "content-type", "send application/json or multipart/form-data with a `file`"
@@ -270,7 +284,7 @@ def _document(body: JobRequest) -> Parsed:
     lexicon = _lexicon(body.lexicon)
     if body.items:
         return (
-            document_from_items(title, [(i.id, i.text) for i in body.items]),
+            document_from_items(title, [(i.id, i.text, i.voice) for i in body.items]),
             "catalogue",
             overrides,
             cover,
@@ -376,6 +390,18 @@ async def submit(
     )
 
 
+def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
+    """A voice is a name the server knows, never a path (a path would let a client load
+    any file on the server as a model). Maya1 voices are descriptions in words, so any
+    is known."""
+    if "/" in voice or "\\" in voice:
+        raise FieldError(field, f"{where}a voice is a name the server knows, not a path")
+    if engine.name != "maya1" and voice != engine.default_voice:
+        raise FieldError(
+            field, f"{where}unknown voice {voice!r} (this server speaks {engine.default_voice})"
+        )
+
+
 def _submit(
     context: ApiContext,
     key: ApiKey,
@@ -394,13 +420,14 @@ def _submit(
         mastering_options(settings)
     except InputError as exc:
         raise FieldError("loudness_preset", exc.message) from exc
-    if settings.voice and ("/" in settings.voice or "\\" in settings.voice):
-        raise FieldError("voice", "a voice is a name the server knows, not a path")
     engine = context.engine
-    if settings.voice and settings.voice != engine.default_voice:
-        raise FieldError(
-            "voice", f"unknown voice {settings.voice!r} (this server speaks {engine.default_voice})"
-        )
+    if settings.voice:
+        _check_voice("voice", settings.voice, engine)
+    for index, chapter in enumerate(parsed.document.chapters):
+        if chapter.voice:
+            where = chapter.where or f"items[{index}]"
+            field = f"{where}.voice" if where.startswith("items[") else "file"
+            _check_voice(field, chapter.voice, engine, where=f"{where}: ")
     if lexicon is not None:
         try:
             lexicon.check_engine(engine.name, takes_phonemes(engine))

@@ -24,6 +24,9 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=200, description="Names the item's output file.")
     text: str = Field(min_length=1, max_length=20_000)
+    voice: str | None = Field(
+        None, max_length=1000, description="This item's own voice; default the job's."
+    )
 
 
 class JobRequest(BaseModel):
@@ -49,6 +52,21 @@ class JobRequest(BaseModel):
     )
     loudness_preset: Preset | None = Field(
         None, description="Master every file to acx, podcast or broadcast."
+    )
+    name_template: str | None = Field(
+        None,
+        max_length=500,
+        description="Catalogues: item file names under items/, from {id} {slug} {index} "
+        "{ext}; default the server's ({id}.{ext}).",
+    )
+    id_column: str | None = Field(
+        None, min_length=1, max_length=200, description="Uploaded catalogues: the id column."
+    )
+    text_column: str | None = Field(
+        None, min_length=1, max_length=200, description="Uploaded catalogues: the text column."
+    )
+    voice_column: str | None = Field(
+        None, min_length=1, max_length=200, description="Uploaded catalogues: the voice column."
     )
     keep_front_matter: bool | None = Field(
         None,
@@ -82,6 +100,10 @@ class JobRequest(BaseModel):
             "subtitles": None if self.subtitles is None else ",".join(self.subtitles) or "none",
             "loudness_preset": self.loudness_preset,
             "normalize_text": self.normalize,
+            "item_name_template": self.name_template,
+            "catalogue_id_column": self.id_column,
+            "catalogue_text_column": self.text_column,
+            "catalogue_voice_column": self.voice_column,
             "keep_front_matter": self.keep_front_matter,
         }
 
@@ -142,7 +164,7 @@ class JobPage(BaseModel):
 
 class OutputFile(BaseModel):
     name: str = Field(description="Path inside the job's output folder.")
-    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover"]
+    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover", "summary"]
     url: str | None = Field(description="Presigned download URL; null while archived.")
     storage_class: str = Field(description="STANDARD, GLACIER_IR, GLACIER, DEEP_ARCHIVE...")
     state: Literal["ready", "archived", "restoring"] = Field(

@@ -13,6 +13,12 @@ import typer
 from rich.logging import RichHandler
 
 from cli import admin, engine, quality, remote, storage
+from cli.catalogue_options import (
+    IdColumnOption,
+    NameTemplateOption,
+    TextColumnOption,
+    VoiceColumnOption,
+)
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
@@ -153,7 +159,11 @@ def root(
 @app.command()
 def render(
     source: Annotated[
-        Path, typer.Argument(help="Book to read: .txt, .md or .epub", show_default=False)
+        Path,
+        typer.Argument(
+            help="Book to read (.txt, .md, .epub) or catalogue (.csv, .jsonl)",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for the audio files.")
@@ -199,13 +209,17 @@ def render(
     loudness_preset: PresetOption = None,
     normalize: NormalizeOption = None,
     lexicon: LexiconOption = None,
+    id_column: IdColumnOption = None,
+    text_column: TextColumnOption = None,
+    voice_column: VoiceColumnOption = None,
+    name_template: NameTemplateOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Render a book into one audio file per chapter, one for the whole book, timing files
-    and manifest.json.
+    and manifest.json; or a catalogue into one file per row and items/summary.csv.
 
     Run the same command again after an interruption and it resumes where it stopped.
     """
@@ -223,6 +237,10 @@ def render(
             loudness_preset=loudness_preset,
             normalize_text=normalize,
             lexicon=lexicon,
+            catalogue_id_column=id_column,
+            catalogue_text_column=text_column,
+            catalogue_voice_column=voice_column,
+            item_name_template=name_template,
         )
         checked = check_inputs(source, settings)
         mastering_options(settings)  # a preset clashing with explicit targets fails now
@@ -288,8 +306,9 @@ def _print_outcome(outcome: Any) -> None:
     rms = ""
     if loud is not None and loud.rms_db is not None and _measure(outcome.output_dir) == "rms":
         rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
+    units = "items" if _manifest(outcome.output_dir).get("kind") == "catalogue" else "chapters"
     console.print(
-        f"job {outcome.job.job_id} {assembly.status}: {assembly.items} chapters, "
+        f"job {outcome.job.job_id} {assembly.status}: {assembly.items} {units}, "
         f"{clock(assembly.duration)} of audio"
         + (
             f", {loud.output_lufs:.1f} LUFS{rms}, true peak {loud.true_peak_dbtp:.1f} dBTP"
@@ -315,13 +334,18 @@ def _print_outcome(outcome: Any) -> None:
         raise typer.Exit(1)
 
 
+def _manifest(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def _measure(folder: Path) -> str | None:
     """What the finished job was mastered to (its manifest says): lufs or rms."""
-    try:
-        loudness = json.loads((folder / "manifest.json").read_text()).get("loudness") or {}
-    except (OSError, ValueError):
-        return None
-    return loudness.get("measure")
+    loudness = _manifest(folder).get("loudness") or {}
+    return loudness.get("measure") if isinstance(loudness, dict) else None
 
 
 def _kind_of(key: str) -> str:
@@ -329,6 +353,8 @@ def _kind_of(key: str) -> str:
         return "lossless masters"
     if key.startswith("cover."):
         return "cover"
+    if key.endswith("summary.csv"):
+        return "summary CSV"
     for suffix, name in ((".srt", "SRT"), (".vtt", "WebVTT"), (".timings.json", "timings JSON")):
         if key.endswith(suffix):
             return name

@@ -10,6 +10,12 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.catalogue_options import (
+    IdColumnOption,
+    NameTemplateOption,
+    TextColumnOption,
+    VoiceColumnOption,
+)
 from cli.client import ApiClient, safe_output_path
 from cli.output import clock, console, err_console, print_jobs, reported_errors
 from pipeline.audio.cover import load_cover
@@ -121,7 +127,11 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
     @app.command()
     def submit(
         source: Annotated[
-            Path, typer.Argument(help="Book to render: .txt, .md or .epub", show_default=False)
+            Path,
+            typer.Argument(
+                help="Book (.txt, .md, .epub) or catalogue (.csv, .jsonl) to render",
+                show_default=False,
+            ),
         ],
         server: Server = None,
         api_key: ApiKeyOption = None,
@@ -177,12 +187,16 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 show_default=False,
             ),
         ] = None,
+        id_column: IdColumnOption = None,
+        text_column: TextColumnOption = None,
+        voice_column: VoiceColumnOption = None,
+        name_template: NameTemplateOption = None,
         wait: Annotated[
             bool, typer.Option("--wait", help="Show progress until the job finishes.")
         ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
     ) -> None:
-        """Send a book to a voicebatch server; prints the job id (a UUID)."""
+        """Send a book or a catalogue to a voicebatch server; prints the job id (a UUID)."""
         with reported_errors(state["debug"]):
             client = client_for(server, api_key)
             if cover is not None:
@@ -200,6 +214,10 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
                 else ("" if subtitles == "none" else subtitles),
                 "loudness_preset": loudness_preset,
                 "normalize": None if normalize is None else str(normalize).lower(),
+                "id_column": id_column,
+                "text_column": text_column,
+                "voice_column": voice_column,
+                "name_template": name_template,
             }
             job = client.submit_file(
                 source, title=title, fmt=fmt, options=options, cover=cover, lexicon=lexicon

@@ -14,8 +14,6 @@ same files.
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,12 +30,14 @@ from pipeline.audio.master import (
 )
 from pipeline.audio.stitch import ChapterSpan, ChunkLength, Pauses, layout
 from pipeline.audio.writer import write_stream
+from pipeline.catalogue_summary import summary_rows, write_summary
 from pipeline.deliverables import (
     Deliverables,
     chapter_marks,
     manifest_files,
 )
 from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.item_names import slugify
 from pipeline.manifest import (
     MANIFEST_KEY,
     AssembledChapter,
@@ -52,13 +52,6 @@ from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage import ObjectStore
 from pipeline.timeline import book_samples, finished, timeline_segments
-
-
-def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
-    """A file-name-safe ASCII slug; `fallback` when nothing Latin is left."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
-    return slug or fallback
 
 
 @dataclass
@@ -129,10 +122,16 @@ def _missing(item: Item, chunks: Any) -> list[dict[str, Any]]:
     ]
 
 
+ITEMS_FOLDER = "items"
+
+
 def item_key(job: Job, item: Item, items_total: int) -> str:
-    """Where an item's file goes: chapters/NN-title.ext for books, items/<id>.ext for catalogues."""
+    """Where an item's file goes: chapters/NN-title.ext for books, items/<name> for
+    catalogues (the name their template gave them when planned)."""
     extension = codec_for(job.output_format).extension
-    if job.kind == "catalogue":
+    if job.kind == "catalogue" and item.file_name:
+        return f"{ITEMS_FOLDER}/{item.file_name}"
+    if job.kind == "catalogue":  # planned before item names were recorded
         return f"items/{slugify(item.title, fallback=f'item-{item.position + 1}')}.{extension}"
     width = max(2, len(str(items_total)))
     name = slugify(item.title, fallback="chapter")
@@ -311,6 +310,11 @@ def finalize_job(
         info = {"format": fmt, "title": job.title, "author": job.author}
         kind, source = job.kind, job.source_name
         chapters, failed_chunks, rate = _read_done_items(session, job_id)
+        summary = (
+            summary_rows(store.job_items(session, job_id=job_id), failed_chunks)
+            if kind == "catalogue"
+            else None
+        )
 
     deliverables = Deliverables.of(fmt, options, output_store)
     codec = codec_for(fmt)
@@ -353,6 +357,7 @@ def finalize_job(
         if book_key is not None:
             book_record = book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
+    summary_key = write_summary(output_store, summary) if summary is not None else None
     manifest = {
         "job_id": str(job_id),
         "kind": kind,
@@ -369,6 +374,7 @@ def finalize_job(
         "loudness": None if loudness is None else loudness_record(loudness, deliverables),
         "chapters" if kind != "catalogue" else "items": manifest_items,
         "failed_chunks": failed_chunks,
+        **({"summary": summary_key} if summary_key else {}),
     }
     output_store.put(
         MANIFEST_KEY,

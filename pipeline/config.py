@@ -117,6 +117,36 @@ class Settings(BaseSettings):
         "of digital silence; unset: none.",
     )
 
+    catalogue_id_column: str = Field(
+        "id", min_length=1, description="Catalogues (CSV/JSONL): the column naming each item."
+    )
+    catalogue_text_column: str = Field(
+        "text", min_length=1, description="Catalogues: the column with the text to speak."
+    )
+    catalogue_voice_column: str = Field(
+        "voice",
+        min_length=1,
+        description="Catalogues: an optional column with a row's own voice (empty: the job's).",
+    )
+    catalogue_max_items: int = Field(
+        100_000, ge=1, le=1_000_000, description="Catalogues: most rows in one job."
+    )
+    catalogue_max_item_chars: int = Field(
+        20_000, ge=1, le=1_000_000, description="Catalogues: longest text of one row."
+    )
+    item_name_template: str = Field(
+        "{id}.{ext}",
+        min_length=1,
+        max_length=500,
+        description="Catalogues: each item's file name under items/, from {id}, {slug}, "
+        "{index} (1-based; {index:04d} pads) and {ext}.",
+    )
+    item_subfolders: bool = Field(
+        False,
+        description="Catalogues: let item file names hold '/' to make sub-folders "
+        "(never '..', never absolute).",
+    )
+
     chunk_max_chars: int = Field(
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
     )
@@ -341,6 +371,17 @@ class Settings(BaseSettings):
     @property
     def timing_formats(self) -> tuple[str, ...]:
         return () if self.subtitles == "none" else tuple(self.subtitles.split(","))
+
+    @field_validator("item_name_template", mode="after")
+    @classmethod
+    def _item_template(cls, value: str) -> str:
+        from pipeline.item_names import check_template
+
+        try:
+            check_template(value)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+        return value
 
     @field_validator("engine", mode="after")
     @classmethod

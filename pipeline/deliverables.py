@@ -155,7 +155,8 @@ def timed_chunks(
 
 def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """Every file a manifest lists, as (kind, key): the manifest itself first, then the
-    book, its chapters or items, their masters and timing files, and the cover."""
+    book, its chapters or items, their masters and timing files, the cover, and a
+    catalogue's summary CSV."""
     files = [("manifest", "manifest.json")]
 
     def entry(kind: str, record: dict[str, Any]) -> None:
@@ -173,4 +174,6 @@ def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         entry("item", item)
     if manifest.get("cover"):
         files.append(("cover", manifest["cover"]))
+    if manifest.get("summary"):
+        files.append(("summary", manifest["summary"]))
     return files

@@ -12,11 +12,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.audio.cover import Cover
+from pipeline.audio.encode import codec_for
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import Engine, EngineInfo, engine_params, takes_phonemes
 from pipeline.errors import InputError
 from pipeline.ingest import Document, ParsedSource, SourceFile
+from pipeline.item_names import NamedItem, item_file_names
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import JobStatus
@@ -84,14 +86,32 @@ def build_spec(
     lexicon: Lexicon | None = None,
 ) -> store.JobSpec:
     """Normalise and segment every chapter, apply the lexicon to every chunk and hash it;
-    pure, no I/O. Chapter titles (for chapter markers and tags) stay as written."""
+    pure, no I/O. Chapter titles (for chapter markers and tags) stay as written.
+
+    A catalogue's items get their file names from the name template here, so an unsafe
+    or colliding name is refused before the job exists; an item with a voice of its own
+    has it in its chunks' content hashes.
+    """
     voice = settings.voice or engine.default_voice
     params = engine_params(settings)
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     if lexicon is not None:
         lexicon.check_engine(engine.name, takes_phonemes(engine))
+    names: list[str | None] = [None] * len(document.chapters)
+    if kind == "catalogue":
+        names = list(
+            item_file_names(
+                [
+                    NamedItem(c.item_id or c.title, c.where or f"items[{i}]")
+                    for i, c in enumerate(document.chapters)
+                ],
+                template=settings.item_name_template,
+                ext=codec_for(settings.output_format).extension,
+                subfolders=settings.item_subfolders,
+            )
+        )
     items = []
-    for chapter in document.chapters:
+    for chapter, file_name in zip(document.chapters, names, strict=True):
         paragraphs = list(chapter.paragraphs)
         spoken_title = chapter.heading and (settings.read_titles or not paragraphs)
         if spoken_title:
@@ -117,7 +137,7 @@ def build_spec(
                     paragraph_start=segment.paragraph_start,
                     content_hash=content_hash(
                         text=text,
-                        voice=voice,
+                        voice=chapter.voice or voice,
                         engine=engine.name,
                         model_version=engine.model_version,
                         params=params,
@@ -125,7 +145,14 @@ def build_spec(
                 )
             )
         if chunks:
-            items.append(store.ItemSpec(title=chapter.title, chunks=tuple(chunks)))
+            items.append(
+                store.ItemSpec(
+                    title=chapter.title,
+                    chunks=tuple(chunks),
+                    voice=chapter.voice,
+                    file_name=file_name,
+                )
+            )
     options = job_options(settings, cover)
     # How the text was read is not an option of the job's audio files but decides every
     # chunk's text: a job resumed with another lexicon would mix two readings.
@@ -133,22 +160,23 @@ def build_spec(
         "normalize_text": settings.normalize_text,
         "lexicon": lexicon.digest if lexicon is not None else None,
     }
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            [
-                source.sha256,
-                engine.name,
-                voice,
-                engine.model_version,
-                params,
-                options,
-                text_rules,
-                settings.output_format,
-                output_uri,
-            ],
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()
+    identity: list[Any] = [
+        source.sha256,
+        engine.name,
+        voice,
+        engine.model_version,
+        params,
+        options,
+        text_rules,
+        settings.output_format,
+        output_uri,
+    ]
+    if kind == "catalogue":
+        # The same file read with other columns or another name template is another job.
+        identity.append(
+            [[i.title, i.voice, i.file_name, [c.content_hash for c in i.chunks]] for i in items]
+        )
+    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return store.JobSpec(
         title=document.title,
         author=document.author,
@@ -190,6 +218,7 @@ def plan_job(
         engine=engine,
         settings=settings,
         output_uri=output_uri,
+        kind=parsed.document.kind,
         cover=cover,
         lexicon=job_lexicon(settings, lexicon),
     )

@@ -160,8 +160,11 @@ class ChunkRenderer:
     def _engine_batch(
         self, leases: Sequence[ChunkLease], voice: str, params: Mapping[str, ParamValue]
     ) -> list[SynthesisResult | BaseException]:
+        # A catalogue row may have a voice of its own; its content hash includes it, so
+        # chunks grouped by hash share their voice too.
         requests = [
-            SynthesisRequest(text=lease.text, voice=voice, params=params) for lease in leases
+            SynthesisRequest(text=lease.text, voice=lease.voice or voice, params=params)
+            for lease in leases
         ]
         started = time.perf_counter()
         try:

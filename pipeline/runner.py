@@ -18,13 +18,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult
 from pipeline.audio.cover import Cover
+from pipeline.audio.encode import codec_for
 from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.deliverables import manifest_files
 from pipeline.embedded_assembly import assemble_job
-from pipeline.engines import Engine, check_engine, create_engine, engine_info, takes_phonemes
+from pipeline.engines import (
+    Engine,
+    check_engine,
+    check_voice,
+    create_engine,
+    engine_info,
+    takes_phonemes,
+)
 from pipeline.errors import InputError, NotFoundError
-from pipeline.ingest import ParsedSource, load_source, parse_source
+from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
+from pipeline.item_names import NamedItem, item_file_names
 from pipeline.plan import PlannedJob, plan_job
 from pipeline.producers import producer_count, render_job_concurrently
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
@@ -77,7 +86,22 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
             settings.engine, takes_phonemes(engine_info(settings))
         )
     source = load_source(path)
-    document = parse_source(source, keep_front_matter=settings.keep_front_matter)
+    document = parse_source(
+        source,
+        keep_front_matter=settings.keep_front_matter,
+        catalogue=CatalogueFormat.from_settings(settings),
+    )
+    for voice in sorted({c.voice for c in document.chapters if c.voice}):
+        check_voice(settings, voice)
+    if document.kind == "catalogue":
+        # Planning names the files again; checked here so a bad name fails before the
+        # output folder or the database is touched.
+        item_file_names(
+            [NamedItem(c.item_id or c.title, c.where or "") for c in document.chapters],
+            template=settings.item_name_template,
+            ext=codec_for(settings.output_format).extension,
+            subfolders=settings.item_subfolders,
+        )
     headings = [chapter.title for chapter in document.chapters if chapter.heading]
     paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:

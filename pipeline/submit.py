@@ -25,7 +25,16 @@ from pipeline.audio.cover import Cover
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo
 from pipeline.errors import InputError
-from pipeline.ingest import Chapter, Document, ParsedSource, SourceFile, load_source, parse_source
+from pipeline.ingest import (
+    CatalogueFormat,
+    Chapter,
+    Document,
+    ParsedSource,
+    SourceFile,
+    load_source,
+    parse_source,
+)
+from pipeline.ingest.catalogue import CatalogueRow, build_items
 from pipeline.ingest.plaintext import parse_plaintext
 from pipeline.plan import build_spec, job_lexicon
 from pipeline.state import store
@@ -34,9 +43,6 @@ from pipeline.state.models import Chunk, Job, JobStatus
 from pipeline.storage import ObjectStore
 from pipeline.text.lexicon import Lexicon
 from pipeline.text.segment import segment_paragraphs
-
-MAX_ITEMS = 100_000
-MAX_ITEM_CHARS = 20_000
 
 
 class FieldError(InputError):
@@ -88,44 +94,41 @@ def document_from_chapters(title: str, chapters: Sequence[tuple[str, str]]) -> P
     )
 
 
-def document_from_items(title: str, items: Sequence[tuple[str, str]]) -> ParsedSource:
-    """Catalogue entries: one output file per entry, named by its id."""
+def document_from_items(
+    title: str,
+    items: Sequence[tuple[str, str] | tuple[str, str, str | None]],
+    *,
+    catalogue: CatalogueFormat | None = None,
+) -> ParsedSource:
+    """Catalogue entries (id, text, optional voice): one output file per entry, checked
+    as the rows of a CSV file are; an error names the entry as `items[N]`."""
+    fmt = catalogue or CatalogueFormat()
     if not items:
         raise FieldError("items", "is empty")
-    if len(items) > MAX_ITEMS:
-        raise FieldError("items", f"{len(items)} entries is over the limit of {MAX_ITEMS}")
-    seen: dict[str, int] = {}
-    out = []
-    for index, (item_id, text) in enumerate(items):
-        name = item_id.strip()
-        if not name:
-            raise FieldError(f"items[{index}].id", "is empty")
-        slug = slugify(name, fallback="")
-        if not slug:
-            raise FieldError(f"items[{index}].id", f"{name!r} has no letters or digits")
-        if slug in seen:
-            raise FieldError(
-                f"items[{index}].id",
-                f"{name!r} names the same file as items[{seen[slug]}] ({slug})",
-            )
-        seen[slug] = index
-        if len(text) > MAX_ITEM_CHARS:
-            raise FieldError(
-                f"items[{index}].text", f"{len(text)} characters is over {MAX_ITEM_CHARS}"
-            )
-        if not any(ch.isalnum() for ch in text):
-            raise FieldError(f"items[{index}].text", "has no words to read")
-        out.append(Chapter(title=name, paragraphs=_paragraphs(text), heading=False))
-    document = Document(title=title, chapters=tuple(out))
-    return ParsedSource(
-        _source(f"{slugify(title, fallback='catalogue')}.json", [title, list(items)]), document
-    )
+    if len(items) > fmt.max_items:
+        raise FieldError("items", f"{len(items)} entries is over the limit of {fmt.max_items}")
+    rows = [
+        CatalogueRow(f"items[{index}]", item[0], item[1], item[2] if len(item) > 2 else None)
+        for index, item in enumerate(items)
+    ]
+    try:
+        document = build_items(rows, fmt, title=title)
+    except InputError as exc:
+        where, _, problem = exc.message.partition(": ")
+        raise FieldError(where, problem) from exc
+    payload = [title, [list(item) for item in items]]
+    return ParsedSource(_source(f"{slugify(title, fallback='catalogue')}.json", payload), document)
 
 
 def document_from_upload(
-    filename: str, data: bytes, *, keep_front_matter: bool = False
+    filename: str,
+    data: bytes,
+    *,
+    keep_front_matter: bool = False,
+    catalogue: CatalogueFormat | None = None,
 ) -> ParsedSource:
-    """An uploaded file, checked and parsed exactly as `voicebatch render` reads one."""
+    """An uploaded file, checked and parsed exactly as `voicebatch render` reads one
+    (a .csv or .jsonl with `catalogue`'s columns)."""
     name = Path(filename.replace("\\", "/")).name.strip()
     if not name or name in (".", ".."):
         raise FieldError("file", "has no file name")
@@ -136,7 +139,9 @@ def document_from_upload(
         path.write_bytes(data)
         try:
             source = load_source(path)
-            document = parse_source(source, keep_front_matter=keep_front_matter)
+            document = parse_source(
+                source, keep_front_matter=keep_front_matter, catalogue=catalogue
+            )
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)
@@ -215,16 +220,26 @@ def submit_job(
                 return _replay(session, earlier, parsed, settings)
     job_id = uuid.uuid4()
     output_uri = f"{output_base.rstrip('/')}/jobs/{job_id}"
-    spec = build_spec(
-        parsed.document,
-        parsed.source,
-        engine=engine,
-        settings=settings,
-        output_uri=output_uri,
-        kind=kind,
-        cover=cover,
-        lexicon=job_lexicon(settings, lexicon),
-    )
+    chosen_lexicon = job_lexicon(settings, lexicon)
+    try:
+        spec = build_spec(
+            parsed.document,
+            parsed.source,
+            engine=engine,
+            settings=settings,
+            output_uri=output_uri,
+            kind=kind,
+            cover=cover,
+            lexicon=chosen_lexicon,
+        )
+    except InputError as exc:
+        if isinstance(exc, FieldError) or kind != "catalogue":
+            raise
+        # An item's file name: name the entry (JSON items) or the uploaded file.
+        where, _, problem = exc.message.partition(": ")
+        if where.startswith("items["):
+            raise FieldError(f"{where}.id", problem) from exc
+        raise FieldError("file", exc.message) from exc
     spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
     cover_folder = None
     if cover is not None:

@@ -70,6 +70,15 @@ def check_engine(settings: Settings) -> None:
         check_maya1_folders(settings)
 
 
+def check_voice(settings: Settings, voice: str) -> None:
+    """A catalogue row's own voice can be found (piper: a voice file); loads no model.
+    Other engines take any voice name (test-tone) or description (maya1)."""
+    if settings.engine == "piper":
+        from pipeline.engines.piper import voice_files
+
+        voice_files(voice)
+
+
 @dataclass(frozen=True)
 class EngineInfo:
     """What planning needs of an engine (the same attributes an Engine has), known

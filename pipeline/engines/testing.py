@@ -49,14 +49,15 @@ class TestToneEngine:
         self.journal = journal
 
     def _note(self, request: SynthesisRequest) -> None:
-        """One line per render in the journal; a single O_APPEND write, so lines from
-        many processes never interleave."""
+        """One line per render in the journal, `pid text-digest voice`; a single
+        O_APPEND write, so lines from many processes never interleave."""
         if self.journal is None:
             return
         digest = hashlib.sha256(request.text.encode("utf-8")).hexdigest()[:16]
         fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{os.getpid()} {digest}\n".encode())
+            voice = " ".join(request.voice.split())
+            os.write(fd, f"{os.getpid()} {digest} {voice}\n".encode())
         finally:
             os.close(fd)
 

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import InputError
+from pipeline.ingest.catalogue import CATALOGUE_READERS, CatalogueFormat
 from pipeline.ingest.document import Chapter, Document
 from pipeline.ingest.epub import parse_epub
 from pipeline.ingest.markdown import parse_markdown
 from pipeline.ingest.plaintext import parse_plaintext
 
 __all__ = [
+    "CatalogueFormat",
     "Chapter",
     "Document",
     "ParsedSource",
@@ -85,8 +87,8 @@ def load_source(path: Path) -> SourceFile:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a text file")
-    if suffix not in READERS:
-        known = ", ".join(sorted(READERS))
+    if suffix not in READERS and suffix not in CATALOGUE_READERS:
+        known = ", ".join(sorted([*READERS, *CATALOGUE_READERS]))
         raise InputError(
             f"{path}: unsupported input format '{suffix or '(none)'}' (supported: {known})"
         )
@@ -98,7 +100,7 @@ def load_source(path: Path) -> SourceFile:
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})") from exc
     sha256 = hashlib.sha256(raw).hexdigest()
-    if READERS[suffix].binary:
+    if suffix in READERS and READERS[suffix].binary:
         if not raw:
             raise InputError(f"{path}: is empty")
         return SourceFile(path=path, text="", sha256=sha256, data=raw)
@@ -117,12 +119,25 @@ def load_source(path: Path) -> SourceFile:
     return SourceFile(path=path, text=text, sha256=sha256)
 
 
-def parse_source(source: SourceFile, *, keep_front_matter: bool = False) -> Document:
+def parse_source(
+    source: SourceFile,
+    *,
+    keep_front_matter: bool = False,
+    catalogue: CatalogueFormat | None = None,
+) -> Document:
     """Parse a checked source into a Document; a document with nothing to read is an error.
 
     `keep_front_matter` keeps what an EPUB marks as front or back matter (cover, title
-    page, copyright, contents, index...); text formats have none.
+    page, copyright, contents, index...); text formats have none. CSV and JSONL files
+    are catalogues, read with `catalogue`'s columns and limits (the defaults when None);
+    their errors name the file and the line.
     """
+    if source.reader_suffix in CATALOGUE_READERS:
+        parse = CATALOGUE_READERS[source.reader_suffix]
+        try:
+            return parse(source.text, catalogue or CatalogueFormat(), title=source.path.stem)
+        except InputError as exc:
+            raise InputError(f"{source.path}: {exc.message}") from exc
     reader = READERS[source.reader_suffix]
     try:
         document = reader.parse(source, keep_front_matter)
@@ -135,6 +150,8 @@ def parse_source(source: SourceFile, *, keep_front_matter: bool = False) -> Docu
     return document
 
 
-def read_document(path: Path, *, keep_front_matter: bool = False) -> Document:
+def read_document(
+    path: Path, *, keep_front_matter: bool = False, catalogue: CatalogueFormat | None = None
+) -> Document:
     """load_source + parse_source."""
-    return parse_source(load_source(path), keep_front_matter=keep_front_matter)
+    return parse_source(load_source(path), keep_front_matter=keep_front_matter, catalogue=catalogue)

@@ -11,16 +11,24 @@ class Chapter:
 
     `heading` is True when the title is a heading that stands in the text (and so may be
     read aloud), False when it was made up (a file name, the book's title).
+    Catalogue items also carry their id, their own voice (None: the job's) and where
+    they were read from ("line 12", "items[11]"), which error messages name.
     """
 
     title: str
     paragraphs: tuple[str, ...]
     heading: bool = False
+    item_id: str | None = None
+    voice: str | None = None
+    where: str | None = None
 
 
 @dataclass(frozen=True)
 class Document:
-    """A parsed input: book-level metadata and its chapters in reading order."""
+    """A parsed input: book-level metadata and its chapters in reading order.
+
+    `kind` is "book" (chapters that also make one whole file) or "catalogue" (items,
+    each a file of its own)."""
 
     title: str
     chapters: tuple[Chapter, ...]
@@ -28,6 +36,7 @@ class Document:
     metadata: dict[str, str] = field(default_factory=dict)
     # The cover image the book carries (an EPUB's), as found: document_cover() checks it.
     cover: bytes | None = field(default=None, repr=False)
+    kind: str = "book"
 
     @property
     def word_count(self) -> int:

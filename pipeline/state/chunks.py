@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from pipeline.state.models import FINAL_JOB_STATUSES, Chunk, ChunkStatus, Job, utcnow
+from pipeline.state.models import FINAL_JOB_STATUSES, Chunk, ChunkStatus, Item, Job, utcnow
 from pipeline.state.updates import conditional_update as _update
 
 
@@ -31,6 +31,7 @@ class ChunkLease:
     attempts: int
     expires_at: datetime
     item_id: uuid.UUID | None = None
+    voice: str | None = None  # the item's own voice (catalogues); None: the job's
 
 
 def _gave_up(max_attempts: int) -> Any:
@@ -104,9 +105,20 @@ def lease_chunks(
         .returning(Chunk.id)
         .execution_options(synchronize_session=False)
     ).scalars()
+    taken_rows = [by_id[i] for i in taken]
+    # Read apart from the locking query: a join there would lock item rows too, and
+    # two renderers leasing chunks of one item would skip each other's chunks.
+    voices: dict[uuid.UUID, str | None] = {
+        item_id: voice
+        for item_id, voice in session.execute(
+            select(Item.id, Item.voice).where(
+                Item.id.in_({row[5] for row in taken_rows}), Item.voice.is_not(None)
+            )
+        )
+    }
     leases = [
-        ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id)
-        for chunk_id, seq, text, digest, attempts, item_id in (by_id[i] for i in taken)
+        ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id, voices.get(item_id))
+        for chunk_id, seq, text, digest, attempts, item_id in taken_rows
     ]
     return sorted(leases, key=lambda lease: lease.seq)
 

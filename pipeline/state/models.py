@@ -170,6 +170,10 @@ class Item(Base):
     # The gain and limiter the item was mastered with, so the whole-book file can apply
     # exactly the same to the same chunks and agree with the chapter files to the sample.
     mastering: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Catalogue items: a voice of their own (None: the job's), and the file name under
+    # items/ that the name template gave them when the job was planned.
+    voice: Mapped[str | None] = mapped_column(String(1000))
+    file_name: Mapped[str | None] = mapped_column(String(1000))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

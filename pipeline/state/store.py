@@ -67,6 +67,8 @@ class ChunkSpec:
 class ItemSpec:
     title: str
     chunks: tuple[ChunkSpec, ...]
+    voice: str | None = None  # catalogue items: a voice of their own (None: the job's)
+    file_name: str | None = None  # catalogue items: the file name under items/
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ def create_job(session: Session, *, spec: JobSpec, job_id: uuid.UUID | None = No
                 "job_id": job_id,
                 "position": position,
                 "title": item.title[:1000],
+                "voice": item.voice,
+                "file_name": item.file_name,
                 "status": ItemStatus.PENDING,
                 "created_at": now,
                 "updated_at": now,

@@ -5,7 +5,10 @@ a restore before the API or `voicebatch download` hand them out."""
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
+import json
 import threading
 import time
 import uuid
@@ -423,3 +426,81 @@ def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(
     finally:
         client.flushdb()
         client.close()
+
+
+def test_a_catalogue_submitted_as_jsonl_ends_with_a_summary_object_in_s3(
+    served: dict[str, Any], s3_client: S3Client, s3_bucket: str, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {served['key']}"}
+    refused = httpx.post(
+        f"{served['url']}/v1/jobs",
+        json={
+            "items": [
+                {"id": "a", "text": "Fine.", "voice": "tone"},
+                {"id": "b", "text": "Fine.", "voice": "../voices/evil.onnx"},
+            ]
+        },
+        headers=headers,
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["field"] == "items[1].voice"
+    unsafe = httpx.post(
+        f"{served['url']}/v1/jobs",
+        json={"items": [{"id": "ok", "text": "Fine."}, {"id": "../up", "text": "Out."}]},
+        headers=headers,
+    )
+    assert unsafe.status_code == 422 and unsafe.json()["error"]["field"] == "items[1].id"
+
+    source = tmp_path / "shop.jsonl"
+    rows = [
+        {"sku": "Red Mug", "text": "A red mug, for tea.", "voice": "tone"},
+        {"sku": "Blue Plate", "text": "A blue plate. It is round."},
+        {"sku": "Green Cup", "text": "A small green cup.", "voice": ""},
+    ]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    env = {"VOICEBATCH_API_URL": served["url"], "VOICEBATCH_API_KEY": served["key"]}
+    runner = CliRunner()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sku": "a", "text": "Fine."}\n{"sku": "a", "text": "Again."}\n')
+    dup = runner.invoke(cli, ["submit", str(bad), "--id-column", "sku"], env=env)
+    assert dup.exit_code == 2 and "line 2" in dup.output and "repeats" in dup.output
+    result = runner.invoke(
+        cli,
+        [
+            "submit",
+            str(source),
+            "--id-column",
+            "sku",
+            "--name-template",
+            "{index:02d}-{slug}.{ext}",
+            "--json",
+        ],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.output[result.output.index("{") :])
+    assert job["kind"] == "catalogue"
+    job_id = uuid.UUID(job["id"])
+    _run_workers(served["runtime"], job_id)
+
+    prefix = f"audio/v1/jobs/{job_id}/"
+    body = s3_client.get_object(Bucket=s3_bucket, Key=prefix + "items/summary.csv")["Body"]
+    table = list(csv.DictReader(io.StringIO(body.read().decode(), newline="")))
+    names = ["items/01-red-mug.wav", "items/02-blue-plate.wav", "items/03-green-cup.wav"]
+    assert [(r["id"], r["file"], r["status"]) for r in table] == [
+        ("Red Mug", names[0], "done"),
+        ("Blue Plate", names[1], "done"),
+        ("Green Cup", names[2], "done"),
+    ]
+    for row in table:
+        head = s3_client.head_object(Bucket=s3_bucket, Key=prefix + row["file"])
+        wav_seconds = (head["ContentLength"] - 44) / (2 * 22050)  # 16-bit mono PCM
+        assert abs(wav_seconds - float(row["duration_seconds"])) < 0.01
+    listing = httpx.get(f"{served['url']}/v1/jobs/{job_id}/outputs", headers=headers).json()
+    kinds = {f["name"]: f["kind"] for f in listing["files"]}
+    assert kinds["items/summary.csv"] == "summary"
+    assert all(kinds[name] == "item" for name in names)
+    got = runner.invoke(cli, ["download", str(job_id), "-o", str(tmp_path / "dl")], env=env)
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "dl" / "items" / "summary.csv").read_bytes() == s3_client.get_object(
+        Bucket=s3_bucket, Key=prefix + "items/summary.csv"
+    )["Body"].read()

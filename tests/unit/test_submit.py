@@ -33,11 +33,11 @@ OWNER = uuid.UUID(int=7)
 @pytest.mark.parametrize(
     ("items", "field", "words"),
     [
-        ([("A 1", "one"), ("a-1", "two")], "items[1].id", r"same file as items\[0\]"),
-        ([("x", "one"), (" ", "two")], "items[1].id", "is empty"),
-        ([("!!!", "one")], "items[0].id", "no letters or digits"),
-        ([("x", "...")], "items[0].text", "no words"),
-        ([("x", "w " * 12_000)], "items[0].text", "over 20000"),
+        ([("a", "one"), ("a", "two")], "items[1]", r"repeats the id of items\[0\]"),
+        ([("x", "one"), (" ", "two")], "items[1]", "empty 'id'"),
+        ([("x", "...")], "items[0]", "no words"),
+        ([("x", "w " * 12_000)], "items[0]", "over the 20000"),
+        ([("x", "Hi.", 5)], "items[0]", "'voice' is a number"),
         ([], "items", "is empty"),
     ],
 )
