@@ -173,6 +173,27 @@ def test_a_reused_static_cache_is_reset_between_batches(
         np.testing.assert_array_equal(_frames(two), _frames(reference))
 
 
+def test_the_narrow_lm_head_samples_what_the_whole_head_would(
+    engine: Maya1Engine, requests: list[SynthesisRequest], batched: list[object]
+) -> None:
+    """The backend multiplies only the slot's 4097 LM-head rows; the same rows of the
+    whole head give the same frames."""
+    from pipeline.engines.maya1.hf_backend import HFBackend
+
+    inner = engine.backend
+    assert isinstance(inner, HFBackend) and inner._head_weight is not None
+    whole = HFBackend(inner.model, pad_id=inner.pad_id)
+    whole._head_weight = None  # as for a quantised head: every row, then the slot's
+    full = Maya1Engine(
+        backend=whole,
+        tokenizer=engine.tokenizer,
+        decoder=engine.decoder,
+        model_version=engine.model_version,
+    )
+    for narrow, wide in zip(batched[:2], full.generate_batch(requests[:2]), strict=True):
+        np.testing.assert_array_equal(_frames(narrow), _frames(wide))
+
+
 def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[object]) -> None:
     hotter = SynthesisRequest("Hi", VOICE, params={"temperature": 1.5, "top_p": 1.0})
     assert engine.sampling(hotter).temperature == 1.5

@@ -79,16 +79,25 @@ class AudioSampler:
 
     def candidates(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """The allowed candidates' logits (B, 4096 [+1 stop]) with the repetition penalty
-        applied, in float32."""
+        applied, in float32, from whole-vocabulary logits (B, vocab)."""
+        low, high = slot_range(step % SLOTS)
+        return self.narrow_candidates(
+            logits[:, low:high], logits[:, EOS_SPEECH : EOS_SPEECH + 1], step
+        )
+
+    def narrow_candidates(
+        self, audio_logits: torch.Tensor, stop_logits: torch.Tensor, step: int
+    ) -> torch.Tensor:
+        """`candidates` from just the slot's 4096 logits (B, 4096) and the stop token's
+        (B, 1): all a backend needs to compute of the LM head."""
         import torch
 
         slot = step % SLOTS
-        low, high = slot_range(slot)
-        audio = logits[:, low:high].float()
+        audio = audio_logits.float()
         penalised = torch.where(audio > 0, audio / self.penalty, audio * self.penalty)
         audio = torch.where(self.seen[:, slot], penalised, audio)
         if stop_allowed(step):
-            stop = logits[:, EOS_SPEECH : EOS_SPEECH + 1].float()
+            stop = stop_logits.float()
             early = (self.min_tokens > step).unsqueeze(1)
             stop = torch.where(early, torch.full_like(stop, float("-inf")), stop)
             audio = torch.cat([audio, stop], dim=1)
@@ -96,11 +105,14 @@ class AudioSampler:
 
     def step(self, logits: torch.Tensor, step: int) -> torch.Tensor:
         """Token ids (B,) for generated position `step`, from logits (B, vocab)."""
+        return self.choose(self.candidates(logits, step), step)
+
+    def choose(self, scores: torch.Tensor, step: int) -> torch.Tensor:
+        """Token ids (B,) for generated position `step`, from `candidates` scores."""
         import torch
 
         slot = step % SLOTS
         low, _ = slot_range(slot)
-        scores = self.candidates(logits, step)
         choice = self._sample(scores, self.uniforms[:, step])
         if self.greedy.any():
             choice = torch.where(self.greedy, scores.argmax(dim=1), choice)
