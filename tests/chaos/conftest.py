@@ -79,6 +79,9 @@ def make_cluster(
             VOICEBATCH_OUTPUT_FORMAT="wav",  # the files are compared to their chunks, exactly
             VOICEBATCH_TASK_CHUNKS="4",
             VOICEBATCH_CHUNK_MAX_CHARS="40",
+            # one sentence per chunk, as the scenarios count them: spelled-out numbers
+            # ("line twenty-three") would push their sentences past 40 characters
+            VOICEBATCH_NORMALIZE_TEXT="false",
             VOICEBATCH_LEASE_SECONDS="5",
             VOICEBATCH_MAX_ATTEMPTS="3",
             VOICEBATCH_WORKER_GRACE_SECONDS="4",
