@@ -50,6 +50,7 @@ from pipeline.batching import DynamicBatcher  # noqa: E402
 from pipeline.engines.base import SynthesisRequest  # noqa: E402
 from pipeline.engines.maya1.engine import Maya1Engine  # noqa: E402
 from pipeline.engines.maya1.hf_backend import HFBackend  # noqa: E402
+from pipeline.engines.maya1.loading import quantize_int8, weight_dtype  # noqa: E402
 from pipeline.engines.maya1.sampling import RowSampling  # noqa: E402
 from pipeline.engines.maya1.snac_decoder import TorchSnacDecoder  # noqa: E402
 from pipeline.engines.maya1.tokens import (  # noqa: E402
@@ -137,10 +138,7 @@ def build_model(shapes: str, precision: str, device: str) -> torch.nn.Module:
         pad_token_id=128263,
         **SHAPES[shapes],
     )
-    base = "bf16" if precision == "int8" and device.startswith("cuda") else precision
-    if base == "int8":
-        base = "fp32"
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[base]
+    dtype = weight_dtype(precision, device)
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -151,9 +149,7 @@ def build_model(shapes: str, precision: str, device: str) -> torch.nn.Module:
         torch.set_default_dtype(previous)
     model.eval()
     if precision == "int8":
-        from torchao.quantization import Int8WeightOnlyConfig, quantize_
-
-        quantize_(model, Int8WeightOnlyConfig())
+        quantize_int8(model)
     return model
 
 

@@ -124,15 +124,11 @@ def load_tokenizer(folder: Path) -> Any:
 def load_model(folder: Path, *, precision: str, device: str) -> torch.nn.Module:
     """The causal LM on `device` at `precision` (bf16, fp16, fp32, or int8 weight-only)."""
     _quiet_torchao()
-    import torch
     from transformers import AutoModelForCausalLM
 
     if precision == "int8":
-        int8_config = _int8_config()  # fail before minutes of loading, not after
-        base = "bf16" if device.startswith("cuda") else "fp32"
-    else:
-        base = precision
-    dtype = getattr(torch, PRECISION_DTYPES[base])
+        _int8_config()  # fail before minutes of loading, not after
+    dtype = weight_dtype(precision, device)
     try:
         model: Any = AutoModelForCausalLM.from_pretrained(
             folder, local_files_only=True, dtype=dtype, attn_implementation="sdpa"
@@ -144,10 +140,26 @@ def load_model(folder: Path, *, precision: str, device: str) -> torch.nn.Module:
         raise InputError(f"cannot put the maya1 model on device '{device}': {exc}") from exc
     model.eval()
     if precision == "int8":
-        from torchao.quantization import quantize_
-
-        quantize_(model, int8_config)
+        quantize_int8(model)
     return model
+
+
+def weight_dtype(precision: str, device: str) -> torch.dtype:
+    """The torch dtype the weights load in: int8 quantises bf16 (GPU) or fp32 (CPU)
+    weights after loading."""
+    import torch
+
+    if precision == "int8":
+        precision = "bf16" if device.startswith("cuda") else "fp32"
+    dtype: torch.dtype = getattr(torch, PRECISION_DTYPES[precision])
+    return dtype
+
+
+def quantize_int8(model: torch.nn.Module) -> None:
+    """Quantise the model's linear weights to int8 in place (torchao weight-only)."""
+    from torchao.quantization import quantize_
+
+    quantize_(model, _int8_config())
 
 
 def _int8_config() -> Any:
