@@ -21,6 +21,26 @@ import httpx
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
 
 
+def service_env(
+    *, database_url: str, broker: str, redis_url: str, bucket: str, s3_endpoint: str, root: Path
+) -> dict[str, str]:
+    """The settings every process of a test deployment shares: its database, broker,
+    Redis, a bucket on the S3 server and a data folder."""
+    from tests.integration.conftest import S3_KEY, S3_REGION
+
+    return {
+        "VOICEBATCH_DATABASE_URL": database_url,
+        "VOICEBATCH_BROKER_URL": broker,
+        "VOICEBATCH_REDIS_URL": redis_url,
+        "VOICEBATCH_STORAGE_URL": f"s3://{bucket}/prod",
+        "VOICEBATCH_S3_ENDPOINT_URL": s3_endpoint,
+        "VOICEBATCH_S3_REGION": S3_REGION,
+        "VOICEBATCH_S3_ACCESS_KEY_ID": S3_KEY,
+        "VOICEBATCH_S3_SECRET_ACCESS_KEY": S3_KEY,
+        "VOICEBATCH_DATA_DIR": str(root / "data"),
+    }
+
+
 def rabbit_vhost() -> tuple[str, list[list[str]]]:
     """A private RabbitMQ vhost for guest (created with rabbitmqctl); returns its name and
     the command that deletes it."""

@@ -28,10 +28,8 @@ from sqlalchemy import create_engine, text
 
 from pipeline.audio.encode import decode
 from tests.conftest import free_port, need_service
-from tests.e2e.stack import Stack, running_stack
+from tests.e2e.stack import Stack, running_stack, service_env
 from tests.integration.conftest import (
-    S3_KEY,
-    S3_REGION,
     PostgresAdmin,
     pg_url,
     s3_client_for,
@@ -79,16 +77,14 @@ def stack(
     database = pg_admin.create(template=pg_template)
     bucket = f"maya1-{uuid.uuid4().hex[:12]}"
     s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
-    env = {
-        "VOICEBATCH_DATABASE_URL": pg_url(database),
-        "VOICEBATCH_BROKER_URL": broker,
-        "VOICEBATCH_REDIS_URL": "redis://127.0.0.1:6379/13",
-        "VOICEBATCH_STORAGE_URL": f"s3://{bucket}/prod",
-        "VOICEBATCH_S3_ENDPOINT_URL": s3_endpoint,
-        "VOICEBATCH_S3_REGION": S3_REGION,
-        "VOICEBATCH_S3_ACCESS_KEY_ID": S3_KEY,
-        "VOICEBATCH_S3_SECRET_ACCESS_KEY": S3_KEY,
-        "VOICEBATCH_DATA_DIR": str(root / "data"),
+    env = service_env(
+        database_url=pg_url(database),
+        broker=broker,
+        redis_url="redis://127.0.0.1:6379/13",
+        bucket=bucket,
+        s3_endpoint=s3_endpoint,
+        root=root,
+    ) | {
         # the API plans maya1 jobs from the model folder's config, loading no weights
         "VOICEBATCH_ENGINE": "maya1",
         "VOICEBATCH_MAYA1_MODEL_DIR": str(model),
