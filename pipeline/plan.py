@@ -74,6 +74,20 @@ def job_lexicon(settings: Settings, lexicon: Lexicon | None) -> Lexicon | None:
     return load_lexicon(settings.lexicon) if settings.lexicon is not None else None
 
 
+def catalogue_file_names(document: Document, settings: Settings) -> list[str]:
+    """Each catalogue item's checked file name from the settings' name template;
+    InputError naming the row when a name is unsafe or collides."""
+    return item_file_names(
+        [
+            NamedItem(c.item_id or c.title, c.where or f"items[{i}]")
+            for i, c in enumerate(document.chapters)
+        ],
+        template=settings.item_name_template,
+        ext=codec_for(settings.output_format).extension,
+        subfolders=settings.item_subfolders,
+    )
+
+
 def build_spec(
     document: Document,
     source: SourceFile,
@@ -99,17 +113,7 @@ def build_spec(
         lexicon.check_engine(engine.name, takes_phonemes(engine))
     names: list[str | None] = [None] * len(document.chapters)
     if kind == "catalogue":
-        names = list(
-            item_file_names(
-                [
-                    NamedItem(c.item_id or c.title, c.where or f"items[{i}]")
-                    for i, c in enumerate(document.chapters)
-                ],
-                template=settings.item_name_template,
-                ext=codec_for(settings.output_format).extension,
-                subfolders=settings.item_subfolders,
-            )
-        )
+        names = list(catalogue_file_names(document, settings))
     items = []
     for chapter, file_name in zip(document.chapters, names, strict=True):
         paragraphs = list(chapter.paragraphs)

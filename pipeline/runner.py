@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble import MANIFEST_KEY, AssemblyResult
 from pipeline.audio.cover import Cover
-from pipeline.audio.encode import codec_for
 from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.deliverables import manifest_files
@@ -33,8 +32,7 @@ from pipeline.engines import (
 )
 from pipeline.errors import InputError, NotFoundError
 from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
-from pipeline.item_names import NamedItem, item_file_names
-from pipeline.plan import PlannedJob, plan_job
+from pipeline.plan import PlannedJob, catalogue_file_names, plan_job
 from pipeline.producers import producer_count, render_job_concurrently
 from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
@@ -96,12 +94,7 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     if document.kind == "catalogue":
         # Planning names the files again; checked here so a bad name fails before the
         # output folder or the database is touched.
-        item_file_names(
-            [NamedItem(c.item_id or c.title, c.where or "") for c in document.chapters],
-            template=settings.item_name_template,
-            ext=codec_for(settings.output_format).extension,
-            subfolders=settings.item_subfolders,
-        )
+        catalogue_file_names(document, settings)
     headings = [chapter.title for chapter in document.chapters if chapter.heading]
     paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
