@@ -28,9 +28,10 @@ from api.limits import BodyLimit, RateLimiter
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, engine_info
 from pipeline.errors import VoicebatchError, http_status_for
+from pipeline.plan.documents import FieldError
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
-from pipeline.storage import ObjectStore, open_store
-from pipeline.submit import FieldError
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.factory import open_store
 
 log = logging.getLogger(__name__)
 

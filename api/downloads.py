@@ -3,7 +3,6 @@ of archived ones (a restore is needed first, and can be asked for here)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -13,13 +12,12 @@ from sqlalchemy.orm import Session
 from api.app import ApiContext, error_response
 from api.routes import ERRORS, Context, KeyDep, SessionDep, folder_for
 from api.schemas import ErrorBody, OutputFile, Outputs, RestoreRequest
-from pipeline.archive import ArchiveState, archive_state, outputs_message, request_restore
-from pipeline.assemble import MANIFEST_KEY
-from pipeline.deliverables import manifest_files
-from pipeline.errors import NotFoundError, VoicebatchError
+from pipeline.assemble.manifest import manifest_files, read_manifest
+from pipeline.errors import VoicebatchError
 from pipeline.state import store
 from pipeline.state.models import ApiKey, Job, JobStatus
-from pipeline.storage import ObjectStore
+from pipeline.storage.archive import ArchiveState, archive_state, outputs_message, request_restore
+from pipeline.storage.base import ObjectStore
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -38,10 +36,9 @@ def _finished_files(
             + (later if not job.status.final else "it has no files"),
         )
     folder = folder_for(context, job.output_uri)
-    try:
-        manifest = json.loads(folder.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError) as exc:
-        raise VoicebatchError(f"job {job_id}: its manifest is missing from storage") from exc
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise VoicebatchError(f"job {job_id}: its manifest is missing from storage")
     return job, folder, manifest_files(manifest)
 
 

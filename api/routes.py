@@ -27,24 +27,26 @@ from api.schemas import (
     JobPage,
     JobRequest,
 )
+from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import Cover, cover_from_bytes, document_cover
 from pipeline.audio.presets import mastering_options
 from pipeline.engines import EngineInfo, takes_phonemes
 from pipeline.errors import InputError, RetryableError
 from pipeline.ingest import CatalogueFormat, ParsedSource
-from pipeline.state import store
-from pipeline.state.db import transaction
-from pipeline.state.keys import authenticate
-from pipeline.state.models import ApiKey, Job
-from pipeline.storage import ObjectStore, store_at
-from pipeline.submit import (
+from pipeline.plan.documents import (
     FieldError,
     document_from_chapters,
     document_from_items,
     document_from_text,
     document_from_upload,
-    submit_job,
 )
+from pipeline.plan.submit import submit_job
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.keys import authenticate
+from pipeline.state.models import ApiKey, Job
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.factory import store_at
 from pipeline.text.lexicon import Lexicon, lexicon_from_mapping, parse_lexicon
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -456,7 +458,7 @@ def _submit(
         with transaction(context.factory) as session:
             withdrawn = store.withdraw_job(session, job_id=submitted.job_id)
         if withdrawn and cover is not None:
-            folder_for(context, _output_uri(context, submitted.job_id)).delete(cover.key)
+            folder_for(context, _output_uri(context, submitted.job_id)).delete(cover_key(cover))
         if not withdrawn:
             raise RetryableError(
                 f"job {submitted.job_id} was created but not all of its work could be queued "

@@ -57,10 +57,10 @@ def build(data: Path, minutes: float, fmt: str) -> tuple[str, float]:
 def child(mode: str, data: Path, job: str, fmt: str) -> None:
     import uuid
 
+    from pipeline.assemble.embedded import assemble_job
     from pipeline.config import load_settings
-    from pipeline.embedded_assembly import assemble_job
     from pipeline.runner import LocalRuntime
-    from pipeline.storage import LocalObjectStore
+    from pipeline.storage.local import LocalObjectStore
 
     settings = load_settings(engine="test-tone", data_dir=data / "state", output_format=fmt)
     runtime = LocalRuntime.open(settings)

@@ -24,14 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.engines.maya1.snac_decoder import (  # noqa: E402
+from pipeline.engines.maya1.snac.decoder import (  # noqa: E402
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     BatchedSnacDecoder,
     TorchSnacDecoder,
 )
-from pipeline.engines.maya1.snac_export import export_onnx  # noqa: E402
-from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder  # noqa: E402
+from pipeline.engines.maya1.snac.export import export_onnx  # noqa: E402
+from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder  # noqa: E402
 
 
 def best_time(decoder: BatchedSnacDecoder, frames: list[np.ndarray], rounds: int) -> float:

@@ -48,11 +48,11 @@ import torch  # noqa: E402
 from bench.bench_embedded import cpu_name  # noqa: E402
 from pipeline.batching import DynamicBatcher  # noqa: E402
 from pipeline.engines.base import SynthesisRequest  # noqa: E402
+from pipeline.engines.maya1.backends.hf import HFBackend  # noqa: E402
 from pipeline.engines.maya1.engine import Maya1Engine  # noqa: E402
-from pipeline.engines.maya1.hf_backend import HFBackend  # noqa: E402
 from pipeline.engines.maya1.loading import quantize_int8, weight_dtype  # noqa: E402
 from pipeline.engines.maya1.sampling import RowSampling  # noqa: E402
-from pipeline.engines.maya1.snac_decoder import TorchSnacDecoder  # noqa: E402
+from pipeline.engines.maya1.snac.decoder import TorchSnacDecoder  # noqa: E402
 from pipeline.engines.maya1.tokens import (  # noqa: E402
     AUDIO_BASE,
     CODEBOOK,

@@ -20,6 +20,8 @@ from cli.catalogue_options import (
     VoiceColumnOption,
 )
 from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
+from pipeline.assemble.keys import MANIFEST_KEY, describe_key
+from pipeline.assemble.manifest import read_manifest
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, Settings, load_settings
@@ -28,6 +30,7 @@ from pipeline.runner import LocalRuntime, check_inputs, check_output_dir, render
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, upgrade
 from pipeline.state.db import transaction as db_transaction
+from pipeline.storage.local import LocalObjectStore
 
 app = typer.Typer(
     name="voicebatch",
@@ -317,7 +320,7 @@ def _print_outcome(outcome: Any) -> None:
         ),
         highlight=False,
     )
-    for key in [assembly.book_key, *assembly.chapter_keys, "manifest.json"]:
+    for key in [assembly.book_key, *assembly.chapter_keys, MANIFEST_KEY]:
         if key:
             console.print(f"  {outcome.output_dir / key}", highlight=False)
     if assembly.other_files:
@@ -336,10 +339,9 @@ def _print_outcome(outcome: Any) -> None:
 
 def _manifest(folder: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
+        return read_manifest(LocalObjectStore(folder)) or {}
+    except OSError:  # a folder that cannot be read
         return {}
-    return manifest if isinstance(manifest, dict) else {}
 
 
 def _measure(folder: Path) -> str | None:
@@ -348,17 +350,7 @@ def _measure(folder: Path) -> str | None:
     return loudness.get("measure") if isinstance(loudness, dict) else None
 
 
-def _kind_of(key: str) -> str:
-    if key.startswith("master/"):
-        return "lossless masters"
-    if key.startswith("cover."):
-        return "cover"
-    if key.endswith("summary.csv"):
-        return "summary CSV"
-    for suffix, name in ((".srt", "SRT"), (".vtt", "WebVTT"), (".timings.json", "timings JSON")):
-        if key.endswith(suffix):
-            return name
-    return key
+_kind_of = describe_key
 
 
 def _job_dict(session: Any, job: Any) -> dict[str, Any]:

@@ -76,7 +76,7 @@ def register(app: typer.Typer, state: dict[str, Any]) -> None:
     ) -> None:
         """Export the SNAC decoder (Maya1 frames -> 24 kHz audio) so the maya1 engine can
         decode with onnxruntime (VOICEBATCH_SNAC_RUNTIME=onnx) or TensorRT (=tensorrt)."""
-        from pipeline.engines.maya1.snac_export import export_snac as run_export
+        from pipeline.engines.maya1.snac.export import export_snac as run_export
 
         with reported_errors(state["debug"]):
             settings = load_settings(

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from pipeline.errors import VoicebatchError, exit_code_for
-from pipeline.render import RenderProgress
+from pipeline.render.renderer import RenderProgress
 
 console = Console()
 err_console = Console(stderr=True)

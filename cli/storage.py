@@ -9,7 +9,7 @@ import typer
 
 from cli.output import console, reported_errors
 from pipeline.config import load_settings
-from pipeline.lifecycle import RULE_PREFIX, apply_rules, describe, read_rules, s3_store
+from pipeline.storage.lifecycle import RULE_PREFIX, apply_rules, describe, read_rules, s3_store
 
 storage_app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
 lifecycle_app = typer.Typer(

@@ -375,7 +375,7 @@ class Settings(BaseSettings):
     @field_validator("item_name_template", mode="after")
     @classmethod
     def _item_template(cls, value: str) -> str:
-        from pipeline.item_names import check_template
+        from pipeline.file_names import check_template
 
         try:
             check_template(value)

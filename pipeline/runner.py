@@ -6,7 +6,6 @@ the same three steps from separate tasks.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -16,12 +15,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.assemble import MANIFEST_KEY, AssemblyResult
+from pipeline.assemble.embedded import assemble_job
+from pipeline.assemble.items import AssemblyResult
+from pipeline.assemble.keys import cover_key
+from pipeline.assemble.manifest import manifest_files, read_manifest
 from pipeline.audio.cover import Cover
 from pipeline.batching import with_batching
 from pipeline.config import Settings
-from pipeline.deliverables import manifest_files
-from pipeline.embedded_assembly import assemble_job
 from pipeline.engines import (
     Engine,
     check_engine,
@@ -30,14 +30,17 @@ from pipeline.engines import (
     engine_info,
     takes_phonemes,
 )
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError
 from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
-from pipeline.plan import PlannedJob, catalogue_file_names, plan_job
-from pipeline.producers import producer_count, render_job_concurrently
-from pipeline.render import ChunkRenderer, ProgressCallback, RenderStats
+from pipeline.plan.jobs import PlannedJob, plan_job
+from pipeline.plan.spec import catalogue_file_names
+from pipeline.render.producers import producer_count, render_job_concurrently
+from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.state.models import JobStatus
-from pipeline.storage import LocalObjectStore, ObjectStore, open_store
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.factory import open_store
+from pipeline.storage.local import LocalObjectStore
 from pipeline.text.lexicon import load_lexicon
 from pipeline.text.segment import segment_paragraphs
 
@@ -95,8 +98,11 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
         # Planning names the files again; checked here so a bad name fails before the
         # output folder or the database is touched.
         catalogue_file_names(document, settings)
-    headings = [chapter.title for chapter in document.chapters if chapter.heading]
-    paragraphs = [p for chapter in document.chapters for p in chapter.paragraphs] + headings
+    paragraphs = [
+        p
+        for chapter in document.chapters
+        for p in chapter.spoken_paragraphs(read_titles=settings.read_titles)
+    ]
     if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
         raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
     return ParsedSource(source, document)
@@ -125,11 +131,8 @@ def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
 
     Another job may have written into the same folder since, or a file may be gone.
     """
-    try:
-        manifest = json.loads(output_store.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("job_id") != str(job_id):
+    manifest = read_manifest(output_store)
+    if manifest is None or manifest.get("job_id") != str(job_id):
         return False
     try:
         files = [key for _, key in manifest_files(manifest)]
@@ -169,7 +172,7 @@ def render_file(
         cover=cover,
     )
     if cover is not None:
-        output_store.put(cover.key, cover.data, content_type=cover.mime_type)
+        output_store.put(cover_key(cover), cover.data, content_type=cover.mime_type)
     timings["plan"] = time.perf_counter() - mark
     if on_planned is not None:
         on_planned(planned)

@@ -1,7 +1,7 @@
 """`voicebatch reconcile`: publish again what the database says is due and the broker lost.
 
 Run one per deployment (compose service `reconciler`). Each round is one transaction
-that finds the due work (pipeline.reconcile) and commits its claims, then publishes it;
+that finds the due work (pipeline.state.reconcile) and commits its claims, then publishes it;
 a round that cannot publish leaves the work due for the next one.
 """
 
@@ -18,9 +18,9 @@ from celery import Celery
 
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.reconcile import DueWork, find_due_work
 from pipeline.state import store
 from pipeline.state.db import transaction
+from pipeline.state.reconcile import DueWork, find_due_work
 from workers.app import DEAD_LETTER_QUEUE, RENDER_QUEUE, VoicebatchCelery, create_celery, is_amqp
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.batching import with_batching
-from pipeline.cache import ChunkIndex, RedisChunkIndex
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
+from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex
 from pipeline.state.db import create_db_engine, ensure_schema, session_factory
-from pipeline.storage import ObjectStore, open_store, store_at
-from pipeline.write_once import WriteOnceStore
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.factory import open_store, store_at
+from pipeline.storage.write_once import WriteOnceStore
 
 
 @dataclass

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 from celery.exceptions import Reject
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.assemble import assemble_item, finalize_job
+from pipeline.assemble.book import finalize_job
+from pipeline.assemble.items import assemble_item
 from pipeline.backoff import backoff_delay, backoff_delays
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
 from pipeline.errors import InputError, NotFoundError, PermanentError, RetryableError
-from pipeline.leases import worker_id
-from pipeline.render import ChunkRenderer, RenderStats, render_chunk_ids
+from pipeline.render.leases import worker_id
+from pipeline.render.messages import render_chunk_ids
+from pipeline.render.renderer import ChunkRenderer, RenderStats
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus

@@ -16,7 +16,7 @@ depends_on = None
 
 def upgrade() -> None:
     # Nullable, no default: rows planned before this revision keep the job's voice and
-    # the slug of their title as their name (pipeline.assemble.item_key).
+    # the slug of their title as their name (pipeline.assemble.keys.item_key).
     op.add_column("items", sa.Column("voice", sa.String(length=1000), nullable=True))
     op.add_column("items", sa.Column("file_name", sa.String(length=1000), nullable=True))
 

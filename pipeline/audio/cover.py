@@ -35,9 +35,9 @@ class Cover:
     height: int
 
     @property
-    def key(self) -> str:
-        """Where the cover goes in a job's output folder."""
-        return f"cover.{EXTENSIONS[self.mime_type]}"
+    def extension(self) -> str:
+        """The file extension of the image's type: jpg or png."""
+        return EXTENSIONS[self.mime_type]
 
     @property
     def sha256(self) -> str:
@@ -48,10 +48,10 @@ class Cover:
         """The FFmpeg codec name of the picture stream."""
         return "mjpeg" if self.mime_type == "image/jpeg" else "png"
 
-    def option(self) -> dict[str, Any]:
-        """How a job records its cover (options["cover"])."""
+    def option(self, key: str) -> dict[str, Any]:
+        """How a job records its cover (options["cover"]), stored at `key`."""
         return {
-            "key": self.key,
+            "key": key,
             "mime_type": self.mime_type,
             "sha256": self.sha256,
             "width": self.width,

@@ -228,18 +228,11 @@ def to_json(
     return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
 
-TIMING_SUFFIX = {"srt": ".srt", "vtt": ".vtt", "json": ".timings.json"}
 TIMING_TYPES = {
     "srt": "application/x-subrip",
     "vtt": "text/vtt",
     "json": "application/json",
 }
-
-
-def timing_key(audio_key: str, kind: str) -> str:
-    """chapters/01-x.mp3 -> chapters/01-x.srt (.vtt, .timings.json)."""
-    stem = audio_key.rsplit(".", 1)[0]
-    return stem + TIMING_SUFFIX[kind]
 
 
 def timing_files(
@@ -251,7 +244,7 @@ def timing_files(
     duration_samples: int,
     chapters: Sequence[dict[str, Any]] = (),
 ) -> dict[str, tuple[bytes, str]]:
-    """The timing files of one audio file: key -> (bytes, content type)."""
+    """The timing files of one audio file: kind -> (bytes, content type)."""
     out: dict[str, tuple[bytes, str]] = {}
     for kind in kinds:
         if kind == "srt":
@@ -263,5 +256,5 @@ def timing_files(
             text = to_json(
                 chunks, rate, audio_file=name, duration_samples=duration_samples, chapters=chapters
             )
-        out[timing_key(audio_key, kind)] = (text.encode("utf-8"), TIMING_TYPES[kind])
+        out[kind] = (text.encode("utf-8"), TIMING_TYPES[kind])
     return out

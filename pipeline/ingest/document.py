@@ -22,6 +22,21 @@ class Chapter:
     voice: str | None = None
     where: str | None = None
 
+    def spoken_paragraphs(self, *, read_titles: bool) -> tuple[str, ...]:
+        """The paragraphs read aloud, in order: the heading first when it is read.
+
+        A heading is read when `read_titles` asks for it, and always when the chapter is
+        nothing but its heading (an EPUB's part page): the one rule for planning,
+        submitting and the early input check alike.
+        """
+        if self.heading and (read_titles or not self.paragraphs):
+            return (self.title, *self.paragraphs)
+        return self.paragraphs
+
+    def reads_heading(self, *, read_titles: bool) -> bool:
+        """Whether `spoken_paragraphs` starts with the heading."""
+        return self.heading and (read_titles or not self.paragraphs)
+
 
 @dataclass(frozen=True)
 class Document:

@@ -335,3 +335,14 @@ def open_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> OpenChunk
     if expiry is not None and expiry.tzinfo is None:
         expiry = expiry.replace(tzinfo=UTC)  # SQLite hands back naive UTC for min()
     return OpenChunks(counts.get(ChunkStatus.PENDING, (0, None))[0], leased, expiry)
+
+
+def chunk_groups(
+    session: Session, *, job_id: uuid.UUID, size: int, pending_only: bool = True
+) -> list[list[uuid.UUID]]:
+    """The job's chunk ids in reading order, `size` to a message."""
+    query = select(Chunk.id).where(Chunk.job_id == job_id).order_by(Chunk.seq)
+    if pending_only:
+        query = query.where(Chunk.status == ChunkStatus.PENDING)
+    ids = list(session.scalars(query))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -22,6 +22,7 @@ from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace f
     ExpiredLeases,
     OpenChunks,
     RenderedAudio,
+    chunk_groups,
     chunk_items,
     complete_chunk,
     expire_leases,

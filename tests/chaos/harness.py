@@ -37,10 +37,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.audio.encode import decode
 from pipeline.config import Settings, load_settings
 from pipeline.engines import engine_info
+from pipeline.plan.documents import document_from_chapters
+from pipeline.plan.submit import submit_job
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
-from pipeline.submit import document_from_chapters, submit_job
 from tests.chaos.audit import FINAL
 from tests.chaos.report import RESULTS, ScenarioResult
 from tests.chaos.services import PrivateRedis

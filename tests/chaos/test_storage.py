@@ -13,7 +13,7 @@ from pipeline.engines import SynthesisRequest
 from pipeline.engines.testing import TestToneEngine
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.storage import chunk_key
+from pipeline.storage.keys import chunk_key
 from tests.chaos.conftest import MakeCluster
 from tests.chaos.harness import PREFIX
 from tests.chaos.services import S3FaultProxy

@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.cache import RedisChunkIndex
 from pipeline.config import load_settings
 from pipeline.errors import InputError
+from pipeline.render.chunk_index import RedisChunkIndex
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.store import RenderedAudio

@@ -24,16 +24,18 @@ from typer.testing import CliRunner
 
 from api.app import create_app
 from cli.app import app as cli
-from pipeline.archive import parse_restore
-from pipeline.assemble import assemble_item, finalize_job
+from pipeline.assemble.book import finalize_job
+from pipeline.assemble.items import assemble_item
 from pipeline.audio.probe import probe
 from pipeline.config import Settings
-from pipeline.lifecycle import apply_rules, read_rules
-from pipeline.render import ChunkRenderer, render_chunk_ids
+from pipeline.render.messages import render_chunk_ids
+from pipeline.render.renderer import ChunkRenderer
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key
 from pipeline.state.models import JobStatus
+from pipeline.storage.archive import parse_restore
+from pipeline.storage.lifecycle import apply_rules, read_rules
 from tests import epubs
 from tests.conftest import free_port, need_service
 from tests.images import image_bytes
@@ -121,7 +123,14 @@ def test_lifecycle_commands(
     assert "move to GLACIER_IR after 30 days" in applied.output
     shown = runner.invoke(cli, ["storage", "lifecycle", "show", "--json"])
     assert shown.exit_code == 0 and '"voicebatch-outputs-archive"' in shown.output
-    assert len(read_rules(__import__("pipeline.lifecycle").lifecycle.s3_store(s3_settings))) == 3
+    assert (
+        len(
+            read_rules(
+                __import__("pipeline.storage.lifecycle").storage.lifecycle.s3_store(s3_settings)
+            )
+        )
+        == 3
+    )
     monkeypatch.setenv("VOICEBATCH_STORAGE_URL", "/tmp/some-folder")
     local = runner.invoke(cli, ["storage", "lifecycle", "apply"])
     assert local.exit_code == 2 and "lifecycle rules are an S3 feature" in local.output
@@ -384,9 +393,10 @@ def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(
 ) -> None:
     """Only freshly written chunks go into the Redis index (its entries live 7 days,
     chunks at least 8); a chunk found through the database, which may be old, does not."""
-    from pipeline.cache import RedisChunkIndex
     from pipeline.engines import engine_info
-    from pipeline.submit import document_from_text, submit_job
+    from pipeline.plan.documents import document_from_text
+    from pipeline.plan.submit import submit_job
+    from pipeline.render.chunk_index import RedisChunkIndex
 
     need_service("Redis", "127.0.0.1", 6379)
     client = redis.Redis.from_url(BROKER_URL)

@@ -13,10 +13,11 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.engines import engine_info
+from pipeline.plan.documents import document_from_chapters
+from pipeline.plan.submit import submit_job
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
-from pipeline.submit import document_from_chapters, submit_job
 from tests.conftest import need_service
 from workers.app import VoicebatchCelery, create_celery
 from workers.reconciler import queue_depth, reconcile_once

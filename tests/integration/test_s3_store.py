@@ -18,7 +18,9 @@ from pipeline.errors import InputError, NotFoundError, VoicebatchError
 from pipeline.runner import LocalRuntime, RenderOutcome, check_inputs, render_file
 from pipeline.state.db import transaction
 from pipeline.state.models import Chunk, ChunkStatus, JobStatus
-from pipeline.storage import S3ObjectStore, chunk_key, open_store
+from pipeline.storage.factory import open_store
+from pipeline.storage.keys import chunk_key
+from pipeline.storage.s3 import S3ObjectStore
 from tests.integration.conftest import S3_PREFIX
 
 if TYPE_CHECKING:
@@ -196,7 +198,8 @@ def test_render_stores_each_distinct_chunk_once_and_reuses_it_across_jobs(
 def test_job_folders_share_the_root_client_and_links_are_signed_for_the_public_name(
     s3_settings: Settings,
 ) -> None:
-    from pipeline.storage import S3ObjectStore, open_store, store_at
+    from pipeline.storage.factory import open_store, store_at
+    from pipeline.storage.s3 import S3ObjectStore
 
     settings = s3_settings.model_copy(
         update={"s3_public_endpoint_url": "http://files.example:9000"}

@@ -13,17 +13,23 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import pipeline.storage as storage_module
-from pipeline.assemble import MANIFEST_KEY, assemble_item, finalize_job
+import pipeline.storage.s3 as storage_module
+from pipeline.assemble.book import finalize_job
+from pipeline.assemble.items import assemble_item
+from pipeline.assemble.manifest import MANIFEST_KEY
 from pipeline.config import Settings
 from pipeline.engines import engine_info
-from pipeline.render import ChunkRenderer, render_chunk_ids
+from pipeline.plan.documents import document_from_chapters
+from pipeline.plan.submit import submit_job
+from pipeline.render.messages import render_chunk_ids
+from pipeline.render.renderer import ChunkRenderer
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import JobStatus
-from pipeline.storage import LocalObjectStore, S3ObjectStore, open_store
-from pipeline.submit import document_from_chapters, submit_job
-from pipeline.write_once import WriteOnceStore
+from pipeline.storage.factory import open_store
+from pipeline.storage.local import LocalObjectStore
+from pipeline.storage.s3 import S3ObjectStore
+from pipeline.storage.write_once import WriteOnceStore
 from workers.runtime import WorkerRuntime
 
 if TYPE_CHECKING:

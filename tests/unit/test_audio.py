@@ -179,7 +179,7 @@ def test_heavy_limiting_still_reaches_the_loudness_target(target: float) -> None
 
 
 def test_each_pass_reads_each_chunk_once_past_the_cache_budget() -> None:
-    from pipeline.audio.chunks import ChunkAudioCache, ChunkPiece
+    from pipeline.assemble.chunk_audio import ChunkAudioCache, ChunkPiece
     from pipeline.audio.stitch import ChunkLength
 
     class CountingStore:

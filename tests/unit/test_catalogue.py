@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import InputError
+from pipeline.file_names import NamedItem, item_file_names
 from pipeline.ingest import CatalogueFormat, load_source, parse_source, read_document
-from pipeline.item_names import NamedItem, item_file_names
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

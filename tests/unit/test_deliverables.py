@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import load_cover
 from pipeline.audio.encode import decode
 from pipeline.audio.probe import probe
@@ -170,12 +171,13 @@ def test_worker_steps_write_the_same_files_as_embedded_with_presets_and_masters(
 ) -> None:
     """Room tone, head and tail silence, masters, cover and chapter marks come out the
     same from assemble_item + finalize_job (workers) as from the one-pass assembly."""
-    from pipeline.assemble import assemble_item, finalize_job
-    from pipeline.plan import plan_job
-    from pipeline.render import ChunkRenderer
+    from pipeline.assemble.book import finalize_job
+    from pipeline.assemble.items import assemble_item
+    from pipeline.plan.jobs import plan_job
+    from pipeline.render.renderer import ChunkRenderer
     from pipeline.state import store
     from pipeline.state.db import transaction
-    from pipeline.storage import LocalObjectStore
+    from pipeline.storage.local import LocalObjectStore
 
     picture = tmp_path / "art.png"
     picture.write_bytes(image_bytes("png", 40, 40))
@@ -184,7 +186,7 @@ def test_worker_steps_write_the_same_files_as_embedded_with_presets_and_masters(
     steps = tmp_path / "steps"
     output = LocalObjectStore(steps)
     cover = load_cover(picture)
-    output.put(cover.key, cover.data, content_type=cover.mime_type)  # as submit does
+    output.put(cover_key(cover), cover.data, content_type=cover.mime_type)  # as submit does
     engine = CountingEngine()
     planned = plan_job(
         runtime.factory,

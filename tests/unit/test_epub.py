@@ -17,7 +17,7 @@ from pipeline.audio.cover import document_cover
 from pipeline.audio.probe import probe
 from pipeline.errors import InputError
 from pipeline.ingest import Document, epub_archive, load_source, parse_source, read_document
-from pipeline.submit import FieldError, document_from_upload
+from pipeline.plan.documents import FieldError, document_from_upload
 from tests import epubs
 
 MOBY_CHAPTERS = [

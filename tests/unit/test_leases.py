@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.leases import LeaseHeartbeat
+from pipeline.render.leases import LeaseHeartbeat
 from pipeline.state import store
 from pipeline.state.db import transaction
 from tests.unit.test_state import complete, lease, new_job

@@ -11,7 +11,7 @@ from pipeline.config import Settings
 from pipeline.engines import EngineInfo
 from pipeline.errors import InputError
 from pipeline.ingest import Chapter, Document, SourceFile
-from pipeline.plan import build_spec
+from pipeline.plan.spec import build_spec
 from pipeline.text.lexicon import lexicon_from_mapping, load_lexicon, parse_lexicon
 
 TONE = EngineInfo("test-tone", "tone", "test-tone 1", 1000)

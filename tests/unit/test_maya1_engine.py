@@ -153,7 +153,7 @@ def test_a_reused_static_cache_is_reset_between_batches(
 ) -> None:
     """Compiled (CUDA graph) runs keep their caches; a kept cache must not leak the last
     batch's keys and values into the next."""
-    from pipeline.engines.maya1.hf_backend import HFBackend
+    from pipeline.engines.maya1.backends.hf import HFBackend
 
     inner = engine.backend
     assert isinstance(inner, HFBackend)
@@ -178,7 +178,7 @@ def test_the_narrow_lm_head_samples_what_the_whole_head_would(
 ) -> None:
     """The backend multiplies only the slot's 4097 LM-head rows; the same rows of the
     whole head give the same frames."""
-    from pipeline.engines.maya1.hf_backend import HFBackend
+    from pipeline.engines.maya1.backends.hf import HFBackend
 
     inner = engine.backend
     assert isinstance(inner, HFBackend) and inner._head_weight is not None

@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 
 from pipeline.config import load_settings
 from pipeline.engines import check_engine, engine_info
-from pipeline.engines.maya1.backends import backend_name, vllm_available
+from pipeline.engines.maya1.backends.factory import backend_name, vllm_available
 from pipeline.engines.maya1.loading import (
     load_model,
     model_dir,

@@ -117,7 +117,7 @@ def test_a_row_with_a_forced_length_never_stops_early_while_its_batch_mate_may()
 def test_the_vllm_constraint_allows_what_the_sampler_allows() -> None:
     """vLLM's per-request logits function (importable without vllm) keeps exactly the
     slot's 4096 tokens, plus the stop token where the sampler would allow it."""
-    from pipeline.engines.maya1.vllm_backend import constrain_logits
+    from pipeline.engines.maya1.backends.vllm import constrain_logits
 
     for step in (0, 3, 27, 28, 29, 35):
         row = torch.randn(VOCAB)

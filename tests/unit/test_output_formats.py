@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import cover_from_bytes, load_cover
 from pipeline.audio.encode import ChapterMark, FileMeta, decode, encode
 from pipeline.audio.probe import probe
@@ -95,7 +96,7 @@ def test_cover_files_are_checked(tmp_path: Path) -> None:
     good = tmp_path / "cover.png"
     good.write_bytes(image_bytes("png", 30, 20))
     cover = load_cover(good)
-    assert (cover.mime_type, cover.width, cover.height, cover.key) == (
+    assert (cover.mime_type, cover.width, cover.height, cover_key(cover)) == (
         "image/png",
         30,
         20,

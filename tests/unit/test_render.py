@@ -250,7 +250,7 @@ def test_leases_of_a_dead_local_process_are_taken_back_at_once(
     import subprocess
     import time
 
-    from pipeline.plan import plan_job
+    from pipeline.plan.jobs import plan_job
 
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no running process: a renderer killed with -9
@@ -287,7 +287,7 @@ def test_a_live_process_holding_chunks_is_waited_for(
     import socket
     import threading
 
-    from pipeline.plan import plan_job
+    from pipeline.plan.jobs import plan_job
 
     planned = plan_job(
         runtime.factory,
@@ -312,7 +312,7 @@ def test_a_live_process_holding_chunks_is_waited_for(
         # The other renderer stores its chunk and completes it half a second later.
         audio = TestToneEngine().render_one(SynthesisRequest(held.text, "tone", {})).audio
         from pipeline.audio.process import to_wav_bytes
-        from pipeline.storage import chunk_key
+        from pipeline.storage.keys import chunk_key
 
         runtime.chunk_store.put_if_absent(
             chunk_key(held.content_hash), to_wav_bytes(audio, 22050), content_type="audio/wav"
@@ -390,7 +390,7 @@ class AlwaysRetryable(CountingEngine):
 def test_retryable_failures_back_off_then_fail_and_are_counted(
     runtime: LocalRuntime, book: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.render as render_module
+    import pipeline.render.renderer as render_module
 
     waits: list[float] = []
     monkeypatch.setattr(render_module.time, "sleep", waits.append)
@@ -481,8 +481,8 @@ def test_an_upload_failure_surfaces_and_leaves_no_encoder_thread(
 ) -> None:
     import threading
 
-    from pipeline.audio.writer import EncoderThread
-    from pipeline.storage import LocalObjectStore
+    from pipeline.assemble.writer import EncoderThread
+    from pipeline.storage.local import LocalObjectStore
 
     def refuse(self: LocalObjectStore, key: str, source: object, *, content_type: str) -> None:
         if key == "book.wav":
@@ -535,11 +535,12 @@ def test_distributed_steps_write_the_same_audio_as_the_one_pass_embedded_assembl
     runtime: LocalRuntime, book: Path, tmp_path: Path
 ) -> None:
     """assemble_item per chapter then finalize_job (workers) == the embedded single pass."""
-    from pipeline.assemble import assemble_item, finalize_job
+    from pipeline.assemble.book import finalize_job
+    from pipeline.assemble.items import assemble_item
     from pipeline.audio.encode import decode
-    from pipeline.plan import plan_job
-    from pipeline.render import ChunkRenderer
-    from pipeline.storage import LocalObjectStore
+    from pipeline.plan.jobs import plan_job
+    from pipeline.render.renderer import ChunkRenderer
+    from pipeline.storage.local import LocalObjectStore
 
     embedded = run(runtime, CountingEngine(), book, tmp_path / "one-pass")
     workers_out = tmp_path / "steps"

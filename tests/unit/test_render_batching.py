@@ -14,8 +14,8 @@ from pipeline.config import load_settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import PermanentError
-from pipeline.producers import combined, producer_count
-from pipeline.render import RenderStats
+from pipeline.render.producers import combined, producer_count
+from pipeline.render.renderer import RenderStats
 from pipeline.runner import LocalRuntime, check_inputs, render_file
 from pipeline.state.models import JobStatus
 from workers.worker import DEFAULT_THREADS, render_threads

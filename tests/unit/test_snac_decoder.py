@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 pytest.importorskip("snac")
 
 from pipeline.config import load_settings
-from pipeline.engines.maya1.snac_decoder import (
+from pipeline.engines.maya1.snac.decoder import (
     FADE_SAMPLES,
     SAMPLES_PER_FRAME,
     STARTUP_SAMPLES,

@@ -25,16 +25,16 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipeline.config import load_settings
-from pipeline.engines.maya1.snac_decoder import (
+from pipeline.engines.maya1.snac.decoder import (
     SAMPLES_PER_FRAME,
     STARTUP_SAMPLES,
     SnacDecoder,
     TorchSnacDecoder,
     load_snac_decoder,
 )
-from pipeline.engines.maya1.snac_export import export_onnx, load_calibration, onnx_file_name
-from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder
-from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, engine_prefix, sanitize
+from pipeline.engines.maya1.snac.export import export_onnx, load_calibration, onnx_file_name
+from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder
+from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, engine_prefix, sanitize
 from pipeline.errors import InputError
 from tests.snac_fixtures import build_tiny_snac
 
@@ -237,7 +237,7 @@ def test_engine_names_carry_gpu_precision_and_profile() -> None:
 def test_tensorrt_engine_builds_caches_and_matches(
     export_dir: Path, torch_decoder: TorchSnacDecoder
 ) -> None:
-    from pipeline.engines.maya1.snac_tensorrt import TensorrtSnacDecoder, build_engine
+    from pipeline.engines.maya1.snac.tensorrt import TensorrtSnacDecoder, build_engine
 
     profile = ShapeProfile(1, 2, 4, 1, 8, 16)
     engines = build_engine(export_dir, "fp16", profile)

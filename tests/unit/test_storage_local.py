@@ -9,7 +9,10 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.errors import InputError, NotFoundError
-from pipeline.storage import LocalObjectStore, S3ObjectStore, chunk_key, content_hash, open_store
+from pipeline.storage.factory import open_store
+from pipeline.storage.keys import chunk_key, content_hash
+from pipeline.storage.local import LocalObjectStore
+from pipeline.storage.s3 import S3ObjectStore
 
 BASE = {
     "text": "Hello there.",

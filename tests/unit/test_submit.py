@@ -8,23 +8,25 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.assemble.keys import cover_key
 from pipeline.config import Settings
 from pipeline.engines import engine_info
 from pipeline.errors import InputError
-from pipeline.render import ChunkRenderer, render_chunk_ids
-from pipeline.state import store
-from pipeline.state.db import transaction
-from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
-from pipeline.storage import LocalObjectStore
-from pipeline.submit import (
+from pipeline.plan.documents import (
     FieldError,
-    chunk_groups,
     document_from_chapters,
     document_from_items,
     document_from_text,
     document_from_upload,
-    submit_job,
 )
+from pipeline.plan.submit import submit_job
+from pipeline.render.messages import render_chunk_ids
+from pipeline.render.renderer import ChunkRenderer
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
+from pipeline.state.store import chunk_groups
+from pipeline.storage.local import LocalObjectStore
 from tests.unit.test_render import CountingEngine
 
 OWNER = uuid.UUID(int=7)
@@ -236,7 +238,7 @@ def test_a_submitted_cover_waits_in_the_job_folder_and_goes_if_the_job_does_not(
     db: sessionmaker[Session], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipeline.audio.cover import cover_from_bytes
-    from pipeline.storage import LocalObjectStore
+    from pipeline.storage.local import LocalObjectStore
     from tests.images import image_bytes
 
     cover = cover_from_bytes(image_bytes("jpeg"))
@@ -261,7 +263,7 @@ def test_a_submitted_cover_waits_in_the_job_folder_and_goes_if_the_job_does_not(
     assert (job_folder / "cover.jpg").read_bytes() == cover.data
     with transaction(db) as session:
         options = store.get_job(session, submitted.job_id).options
-    assert options["cover"] == cover.option()
+    assert options["cover"] == cover.option(cover_key(cover))
 
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("database gone")

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from pipeline.config import Settings
 from pipeline.engines.base import ParamValue, SynthesisRequest, SynthesisResult
 from pipeline.engines.maya1.sampling import RowSampling
-from pipeline.engines.maya1.snac_decoder import SAMPLE_RATE, SnacDecoder
+from pipeline.engines.maya1.snac.decoder import SAMPLE_RATE, SnacDecoder
 from pipeline.engines.maya1.tokens import (
     expected_new_tokens,
     max_new_tokens,
@@ -196,9 +196,9 @@ def _label(request: SynthesisRequest) -> str:
 def load_maya1(settings: Settings) -> Maya1Engine:
     """Load the model, tokenizer, backend and SNAC decoder named in settings, from local
     folders only. Takes as long as the weights take to read: once per process."""
-    from pipeline.engines.maya1.backends import load_backend
+    from pipeline.engines.maya1.backends.factory import load_backend
     from pipeline.engines.maya1.loading import load_tokenizer, model_dir, model_version
-    from pipeline.engines.maya1.snac_decoder import load_snac_decoder
+    from pipeline.engines.maya1.snac.decoder import load_snac_decoder
 
     folder = model_dir(settings)
     tokenizer = load_tokenizer(folder)

@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config import Settings
-from pipeline.engines.maya1.snac_decoder import Frames, batch_noise, check_frames
+from pipeline.engines.maya1.snac.decoder import Frames, batch_noise, check_frames
 from pipeline.errors import InputError
 
 ExportPrecision = Literal["fp32", "fp16", "int8"]
@@ -115,7 +115,7 @@ def export_snac(
     `settings.snac_dir` to ONNX in `settings.resolved_snac_export_dir`, and for
     fmt='tensorrt' build this GPU's engine from it. precision 'auto' is what the runtime
     would load here (exported_precision). Returns each file written, in order."""
-    from pipeline.engines.maya1.snac_decoder import exported_precision
+    from pipeline.engines.maya1.snac.decoder import exported_precision
 
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown SNAC export format '{fmt}' (use {', '.join(EXPORT_FORMATS)})")
@@ -125,7 +125,7 @@ def export_snac(
         gpu = settings.device != "cpu" and _onnx_has_cuda()
         wanted = exported_precision(precision, gpu=gpu)
         return [export_onnx(settings.snac_dir, out_dir, precision=wanted, calibration=frames)]
-    from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, build_engine, require_tensorrt
+    from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, build_engine, require_tensorrt
 
     require_tensorrt()  # before a minute of ONNX export that TensorRT could not use
     wanted = exported_precision(precision, gpu=True)
@@ -175,7 +175,7 @@ def _trace(snac_dir: Path | None, path: Path) -> list[int]:
     """Trace FramesDecoder (fp32, CPU) to `path`; returns its noise factors."""
     import torch
 
-    from pipeline.engines.maya1.snac_model import FramesDecoder, load_snac
+    from pipeline.engines.maya1.snac.model import FramesDecoder, load_snac
 
     model = FramesDecoder(load_snac(snac_dir)).eval()
     factors = list(model.noise_factors)

@@ -1,7 +1,7 @@
 """Assembly in one process (embedded mode): every chapter file and the book in one pass.
 
 Distributed workers assemble items one by one and write the book afterwards
-(pipeline.assemble). In one process that would read and master every chunk twice and
+(pipeline.assemble.items and .book). In one process that would read and master every chunk twice and
 encode the book only after the chapters; here each ready chapter is mastered on its
 own, then one write pass streams every chapter's finished samples into its chapter file
 and the book file at once, on two encoder threads. The files are the same either way:
@@ -15,32 +15,29 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.assemble import (
+from pipeline.assemble.book import finalize_job, measure_book
+from pipeline.assemble.chunk_audio import ChunkAudioCache
+from pipeline.assemble.deliverables import Deliverables, chapter_marks
+from pipeline.assemble.items import (
     AssemblyResult,
-    Loudness,
-    _missing,
-    _pauses,
-    _pieces,
-    book_key_for,
-    finalize_job,
-    item_key,
+    chunk_pieces,
     item_meta_for,
+    item_pauses,
     master_segments,
-    measure_book,
+    missing_chunks,
 )
-from pipeline.audio.chunks import ChunkAudioCache
+from pipeline.assemble.keys import book_key_for, item_key
+from pipeline.assemble.manifest import AssembledChapter, Loudness
+from pipeline.assemble.timeline import book_samples, timeline_segments
+from pipeline.assemble.writer import EncoderThread, finish_all
 from pipeline.audio.encode import FileMeta, codec_for
 from pipeline.audio.master import LoudnessAccumulator, Mastering
 from pipeline.audio.stitch import layout
-from pipeline.audio.writer import EncoderThread, finish_all
-from pipeline.deliverables import Deliverables, chapter_marks
 from pipeline.errors import InputError, RetryableError
-from pipeline.manifest import AssembledChapter
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
-from pipeline.storage import ObjectStore
-from pipeline.timeline import book_samples, timeline_segments
+from pipeline.storage.base import ObjectStore
 
 
 @dataclass
@@ -80,14 +77,14 @@ def _plan(
             if item.status not in (ItemStatus.ASSEMBLING, ItemStatus.DONE):
                 continue
             chunks = store.item_chunks(session, item_id=item.id)
-            if item.status == ItemStatus.ASSEMBLING and (missing := _missing(item, chunks)):
+            if item.status == ItemStatus.ASSEMBLING and (missing := missing_chunks(item, chunks)):
                 store.fail_item(
                     session,
                     item_id=item.id,
                     error=f"{len(missing)} of {len(chunks)} chunks not rendered",
                 )
                 continue
-            pieces, rate = _pieces(item, chunks, rate)
+            pieces, rate = chunk_pieces(item, chunks, rate)
             stored = (
                 Mastering(**item.mastering)
                 if item.status == ItemStatus.DONE and item.mastering
@@ -115,7 +112,7 @@ def _write_all(
 ) -> tuple[list[Mastering], str | None, Loudness | None, list[float]]:
     options: dict[str, object] = info["options"]  # type: ignore[assignment]
     chapters = [p.chapter for p in planned]
-    spans = layout([[p.length for p in c.pieces] for c in chapters], rate, _pauses(options))
+    spans = layout([[p.length for p in c.pieces] for c in chapters], rate, item_pauses(options))
     durations = [(s.end - s.start) / rate for s in spans]
     catalogue = info["kind"] == "catalogue"
     with ChunkAudioCache(chunk_store) as cache:

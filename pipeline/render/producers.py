@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
-from pipeline.render import ChunkRenderer, ProgressCallback, RenderProgress, RenderStats
+from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderProgress, RenderStats
 
 PRODUCERS_PER_BATCHER = 2
 

@@ -14,7 +14,7 @@ from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChunkLength
 from pipeline.engines.base import AudioArray
 from pipeline.errors import PermanentError
-from pipeline.storage import ObjectStore
+from pipeline.storage.base import ObjectStore
 
 CACHE_BYTES = 512 * 1024 * 1024  # decoded chunks kept between passes; past this, read again
 

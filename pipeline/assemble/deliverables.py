@@ -10,15 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.assemble.keys import master_key, timing_key
+from pipeline.assemble.writer import Target
 from pipeline.audio.cover import Cover, cover_from_option
-from pipeline.audio.encode import ChapterMark, FileMeta, codec_for
+from pipeline.audio.encode import ChapterMark, FileMeta
 from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan, ChunkSpan
 from pipeline.audio.subtitles import TimedText, timing_files
-from pipeline.audio.writer import Target
-from pipeline.storage import ObjectStore
-
-MASTER_FOLDER = "master"
+from pipeline.storage.base import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,6 @@ class MasteringTarget:
             float(options["true_peak_dbtp"]),
             options.get("loudness_preset"),
         )
-
-
-def master_key(key: str, master_format: str) -> str:
-    """chapters/01-x.mp3 -> master/chapters/01-x.flac: the lossless twin of a file."""
-    return f"{MASTER_FOLDER}/{key.rsplit('.', 1)[0]}.{codec_for(master_format).extension}"
 
 
 @dataclass(frozen=True)
@@ -131,7 +125,8 @@ class Deliverables:
             chapters=chapters,
         )
         written: dict[str, str] = {}
-        for (key, (data, content_type)), kind in zip(files.items(), self.timings, strict=True):
+        for kind, (data, content_type) in files.items():
+            key = timing_key(audio_key, kind)
             output_store.put(key, data, content_type=content_type)
             written[kind] = key
         return written
@@ -151,29 +146,3 @@ def timed_chunks(
     chunks: Sequence[ChunkSpan], offset: int = 0, chapter: int | None = None
 ) -> list[TimedText]:
     return [TimedText(c.text, offset + c.start, offset + c.end, chapter) for c in chunks]
-
-
-def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
-    """Every file a manifest lists, as (kind, key): the manifest itself first, then the
-    book, its chapters or items, their masters and timing files, the cover, and a
-    catalogue's summary CSV."""
-    files = [("manifest", "manifest.json")]
-
-    def entry(kind: str, record: dict[str, Any]) -> None:
-        if record.get("file"):
-            files.append((kind, record["file"]))
-        if record.get("master"):
-            files.append(("master", record["master"]))
-        for key in (record.get("timings") or {}).values():
-            files.append(("timing", key))
-
-    entry("book", manifest)
-    for chapter in manifest.get("chapters", []):
-        entry("chapter", chapter)
-    for item in manifest.get("items", []):
-        entry("item", item)
-    if manifest.get("cover"):
-        files.append(("cover", manifest["cover"]))
-    if manifest.get("summary"):
-        files.append(("summary", manifest["summary"]))
-    return files

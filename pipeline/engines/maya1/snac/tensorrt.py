@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engines.maya1.snac_decoder import DEFAULT_BATCH_FRAMES, Frames
-from pipeline.engines.maya1.snac_export import (
+from pipeline.engines.maya1.snac.decoder import DEFAULT_BATCH_FRAMES, Frames
+from pipeline.engines.maya1.snac.export import (
     onnx_export_command,
     onnx_file_name,
     read_noise_factors,
 )
-from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder, Provider
+from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder, Provider
 from pipeline.errors import InputError
 
 TENSORRT_PRECISIONS: tuple[str, ...] = ("fp16", "int8")

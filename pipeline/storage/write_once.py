@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from pipeline.storage import ObjectStore
+from pipeline.storage.base import ObjectStore
 
 
 class WriteOnceStore:

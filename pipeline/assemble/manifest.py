@@ -1,5 +1,6 @@
-"""manifest.json and the files listed beside the audio: each chapter's or item's entry
-(times, loudness, master, timing files), the book's, and what an earlier manifest listed.
+"""manifest.json, written and read here only: each chapter's or item's entry (times,
+loudness, master, timing files), the book's, the files a manifest lists, and what an
+earlier manifest in the same folder listed.
 """
 
 from __future__ import annotations
@@ -9,14 +10,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.audio.chunks import ChunkPiece
+from pipeline.assemble.chunk_audio import ChunkPiece
+from pipeline.assemble.deliverables import Deliverables, timed_chunks
+from pipeline.assemble.keys import MANIFEST_KEY, master_key
 from pipeline.audio.master import Mastering
 from pipeline.audio.stitch import ChapterSpan
-from pipeline.deliverables import Deliverables, manifest_files, master_key, timed_chunks
 from pipeline.errors import NotFoundError
-from pipeline.storage import ObjectStore
-
-MANIFEST_KEY = "manifest.json"
+from pipeline.storage.base import ObjectStore
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,8 @@ def previous_files(output_store: ObjectStore, source: str) -> set[str]:
 
     Another book's files in a shared folder are not ours to remove.
     """
-    try:
-        previous = json.loads(output_store.get(MANIFEST_KEY))
-    except (NotFoundError, ValueError):
-        return set()
-    if not isinstance(previous, dict) or previous.get("source") != source:
+    previous = read_manifest(output_store)
+    if previous is None or previous.get("source") != source:
         return set()
     try:
         return {key for kind, key in manifest_files(previous) if kind != "manifest"}
@@ -155,3 +152,48 @@ def book_files(
             ],
         )
     return record
+
+
+def read_manifest(output_store: ObjectStore) -> dict[str, Any] | None:
+    """The folder's manifest.json; None where there is none, or it is not a manifest
+    (unreadable JSON, or not an object)."""
+    try:
+        manifest = json.loads(output_store.get(MANIFEST_KEY))
+    except (NotFoundError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def write_manifest(output_store: ObjectStore, manifest: dict[str, Any]) -> None:
+    """Write manifest.json into the folder (replacing an earlier one)."""
+    output_store.put(
+        MANIFEST_KEY,
+        json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
+        content_type="application/json",
+    )
+
+
+def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every file a manifest lists, as (kind, key): the manifest itself first, then the
+    book, its chapters or items, their masters and timing files, the cover, and a
+    catalogue's summary CSV."""
+    files = [("manifest", MANIFEST_KEY)]
+
+    def entry(kind: str, record: dict[str, Any]) -> None:
+        if record.get("file"):
+            files.append((kind, record["file"]))
+        if record.get("master"):
+            files.append(("master", record["master"]))
+        for key in (record.get("timings") or {}).values():
+            files.append(("timing", key))
+
+    entry("book", manifest)
+    for chapter in manifest.get("chapters", []):
+        entry("chapter", chapter)
+    for item in manifest.get("items", []):
+        entry("item", item)
+    if manifest.get("cover"):
+        files.append(("cover", manifest["cover"]))
+    if manifest.get("summary"):
+        files.append(("summary", manifest["summary"]))
+    return files

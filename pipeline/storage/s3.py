@@ -1,193 +1,31 @@
-"""Object storage: a local folder or any S3 API, behind one ObjectStore protocol.
+"""Any S3 API as an ObjectStore: conditional puts, multipart uploads, presigned URLs.
 
-Chunk audio lives at content-addressed keys (`chunk_key`): the same text, voice, engine,
-model version and parameters always map to the same key, and a key is written once.
+The only module that sees botocore's errors; it translates them into ours.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import shutil
-import uuid
-from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, NotFoundError, RetryableError, VoicebatchError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+from pipeline.storage.keys import check_key
 
 # Outputs up to this size go up in one conditional PUT; larger ones as a multipart upload
 # completed conditionally (S3 allows If-None-Match on both).
 SINGLE_PUT_BYTES = 64 << 20
+
+
 PART_BYTES = 16 << 20
 
 
-@runtime_checkable
-class ObjectStore(Protocol):
-    """Where chunk audio and finished files go."""
-
-    def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
-        """Write `key` unless it exists. True if this call wrote it; an existing key is success."""
-        ...
-
-    def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        """Write or replace `key`."""
-        ...
-
-    def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
-        """Write or replace `key` from a file read from its current position (large outputs)."""
-        ...
-
-    def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
-        """Write `key` from a file unless it exists (atomically: no partial object is ever
-        seen). True if this call wrote it; an existing key is success."""
-        ...
-
-    def get(self, key: str) -> bytes:
-        """The object's bytes; NotFoundError if there is none."""
-        ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def delete(self, key: str) -> None:
-        """Remove `key`; a missing key is not an error."""
-        ...
-
-    def child(self, prefix: str) -> ObjectStore:
-        """The same store seen under `prefix` (a job's folder), sharing connections."""
-        ...
-
-    def url(self, key: str) -> str:
-        """A URL a client can fetch the object from (presigned for S3)."""
-        ...
-
-
-def content_hash(
-    *, text: str, voice: str, engine: str, model_version: str, params: Mapping[str, Any]
-) -> str:
-    """sha256 over everything that determines a chunk's audio."""
-    payload = json.dumps(
-        {
-            "text": text,
-            "voice": voice,
-            "engine": engine,
-            "model": model_version,
-            "params": dict(params),
-        },
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def chunk_key(digest: str, *, suffix: str = "wav") -> str:
-    """The object key of a chunk's audio, fanned out by the hash's first byte."""
-    return f"chunks/{digest[:2]}/{digest}.{suffix}"
-
-
-def check_key(key: str) -> str:
-    """Refuse keys that could escape a folder or mean different things on different stores."""
-    path = PurePosixPath(key)
-    if (
-        not key
-        or key.startswith("/")
-        or "\\" in key
-        or any(p in ("", ".", "..") for p in key.split("/"))
-    ):
-        raise InputError(f"invalid object key {key!r}")
-    return str(path)
-
-
-class LocalObjectStore:
-    """Objects as files under a root folder; writes are atomic (temp file + link/rename)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.expanduser().resolve()
-
-    def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
-
-    def _write_temp(self, path: Path, data: bytes) -> str:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # open(..., "xb") rather than mkstemp: files get the user's umask (0644), not 0600.
-        tmp = str(path.parent / f".tmp-{uuid.uuid4().hex}")
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-        return tmp
-
-    def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
-        path = self._path(key)
-        if path.exists():
-            return False
-        tmp = self._write_temp(path, data)
-        try:
-            os.link(tmp, path)  # fails if another writer got there first: write-once
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
-
-    def put(self, key: str, data: bytes, *, content_type: str) -> None:
-        path = self._path(key)
-        os.replace(self._write_temp(path, data), path)
-
-    def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "xb") as handle:
-                shutil.copyfileobj(source, handle, 1 << 20)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
-        path = self._path(key)
-        if path.exists():
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "xb") as handle:
-                shutil.copyfileobj(source, handle, 1 << 20)
-            os.link(tmp, path)  # fails if another writer got there first: write-once
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def get(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"no object {key} in {self.root}") from exc
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
-
-    def child(self, prefix: str) -> LocalObjectStore:
-        return LocalObjectStore(self._path(prefix))
-
-    def url(self, key: str) -> str:
-        return self._path(key).as_uri()
-
-
 # Audio objects carry this tag, so that the lifecycle rule that moves finished audio to
-# cold storage leaves manifests, timing files and covers readable (pipeline.lifecycle).
+# cold storage leaves manifests, timing files and covers readable (pipeline.storage.lifecycle).
 ARCHIVE_TAG = ("voicebatch-archive", "audio")
 
 
@@ -457,25 +295,3 @@ class S3ObjectStore:
             ExpiresIn=self.presign_seconds,
         )
         return url
-
-
-def store_at(uri: str, *, root: ObjectStore, root_url: str, settings: Settings) -> ObjectStore:
-    """The store a job's output URI names: a view of `root` when the URI lies under
-    `root_url` (so every job shares one S3 client), else a store of its own."""
-    base = root_url.rstrip("/") + "/"
-    if uri.startswith(base):
-        return root.child(uri[len(base) :])
-    return open_store(uri, settings)
-
-
-def open_store(url: str, settings: Settings) -> ObjectStore:
-    """The store a storage URL names: s3://bucket/prefix, file:///path or a plain path."""
-    if url.startswith("s3://"):
-        return S3ObjectStore.from_settings(url, settings)
-    if url.startswith("file://"):
-        url = unquote(urlsplit(url).path)  # as Path.as_uri() wrote it
-    if "://" in url:
-        raise InputError(
-            f"unsupported storage URL {url!r} (use a folder path or s3://bucket/prefix)"
-        )
-    return LocalObjectStore(Path(url))

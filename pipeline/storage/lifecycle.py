@@ -20,7 +20,8 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
-from pipeline.storage import ARCHIVE_TAG, S3ObjectStore, open_store
+from pipeline.storage.factory import open_store
+from pipeline.storage.s3 import ARCHIVE_TAG, S3ObjectStore
 
 RULE_PREFIX = "voicebatch-"
 

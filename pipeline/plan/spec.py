@@ -1,39 +1,26 @@
-"""Planning: input file -> checked Document -> chunks -> one job in one transaction."""
+"""A job's spec from a checked Document: options, spoken text, chunks, file names and the
+fingerprint that finds the same command's job again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
-
+from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import Cover
 from pipeline.audio.encode import codec_for
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import Engine, EngineInfo, engine_params, takes_phonemes
 from pipeline.errors import InputError
-from pipeline.ingest import Document, ParsedSource, SourceFile
-from pipeline.item_names import NamedItem, item_file_names
+from pipeline.file_names import NamedItem, item_file_names
+from pipeline.ingest import Document, SourceFile
 from pipeline.state import store
-from pipeline.state.db import transaction
-from pipeline.state.models import JobStatus
-from pipeline.storage import content_hash
+from pipeline.storage.keys import content_hash
 from pipeline.text.lexicon import Lexicon, load_lexicon
 from pipeline.text.normalize import normalize_text
 from pipeline.text.segment import segment_paragraphs
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    job_id: uuid.UUID
-    resumed: bool
-    status: JobStatus
-    chunks_total: int
 
 
 def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any]:
@@ -50,7 +37,7 @@ def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any
         "chapter_files": settings.chapter_files,
         "master_format": None if settings.master_format == "none" else settings.master_format,
         "timings": list(settings.timing_formats),
-        "cover": cover.option() if cover is not None else None,
+        "cover": cover.option(cover_key(cover)) if cover is not None else None,
     }
 
 
@@ -116,14 +103,11 @@ def build_spec(
         names = list(catalogue_file_names(document, settings))
     items = []
     for chapter, file_name in zip(document.chapters, names, strict=True):
-        paragraphs = list(chapter.paragraphs)
-        spoken_title = chapter.heading and (settings.read_titles or not paragraphs)
-        if spoken_title:
-            # The heading is spoken first, as its own paragraph; a chapter that is only a
-            # heading is read as its heading either way.
-            paragraphs.insert(0, chapter.title)
+        spoken_title = chapter.reads_heading(read_titles=settings.read_titles)
         paragraphs = spoken_paragraphs(
-            paragraphs, normalize=settings.normalize_text, heading=spoken_title
+            list(chapter.spoken_paragraphs(read_titles=settings.read_titles)),
+            normalize=settings.normalize_text,
+            heading=spoken_title,
         )
         chunks = []
         for segment in segment_paragraphs(paragraphs, max_chars):
@@ -197,54 +181,3 @@ def build_spec(
         output_uri=output_uri,
         kind=kind,
     )
-
-
-def plan_job(
-    factory: sessionmaker[Session],
-    parsed: ParsedSource,
-    *,
-    engine: Engine,
-    settings: Settings,
-    output_uri: str | None,
-    fresh: bool = False,
-    cover: Cover | None = None,
-    lexicon: Lexicon | None = None,
-) -> PlannedJob:
-    """Find the job this exact command made before (resume), or create it.
-
-    `fresh` cancels the earlier job and starts a new one. A job that ended with failed
-    chunks is reopened so that they are tried again.
-    """
-    source = parsed.source
-    spec = build_spec(
-        parsed.document,
-        source,
-        engine=engine,
-        settings=settings,
-        output_uri=output_uri,
-        kind=parsed.document.kind,
-        cover=cover,
-        lexicon=job_lexicon(settings, lexicon),
-    )
-    if not spec.items:
-        raise InputError(f"{source.path}: has no speakable text")
-    try:
-        with transaction(factory) as session:
-            previous = store.find_resumable_job(session, fingerprint=spec.fingerprint)
-            if previous is not None and fresh:
-                store.cancel_job(session, job_id=previous.id)
-                previous = None
-            if previous is not None:
-                store.retry_failed(session, job_id=previous.id)
-                session.refresh(previous)
-                return PlannedJob(previous.id, True, previous.status, previous.chunks_total)
-            job_id = store.create_job(session, spec=spec)
-            total = sum(len(item.chunks) for item in spec.items)
-        return PlannedJob(job_id, False, JobStatus.PENDING, total)
-    except IntegrityError:
-        # The same command, started at the same moment, created the job first: join it.
-        with transaction(factory) as session:
-            winner = store.find_resumable_job(session, fingerprint=spec.fingerprint)
-            if winner is None:
-                raise
-            return PlannedJob(winner.id, True, winner.status, winner.chunks_total)

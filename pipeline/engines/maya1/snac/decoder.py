@@ -63,8 +63,8 @@ def load_snac_decoder(settings: Settings) -> SnacDecoder:
         )
     export_dir = settings.resolved_snac_export_dir
     if settings.snac_runtime == "onnx":
-        from pipeline.engines.maya1.snac_export import onnx_export_command, onnx_file_name
-        from pipeline.engines.maya1.snac_onnx import OnnxSnacDecoder, onnx_providers
+        from pipeline.engines.maya1.snac.export import onnx_export_command, onnx_file_name
+        from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder, onnx_providers
 
         providers = onnx_providers(settings.device)
         on_gpu = providers[0] != "CPUExecutionProvider"
@@ -73,7 +73,7 @@ def load_snac_decoder(settings: Settings) -> SnacDecoder:
         if not path.is_file():
             raise InputError(f"no SNAC ONNX export at {path}: run {onnx_export_command(precision)}")
         return OnnxSnacDecoder(path, providers=providers)
-    from pipeline.engines.maya1.snac_tensorrt import ShapeProfile, TensorrtSnacDecoder
+    from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, TensorrtSnacDecoder
 
     precision = exported_precision(settings.snac_precision, gpu=True)
     if precision == "fp32":
@@ -250,7 +250,7 @@ class TorchSnacDecoder(BatchedSnacDecoder):
     ) -> None:
         import torch
 
-        from pipeline.engines.maya1.snac_model import FramesDecoder, load_snac
+        from pipeline.engines.maya1.snac.model import FramesDecoder, load_snac
 
         self.device = device
         self.noise = noise

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio.chunks import ChunkAudioCache
+from pipeline.assemble.chunk_audio import ChunkAudioCache
+from pipeline.assemble.manifest import AssembledChapter
 from pipeline.audio.master import Mastering, Segment
 from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan
 from pipeline.engines.base import AudioArray
-from pipeline.manifest import AssembledChapter
 
 
 def timeline_segments(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.config import Settings
 from pipeline.engines.maya1.loading import load_model, resolve_precision
-from pipeline.engines.maya1.snac_decoder import resolve_device
+from pipeline.engines.maya1.snac.decoder import resolve_device
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -40,10 +40,10 @@ def load_backend(settings: Settings, folder: Path, tokenizer: Any) -> TokenBacke
     name = backend_name(settings, device)
     log.info("maya1: %s backend, %s on %s", name, precision, device)
     if name == "vllm":
-        from pipeline.engines.maya1.vllm_backend import VllmBackend
+        from pipeline.engines.maya1.backends.vllm import VllmBackend
 
         return VllmBackend(folder, precision=precision, device=device)
-    from pipeline.engines.maya1.hf_backend import HFBackend
+    from pipeline.engines.maya1.backends.hf import HFBackend
 
     model = load_model(folder, precision=precision, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 from pipeline.audio.encode import FileMeta, StreamEncoder, codec_for
 from pipeline.engines.base import AudioArray
-from pipeline.storage import ObjectStore
+from pipeline.storage.base import ObjectStore
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engines.maya1.snac_decoder import DEFAULT_BATCH_FRAMES, BatchedSnacDecoder, Frames
-from pipeline.engines.maya1.snac_export import NOISE_FACTORS_KEY
+from pipeline.engines.maya1.snac.decoder import DEFAULT_BATCH_FRAMES, BatchedSnacDecoder, Frames
+from pipeline.engines.maya1.snac.export import NOISE_FACTORS_KEY
 from pipeline.errors import InputError
 
 Provider = str | tuple[str, dict[str, Any]]

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.errors import InputError
-from pipeline.storage import ObjectStore, S3ObjectStore
+from pipeline.storage.base import ObjectStore
+from pipeline.storage.s3 import S3ObjectStore
 
 COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 State = Literal["ready", "archived", "restoring"]

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.assemble.keys import SUMMARY_KEY
 from pipeline.state.models import Item, ItemStatus
-from pipeline.storage import ObjectStore
+from pipeline.storage.base import ObjectStore
 
-SUMMARY_KEY = "items/summary.csv"
 SUMMARY_COLUMNS = ("id", "file", "duration_seconds", "status", "error")
 
 

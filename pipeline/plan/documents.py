@@ -1,0 +1,129 @@
+"""Request bodies and uploads -> a checked Document: text, chapters, catalogue items or an
+uploaded file, each refused with the field it came from named."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from pipeline.errors import InputError
+from pipeline.file_names import slugify
+from pipeline.ingest import (
+    CatalogueFormat,
+    Chapter,
+    Document,
+    ParsedSource,
+    SourceFile,
+    load_source,
+    parse_source,
+)
+from pipeline.ingest.catalogue import CatalogueRow, build_items
+from pipeline.ingest.plaintext import parse_plaintext
+from pipeline.text.segment import segment_paragraphs
+
+
+class FieldError(InputError):
+    """A request field is invalid; `field` names it the way the request spelled it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _paragraphs(text: str) -> tuple[str, ...]:
+    return tuple(" ".join(block.split()) for block in re.split(r"\n\s*\n", text) if block.strip())
+
+
+def _source(name: str, payload: object) -> SourceFile:
+    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
+    return SourceFile(path=Path(name), text="", sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _speakable(text: str, max_chars: int) -> bool:
+    return next(segment_paragraphs(list(_paragraphs(text)), max_chars), None) is not None
+
+
+def document_from_text(title: str, text: str) -> ParsedSource:
+    """Plain text, chapter headings found as in a .txt file."""
+    if not any(ch.isalnum() for ch in text):
+        raise FieldError("text", "has no words to read")
+    document = parse_plaintext(text, default_title=title)
+    if not document.chapters:
+        raise FieldError("text", "has no words to read")
+    return ParsedSource(_source(f"{slugify(title, fallback='text')}.txt", [title, text]), document)
+
+
+def document_from_chapters(title: str, chapters: Sequence[tuple[str, str]]) -> ParsedSource:
+    """Chapters given one by one: each title is a heading, each text its paragraphs."""
+    out = []
+    for index, (name, text) in enumerate(chapters):
+        if not name.strip():
+            raise FieldError(f"chapters[{index}].title", "is empty")
+        paragraphs = _paragraphs(text)
+        if not any(ch.isalnum() for p in paragraphs for ch in p):
+            raise FieldError(f"chapters[{index}].text", "has no words to read")
+        out.append(Chapter(title=" ".join(name.split()), paragraphs=paragraphs, heading=True))
+    if not out:
+        raise FieldError("chapters", "is empty")
+    document = Document(title=title, chapters=tuple(out))
+    return ParsedSource(
+        _source(f"{slugify(title, fallback='book')}.json", [title, list(chapters)]), document
+    )
+
+
+def document_from_items(
+    title: str,
+    items: Sequence[tuple[str, str] | tuple[str, str, str | None]],
+    *,
+    catalogue: CatalogueFormat | None = None,
+) -> ParsedSource:
+    """Catalogue entries (id, text, optional voice): one output file per entry, checked
+    as the rows of a CSV file are; an error names the entry as `items[N]`."""
+    fmt = catalogue or CatalogueFormat()
+    if not items:
+        raise FieldError("items", "is empty")
+    if len(items) > fmt.max_items:
+        raise FieldError("items", f"{len(items)} entries is over the limit of {fmt.max_items}")
+    rows = [
+        CatalogueRow(f"items[{index}]", item[0], item[1], item[2] if len(item) > 2 else None)
+        for index, item in enumerate(items)
+    ]
+    try:
+        document = build_items(rows, fmt, title=title)
+    except InputError as exc:
+        where, _, problem = exc.message.partition(": ")
+        raise FieldError(where, problem) from exc
+    payload = [title, [list(item) for item in items]]
+    return ParsedSource(_source(f"{slugify(title, fallback='catalogue')}.json", payload), document)
+
+
+def document_from_upload(
+    filename: str,
+    data: bytes,
+    *,
+    keep_front_matter: bool = False,
+    catalogue: CatalogueFormat | None = None,
+) -> ParsedSource:
+    """An uploaded file, checked and parsed exactly as `voicebatch render` reads one
+    (a .csv or .jsonl with `catalogue`'s columns)."""
+    name = Path(filename.replace("\\", "/")).name.strip()
+    if not name or name in (".", ".."):
+        raise FieldError("file", "has no file name")
+    if len(name.encode()) > 255 or any(ord(ch) < 32 for ch in name):
+        raise FieldError("file", "the file name is too long or has control characters")
+    with tempfile.TemporaryDirectory(prefix="voicebatch-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            source = load_source(path)
+            document = parse_source(
+                source, keep_front_matter=keep_front_matter, catalogue=catalogue
+            )
+        except InputError as exc:
+            raise FieldError("file", exc.message.replace(str(path), name)) from exc
+    return ParsedSource(replace(source, path=Path(name)), document)
