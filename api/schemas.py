@@ -12,6 +12,9 @@ Format = Literal["wav", "flac", "mp3", "opus", "m4b"]
 Master = Literal["none", "wav", "flac"]
 Timing = Literal["srt", "vtt", "json"]
 Preset = Literal["none", "acx", "podcast", "broadcast"]
+# pipeline.assemble.keys.FILE_KINDS spelled out for the schema (pydantic needs a Literal);
+# tests/unit/test_api_schema_kinds.py keeps the two the same.
+FileKind = Literal["book", "chapter", "item", "manifest", "master", "timing", "cover", "summary"]
 
 
 class ChapterIn(BaseModel):
@@ -164,7 +167,7 @@ class JobPage(BaseModel):
 
 class OutputFile(BaseModel):
     name: str = Field(description="Path inside the job's output folder.")
-    kind: Literal["book", "chapter", "item", "manifest", "master", "timing", "cover", "summary"]
+    kind: FileKind
     url: str | None = Field(description="Presigned download URL; null while archived.")
     storage_class: str = Field(description="STANDARD, GLACIER_IR, GLACIER, DEEP_ARCHIVE...")
     state: Literal["ready", "archived", "restoring"] = Field(

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import InputError
+from pipeline.file_names import check_template
 
 OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
 OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
@@ -375,8 +376,6 @@ class Settings(BaseSettings):
     @field_validator("item_name_template", mode="after")
     @classmethod
     def _item_template(cls, value: str) -> str:
-        from pipeline.file_names import check_template
-
         try:
             check_template(value)
         except InputError as exc:

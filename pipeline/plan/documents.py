@@ -1,5 +1,6 @@
 """Request bodies and uploads -> a checked Document: text, chapters, catalogue items or an
-uploaded file, each refused with the field it came from named."""
+uploaded file, each refused with the field it came from named; likewise a request's cover
+and lexicon."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from pipeline.audio.cover import Cover, cover_from_bytes
 from pipeline.errors import InputError
 from pipeline.file_names import slugify
 from pipeline.ingest import (
@@ -24,6 +26,7 @@ from pipeline.ingest import (
 )
 from pipeline.ingest.catalogue import CatalogueRow, build_items
 from pipeline.ingest.plaintext import parse_plaintext
+from pipeline.text.lexicon import Lexicon, lexicon_from_mapping, parse_lexicon
 from pipeline.text.segment import segment_paragraphs
 
 
@@ -127,3 +130,25 @@ def document_from_upload(
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)
+
+
+def lexicon_from_request(given: str | dict[str, str] | None) -> Lexicon | None:
+    """A request's lexicon (file text or {word: replacement}); errors name the field."""
+    if given is None:
+        return None
+    try:
+        if isinstance(given, str):
+            return parse_lexicon(given, name="lexicon")
+        return lexicon_from_mapping(given, name="lexicon")
+    except InputError as exc:
+        raise FieldError("lexicon", exc.message.removeprefix("lexicon ")) from exc
+
+
+def cover_from_request(data: bytes | None, field: str = "cover") -> Cover | None:
+    """A request's cover image, checked; errors name `field`."""
+    if data is None:
+        return None
+    try:
+        return cover_from_bytes(data, name="the image")
+    except InputError as exc:
+        raise FieldError(field, exc.message.removeprefix("the image: ")) from exc

@@ -1,27 +1,28 @@
 """Submitting jobs (distributed mode): a checked Document -> one job in one transaction
 -> chunk ids to publish; a repeated Idempotency-Key gets the earlier job back.
 
-Everything is checked before the job exists; a request that fails any check leaves
-nothing behind.
+Everything is checked before the job exists (`check_submission`, then `submit_job`); a
+request that fails any check leaves nothing behind, and neither does a job whose work
+could not be published (`publish_job` withdraws it).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import Cover
+from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
-from pipeline.engines import EngineInfo
-from pipeline.errors import InputError
-from pipeline.ingest import (
-    ParsedSource,
-)
+from pipeline.engines import EngineInfo, takes_phonemes
+from pipeline.errors import InputError, RetryableError
+from pipeline.ingest import Document, ParsedSource
 from pipeline.plan.documents import FieldError, _speakable
 from pipeline.plan.spec import build_spec, job_lexicon
 from pipeline.state import store
@@ -37,6 +38,51 @@ class SubmittedJob:
     created: bool  # False: an earlier submit with the same Idempotency-Key made it
     status: JobStatus
     chunk_groups: list[list[uuid.UUID]]  # chunk ids to publish, one render message each
+
+
+def job_settings(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """`settings` with a request's per-job overrides applied (None: the server's)."""
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def job_output_uri(output_base: str, job_id: uuid.UUID) -> str:
+    """Where a job's output files go under `output_base`."""
+    return f"{output_base.rstrip('/')}/jobs/{job_id}"
+
+
+def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
+    """A voice is a name the server knows, never a path (a path would let a client load
+    any file on the server as a model). Maya1 voices are descriptions in words, so any
+    is known."""
+    if "/" in voice or "\\" in voice:
+        raise FieldError(field, f"{where}a voice is a name the server knows, not a path")
+    if engine.name != "maya1" and voice != engine.default_voice:
+        raise FieldError(
+            field, f"{where}unknown voice {voice!r} (this server speaks {engine.default_voice})"
+        )
+
+
+def check_submission(
+    document: Document, *, settings: Settings, engine: EngineInfo, lexicon: Lexicon | None
+) -> None:
+    """The submit rules a request's job settings, voices and lexicon must meet on this
+    server's engine; a FieldError names the request field that breaks one."""
+    try:
+        mastering_options(settings)
+    except InputError as exc:
+        raise FieldError("loudness_preset", exc.message) from exc
+    if settings.voice:
+        _check_voice("voice", settings.voice, engine)
+    for index, chapter in enumerate(document.chapters):
+        if chapter.voice:
+            where = chapter.where or f"items[{index}]"
+            field = f"{where}.voice" if where.startswith("items[") else "file"
+            _check_voice(field, chapter.voice, engine, where=f"{where}: ")
+    if lexicon is not None:
+        try:
+            lexicon.check_engine(engine.name, takes_phonemes(engine))
+        except InputError as exc:
+            raise FieldError("lexicon", exc.message.removeprefix("lexicon ")) from exc
 
 
 def _replay(
@@ -89,7 +135,7 @@ def submit_job(
             if earlier is not None:
                 return _replay(session, earlier, parsed, settings)
     job_id = uuid.uuid4()
-    output_uri = f"{output_base.rstrip('/')}/jobs/{job_id}"
+    output_uri = job_output_uri(output_base, job_id)
     chosen_lexicon = job_lexicon(settings, lexicon)
     try:
         spec = build_spec(
@@ -133,3 +179,38 @@ def submit_job(
                 raise
             return _replay(session, earlier, parsed, settings)
     return SubmittedJob(job_id, True, JobStatus.PENDING, groups)
+
+
+def publish_job(
+    factory: sessionmaker[Session],
+    submitted: SubmittedJob,
+    *,
+    publish: Callable[[uuid.UUID, list[list[uuid.UUID]]], None],
+    output_base: str,
+    cover: Cover | None = None,
+    folder: Callable[[str], ObjectStore] | None = None,
+) -> None:
+    """Publish a submitted job's chunk groups (`publish(job_id, groups)`).
+
+    A replay publishes the chunks still waiting again: the first try may have lost some;
+    duplicates change nothing. If publishing a job this submit created fails, the job is
+    withdrawn (and its cover removed) so that nothing is left behind; if it can no
+    longer be withdrawn, the error says to retry with the same Idempotency-Key.
+    """
+    try:
+        publish(submitted.job_id, submitted.chunk_groups)
+    except RetryableError as exc:
+        if not submitted.created:
+            raise
+        with transaction(factory) as session:
+            withdrawn = store.withdraw_job(session, job_id=submitted.job_id)
+        if withdrawn and cover is not None:
+            if folder is None:
+                raise ValueError("publish_job needs `folder` to remove a cover") from exc
+            folder(job_output_uri(output_base, submitted.job_id)).delete(cover_key(cover))
+        if not withdrawn:
+            raise RetryableError(
+                f"job {submitted.job_id} was created but not all of its work could be queued "
+                f"({exc.message}); retry with the same Idempotency-Key to queue the rest"
+            ) from exc
+        raise

@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
+from pipeline.render.jobs import render_job
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderProgress, RenderStats
 
 PRODUCERS_PER_BATCHER = 2
@@ -45,12 +46,12 @@ def render_job_concurrently(
     producers: int,
     progress: ProgressCallback | None = None,
 ) -> RenderStats:
-    """`ChunkRenderer.render_job` on `producers` threads at once; their stats combined.
+    """`render_job` on `producers` threads at once; their stats combined.
 
     If one producer fails (or the caller is interrupted, Ctrl-C), the others stop after
     the batch they hold, hand back their leases, and the first failure is raised."""
     if producers <= 1:
-        return make_renderer().render_job(job_id, progress=progress)
+        return render_job(make_renderer(), job_id, progress=progress)
     renderers = [make_renderer() for _ in range(producers)]
     lock = threading.Lock()
 
@@ -61,7 +62,7 @@ def render_job_concurrently(
             progress(replace(update, stats=combined(r.stats for r in renderers)))
 
     with ThreadPoolExecutor(producers, thread_name_prefix="producer") as pool:
-        futures = [pool.submit(r.render_job, job_id, progress=report) for r in renderers]
+        futures = [pool.submit(render_job, r, job_id, progress=report) for r in renderers]
         try:
             for future in futures:
                 future.result()

@@ -1,13 +1,12 @@
 """The batch renderer: lease -> cache -> engine -> store -> record, for each batch of
-chunks, and the embedded job driver that loops it until a job's chunks are final."""
+leased chunks. The drivers that lease for it are `jobs` (a whole job, embedded mode) and
+`messages` (the chunks one message names, distributed mode)."""
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pipeline.errors import (
     VoicebatchError,
 )
 from pipeline.render.chunk_index import ChunkIndex
-from pipeline.render.leases import LeaseHeartbeat, pid_alive, worker_id
+from pipeline.render.leases import LeaseHeartbeat, worker_id
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus
@@ -313,78 +312,4 @@ class ChunkRenderer:
         if groups:
             self._render_groups(groups, voice, params)
 
-    poll_seconds = 1.0
-
-    def _progress(self, job_id: uuid.UUID) -> RenderProgress:
-        with transaction(self.factory) as session:
-            counts = store.job_progress(session, job_id=job_id)
-        return RenderProgress(
-            counts.chunks_total,
-            counts.chunks_done,
-            counts.chunks_failed,
-            counts.audio_seconds,
-            self.stats,
-        )
-
-    def _wait_for_others(self, job_id: uuid.UUID) -> bool:
-        """Called when nothing is left to lease: True if the loop should go on.
-
-        Chunks held by a process of this host that no longer exists (kill -9, a crash)
-        are handed back at once, to be leased on the next turn; owners are named
-        host:pid:nonce. While a live owner holds chunks, wait for it to finish them (or for
-        its leases to expire, when lease_chunks takes them over).
-        """
-        host = socket.gethostname()
-        with transaction(self.factory) as session:
-            released = 0
-            for owner in store.lease_owners(session, job_id=job_id):
-                owner_host, _, rest = owner.partition(":")
-                pid = rest.partition(":")[0]
-                if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
-                    log.info("taking back chunks held by %s, which is no longer running", owner)
-                    released += store.release_leases(session, owner=owner)
-            if released:
-                return True
-            held = bool(store.lease_owners(session, job_id=job_id))
-        if held:
-            time.sleep(self.poll_seconds)
-        return held
-
-    def render_job(
-        self, job_id: uuid.UUID, *, progress: ProgressCallback | None = None
-    ) -> RenderStats:
-        """Lease and render this job's chunks until none is left to take.
-
-        On any exit (Ctrl-C included) the leases still held are handed back, so the next
-        run or another worker picks them up at once.
-        """
-        with transaction(self.factory) as session:
-            job = store.get_job(session, job_id)
-            voice, params = job.voice, dict(job.params)
-            store.start_job(session, job_id=job_id)
-        ttl = timedelta(seconds=self.settings.lease_seconds)
-        try:
-            while not self.stopping.is_set():
-                if self.backoff:
-                    time.sleep(self.backoff)
-                    self.backoff = 0.0
-                with transaction(self.factory) as session:
-                    leases = store.lease_chunks(
-                        session,
-                        job_id=job_id,
-                        owner=self.owner,
-                        limit=self.settings.batch_size,
-                        ttl=ttl,
-                        max_attempts=self.settings.max_attempts,
-                    )
-                if leases:
-                    with self.heartbeat():
-                        self.render_leases(leases, voice=voice, params=params)
-                elif not self._wait_for_others(job_id):
-                    break
-                if progress is not None:
-                    progress(self._progress(job_id))
-        finally:
-            with transaction(self.factory) as session:
-                store.release_leases(session, owner=self.owner)
-        return self.stats
+    poll_seconds = 1.0  # how often render_job looks again while others hold chunks

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -54,6 +54,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def ping(factory: sessionmaker[Session]) -> None:
+    """Run a trivial query; raises whatever the driver raises when the database is down."""
+    with factory() as session:
+        session.execute(text("SELECT 1"))
 
 
 def alembic_config(engine: Engine) -> Any:

@@ -174,6 +174,7 @@ def test_worker_steps_write_the_same_files_as_embedded_with_presets_and_masters(
     from pipeline.assemble.book import finalize_job
     from pipeline.assemble.items import assemble_item
     from pipeline.plan.jobs import plan_job
+    from pipeline.render.jobs import render_job
     from pipeline.render.renderer import ChunkRenderer
     from pipeline.state import store
     from pipeline.state.db import transaction
@@ -196,12 +197,13 @@ def test_worker_steps_write_the_same_files_as_embedded_with_presets_and_masters(
         output_uri=steps.as_uri(),
         cover=cover,
     )
-    ChunkRenderer(
+    renderer = ChunkRenderer(
         factory=runtime.factory,
         store_=runtime.chunk_store,
         engine=engine,
         settings=runtime.settings,
-    ).render_job(planned.job_id)
+    )
+    render_job(renderer, planned.job_id)
     with transaction(runtime.factory) as session:
         items = store.claim_ready_items(session, job_id=planned.job_id)
     for item_id in items:

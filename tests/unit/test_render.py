@@ -539,6 +539,7 @@ def test_distributed_steps_write_the_same_audio_as_the_one_pass_embedded_assembl
     from pipeline.assemble.items import assemble_item
     from pipeline.audio.encode import decode
     from pipeline.plan.jobs import plan_job
+    from pipeline.render.jobs import render_job
     from pipeline.render.renderer import ChunkRenderer
     from pipeline.storage.local import LocalObjectStore
 
@@ -552,12 +553,13 @@ def test_distributed_steps_write_the_same_audio_as_the_one_pass_embedded_assembl
         settings=runtime.settings,
         output_uri=workers_out.as_uri(),
     )
-    ChunkRenderer(
+    renderer = ChunkRenderer(
         factory=runtime.factory,
         store_=runtime.chunk_store,
         engine=engine,
         settings=runtime.settings,
-    ).render_job(planned.job_id)
+    )
+    render_job(renderer, planned.job_id)
     assert engine.requests == []  # every chunk from the cache
     output = LocalObjectStore(workers_out)
     with transaction(runtime.factory) as session:

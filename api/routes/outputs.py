@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
-from api.app import ApiContext, error_response
-from api.routes import ERRORS, Context, KeyDep, SessionDep, folder_for
+from api.context import ApiContext
+from api.deps import Context, KeyDep, SessionDep
+from api.errors import ERRORS, error_response
 from api.schemas import ErrorBody, OutputFile, Outputs, RestoreRequest
 from pipeline.assemble.manifest import manifest_files, read_manifest
 from pipeline.errors import VoicebatchError
@@ -35,7 +36,7 @@ def _finished_files(
             f"job {job_id} is {job.status}; "
             + (later if not job.status.final else "it has no files"),
         )
-    folder = folder_for(context, job.output_uri)
+    folder = context.folder(job.output_uri)
     manifest = read_manifest(folder)
     if manifest is None:
         raise VoicebatchError(f"job {job_id}: its manifest is missing from storage")

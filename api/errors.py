@@ -1,0 +1,112 @@
+"""The API's own errors, the one error body and the handlers that give every error it.
+
+Every error body is {"error": {"message": ..., "field": ...}} with the status the error
+tree (`pipeline.errors.http_status_for`) gives it. `add_error_handlers` registers the
+handlers; `create_app` calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.schemas import ErrorBody
+from pipeline.errors import InputError, VoicebatchError, http_status_for
+from pipeline.plan.documents import FieldError
+
+log = logging.getLogger(__name__)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key."},
+    404: {"model": ErrorBody, "description": "No such job for this key."},
+    422: {"model": ErrorBody, "description": "Invalid request; `field` names the culprit."},
+    429: {"model": ErrorBody, "description": "Rate limit; retry after Retry-After seconds."},
+}
+
+
+class Unauthorized(InputError):
+    exit_code = 3
+    http_status = 401
+
+
+class UnsupportedMediaType(FieldError):
+    http_status = 415
+
+
+class RateLimited(InputError):
+    http_status = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"rate limit reached; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
+    """The one error body, with `status`."""
+    return JSONResponse({"error": {"message": message, "field": field}}, status_code=status)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Unknown paths and wrong methods get the same error body as everything else.
+    response = error_response(exc.status_code, str(exc.detail))
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    field = _field(tuple(first.get("loc", ())))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return error_response(422, f"{field}: {message}", field)
+
+
+async def _database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
+    log.error("database error: %s", " ".join(str(exc.orig).split()))
+    response = error_response(503, "the job database is unavailable; try again shortly")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
+
+
+async def _ours(_request: Request, exc: VoicebatchError) -> JSONResponse:
+    field = exc.field if isinstance(exc, FieldError) else None
+    status = http_status_for(exc)
+    if status >= 500:
+        log.error("request failed: %s", exc)
+    response = error_response(status, exc.message, field)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    elif status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Give every error `app` raises or meets the one error body."""
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(DBAPIError)(_database_down)
+    app.exception_handler(Exception)(_unexpected)
+    app.exception_handler(VoicebatchError)(_ours)

@@ -1,0 +1,58 @@
+"""/healthz, /readyz and /metrics: liveness, reachability of what the API needs, and
+Prometheus metrics. None of them needs an API key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import Context
+from pipeline.state.db import ping
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up.")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Database, broker, storage and Redis are reachable.",
+    responses={503: {"description": "Something is unreachable; the body says what."}},
+)
+def readyz(context: Context) -> JSONResponse:
+    checks: dict[str, str] = {}
+
+    def check(name: str, probe: Callable[[], Any]) -> None:
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            # Details (hosts, users) go to the log, not to unauthenticated callers.
+            log.warning("readyz: %s unreachable: %s", name, " ".join(str(exc).split()))
+            checks[name] = f"unreachable ({type(exc).__name__})"
+
+    check("database", lambda: ping(context.factory))
+    check("broker", lambda: context.dispatcher.ping(3.0))
+    check("storage", lambda: context.chunk_store.exists("readyz-probe"))
+    if context.redis is not None:
+        check("redis", context.redis.ping)
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics.")
+def prometheus() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,178 @@
+"""/v1/jobs: submit, list, inspect, cancel. Each handler: check, call, translate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from api import metrics
+from api.context import ApiContext
+from api.deps import Context, KeyDep, SessionDep
+from api.errors import ERRORS, error_response
+from api.requests import JOB_BODY, JobSubmission, parse_submission
+from api.schemas import ChunkCounts, ErrorBody, FailedChunk, ItemCounts, JobOut, JobPage
+from pipeline.plan.submit import check_submission, job_settings, publish_job, submit_job
+from pipeline.state import store
+from pipeline.state.db import transaction
+from pipeline.state.models import ApiKey, Job
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+
+def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
+    """A job as the API shows it: status, counts and (with `detail`) its failed chunks."""
+    progress = store.job_progress(session, job_id=job.id)
+    failed = (
+        [
+            FailedChunk(seq=c.seq, text=c.text, error=c.error)
+            for c in store.failed_chunks(session, job_id=job.id)
+        ]
+        if detail
+        else []
+    )
+    return JobOut(
+        id=job.id,
+        status=str(job.status),
+        kind=job.kind,
+        title=job.title,
+        engine=job.engine,
+        voice=job.voice,
+        format=job.output_format,
+        progress=round(progress.fraction, 4),
+        chunks=ChunkCounts(
+            total=progress.chunks_total,
+            done=progress.chunks_done,
+            failed=progress.chunks_failed,
+            pending=progress.chunks_pending,
+            leased=progress.chunks_leased,
+            cached=progress.chunks_cached,
+        ),
+        items=ItemCounts(
+            total=progress.items_total, done=progress.items_done, failed=progress.items_failed
+        ),
+        audio_seconds=round(progress.audio_seconds, 3),
+        error=job.error,
+        failed=failed,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    summary="Submit a book (text, chapters or a file) or a catalogue (items).",
+    openapi_extra=JOB_BODY,
+    responses={
+        **ERRORS,
+        200: {"model": JobOut, "description": "Replay of an earlier Idempotency-Key."},
+        413: {"model": ErrorBody, "description": "Body over the size limit."},
+        503: {"model": ErrorBody, "description": "Broker unreachable; nothing was created."},
+    },
+)
+async def submit(
+    request: Request,
+    response: Response,
+    context: Context,
+    key: KeyDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Retrying with the same value returns the same job."),
+    ] = None,
+) -> JobOut:
+    submission = await parse_submission(request, context.settings)
+    # Segmenting, hashing, inserting and publishing block: off the event loop with them.
+    return await run_in_threadpool(_submit, context, key, submission, idempotency_key, response)
+
+
+def _submit(
+    context: ApiContext,
+    key: ApiKey,
+    submission: JobSubmission,
+    idempotency_key: str | None,
+    response: Response,
+) -> JobOut:
+    settings = job_settings(context.settings, submission.overrides)
+    check_submission(
+        submission.parsed.document,
+        settings=settings,
+        engine=context.engine,
+        lexicon=submission.lexicon,
+    )
+    submitted = submit_job(
+        context.factory,
+        submission.parsed,
+        engine=context.engine,
+        settings=settings,
+        kind=submission.kind,
+        owner_id=key.id,
+        idempotency_key=idempotency_key,
+        output_base=context.settings.resolved_storage_url,
+        cover=submission.cover,
+        folder=context.folder,
+        lexicon=submission.lexicon,
+    )
+    publish_job(
+        context.factory,
+        submitted,
+        publish=context.dispatcher.render,
+        output_base=context.settings.resolved_storage_url,
+        cover=submission.cover,
+        folder=context.folder,
+    )
+    if submitted.created:
+        metrics.JOBS_SUBMITTED.inc()
+        metrics.CHUNKS_SUBMITTED.inc(sum(len(g) for g in submitted.chunk_groups))
+        response.headers["Location"] = f"/v1/jobs/{submitted.job_id}"
+    else:
+        response.status_code = 200
+    with transaction(context.factory) as session:
+        return job_out(
+            session, store.get_owned_job(session, job_id=submitted.job_id, owner_id=key.id)
+        )
+
+
+@router.get(
+    "/jobs", response_model=JobPage, summary="This key's jobs, newest first.", responses=ERRORS
+)
+def list_jobs(
+    session: SessionDep,
+    key: KeyDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobPage:
+    rows = store.list_jobs(session, limit=limit + 1, offset=offset, owner_id=key.id)
+    jobs = [job_out(session, job, detail=False) for job in rows[:limit]]
+    return JobPage(jobs=jobs, next_offset=offset + limit if len(rows) > limit else None)
+
+
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="One job: status, counts, errors.",
+    responses=ERRORS,
+)
+def get_job(job_id: uuid.UUID, session: SessionDep, key: KeyDep) -> JobOut:
+    return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobOut,
+    summary="Cancel a job that has not finished.",
+    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The job already finished."}},
+)
+def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
+    with transaction(context.factory) as session:
+        job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
+        if not store.cancel_job(session, job_id=job_id):
+            return error_response(
+                409, f"job {job_id} is already {job.status}; it cannot be cancelled"
+            )
+    with transaction(context.factory) as session:
+        return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
