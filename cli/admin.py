@@ -1,221 +1,238 @@
-"""Admin commands: api, worker, flower, keys."""
+"""Admin commands: db upgrade, keys, and the server processes: api, worker, reconcile, flower.
+
+api/ and workers/ are imported inside the commands that run them: the server extra
+(fastapi, celery, uvicorn, flower) is optional, and `voicebatch render` must work without it.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
+from cli.context import cli_state
+from cli.options import DataDirOption
 from cli.output import console, err_console, reported_errors
-from pipeline.config import load_settings
+from pipeline.config import Settings, load_settings
 from pipeline.errors import InputError
-from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.db import create_db_engine, ensure_schema, session_factory, upgrade
 from pipeline.state.db import transaction as db_transaction
+from pipeline.state.keys import create_key, list_keys, revoke_key
 
-keys_app = typer.Typer(help="Submit-API keys.", no_args_is_help=True)
 
-
-def _factory(settings: Any) -> Any:
+def _factory(settings: Settings) -> sessionmaker[Session]:
     db = create_db_engine(settings.resolved_database_url)
     ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
     return session_factory(db)
 
 
-def register(app: typer.Typer, state: dict[str, Any]) -> None:
-    app.add_typer(keys_app, name="keys")
+def db_upgrade(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
+    """Create or migrate the job database (VOICEBATCH_DATABASE_URL) to the newest schema."""
+    with reported_errors(cli_state(ctx).debug):
+        settings = load_settings(data_dir=data_dir)
+        revision = upgrade(create_db_engine(settings.resolved_database_url))
+    console.print(f"database at revision {revision}")
 
-    @keys_app.command("create")
-    def keys_create(name: Annotated[str, typer.Argument(help="Who the key is for.")]) -> None:
-        """Create an API key; it is printed once and stored only as a hash."""
-        from pipeline.state.keys import create_key
 
-        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
-            row, key = create_key(session, name=name)
-            key_id = row.id
-        err_console.print(f"key {key_id} for {name} (shown once; keep it safe):")
-        console.print(key)
+def keys_create(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Who the key is for.")]
+) -> None:
+    """Create an API key; it is printed once and stored only as a hash."""
+    with (
+        reported_errors(cli_state(ctx).debug),
+        db_transaction(_factory(load_settings())) as session,
+    ):
+        row, key = create_key(session, name=name)
+        key_id = row.id
+    err_console.print(f"key {key_id} for {name} (shown once; keep it safe):")
+    console.print(key)
 
-    @keys_app.command("list")
-    def keys_list() -> None:
-        """List API keys (never the keys themselves)."""
-        from pipeline.state.keys import list_keys
 
-        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
-            table = Table("id", "name", "prefix", "created", "revoked")
-            for row in list_keys(session):
-                table.add_row(
-                    str(row.id),
-                    row.name,
-                    row.prefix + "...",
-                    row.created_at.isoformat()[:19],
-                    row.revoked_at.isoformat()[:19] if row.revoked_at else "",
-                )
-        console.print(table)
+def keys_list(ctx: typer.Context) -> None:
+    """List API keys (never the keys themselves)."""
+    with (
+        reported_errors(cli_state(ctx).debug),
+        db_transaction(_factory(load_settings())) as session,
+    ):
+        table = Table("id", "name", "prefix", "created", "revoked")
+        for row in list_keys(session):
+            table.add_row(
+                str(row.id),
+                row.name,
+                row.prefix + "...",
+                row.created_at.isoformat()[:19],
+                row.revoked_at.isoformat()[:19] if row.revoked_at else "",
+            )
+    console.print(table)
 
-    @keys_app.command("revoke")
-    def keys_revoke(
-        key: Annotated[str, typer.Argument(help="The key's id, prefix or name.")],
-    ) -> None:
-        """Revoke a key: requests with it get 401 from now on."""
-        from pipeline.state.keys import revoke_key
 
-        with reported_errors(state["debug"]), db_transaction(_factory(load_settings())) as session:
-            row = revoke_key(session, ref=key)
-            name, key_id = row.name, row.id
-        console.print(f"revoked key {key_id} ({name})")
+def keys_revoke(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The key's id, prefix or name.")],
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    with (
+        reported_errors(cli_state(ctx).debug),
+        db_transaction(_factory(load_settings())) as session,
+    ):
+        row = revoke_key(session, ref=key)
+        name, key_id = row.name, row.id
+    console.print(f"revoked key {key_id} ({name})")
 
-    @app.command()
-    def api(
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
-    ) -> None:
-        """Run the submit API (FastAPI; OpenAPI docs at /docs)."""
-        with reported_errors(state["debug"]):
-            import uvicorn
 
-            from api.app import create_app
-            from workers.app import create_celery
-            from workers.dispatch import CeleryDispatcher
+def api(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+) -> None:
+    """Run the submit API (FastAPI; OpenAPI docs at /docs)."""
+    debug = cli_state(ctx).debug
+    with reported_errors(debug):
+        import uvicorn  # lazy, as api/ and workers/ below: the server extra is optional
 
-            settings = load_settings()
-            application = create_app(settings, CeleryDispatcher(create_celery(settings)))
-            err_console.print(f"voicebatch API on http://{host}:{port} (docs at /docs)")
-        uvicorn.run(
-            application, host=host, port=port, log_level="info" if state["debug"] else "warning"
+        from api.app import create_app
+        from workers.app import create_celery
+        from workers.dispatch import CeleryDispatcher
+
+        settings = load_settings()
+        application = create_app(settings, CeleryDispatcher(create_celery(settings)))
+        err_console.print(f"voicebatch API on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="info" if debug else "warning")
+
+
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="render (engine work) and/or assemble (CPU).")
+    ] = "render,assemble",
+    pool: Annotated[
+        str | None,
+        typer.Option(help="threads, prefork or solo (default: threads for render, else prefork)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", min=1, help="Tasks at once.")
+    ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(envvar="VOICEBATCH_ENGINE", show_envvar=True, help="Speech engine."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="VOICEBATCH_WORKER_METRICS_PORT",
+            show_envvar=True,
+            help="Serve Prometheus metrics on this port.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            envvar="VOICEBATCH_BATCH_SIZE",
+            show_envvar=True,
+            help="Most chunks the engine renders in one batch.",
+        ),
+    ] = None,
+    batch_wait_ms: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-wait-ms",
+            envvar="VOICEBATCH_BATCH_WAIT_MS",
+            show_envvar=True,
+            help="Dynamic batcher: longest wait (ms) for a batch to fill.",
+        ),
+    ] = None,
+    batch_token_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-token-budget",
+            envvar="VOICEBATCH_BATCH_TOKEN_BUDGET",
+            show_envvar=True,
+            help="Dynamic batcher: most expected tokens in one batch (0: no limit).",
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            envvar="VOICEBATCH_PRECISION",
+            show_envvar=True,
+            help="maya1 weights: bf16, fp16, int8 or fp32 (auto: bf16 on GPU, fp32 on CPU).",
+        ),
+    ] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker for the render and/or assemble queue.
+
+    The engine loads once per worker process, before the first task; with a dynamic
+    batcher (maya1) the worker's task threads all feed one batcher."""
+    with reported_errors(cli_state(ctx).debug):
+        from workers.worker import run_worker  # lazy: needs the server extra (celery)
+
+        settings = load_settings(
+            engine=engine,
+            worker_metrics_port=metrics_port,
+            batch_size=batch_size,
+            batch_wait_ms=batch_wait_ms,
+            batch_token_budget=batch_token_budget,
+            precision=precision,
+        )
+        names = [q.strip() for q in queues.split(",") if q.strip()]
+        chosen = pool or ("threads" if "render" in names else "prefork")
+        run_worker(
+            settings,
+            queues=names,
+            pool=chosen,
+            concurrency=concurrency,
+            loglevel=loglevel,
         )
 
-    @app.command()
-    def worker(
-        queues: Annotated[
-            str, typer.Option("--queues", "-Q", help="render (engine work) and/or assemble (CPU).")
-        ] = "render,assemble",
-        pool: Annotated[
-            str | None,
-            typer.Option(
-                help="threads, prefork or solo (default: threads for render, else prefork)."
-            ),
-        ] = None,
-        concurrency: Annotated[
-            int | None, typer.Option("--concurrency", "-c", min=1, help="Tasks at once.")
-        ] = None,
-        engine: Annotated[
-            str | None,
-            typer.Option(envvar="VOICEBATCH_ENGINE", show_envvar=True, help="Speech engine."),
-        ] = None,
-        metrics_port: Annotated[
-            int | None,
-            typer.Option(
-                "--metrics-port",
-                envvar="VOICEBATCH_WORKER_METRICS_PORT",
-                show_envvar=True,
-                help="Serve Prometheus metrics on this port.",
-            ),
-        ] = None,
-        batch_size: Annotated[
-            int | None,
-            typer.Option(
-                "--batch-size",
-                envvar="VOICEBATCH_BATCH_SIZE",
-                show_envvar=True,
-                help="Most chunks the engine renders in one batch.",
-            ),
-        ] = None,
-        batch_wait_ms: Annotated[
-            int | None,
-            typer.Option(
-                "--batch-wait-ms",
-                envvar="VOICEBATCH_BATCH_WAIT_MS",
-                show_envvar=True,
-                help="Dynamic batcher: longest wait (ms) for a batch to fill.",
-            ),
-        ] = None,
-        batch_token_budget: Annotated[
-            int | None,
-            typer.Option(
-                "--batch-token-budget",
-                envvar="VOICEBATCH_BATCH_TOKEN_BUDGET",
-                show_envvar=True,
-                help="Dynamic batcher: most expected tokens in one batch (0: no limit).",
-            ),
-        ] = None,
-        precision: Annotated[
-            str | None,
-            typer.Option(
-                envvar="VOICEBATCH_PRECISION",
-                show_envvar=True,
-                help="maya1 weights: bf16, fp16, int8 or fp32 (auto: bf16 on GPU, fp32 on CPU).",
-            ),
-        ] = None,
-        loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    ) -> None:
-        """Run a Celery worker for the render and/or assemble queue.
 
-        The engine loads once per worker process, before the first task; with a dynamic
-        batcher (maya1) the worker's task threads all feed one batcher."""
-        with reported_errors(state["debug"]):
-            from workers.worker import run_worker
+def reconcile(
+    ctx: typer.Context,
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between rounds.")] = 30.0,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds before idle work counts as lost.")
+    ] = 120.0,
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+) -> None:
+    """Publish again the work the database says is due and the broker lost."""
+    with reported_errors(cli_state(ctx).debug):
+        from workers.reconciler import run_reconciler  # lazy: needs the server extra (celery)
 
-            settings = load_settings(
-                engine=engine,
-                worker_metrics_port=metrics_port,
-                batch_size=batch_size,
-                batch_wait_ms=batch_wait_ms,
-                batch_token_budget=batch_token_budget,
-                precision=precision,
+        due = run_reconciler(load_settings(), interval=interval, grace=grace, once=once)
+    if due is not None:
+        console.print(
+            f"{due.chunks} chunks republished, {len(due.assemble)} items to assemble, "
+            f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed, "
+            f"{due.replayed_messages} dead letters replayed"
+        )
+
+
+def flower(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run Flower (the Celery dashboard) behind basic auth."""
+    with reported_errors(cli_state(ctx).debug):
+        from workers.app import create_celery  # lazy: needs the server extra (celery)
+
+        settings = load_settings()
+        if settings.flower_password is None:
+            raise InputError(
+                "Flower needs a password: set VOICEBATCH_FLOWER_PASSWORD "
+                "(and VOICEBATCH_FLOWER_USER, default admin)"
             )
-            names = [q.strip() for q in queues.split(",") if q.strip()]
-            chosen = pool or ("threads" if "render" in names else "prefork")
-            run_worker(
-                settings,
-                queues=names,
-                pool=chosen,
-                concurrency=concurrency,
-                loglevel=loglevel,
-            )
-
-    @app.command()
-    def reconcile(
-        interval: Annotated[float, typer.Option(min=1, help="Seconds between rounds.")] = 30.0,
-        grace: Annotated[
-            float, typer.Option(min=0, help="Seconds before idle work counts as lost.")
-        ] = 120.0,
-        once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
-    ) -> None:
-        """Publish again the work the database says is due and the broker lost."""
-        with reported_errors(state["debug"]):
-            from workers.reconciler import run_reconciler
-
-            due = run_reconciler(load_settings(), interval=interval, grace=grace, once=once)
-        if due is not None:
-            console.print(
-                f"{due.chunks} chunks republished, {len(due.assemble)} items to assemble, "
-                f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed, "
-                f"{due.replayed_messages} dead letters replayed"
-            )
-
-    @app.command()
-    def flower(
-        port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5555,
-        address: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    ) -> None:
-        """Run Flower (the Celery dashboard) behind basic auth."""
-        with reported_errors(state["debug"]):
-            from workers.app import create_celery
-
-            settings = load_settings()
-            if settings.flower_password is None:
-                raise InputError(
-                    "Flower needs a password: set VOICEBATCH_FLOWER_PASSWORD "
-                    "(and VOICEBATCH_FLOWER_USER, default admin)"
-                )
-            if ":" in settings.flower_user:
-                raise InputError("VOICEBATCH_FLOWER_USER must not contain ':'")
-            app_ = create_celery(settings)
-            # From the environment, not argv: a password on the command line shows in `ps`.
-            os.environ["FLOWER_BASIC_AUTH"] = (
-                f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
-            )
-            err_console.print(f"Flower on http://{address}:{port} (user {settings.flower_user})")
-        app_.start(["flower", f"--port={port}", f"--address={address}"])
+        if ":" in settings.flower_user:
+            raise InputError("VOICEBATCH_FLOWER_USER must not contain ':'")
+        app_ = create_celery(settings)
+        # From the environment, not argv: a password on the command line shows in `ps`.
+        os.environ["FLOWER_BASIC_AUTH"] = (
+            f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
+        )
+        err_console.print(f"Flower on http://{address}:{port} (user {settings.flower_user})")
+    app_.start(["flower", f"--port={port}", f"--address={address}"])

@@ -1,36 +1,16 @@
-"""`voicebatch`: render books in one process, inspect jobs, manage the database."""
+"""`voicebatch`: the root Typer app and its command groups; the commands live in their modules."""
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
-from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import unquote, urlsplit
+from typing import Annotated
 
 import typer
 from rich.logging import RichHandler
 
-from cli import admin, engine, quality, remote, storage
-from cli.catalogue_options import (
-    IdColumnOption,
-    NameTemplateOption,
-    TextColumnOption,
-    VoiceColumnOption,
-)
-from cli.output import clock, console, err_console, print_jobs, render_progress, reported_errors
-from pipeline.assemble.keys import MANIFEST_KEY, describe_key
-from pipeline.assemble.manifest import read_manifest
-from pipeline.audio.cover import document_cover, load_cover
-from pipeline.audio.presets import mastering_options
-from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, Settings, load_settings
-from pipeline.engines import ENGINES
-from pipeline.runner import LocalRuntime, check_inputs, check_output_dir, render_file
-from pipeline.state import store
-from pipeline.state.db import create_db_engine, upgrade
-from pipeline.state.db import transaction as db_transaction
-from pipeline.storage.local import LocalObjectStore
+from cli import admin, engine, jobs, quality, remote, render, storage
+from cli.context import CliState
+from cli.output import err_console
 
 app = typer.Typer(
     name="voicebatch",
@@ -40,117 +20,21 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
-
-_state: dict[str, Any] = {"debug": False}
-remote.register(app, _state)
-admin.register(app, _state)
-quality.register(app, _state)
-storage.register(app, _state)
-engine.register(app, _state)
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="VOICEBATCH_DATA_DIR",
-        show_envvar=True,
-        help="Folder for the job database and chunk cache.",
-    ),
-]
-
-
-KeepFrontMatterOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--keep-front-matter/--skip-front-matter",
-        envvar="VOICEBATCH_KEEP_FRONT_MATTER",
-        show_envvar=True,
-        help="EPUB: also read the cover, title page, copyright, contents, index... "
-        "(default: skipped).",
-        show_default=False,
-    ),
-]
-CoverOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--cover",
-        help="Cover image (JPEG or PNG) for the files' picture tags; default: the book's own.",
-        show_default=False,
-    ),
-]
-ChapterFilesOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--chapter-files/--no-chapter-files",
-        envvar="VOICEBATCH_CHAPTER_FILES",
-        show_envvar=True,
-        help="One file per chapter besides the book (default: on).",
-        show_default=False,
-    ),
-]
-MasterOption = Annotated[
-    str | None,
-    typer.Option(
-        "--master",
-        envvar="VOICEBATCH_MASTER_FORMAT",
-        show_envvar=True,
-        help="Also write a lossless master of every file under master/: wav or flac.",
-    ),
-]
-SubtitlesOption = Annotated[
-    str | None,
-    typer.Option(
-        "--subtitles",
-        envvar="VOICEBATCH_SUBTITLES",
-        show_envvar=True,
-        help="Timing files beside each audio file: srt,vtt,json (default) or none.",
-    ),
-]
-PresetOption = Annotated[
-    str | None,
-    typer.Option(
-        "--loudness-preset",
-        envvar="VOICEBATCH_LOUDNESS_PRESET",
-        show_envvar=True,
-        help=f"Master to a delivery spec: {', '.join(LOUDNESS_PRESETS)}.",
-    ),
-]
-
-
-NormalizeOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--normalize/--no-normalize",
-        envvar="VOICEBATCH_NORMALIZE_TEXT",
-        show_envvar=True,
-        help="Spell out numbers, dates, money, abbreviations, URLs (English; default: on). "
-        "--no-normalize sends the text as written.",
-        show_default=False,
-    ),
-]
-LexiconOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--lexicon",
-        envvar="VOICEBATCH_LEXICON",
-        show_envvar=True,
-        help="Pronunciation file: `word = replacement`, `/regex/i = replacement`, "
-        "`word = [[phonemes]]` (piper) lines.",
-        show_default=False,
-    ),
-]
-
-
-def _settings(**overrides: Any) -> Settings:
-    return load_settings(**overrides)
+keys_app = typer.Typer(help="Submit-API keys.", no_args_is_help=True)
+storage_app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
+lifecycle_app = typer.Typer(
+    help="Bucket lifecycle rules: expire chunks, archive finished audio, abort stale uploads.",
+    no_args_is_help=True,
+)
+engine_app = typer.Typer(help="Speech engine tools: SNAC decoder export.", no_args_is_help=True)
 
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    ctx.obj = CliState(debug=debug)
     # Warnings go through the same console as the progress bar, so they do not tear it.
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
@@ -159,325 +43,42 @@ def root(
     )
 
 
-@app.command()
-def render(
-    source: Annotated[
-        Path,
-        typer.Argument(
-            help="Book to read (.txt, .md, .epub) or catalogue (.csv, .jsonl)",
-            show_default=False,
-        ),
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for the audio files.")
-    ] = Path("out"),
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            envvar="VOICEBATCH_OUTPUT_FORMAT",
-            show_envvar=True,
-            help=f"One of {', '.join(OUTPUT_FORMATS)}.",
-        ),
-    ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            envvar="VOICEBATCH_ENGINE",
-            show_envvar=True,
-            help=f"One of {', '.join(sorted(ENGINES))} (default piper).",
-        ),
-    ] = None,
-    voice: Annotated[
-        str | None,
-        typer.Option(
-            envvar="VOICEBATCH_VOICE",
-            show_envvar=True,
-            help="Voice name or .onnx path (default: the engine's).",
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            envvar="VOICEBATCH_BATCH_SIZE", show_envvar=True, help="Chunks per engine call."
-        ),
-    ] = None,
-    data_dir: DataDir = None,
-    cover: CoverOption = None,
-    keep_front_matter: KeepFrontMatterOption = None,
-    chapter_files: ChapterFilesOption = None,
-    master: MasterOption = None,
-    subtitles: SubtitlesOption = None,
-    loudness_preset: PresetOption = None,
-    normalize: NormalizeOption = None,
-    lexicon: LexiconOption = None,
-    id_column: IdColumnOption = None,
-    text_column: TextColumnOption = None,
-    voice_column: VoiceColumnOption = None,
-    name_template: NameTemplateOption = None,
-    fresh: Annotated[
-        bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
-    """Render a book into one audio file per chapter, one for the whole book, timing files
-    and manifest.json; or a catalogue into one file per row and items/summary.csv.
+# `voicebatch --help` lists the commands in this order, then the groups.
+for command in (
+    remote.submit,
+    remote.watch,
+    remote.download,
+    remote.restore,
+    remote.cancel,
+    admin.api,
+    admin.worker,
+    admin.reconcile,
+    admin.flower,
+    quality.check,
+    render.render,
+    jobs.jobs,
+    jobs.status,
+    engine.engines,
+):
+    app.command()(command)
 
-    Run the same command again after an interruption and it resumes where it stopped.
-    """
-    with reported_errors(_state["debug"]):
-        settings = _settings(
-            output_format=fmt,
-            engine=engine,
-            voice=voice,
-            batch_size=batch_size,
-            data_dir=data_dir,
-            keep_front_matter=keep_front_matter,
-            chapter_files=chapter_files,
-            master_format=master,
-            subtitles=subtitles,
-            loudness_preset=loudness_preset,
-            normalize_text=normalize,
-            lexicon=lexicon,
-            catalogue_id_column=id_column,
-            catalogue_text_column=text_column,
-            catalogue_voice_column=voice_column,
-            item_name_template=name_template,
-        )
-        checked = check_inputs(source, settings)
-        mastering_options(settings)  # a preset clashing with explicit targets fails now
-        picture = load_cover(cover) if cover is not None else None
-        check_output_dir(output)
-        runtime = LocalRuntime.open(settings)
-        err_console.print(f"loading {settings.engine} voice...", highlight=False)
+db_app.command("upgrade")(admin.db_upgrade)
+keys_app.command("create")(admin.keys_create)
+keys_app.command("list")(admin.keys_list)
+keys_app.command("revoke")(admin.keys_revoke)
+lifecycle_app.command("apply")(storage.lifecycle_apply)
+lifecycle_app.command("show")(storage.lifecycle_show)
+storage_app.add_typer(lifecycle_app, name="lifecycle")
+engine_app.command("export-snac")(engine.export_snac)
 
-        def planned(job: Any) -> None:
-            verb = "resuming" if job.resumed else "created"
-            err_console.print(
-                f"{verb} job [bold]{job.job_id}[/] ({job.chunks_total} chunks)", highlight=False
-            )
-
-        stopped: dict[str, int] = {}
-
-        def stop(signum: int, _frame: object) -> None:
-            # SIGTERM and SIGHUP stop a render like Ctrl-C: leases are handed back on the
-            # way out, so the next run resumes at once instead of waiting for them to expire.
-            stopped["signal"] = signum
-            raise KeyboardInterrupt
-
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, stop)
-        try:
-            with render_progress(not quiet) as progress:
-                outcome = render_file(
-                    runtime,
-                    checked,
-                    output_dir=output,
-                    fresh=fresh,
-                    progress=progress,
-                    on_planned=planned,
-                    cover=picture or document_cover(checked.document),
-                )
-        except KeyboardInterrupt:
-            err_console.print(
-                "\n[yellow]interrupted[/]: progress is saved; run the same command to resume"
-            )
-            raise typer.Exit(128 + stopped.get("signal", signal.SIGINT)) from None
-    _print_outcome(outcome)
-
-
-def _print_outcome(outcome: Any) -> None:
-    stats, assembly = outcome.stats, outcome.assembly
-    seconds = outcome.seconds
-    speed = (
-        stats.audio_seconds / seconds["render"]
-        if seconds["render"] > 0 and stats.audio_seconds
-        else 0.0
-    )
-    console.print(
-        f"rendered {stats.rendered} chunks, {stats.cached} from cache, {stats.failed} failed "
-        f"in {seconds['total']:.1f} s" + (f" ({speed:.1f}x real time)" if speed else ""),
-        highlight=False,
-    )
-    if assembly is None:
-        console.print(
-            f"job {outcome.job.job_id} was already finished; outputs in {outcome.output_dir}"
-        )
-        return
-    loud = assembly.loudness
-    rms = ""
-    if loud is not None and loud.rms_db is not None and _measure(outcome.output_dir) == "rms":
-        rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
-    units = "items" if _manifest(outcome.output_dir).get("kind") == "catalogue" else "chapters"
-    console.print(
-        f"job {outcome.job.job_id} {assembly.status}: {assembly.items} {units}, "
-        f"{clock(assembly.duration)} of audio"
-        + (
-            f", {loud.output_lufs:.1f} LUFS{rms}, true peak {loud.true_peak_dbtp:.1f} dBTP"
-            if loud
-            else ""
-        ),
-        highlight=False,
-    )
-    for key in [assembly.book_key, *assembly.chapter_keys, MANIFEST_KEY]:
-        if key:
-            console.print(f"  {outcome.output_dir / key}", highlight=False)
-    if assembly.other_files:
-        kinds = sorted({_kind_of(key) for key in assembly.other_files})
-        console.print(
-            f"  and {len(assembly.other_files)} more: {', '.join(kinds)}", highlight=False
-        )
-    for failed in assembly.failed_chunks:
-        err_console.print(
-            f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
-            highlight=False,
-        )
-    if assembly.failed_chunks:
-        raise typer.Exit(1)
-
-
-def _manifest(folder: Path) -> dict[str, Any]:
-    try:
-        return read_manifest(LocalObjectStore(folder)) or {}
-    except OSError:  # a folder that cannot be read
-        return {}
-
-
-def _measure(folder: Path) -> str | None:
-    """What the finished job was mastered to (its manifest says): lufs or rms."""
-    loudness = _manifest(folder).get("loudness") or {}
-    return loudness.get("measure") if isinstance(loudness, dict) else None
-
-
-_kind_of = describe_key
-
-
-def _job_dict(session: Any, job: Any) -> dict[str, Any]:
-    progress = store.job_progress(session, job_id=job.id)
-    return {
-        "id": str(job.id),
-        "status": str(job.status),
-        "title": job.title,
-        "source": job.source_name,
-        "engine": job.engine,
-        "voice": job.voice,
-        "format": job.output_format,
-        "output": job.output_uri,
-        "chunks_total": progress.chunks_total,
-        "chunks_done": progress.chunks_done,
-        "chunks_failed": progress.chunks_failed,
-        "chunks_pending": progress.chunks_pending,
-        "progress": round(progress.fraction, 4),
-        "audio_seconds": round(progress.audio_seconds, 2),
-        "error": job.error,
-        "created_at": job.created_at.isoformat(),
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }
-
-
-@app.command()
-def jobs(
-    data_dir: DataDir = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
-    server: remote.Server = None,
-    api_key: remote.ApiKeyOption = None,
-) -> None:
-    """List jobs with status and progress: a server's (--server) or this machine's."""
-    with reported_errors(_state["debug"]):
-        if server:
-            remote.remote_jobs(server, api_key, limit, as_json)
-            return
-        runtime = LocalRuntime.open(_settings(data_dir=data_dir))
-        with db_transaction(runtime.factory) as session:
-            rows = [_job_dict(session, job) for job in store.list_jobs(session, limit=limit)]
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    if not rows:
-        console.print("no jobs yet: try `voicebatch render book.md -o out/`")
-        return
-    print_jobs(
-        [
-            (
-                r["id"][:8],
-                r["status"],
-                r["chunks_done"],
-                r["chunks_total"],
-                r["audio_seconds"],
-                r["title"],
-                r["created_at"],
-            )
-            for r in rows
-        ]
-    )
-
-
-@app.command()
-def status(
-    job: Annotated[
-        str, typer.Argument(help="Job id, or its first characters.", show_default=False)
-    ],
-    data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-    server: remote.Server = None,
-    api_key: remote.ApiKeyOption = None,
-) -> None:
-    """Show one job: status, progress, errors (on a server with --server)."""
-    with reported_errors(_state["debug"]):
-        if server:
-            remote.remote_status(server, api_key, job, as_json)
-            return
-        runtime = LocalRuntime.open(_settings(data_dir=data_dir))
-        with db_transaction(runtime.factory) as session:
-            found = store.get_job(session, job)
-            info = _job_dict(session, found)
-            info["failed"] = [
-                {"seq": c.seq, "text": c.text, "error": c.error}
-                for c in store.failed_chunks(session, job_id=found.id)
-            ]
-    if as_json:
-        console.print_json(json.dumps(info))
-        return
-    output = info["output"] or ""
-    if output.startswith("file://"):
-        info["output"] = unquote(urlsplit(output).path)  # show a local folder as a path
-    for key in ("id", "status", "title", "source", "engine", "voice", "format", "output"):
-        console.print(f"{key:>9}: {info[key]}", highlight=False)
-    console.print(
-        f"{'chunks':>9}: {info['chunks_done']}/{info['chunks_total']} done, "
-        f"{info['chunks_failed']} failed, {info['chunks_pending']} to go "
-        f"({info['progress']:.0%})",
-        highlight=False,
-    )
-    console.print(f"{'audio':>9}: {clock(info['audio_seconds'])}", highlight=False)
-    if info["error"]:
-        console.print(f"{'error':>9}: {info['error']}", highlight=False)
-    for failed in info["failed"]:
-        console.print(
-            f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}",
-            highlight=False,
-        )
-
-
-@db_app.command("upgrade")
-def db_upgrade(data_dir: DataDir = None) -> None:
-    """Create or migrate the job database (VOICEBATCH_DATABASE_URL) to the newest schema."""
-    with reported_errors(_state["debug"]):
-        settings = _settings(data_dir=data_dir)
-        revision = upgrade(create_db_engine(settings.resolved_database_url))
-    console.print(f"database at revision {revision}")
-
-
-@app.command()
-def engines() -> None:
-    """List the speech engines this install can use."""
-    for name in sorted(ENGINES):
-        console.print(name)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(storage_app, name="storage")
+app.add_typer(engine_app, name="engine")
 
 
 def main() -> None:
+    """The `voicebatch` console script."""
     app()
 
 

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
+from cli.context import cli_state
+from cli.options import LifecycleJsonOption
 from cli.output import console, reported_errors
 from pipeline.config import load_settings
 from pipeline.storage.lifecycle import RULE_PREFIX, apply_rules, describe, read_rules, s3_store
-
-storage_app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
-lifecycle_app = typer.Typer(
-    help="Bucket lifecycle rules: expire chunks, archive finished audio, abort stale uploads.",
-    no_args_is_help=True,
-)
-storage_app.add_typer(lifecycle_app, name="lifecycle")
-
-AsJson = Annotated[bool, typer.Option("--json", help="The rules as S3 returns them (JSON).")]
 
 
 def _print(rules: list[dict[str, Any]], as_json: bool, bucket: str) -> None:
@@ -33,24 +26,20 @@ def _print(rules: list[dict[str, Any]], as_json: bool, bucket: str) -> None:
         console.print(describe(rule) + mark, highlight=False)
 
 
-def register(app: typer.Typer, state: dict[str, Any]) -> None:
-    app.add_typer(storage_app, name="storage")
+def lifecycle_apply(ctx: typer.Context, as_json: LifecycleJsonOption = False) -> None:
+    """Write voicebatch's rules to the bucket (VOICEBATCH_STORAGE_URL), keeping the
+    bucket's other rules; then print every rule the bucket now has."""
+    with reported_errors(cli_state(ctx).debug):
+        settings = load_settings()
+        s3, rules = apply_rules(settings)
+    if not as_json:
+        console.print(f"lifecycle rules of s3://{s3.bucket} written:", highlight=False)
+    _print(rules, as_json, s3.bucket)
 
-    @lifecycle_app.command("apply")
-    def apply(as_json: AsJson = False) -> None:
-        """Write voicebatch's rules to the bucket (VOICEBATCH_STORAGE_URL), keeping the
-        bucket's other rules; then print every rule the bucket now has."""
-        with reported_errors(state["debug"]):
-            settings = load_settings()
-            s3, rules = apply_rules(settings)
-        if not as_json:
-            console.print(f"lifecycle rules of s3://{s3.bucket} written:", highlight=False)
-        _print(rules, as_json, s3.bucket)
 
-    @lifecycle_app.command("show")
-    def show(as_json: AsJson = False) -> None:
-        """Print the bucket's lifecycle rules."""
-        with reported_errors(state["debug"]):
-            s3 = s3_store(load_settings())
-            rules = read_rules(s3)
-        _print(rules, as_json, s3.bucket)
+def lifecycle_show(ctx: typer.Context, as_json: LifecycleJsonOption = False) -> None:
+    """Print the bucket's lifecycle rules."""
+    with reported_errors(cli_state(ctx).debug):
+        s3 = s3_store(load_settings())
+        rules = read_rules(s3)
+    _print(rules, as_json, s3.bucket)

@@ -1,12 +1,39 @@
-"""Options that say how a catalogue (.csv/.jsonl) is read and its files named; shared
-by `render` and `submit`."""
+"""Options and arguments that several commands take, each defined once as an Annotated alias."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar="VOICEBATCH_DATA_DIR",
+        show_envvar=True,
+        help="Folder for the job database and chunk cache.",
+    ),
+]
+
+# A voicebatch API server, for the client commands and `jobs`/`status --server`.
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        envvar="VOICEBATCH_API_URL",
+        show_envvar=True,
+        help="API URL, like http://host:8000.",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="VOICEBATCH_API_KEY", show_envvar=True, help="API key."),
+]
+JobArgument = Annotated[str, typer.Argument(help="Job id.", show_default=False)]
+
+# How a catalogue (.csv/.jsonl) is read and its files named: `render` and `submit`.
 IdColumnOption = Annotated[
     str | None,
     typer.Option(
@@ -43,4 +70,9 @@ NameTemplateOption = Annotated[
         help="Catalogues: item file names under items/, from {id} {slug} {index} {ext} "
         "(default {id}.{ext}).",
     ),
+]
+
+# `storage lifecycle apply` and `show`.
+LifecycleJsonOption = Annotated[
+    bool, typer.Option("--json", help="The rules as S3 returns them (JSON).")
 ]
