@@ -24,14 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.engines.maya1.snac.decoder import (  # noqa: E402
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    BatchedSnacDecoder,
-    TorchSnacDecoder,
-)
+from pipeline.engines.maya1.snac.base import BatchedSnacDecoder  # noqa: E402
 from pipeline.engines.maya1.snac.export import export_onnx  # noqa: E402
+from pipeline.engines.maya1.snac.frames import SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: E402
 from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder  # noqa: E402
+from pipeline.engines.maya1.snac.torch import TorchSnacDecoder  # noqa: E402
 
 
 def best_time(decoder: BatchedSnacDecoder, frames: list[np.ndarray], rounds: int) -> float:

@@ -52,7 +52,7 @@ from pipeline.engines.maya1.backends.hf import HFBackend  # noqa: E402
 from pipeline.engines.maya1.engine import Maya1Engine  # noqa: E402
 from pipeline.engines.maya1.loading import quantize_int8, weight_dtype  # noqa: E402
 from pipeline.engines.maya1.sampling import RowSampling  # noqa: E402
-from pipeline.engines.maya1.snac.decoder import TorchSnacDecoder  # noqa: E402
+from pipeline.engines.maya1.snac.torch import TorchSnacDecoder  # noqa: E402
 from pipeline.engines.maya1.tokens import (  # noqa: E402
     AUDIO_BASE,
     CODEBOOK,

@@ -6,7 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.config import Settings
+from pipeline.engines import piper
 from pipeline.engines.base import Engine, SynthesisRequest, SynthesisResult
+from pipeline.engines.maya1.checks import check_maya1_folders, maya1_info
+from pipeline.engines.maya1.engine import load_maya1
+from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import InputError
 
 __all__ = [
@@ -23,14 +27,10 @@ __all__ = [
 
 
 def _piper(settings: Settings) -> Engine:
-    from pipeline.engines.piper import PiperEngine
-
-    return PiperEngine(voice=settings.voice)
+    return piper.PiperEngine(voice=settings.voice)
 
 
 def _test_tone(settings: Settings) -> Engine:
-    from pipeline.engines.testing import TestToneEngine
-
     return TestToneEngine(
         delay_seconds=settings.test_engine_delay_ms / 1000,
         crash_on=settings.test_engine_crash_on,
@@ -39,8 +39,6 @@ def _test_tone(settings: Settings) -> Engine:
 
 
 def _maya1(settings: Settings) -> Engine:
-    from pipeline.engines.maya1.engine import load_maya1
-
     return load_maya1(settings)
 
 
@@ -61,12 +59,8 @@ def check_engine(settings: Settings) -> None:
     """The engine exists and its voice can be found; loads no model (milliseconds)."""
     check_engine_name(settings.engine)
     if settings.engine == "piper" and settings.voice:
-        from pipeline.engines.piper import voice_files
-
-        voice_files(settings.voice)
+        piper.voice_files(settings.voice)
     if settings.engine == "maya1":
-        from pipeline.engines.maya1.checks import check_maya1_folders
-
         check_maya1_folders(settings)
 
 
@@ -74,9 +68,7 @@ def check_voice(settings: Settings, voice: str) -> None:
     """A catalogue row's own voice can be found (piper: a voice file); loads no model.
     Other engines take any voice name (test-tone) or description (maya1)."""
     if settings.engine == "piper":
-        from pipeline.engines.piper import voice_files
-
-        voice_files(voice)
+        piper.voice_files(voice)
 
 
 @dataclass(frozen=True)
@@ -95,25 +87,23 @@ def engine_info(settings: Settings) -> EngineInfo:
     """The engine named in settings, described without loading it (milliseconds)."""
     check_engine(settings)
     if settings.engine == "piper":
-        from pipeline.engines.piper import BUNDLED_VOICE, PiperEngine, model_version
-
-        voice = settings.voice or BUNDLED_VOICE
+        voice = settings.voice or piper.BUNDLED_VOICE
         return EngineInfo(
-            "piper", voice, model_version(voice), PiperEngine.max_chunk_chars, takes_phonemes=True
+            "piper",
+            voice,
+            piper.model_version(voice),
+            piper.PiperEngine.max_chunk_chars,
+            takes_phonemes=True,
         )
     if settings.engine == "maya1":
-        from pipeline.engines.maya1.checks import maya1_info
-
         name, default_voice, version, max_chars = maya1_info(settings)
         return EngineInfo(name, settings.voice or default_voice, version, max_chars)
-    from pipeline.engines.testing import TestToneEngine as Tone
-
     return EngineInfo(
-        Tone.name,
-        Tone.default_voice,
-        Tone.model_version,
-        Tone.max_chunk_chars,
-        takes_phonemes=Tone.takes_phonemes,
+        TestToneEngine.name,
+        TestToneEngine.default_voice,
+        TestToneEngine.model_version,
+        TestToneEngine.max_chunk_chars,
+        takes_phonemes=TestToneEngine.takes_phonemes,
     )
 
 

@@ -11,15 +11,10 @@ pytest.importorskip("torch")
 pytest.importorskip("snac")
 
 from pipeline.config import load_settings
-from pipeline.engines.maya1.snac.decoder import (
-    FADE_SAMPLES,
-    SAMPLES_PER_FRAME,
-    STARTUP_SAMPLES,
-    SnacDecoder,
-    TorchSnacDecoder,
-    decode_groups,
-    load_snac_decoder,
-)
+from pipeline.engines.maya1.snac.base import FADE_SAMPLES, STARTUP_SAMPLES, SnacDecoder
+from pipeline.engines.maya1.snac.factory import load_snac_decoder
+from pipeline.engines.maya1.snac.frames import SAMPLES_PER_FRAME, decode_groups
+from pipeline.engines.maya1.snac.torch import TorchSnacDecoder
 from pipeline.errors import InputError
 from tests.snac_fixtures import build_tiny_snac
 

@@ -25,16 +25,14 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipeline.config import load_settings
-from pipeline.engines.maya1.snac.decoder import (
-    SAMPLES_PER_FRAME,
-    STARTUP_SAMPLES,
-    SnacDecoder,
-    TorchSnacDecoder,
-    load_snac_decoder,
-)
-from pipeline.engines.maya1.snac.export import export_onnx, load_calibration, onnx_file_name
+from pipeline.engines.maya1.snac.artifacts import onnx_file_name
+from pipeline.engines.maya1.snac.base import STARTUP_SAMPLES, SnacDecoder
+from pipeline.engines.maya1.snac.export import export_onnx, load_calibration
+from pipeline.engines.maya1.snac.factory import load_snac_decoder
+from pipeline.engines.maya1.snac.frames import SAMPLES_PER_FRAME
 from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder
 from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, engine_prefix, sanitize
+from pipeline.engines.maya1.snac.torch import TorchSnacDecoder
 from pipeline.errors import InputError
 from tests.snac_fixtures import build_tiny_snac
 

@@ -14,8 +14,13 @@ import numpy.typing as npt
 
 from pipeline.config import Settings
 from pipeline.engines.base import ParamValue, SynthesisRequest, SynthesisResult
+from pipeline.engines.maya1.backends.base import TokenBackend
+from pipeline.engines.maya1.backends.factory import load_backend
+from pipeline.engines.maya1.loading import load_tokenizer, model_dir, model_version
 from pipeline.engines.maya1.sampling import RowSampling
-from pipeline.engines.maya1.snac.decoder import SAMPLE_RATE, SnacDecoder
+from pipeline.engines.maya1.snac.base import SnacDecoder
+from pipeline.engines.maya1.snac.factory import load_snac_decoder
+from pipeline.engines.maya1.snac.frames import SAMPLE_RATE
 from pipeline.engines.maya1.tokens import (
     expected_new_tokens,
     max_new_tokens,
@@ -36,18 +41,6 @@ DEFAULT_VOICE = (
 # chunks drift and skip words, shorter ones cost more joins.
 MAX_CHUNK_CHARS = 300
 SAMPLING_PARAMS = ("temperature", "top_p", "repetition_penalty")
-
-
-class TokenBackend(Protocol):
-    """Generates audio tokens after SOS for a batch of prompts (hf or vllm)."""
-
-    name: str
-
-    def generate(
-        self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
-    ) -> list[list[int]]:
-        """Each row's tokens after SOS, without the stop token."""
-        ...
 
 
 class PromptTokenizer(Protocol):
@@ -196,10 +189,6 @@ def _label(request: SynthesisRequest) -> str:
 def load_maya1(settings: Settings) -> Maya1Engine:
     """Load the model, tokenizer, backend and SNAC decoder named in settings, from local
     folders only. Takes as long as the weights take to read: once per process."""
-    from pipeline.engines.maya1.backends.factory import load_backend
-    from pipeline.engines.maya1.loading import load_tokenizer, model_dir, model_version
-    from pipeline.engines.maya1.snac.decoder import load_snac_decoder
-
     folder = model_dir(settings)
     tokenizer = load_tokenizer(folder)
     backend = load_backend(settings, folder, tokenizer)

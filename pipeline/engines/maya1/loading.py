@@ -1,4 +1,4 @@
-"""Maya1's model folder: checks, identity, precision, and loading (local files only).
+"""Maya1's model folder: checks, identity, device, precision, and loading (local files only).
 
 The folder is what `hf download maya-research/maya1 --local-dir DIR` writes: config.json,
 tokenizer files and *.safetensors weights. Nothing is ever fetched at run time.
@@ -91,6 +91,17 @@ def _safetensors_header(path: Path) -> bytes:
     with path.open("rb") as handle:
         size = int.from_bytes(handle.read(8), "little")
         return handle.read(min(size, 100_000_000))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else as given."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_precision(precision: str, device: str) -> str:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.config import Settings
-from pipeline.engines.maya1.loading import load_model, resolve_precision
-from pipeline.engines.maya1.snac.decoder import resolve_device
+from pipeline.engines.maya1.backends.base import TokenBackend
+from pipeline.engines.maya1.backends.hf import HFBackend
+from pipeline.engines.maya1.backends.vllm import VllmBackend
+from pipeline.engines.maya1.loading import load_model, resolve_device, resolve_precision
 from pipeline.errors import InputError
-
-if TYPE_CHECKING:
-    from pipeline.engines.maya1.engine import TokenBackend
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +39,7 @@ def load_backend(settings: Settings, folder: Path, tokenizer: Any) -> TokenBacke
     name = backend_name(settings, device)
     log.info("maya1: %s backend, %s on %s", name, precision, device)
     if name == "vllm":
-        from pipeline.engines.maya1.backends.vllm import VllmBackend
-
         return VllmBackend(folder, precision=precision, device=device)
-    from pipeline.engines.maya1.backends.hf import HFBackend
-
     model = load_model(folder, precision=precision, device=device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return HFBackend(model, pad_id=int(pad_id), compile=settings.maya1_compile)

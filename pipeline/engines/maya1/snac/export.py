@@ -1,6 +1,6 @@
 """Export the SNAC decoder (Maya1 frames -> 24 kHz audio) to ONNX in fp32, fp16 or int8.
 
-The graph is `FramesDecoder` (snac_model) traced by torch's legacy TorchScript exporter
+The graph is `FramesDecoder` (snac.model) traced by torch's legacy TorchScript exporter
 (`dynamo=False`, opset 17), once two things are fixed in FramesDecoder (no reshape(B, -1),
 no TorchScript snake: both froze the frame axis). The dynamo exporter (torch 2.13 +
 onnxscript 0.7.2, tried with derived dims `frames * f` for the noise inputs) exports the
@@ -17,8 +17,9 @@ the same per-request seeded noise as the torch one (zeros turn it off).
   int8 activations and per-channel weights (the form TensorRT takes as explicit
   quantization), ranges calibrated by decoding real Maya1 frames.
 
-Files are named by precision (`snac_decoder.fp16.onnx`) and written to a temporary name
-first, then renamed: a crash never leaves a half-written model where a decoder looks.
+Files are named by precision (`snac_decoder.fp16.onnx`, see snac.artifacts) and written to
+a temporary name first, then renamed: a crash never leaves a half-written model where a
+decoder looks. TensorRT engines are built from these files by snac.tensorrt.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,26 +37,22 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.config import Settings
-from pipeline.engines.maya1.snac.decoder import Frames, batch_noise, check_frames
+from pipeline.engines.maya1.snac.artifacts import (
+    exported_precision,
+    onnx_file_name,
+    stamp_noise_factors,
+)
+from pipeline.engines.maya1.snac.frames import Frames, check_frames
+from pipeline.engines.maya1.snac.noise import batch_noise
+from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, build_engine, require_tensorrt
+from pipeline.engines.maya1.snac.torch import load_frames_decoder
 from pipeline.errors import InputError
 
 ExportPrecision = Literal["fp32", "fp16", "int8"]
 EXPORT_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "tensorrt")
 OPSET = 17
-NOISE_FACTORS_KEY = "voicebatch.noise_factors"  # model metadata the ONNX decoder reads
 CALIBRATION_SEED = 1234  # noise seeds of the calibration decodes (noise is part of the signal)
-
-
-def onnx_file_name(precision: str) -> str:
-    """The exported file's name for a precision: snac_decoder.<precision>.onnx."""
-    return f"snac_decoder.{precision}.onnx"
-
-
-def onnx_export_command(precision: str) -> str:
-    """The command that creates the ONNX file for `precision` (for error messages)."""
-    extra = " --calibration FRAMES.npz" if precision == "int8" else ""
-    return f"voicebatch engine export-snac --format onnx --precision {precision}{extra}"
 
 
 @dataclass(frozen=True)
@@ -98,7 +96,7 @@ def export_onnx(
             result = _to_fp16(fp32, Path(work) / target.name)
         else:
             result = _to_int8(fp32, Path(work) / target.name, checked, factors)
-        _stamp(result, factors)
+        stamp_noise_factors(result, factors)
         os.replace(result, target)  # same folder, so the rename is atomic
     return ExportResult(target, precision, time.perf_counter() - started)
 
@@ -115,8 +113,6 @@ def export_snac(
     `settings.snac_dir` to ONNX in `settings.resolved_snac_export_dir`, and for
     fmt='tensorrt' build this GPU's engine from it. precision 'auto' is what the runtime
     would load here (exported_precision). Returns each file written, in order."""
-    from pipeline.engines.maya1.snac.decoder import exported_precision
-
     if fmt not in EXPORT_FORMATS:
         raise InputError(f"unknown SNAC export format '{fmt}' (use {', '.join(EXPORT_FORMATS)})")
     out_dir = settings.resolved_snac_export_dir
@@ -125,8 +121,6 @@ def export_snac(
         gpu = settings.device != "cpu" and _onnx_has_cuda()
         wanted = exported_precision(precision, gpu=gpu)
         return [export_onnx(settings.snac_dir, out_dir, precision=wanted, calibration=frames)]
-    from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, build_engine, require_tensorrt
-
     require_tensorrt()  # before a minute of ONNX export that TensorRT could not use
     wanted = exported_precision(precision, gpu=True)
     shapes = ShapeProfile.parse(profile or settings.snac_trt_profile)
@@ -175,9 +169,7 @@ def _trace(snac_dir: Path | None, path: Path) -> list[int]:
     """Trace FramesDecoder (fp32, CPU) to `path`; returns its noise factors."""
     import torch
 
-    from pipeline.engines.maya1.snac.model import FramesDecoder, load_snac
-
-    model = FramesDecoder(load_snac(snac_dir)).eval()
+    model = load_frames_decoder(snac_dir).eval()
     factors = list(model.noise_factors)
     # batch 2 x 3 frames with unequal lengths: every traced op sees a real batch and mask
     frames = torch.zeros((2, 3, 7), dtype=torch.int64)
@@ -208,8 +200,6 @@ def _trace(snac_dir: Path | None, path: Path) -> list[int]:
 def _quiet_tracer() -> Iterator[None]:
     # The tracer warns that snac's `if pad > 0` is frozen; it is always False there
     # (every residual conv is length-preserving), so the frozen branch is the right one.
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
@@ -274,28 +264,3 @@ class FramesCalibrationReader:
     def rewind(self) -> None:
         """Start again from the first request."""
         self._next = 0
-
-
-def read_noise_factors(path: Path) -> list[int]:
-    """The noise factors recorded in an export's metadata; InputError if there are none."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's decode errors have no common public base
-        raise InputError(f"{path} is not an ONNX model: {exc}") from exc
-    values = {entry.key: entry.value for entry in model.metadata_props}
-    if NOISE_FACTORS_KEY not in values:
-        raise InputError(f"{path} is not a voicebatch SNAC export (no {NOISE_FACTORS_KEY})")
-    return [int(value) for value in values[NOISE_FACTORS_KEY].split(",")]
-
-
-def _stamp(path: Path, factors: Sequence[int]) -> None:
-    """Record the noise factors in the model's metadata (the ONNX decoder needs them)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = NOISE_FACTORS_KEY, ",".join(str(factor) for factor in factors)
-    onnx.save(model, str(path))

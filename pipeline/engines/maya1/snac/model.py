@@ -10,10 +10,10 @@ request's samples are the ones it would get decoded alone:
   (every layer's length is frames x a fixed factor, so the mask is exact).
 - SNAC's NoiseBlocks draw `torch.randn` over the whole batch. They are replaced by blocks
   that take the noise as forward inputs (one per block, `noise_factors` samples per
-  frame); the caller draws each request's noise from its own seed (`request_noise` in
-  snac_decoder), or passes none to turn the noise off.
+  frame); the caller draws each request's noise from its own seed (`batch_noise` in
+  snac.noise), or passes none to turn the noise off.
 
-The same module is what `snac_export` traces to ONNX, noise as graph inputs and masks
+The same module is what `snac.export` traces to ONNX, noise as graph inputs and masks
 kept: the mask uses only elementwise ops, so the graph keeps dynamic batch and frame axes.
 """
 

@@ -1,8 +1,9 @@
 """The SNAC decoder on onnxruntime: an exported `snac_decoder.<precision>.onnx`
-(snac_export) behind the same SnacDecoder interface as the torch decoder.
+(snac.export, named in snac.artifacts) behind the same SnacDecoder interface as the torch
+decoder.
 
 Validation, grouping, padding, per-request noise, trimming, the muted start-up frame and
-the fades are BatchedSnacDecoder's (snac_decoder), shared with the torch runtime; this
+the fades are BatchedSnacDecoder's (snac.base), shared with the torch runtime; this
 module only runs one padded call through an InferenceSession.
 """
 
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engines.maya1.snac.decoder import DEFAULT_BATCH_FRAMES, BatchedSnacDecoder, Frames
-from pipeline.engines.maya1.snac.export import NOISE_FACTORS_KEY
+from pipeline.engines.maya1.snac.artifacts import NOISE_FACTORS_KEY
+from pipeline.engines.maya1.snac.base import BatchedSnacDecoder
+from pipeline.engines.maya1.snac.frames import DEFAULT_BATCH_FRAMES, Frames
 from pipeline.errors import InputError
 
 Provider = str | tuple[str, dict[str, Any]]

@@ -4,7 +4,7 @@ Why the execution provider and not hand-driven TensorRT: the decoder then is the
 OnnxSnacDecoder (numpy in and out, no CUDA buffers managed by hand), the engine is built
 from the exported ONNX file with an explicit shape profile and cached on disk by
 onnxruntime, and INT8 comes from the int8 QDQ export (calibrated on real Maya1 frames by
-snac_export): explicit quantization, the form TensorRT 10 recommends over its deprecated
+snac.export): explicit quantization, the form TensorRT 10 recommends over its deprecated
 implicit calibrators. FP16 builds from the fp32 export with TensorRT's fp16 flag, so
 TensorRT picks the layers that keep fp32.
 
@@ -13,6 +13,7 @@ folder (and under an onnxruntime cache prefix) naming both:
 `<export_dir>/tensorrt/snac_<gpu>_<precision>_b<min>-<opt>-<max>_f<min>-<opt>-<max>/`.
 They are built by `voicebatch engine export-snac --format tensorrt` into a temporary
 folder that is renamed into place when complete, never built silently at render time.
+Where the folders and their ONNX sources live is snac.artifacts'.
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.engines.maya1.snac.decoder import DEFAULT_BATCH_FRAMES, Frames
-from pipeline.engines.maya1.snac.export import (
+from pipeline.engines.maya1.snac.artifacts import (
+    engine_build_command,
+    engine_dir,
+    engine_files,
     onnx_export_command,
-    onnx_file_name,
     read_noise_factors,
+    source_model,
+)
+from pipeline.engines.maya1.snac.frames import (
+    CODEBOOK_SIZE,
+    CODES_PER_FRAME,
+    DEFAULT_BATCH_FRAMES,
+    Frames,
 )
 from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder, Provider
 from pipeline.errors import InputError
 
 TENSORRT_PRECISIONS: tuple[str, ...] = ("fp16", "int8")
-ENGINE_FOLDER = "tensorrt"
-CODES_PER_FRAME = 7
 
 
 @dataclass(frozen=True)
@@ -142,23 +149,6 @@ def trt_providers(
     return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def source_model(export_dir: Path, precision: str) -> Path:
-    """The ONNX export an engine of `precision` is built from (fp16: fp32 + TensorRT's
-    fp16 flag; int8: the calibrated QDQ export)."""
-    return export_dir / onnx_file_name("int8" if precision == "int8" else "fp32")
-
-
-def engine_dir(export_dir: Path, prefix: str) -> Path:
-    """The folder holding one engine's files (the engine, its profile, timing cache)."""
-    return export_dir / ENGINE_FOLDER / prefix
-
-
-def engine_files(export_dir: Path, prefix: str) -> list[Path]:
-    """The engine files built for `prefix` (empty: not built)."""
-    folder = engine_dir(export_dir, prefix)
-    return sorted(folder.glob("*.engine")) if folder.is_dir() else []
-
-
 def build_engine(
     export_dir: Path, precision: str, profile: ShapeProfile, device_id: int = 0
 ) -> list[Path]:
@@ -178,7 +168,9 @@ def build_engine(
         )
         # one decode at the optimal shape makes onnxruntime build and write the engine
         rng = np.random.default_rng(0)
-        frames = rng.integers(0, 4096, (profile.opt_frames, CODES_PER_FRAME), dtype=np.int64)
+        frames = rng.integers(
+            0, CODEBOOK_SIZE, (profile.opt_frames, CODES_PER_FRAME), dtype=np.int64
+        )
         decoder.decode([frames] * profile.opt_batch, list(range(profile.opt_batch)))
         del decoder
         if not list(work.glob("*.engine")):
@@ -210,10 +202,8 @@ class TensorrtSnacDecoder(OnnxSnacDecoder):
         if cache_dir is None:  # at render time: the engine must have been built already
             cache_dir = engine_dir(export_dir, prefix)
             if not engine_files(export_dir, prefix):
-                raise InputError(
-                    f"no TensorRT SNAC engine in {cache_dir}: run voicebatch engine "
-                    f"export-snac --format tensorrt --precision {precision}"
-                )
+                build = engine_build_command(precision)
+                raise InputError(f"no TensorRT SNAC engine in {cache_dir}: run {build}")
         model = source_model(export_dir, precision)
         if not model.is_file():
             raise InputError(
