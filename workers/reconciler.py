@@ -21,7 +21,8 @@ from pipeline.errors import NotFoundError
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.reconcile import DueWork, find_due_work
-from workers.app import DEAD_LETTER_QUEUE, RENDER_QUEUE, VoicebatchCelery, create_celery, is_amqp
+from workers.app import VoicebatchCelery, create_celery
+from workers.celery_config import DEAD_LETTER_QUEUE, RENDER_QUEUE, is_amqp
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def replay_dead_letters(app: VoicebatchCelery, *, limit: int = 1000) -> int:
                 continue
             try:
                 job_id = uuid.UUID(str(args[0]))
-                with transaction(app.runtime.factory) as session:
+                with transaction(app.context.resources.factory) as session:
                     final = store.get_job(session, job_id).status.final
             except (ValueError, NotFoundError):
                 final = True  # no such job: nothing left to do for it
@@ -79,7 +80,7 @@ def reconcile_once(app: VoicebatchCelery, *, grace: timedelta) -> DueWork:
     settings = app.settings
     replayed = replay_dead_letters(app)
     idle_queue = queue_depth(app, RENDER_QUEUE) == 0
-    with transaction(app.runtime.factory) as session:
+    with transaction(app.context.resources.factory) as session:
         due = find_due_work(
             session,
             grace=grace,

@@ -14,13 +14,21 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from celery.signals import worker_process_init, worker_shutting_down
+
 from pipeline.batching import BatchingEngine
 from pipeline.config import Settings
 from pipeline.engines import Engine
 from pipeline.errors import InputError
+from pipeline.state import store
+from pipeline.state.db import transaction
+from workers import metrics
+from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
+from workers.celery_config import QUEUES, RENDER_QUEUE
+from workers.spot import SpotNotice, SpotWatcher
 
 if TYPE_CHECKING:
-    from workers.app import VoicebatchCelery
+    from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
 POOLS = ("prefork", "threads", "solo")
@@ -60,8 +68,6 @@ def run_worker(
 
     `concurrency` None: for the threads pool, enough task threads to keep the engine's
     batches full (`render_threads`); for prefork, one child per core."""
-    from workers.app import QUEUES, RENDER_QUEUE
-
     unknown = [q for q in queues if q not in QUEUES]
     if not queues or unknown:
         raise InputError(
@@ -71,26 +77,24 @@ def run_worker(
         raise InputError(f"unknown pool {pool!r}: use one of {', '.join(POOLS)}")
     if pool == "prefork" and settings.worker_metrics_port:
         # Children count into files the main process serves (prometheus multiprocess
-        # mode); must be set before prometheus_client is first imported.
+        # mode); must be set before prometheus_client is first imported, which
+        # create_celery does (see workers.metrics).
         os.environ.setdefault(
             "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="voicebatch-metrics-")
         )
-    from celery.signals import worker_process_init
-
-    from workers.app import create_celery, declare_dead_letters
-
     app = create_celery(settings)
     declare_dead_letters(app)
-    runtime = app.runtime  # database reachable and migrated, stores open: fail before starting
+    # Database reachable and migrated, stores open: fail before starting.
+    resources = app.context.resources
     if RENDER_QUEUE in queues:
         if pool == "prefork":
             # Each child loads its own engine, before its first task.
-            worker_process_init.connect(lambda **_: app.runtime.engine, weak=False)
+            worker_process_init.connect(lambda **_: app.context.resources.engine, weak=False)
         else:
             # Celery's logging is not set up yet: say it on stderr, where its banner goes
             print(f"loading engine {settings.engine}...", file=sys.stderr, flush=True)
             started = time.perf_counter()
-            engine = runtime.engine
+            engine = resources.engine
             print(
                 f"loaded engine {engine.name} ({engine.model_version}) in "
                 f"{time.perf_counter() - started:.1f} s{_batching_note(engine)}",
@@ -101,14 +105,14 @@ def run_worker(
         if pool == "prefork":
             concurrency = max(1, os.cpu_count() or 1)
         elif RENDER_QUEUE in queues:
-            concurrency = render_threads(runtime.engine, settings)
+            concurrency = render_threads(resources.engine, settings)
         else:
             concurrency = DEFAULT_THREADS
     if settings.worker_metrics_port:
-        _serve_metrics(settings.worker_metrics_port)
+        metrics.serve(settings.worker_metrics_port)
     _drain_on_shutdown(app)
     if settings.spot_provider != "none":
-        _watch_spot(settings)
+        _watch_spot(settings, app.metrics.spot_notices)
     hostname = name or f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
     app.worker_main(
         [
@@ -129,34 +133,17 @@ def run_worker(
     )
 
 
-def _serve_metrics(port: int) -> None:
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, registry=registry)
-    else:
-        start_http_server(port)
-
-
 def _drain_on_shutdown(app: VoicebatchCelery) -> None:
     """On SIGTERM (or a spot notice) Celery stops taking messages and gives running tasks
     VOICEBATCH_WORKER_GRACE_SECONDS. Tasks hand their messages back instead of waiting for
     more; leases still held a few seconds before the deadline are released, so other
     workers take those chunks over at once instead of after the leases expire."""
-    from celery.signals import worker_shutting_down
-
-    from pipeline.state import store
-    from pipeline.state.db import transaction
 
     def release_all() -> None:
         owners = list(app.active_owners)
         if not owners:
             return
-        with transaction(app.runtime.factory) as session:
+        with transaction(app.context.resources.factory) as session:
             released = sum(store.release_leases(session, owner=owner) for owner in owners)
         log.warning("stopping: released %d leased chunks for other workers", released)
 
@@ -170,12 +157,9 @@ def _drain_on_shutdown(app: VoicebatchCelery) -> None:
     worker_shutting_down.connect(on_shutdown, weak=False)
 
 
-def _watch_spot(settings: Settings) -> None:
-    from workers.metrics import SPOT_NOTICES
-    from workers.spot import SpotNotice, SpotWatcher
-
+def _watch_spot(settings: Settings, notices: Counter) -> None:
     def drain(notice: SpotNotice) -> None:
-        SPOT_NOTICES.labels(notice.provider, notice.kind).inc()
+        notices.labels(notice.provider, notice.kind).inc()
         os.kill(os.getpid(), signal.SIGTERM)  # the same drain as a SIGTERM from outside
 
     SpotWatcher(

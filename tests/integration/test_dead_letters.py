@@ -17,13 +17,8 @@ from pipeline.state.db import transaction
 from tests.conftest import need_service
 from tests.e2e.stack import rabbit_vhost
 from tests.integration.test_reconcile import new_job
-from workers.app import (
-    DEAD_LETTER_EXCHANGE,
-    DEAD_LETTER_QUEUE,
-    VoicebatchCelery,
-    create_celery,
-    declare_dead_letters,
-)
+from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
+from workers.celery_config import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 from workers.dispatch import RENDER_TASK
 from workers.reconciler import queue_depth, reconcile_once
 
@@ -55,7 +50,7 @@ def test_dead_letters_of_active_jobs_are_replayed_and_the_rest_dropped(
     app: VoicebatchCelery,
 ) -> None:
     job_id = new_job(app)
-    with transaction(app.runtime.factory) as session:
+    with transaction(app.context.resources.factory) as session:
         chunk = store.item_chunks(session, item_id=store.job_items(session, job_id=job_id)[0].id)[0]
     # as the queue does past its delivery limit: into the dead-letter exchange
     for args in ([str(job_id), [str(chunk.id)]], [str(uuid.uuid4()), [str(uuid.uuid4())]]):

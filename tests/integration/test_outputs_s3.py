@@ -40,8 +40,8 @@ from tests import epubs
 from tests.conftest import free_port, need_service
 from tests.images import image_bytes
 from workers.app import create_celery
+from workers.context import WorkerResources
 from workers.dispatch import CeleryDispatcher
-from workers.runtime import WorkerRuntime
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -178,7 +178,7 @@ def served(s3_settings: Settings, pg_migrated_url: str, tmp_path: Path) -> Itera
         "url": f"http://127.0.0.1:{port}",
         "key": key,
         "settings": settings,
-        "runtime": WorkerRuntime.open(settings),
+        "runtime": WorkerResources.open(settings),
     }
     server.should_exit = True
     thread.join(10)
@@ -188,7 +188,7 @@ def served(s3_settings: Settings, pg_migrated_url: str, tmp_path: Path) -> Itera
     broker.close()
 
 
-def _run_workers(runtime: WorkerRuntime, job_id: uuid.UUID) -> None:
+def _run_workers(runtime: WorkerResources, job_id: uuid.UUID) -> None:
     """What the render and assemble workers do for a job, called in order."""
     renderer = ChunkRenderer(
         factory=runtime.factory,
@@ -343,7 +343,7 @@ def test_submit_uploads_the_cover_and_the_output_options(
     )
     assert result.exit_code == 0, result.output
     job_id = uuid.UUID(result.output[result.output.index("{") :].split('"id": "')[1][:36])
-    runtime: WorkerRuntime = served["runtime"]
+    runtime: WorkerResources = served["runtime"]
     with transaction(runtime.factory) as session:
         job = store.get_job(session, job_id)
         options = dict(job.options)
@@ -371,7 +371,7 @@ def test_submit_an_epub_from_the_cli(
     result = runner.invoke(cli, ["submit", str(book), "--keep-front-matter", "--json"], env=env)
     assert result.exit_code == 0, result.output
     job_id = uuid.UUID(result.output[result.output.index("{") :].split('"id": "')[1][:36])
-    runtime: WorkerRuntime = served["runtime"]
+    runtime: WorkerResources = served["runtime"]
     with transaction(runtime.factory) as session:
         job = store.get_job(session, job_id)
         assert (job.title, job.author) == ("Moby-Dick", "Herman Melville")
@@ -402,7 +402,7 @@ def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(
     client = redis.Redis.from_url(BROKER_URL)
     client.flushdb()
     settings = s3_settings.model_copy(update={"database_url": pg_migrated_url})
-    runtime = WorkerRuntime.open(settings)
+    runtime = WorkerResources.open(settings)
     index = RedisChunkIndex(client)
 
     def render(text: str) -> None:

@@ -52,7 +52,7 @@ def new_job(app: VoicebatchCelery) -> uuid.UUID:
     )
     settings = app.settings.model_copy(update={"chunk_max_chars": 40})
     return submit_job(
-        app.runtime.factory,
+        app.context.resources.factory,
         parsed,
         engine=engine_info(settings),
         settings=settings,
@@ -69,7 +69,7 @@ def test_lost_render_messages_are_published_again_only_when_the_queue_is_idle(
     job_id = new_job(app)
     due = reconcile_once(app, grace=NOW)
     sent = messages("render")
-    with transaction(app.runtime.factory) as session:
+    with transaction(app.context.resources.factory) as session:
         chunk_ids = {
             str(c.id)
             for i in store.job_items(session, job_id=job_id)
@@ -85,7 +85,7 @@ def test_lost_render_messages_are_published_again_only_when_the_queue_is_idle(
 
 def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: VoicebatchCelery) -> None:
     job_id = new_job(app)
-    factory = app.runtime.factory
+    factory = app.context.resources.factory
     with transaction(factory) as session:  # a renderer took two chunks, then died
         dead = store.lease_chunks(
             session,
@@ -118,7 +118,7 @@ def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: Voicebatc
 
 def test_items_and_jobs_left_unclaimed_or_unassembled_are_driven_on(app: VoicebatchCelery) -> None:
     job_id = new_job(app)
-    factory = app.runtime.factory
+    factory = app.context.resources.factory
     with transaction(factory) as session:  # every chunk done, and then the renderer died
         for chunk in store.lease_chunks(
             session, job_id=job_id, owner="w", limit=100, ttl=timedelta(minutes=5), max_attempts=3

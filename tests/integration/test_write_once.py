@@ -30,7 +30,7 @@ from pipeline.storage.factory import open_store
 from pipeline.storage.local import LocalObjectStore
 from pipeline.storage.s3 import S3ObjectStore
 from pipeline.storage.write_once import WriteOnceStore
-from workers.runtime import WorkerRuntime
+from workers.context import WorkerResources
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -92,7 +92,7 @@ def test_two_copies_of_every_assembly_step_at_once_write_each_file_once(
     s3_settings: Settings, s3_client: S3Client, versioned: str, pg_migrated_url: str
 ) -> None:
     settings = s3_settings.model_copy(update={"database_url": pg_migrated_url})
-    runtime = WorkerRuntime.open(settings)
+    runtime = WorkerResources.open(settings)
     submitted = submit_job(
         runtime.factory,
         document_from_chapters(

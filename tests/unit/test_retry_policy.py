@@ -8,7 +8,7 @@ import pytest
 from celery.exceptions import Reject
 from sqlalchemy.exc import OperationalError
 
-import workers.tasks as tasks
+import workers.retry_policy as retry_policy
 from pipeline.backoff import backoff_delay, backoff_delays
 from pipeline.config import load_settings
 from pipeline.errors import InputError, NotFoundError, RetryableError
@@ -31,11 +31,11 @@ def test_backoff_grows_to_its_cap_with_jitter_and_stops_at_its_budget() -> None:
 def run_task(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run a task body through the real adapter, with sleeps recorded instead of slept."""
     slept: list[float] = []
-    monkeypatch.setattr(tasks.time, "sleep", slept.append)
+    monkeypatch.setattr(retry_policy.time, "sleep", slept.append)
     app = create_celery(load_settings(broker_url="redis://127.0.0.1:1/0", task_retry_seconds=10))
 
     def run(body: Any) -> list[float]:
-        tasks._adapter(app, "voicebatch.test", body)("job")
+        app.retry_policy.wrap("voicebatch.test", body, lambda: app)("job")
         return slept
 
     run.app = app  # type: ignore[attr-defined]
@@ -66,7 +66,7 @@ def test_trouble_past_the_budget_hands_the_message_back(run_task: Any) -> None:
     assert rejected.value.requeue
     *in_place, before_requeue = run_task.slept
     assert len(in_place) >= 3 and sum(in_place) <= 10  # VOICEBATCH_TASK_RETRY_SECONDS
-    assert before_requeue <= tasks.REQUEUE_PAUSE_SECONDS
+    assert before_requeue <= retry_policy.REQUEUE_PAUSE_SECONDS
 
 
 def test_a_draining_worker_hands_back_at_once(run_task: Any) -> None:

@@ -1,13 +1,20 @@
-"""What a worker process needs to run tasks: settings, database, stores, cache index, engine.
+"""What a task body is given: the worker process's resources and the worker around it.
 
-Built once per worker process (the engine loads before the first task) and hung on the
-Celery app, so tasks receive it explicitly instead of reaching for module globals.
+`WorkerResources` are the settings, database, stores, cache index and engine: opened once
+per worker process (after a fork the database pool must not be shared), the engine
+loaded before the first task. `WorkerContext` adds what a task needs of its worker: a
+publisher for the messages that follow, its metrics, and whether it is stopping. Tasks
+receive both explicitly instead of reaching into the Celery app or module globals.
+Besides workers.metrics (a leaf too), this module imports nothing from `workers`.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,10 +26,21 @@ from pipeline.state.db import create_db_engine, ensure_schema, session_factory
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
 from pipeline.storage.write_once import WriteOnceStore
+from workers.metrics import WorkerMetrics
+
+
+class TaskPublisher(Protocol):
+    """Publishes the messages a task hands on (workers.dispatch.CeleryDispatcher)."""
+
+    def assemble(self, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None: ...
+
+    def finalize(self, job_id: uuid.UUID) -> None: ...
 
 
 @dataclass
-class WorkerRuntime:
+class WorkerResources:
+    """The settings, database, stores, cache index and engine of one worker process."""
+
     settings: Settings
     factory: sessionmaker[Session]
     chunk_store: ObjectStore
@@ -32,7 +50,7 @@ class WorkerRuntime:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def open(cls, settings: Settings) -> WorkerRuntime:
+    def open(cls, settings: Settings) -> WorkerResources:
         db = create_db_engine(settings.resolved_database_url)
         # Migrations run once, by `voicebatch db upgrade`, never by each worker.
         ensure_schema(db, auto_upgrade=False)
@@ -66,3 +84,18 @@ class WorkerRuntime:
             if uri not in self._outputs:
                 self._outputs[uri] = open_store(uri, self.settings)
             return WriteOnceStore(self._outputs[uri])
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Everything a task body receives."""
+
+    resources: WorkerResources
+    dispatcher: TaskPublisher
+    metrics: WorkerMetrics
+    # Set when the worker is stopping (SIGTERM, a spot notice): tasks hand their
+    # messages back instead of waiting for more.
+    draining: threading.Event
+    # Lease owners of the render tasks running in this process: released for other
+    # workers if they are still running just before the grace period ends.
+    active_owners: set[str]

@@ -1,0 +1,92 @@
+"""Celery configuration: broker transport, queues and routing, each following from an
+invariant in ARCHITECTURE.md.
+
+Queues: `render` (engine work, GPU workers) and `assemble` (mastering and encoding, CPU
+workers). Messages carry ids only; the database is the record and every task may run
+twice. Results are not stored: job state lives in the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from pipeline.config import Settings
+from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK
+
+RENDER_QUEUE = "render"
+ASSEMBLE_QUEUE = "assemble"
+QUEUES = (RENDER_QUEUE, ASSEMBLE_QUEUE)
+DEAD_LETTER_EXCHANGE = "voicebatch.dlx"
+DEAD_LETTER_QUEUE = "voicebatch.dead"
+# A message redelivered this often (its worker keeps dying) is dead-lettered, not looped.
+DELIVERY_LIMIT = 20
+
+
+def is_amqp(url: str) -> bool:
+    """Whether `url` names a RabbitMQ broker (else Redis)."""
+    return url.startswith(("amqp://", "amqps://"))
+
+
+def task_queues(broker_url: str) -> list[Queue]:
+    """The queues the tasks are routed to (and, on RabbitMQ, the dead-letter queue)."""
+    if not is_amqp(broker_url):
+        return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+    # RabbitMQ: replicated quorum queues; messages that cannot be delivered go to a
+    # dead-letter queue someone can inspect instead of vanishing.
+    arguments = {
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-delivery-limit": DELIVERY_LIMIT,
+    }
+    # Topic exchanges: Celery's native delayed delivery (used with quorum queues) cannot
+    # route through direct ones.
+    queues = [
+        Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments)
+        for name in QUEUES
+    ]
+    dead = Queue(
+        DEAD_LETTER_QUEUE,
+        Exchange(DEAD_LETTER_EXCHANGE, type="fanout"),
+        routing_key="#",
+        queue_arguments={"x-queue-type": "quorum"},
+    )
+    return [*queues, dead]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings; each one follows from an invariant in ARCHITECTURE.md."""
+    assert settings.broker_url is not None
+    transport: dict[str, Any] = {}
+    if is_amqp(settings.broker_url):
+        transport["confirm_publish"] = True  # a publish returns once RabbitMQ has it
+    else:
+        # Redis redelivers an unacknowledged message after this long: well above the
+        # longest task, or a slow task would run twice at once.
+        transport["visibility_timeout"] = settings.visibility_timeout_seconds
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,  # ack after the work: a dead worker's message is redelivered
+        "task_reject_on_worker_lost": True,  # ... also when its pool child is killed
+        "worker_prefetch_multiplier": 1,  # nothing sits reserved in a worker that may die
+        "task_queues": task_queues(settings.broker_url),
+        "task_default_queue": RENDER_QUEUE,
+        "task_routes": {
+            RENDER_TASK: {"queue": RENDER_QUEUE, "routing_key": RENDER_QUEUE},
+            ASSEMBLE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
+            FINALIZE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_delivery_mode": "persistent",
+        # On SIGTERM: stop taking work, give running tasks this long (spot grace period).
+        "worker_soft_shutdown_timeout": float(settings.worker_grace_seconds),
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_send_task_events": True,  # Flower's live view
+        "task_send_sent_event": True,
+    }
