@@ -32,10 +32,11 @@ test-e2e: install
 chaos: install  ## the fault-injection scenarios (also part of `make test`); table -> docs/reliability.md
 	$(BIN)/python -m pytest tests/chaos -v -p no:logging --reliability-report docs/reliability.md
 
-lint: install
+lint: install  ## ruff, mypy, and the import contracts of docs/architecture.md
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install  ## embedded vs raw Piper; assembly memory vs naive; distributed chunks/s; appends to docs/benchmarks.md
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
