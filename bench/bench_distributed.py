@@ -42,7 +42,7 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from bench.bench_embedded import cpu_name  # noqa: E402
-from tests.e2e.stack import rabbit_vhost, running_stack  # noqa: E402
+from tests.support.stack import rabbit_vhost, running_stack  # noqa: E402
 
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 THREADS = 4

@@ -52,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         snac_dir = args.snac_dir
         if snac_dir is None:
-            from tests.snac_fixtures import build_tiny_snac
+            from tests.support.snac_fixtures import build_tiny_snac
 
             snac_dir = build_tiny_snac(Path(work) / "snac")
         rng = np.random.default_rng(0)

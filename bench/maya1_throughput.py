@@ -63,8 +63,8 @@ from pipeline.engines.maya1.tokens import (  # noqa: E402
     TOKENS_PER_SECOND,
 )
 from pipeline.engines.maya1.unpack import unpack  # noqa: E402
-from tests.maya1_fixtures import build_tokenizer  # noqa: E402
-from tests.snac_fixtures import build_tiny_snac  # noqa: E402
+from tests.support.maya1_fixtures import build_tokenizer  # noqa: E402
+from tests.support.snac_fixtures import build_tiny_snac  # noqa: E402
 
 VOCAB = 156_940
 SHAPES: dict[str, dict[str, Any]] = {

@@ -1,9 +1,11 @@
-"""Shared fixtures. Tests that need a service skip on a laptop without it and fail in CI."""
+"""Shared fixtures. Tests that need a service skip on a laptop without it and fail in CI.
+
+The service fixtures (PostgreSQL, the S3 server) live in tests/support and are
+registered here as plugins, so the integration, e2e and chaos suites share them."""
 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,25 +15,7 @@ import pytest
 from pipeline.config import Settings, load_settings
 from pipeline.runner import LocalRuntime
 
-IN_CI = bool(os.environ.get("CI"))
-
-
-def need_service(name: str, host: str, port: int) -> None:
-    """Skip (or, with CI set, fail) when a service does not answer on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return
-    except OSError as exc:
-        message = f"{name} not reachable on {host}:{port} ({exc})"
-        if IN_CI:
-            pytest.fail(f"{message}; CI must provide it")
-        pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytest_plugins = ["tests.support.postgres", "tests.support.s3"]
 
 
 @pytest.fixture(autouse=True)

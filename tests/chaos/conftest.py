@@ -12,21 +12,19 @@ from typing import Any
 import pytest
 
 from tests.chaos.audit import install_audit
-from tests.chaos.harness import PREFIX, Cluster, base_env
+from tests.chaos.harness import PREFIX, Cluster, MakeCluster, base_env
 from tests.chaos.services import PrivateRedis
-from tests.conftest import need_service
-from tests.e2e.conftest import pg_admin, pg_template, s3_endpoint  # noqa: F401
-from tests.e2e.stack import rabbit_vhost
-from tests.integration.conftest import S3_KEY, S3_REGION, PostgresAdmin, pg_url, s3_client_for
-
-MakeCluster = Callable[..., Cluster]
+from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.s3 import S3_KEY, S3_REGION, s3_client_for
+from tests.support.services import need_service
+from tests.support.stack import rabbit_vhost
 
 
 @pytest.fixture
 def make_cluster(
-    pg_admin: PostgresAdmin,  # noqa: F811
-    pg_template: str,  # noqa: F811
-    s3_endpoint: str,  # noqa: F811
+    pg_admin: PostgresAdmin,
+    pg_template: str,
+    s3_endpoint: str,
     tmp_path: Path,
 ) -> Iterator[MakeCluster]:
     """make_cluster(scenario, broker="redis"|"rabbitmq", database_url=..., s3_url=..., **env):

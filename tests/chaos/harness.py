@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 from tests.chaos.audit import FINAL
 from tests.chaos.report import RESULTS, ScenarioResult
 from tests.chaos.services import PrivateRedis
-from tests.e2e.stack import VOICEBATCH, stop_processes
+from tests.support.stack import VOICEBATCH, stop_processes
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -396,3 +396,7 @@ def base_env(**values: str) -> dict[str, str]:
     """The process environment minus the developer's VOICEBATCH_* variables, plus values."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
     return base | values
+
+
+# make_cluster(scenario, broker=..., **env), the chaos suite's fixture (tests/chaos/conftest.py)
+MakeCluster = Callable[..., Cluster]

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import IN_CI, free_port
+from tests.support.services import IN_CI, free_port
 
 
 def _wait_for_port(port: int, seconds: float = 30) -> None:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import MakeCluster
+from tests.chaos.harness import MakeCluster
 
 pytestmark = pytest.mark.e2e
 WORKERS = ("render-a", "render-b", "render-c")

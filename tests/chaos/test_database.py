@@ -9,8 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chaos.conftest import MakeCluster
-from tests.chaos.harness import Cluster
+from tests.chaos.harness import Cluster, MakeCluster
 from tests.chaos.services import PrivatePostgres
 
 pytestmark = pytest.mark.e2e

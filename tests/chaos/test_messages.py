@@ -12,8 +12,7 @@ import pytest
 
 from pipeline.state import store
 from pipeline.state.db import transaction
-from tests.chaos.conftest import MakeCluster
-from tests.chaos.harness import Cluster
+from tests.chaos.harness import Cluster, MakeCluster
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 

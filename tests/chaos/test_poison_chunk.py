@@ -9,8 +9,7 @@ import json
 import pytest
 
 from pipeline.state.models import JobStatus
-from tests.chaos.conftest import MakeCluster
-from tests.chaos.harness import PREFIX
+from tests.chaos.harness import PREFIX, MakeCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.state.db import transaction
-from tests.chaos.conftest import MakeCluster
-from tests.chaos.harness import Cluster
-from tests.spot_server import FakeMetadata
+from tests.chaos.harness import Cluster, MakeCluster
+from tests.support.spot_server import FakeMetadata
 
 pytestmark = pytest.mark.e2e
 GRACE = 4

@@ -14,8 +14,7 @@ from pipeline.engines.testing import TestToneEngine
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.storage.keys import chunk_key
-from tests.chaos.conftest import MakeCluster
-from tests.chaos.harness import PREFIX
+from tests.chaos.harness import PREFIX, MakeCluster
 from tests.chaos.services import S3FaultProxy
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher

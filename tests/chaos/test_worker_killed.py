@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.state.db import transaction
-from tests.chaos.conftest import MakeCluster
+from tests.chaos.harness import MakeCluster
 
 pytestmark = pytest.mark.e2e
 

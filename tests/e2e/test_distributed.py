@@ -17,13 +17,10 @@ import pyloudnorm
 import pytest
 
 from pipeline.audio.encode import decode
-from tests.conftest import free_port, need_service
-from tests.e2e.stack import Stack, rabbit_vhost, running_stack, service_env
-from tests.integration.conftest import (
-    PostgresAdmin,
-    pg_url,
-    s3_client_for,
-)
+from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.s3 import s3_client_for
+from tests.support.services import free_port, need_service
+from tests.support.stack import Stack, rabbit_vhost, running_stack, service_env
 
 pytestmark = pytest.mark.e2e
 

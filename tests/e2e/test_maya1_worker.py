@@ -27,15 +27,12 @@ pytest.importorskip("snac")
 from sqlalchemy import create_engine, text
 
 from pipeline.audio.encode import decode
-from tests.conftest import free_port, need_service
-from tests.e2e.stack import Stack, running_stack, service_env
-from tests.integration.conftest import (
-    PostgresAdmin,
-    pg_url,
-    s3_client_for,
-)
-from tests.maya1_fixtures import build_tiny_maya1
-from tests.snac_fixtures import build_tiny_snac
+from tests.support.maya1_fixtures import build_tiny_maya1
+from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.s3 import s3_client_for
+from tests.support.services import free_port, need_service
+from tests.support.snac_fixtures import build_tiny_snac
+from tests.support.stack import Stack, running_stack, service_env
 
 pytestmark = pytest.mark.e2e
 

@@ -11,73 +11,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, load_settings
-from pipeline.state.db import create_db_engine, session_factory, upgrade
-from tests.conftest import free_port, need_service
+from pipeline.state.db import create_db_engine, session_factory
+from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.s3 import S3_KEY, S3_PREFIX, S3_REGION, s3_client_for
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-PG_HOST, PG_PORT = "127.0.0.1", 5432
-PG_ADMIN_DATABASE = "test"  # an existing database to connect to while creating others
-S3_REGION = "us-east-1"
-S3_KEY = "testing"
-
-
-def pg_url(database: str) -> str:
-    return f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/{database}"
-
-
-@dataclass
-class PostgresAdmin:
-    """Creates and drops uniquely named databases; whatever is left is dropped at session end."""
-
-    engine: Engine
-    created: set[str] = field(default_factory=set)
-
-    def create(self, *, template: str | None = None) -> str:
-        """A new database (a copy of `template` if given); returns its name."""
-        name = f"voicebatch_it_{uuid.uuid4().hex[:12]}"
-        copy = f' TEMPLATE "{template}"' if template else ""
-        with self.engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
-        self.created.add(name)
-        return name
-
-    def drop(self, name: str) -> None:
-        with self.engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        self.created.discard(name)
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[PostgresAdmin]:
-    need_service("PostgreSQL", PG_HOST, PG_PORT)
-    engine = create_engine(pg_url(PG_ADMIN_DATABASE), isolation_level="AUTOCOMMIT")
-    admin = PostgresAdmin(engine)
-    yield admin
-    for name in sorted(admin.created):
-        admin.drop(name)
-    engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def pg_template(pg_admin: PostgresAdmin) -> Iterator[str]:
-    """The name of a database migrated to head, the template every test's database copies."""
-    name = pg_admin.create()
-    engine = create_db_engine(pg_url(name))
-    upgrade(engine)
-    engine.dispose()  # CREATE DATABASE ... TEMPLATE refuses a template with open connections
-    yield name
-    pg_admin.drop(name)
 
 
 @pytest.fixture
@@ -107,33 +53,6 @@ def db(pg_migrated_url: str) -> Iterator[sessionmaker[Session]]:
 # --- S3 ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 API server on a free local port, for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-def s3_client_for(endpoint: str) -> S3Client:
-    """A plain boto3 client on the test S3 server, for tests' own checks."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=S3_REGION,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_KEY,
-        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-    )
-
-
 @pytest.fixture
 def s3_client(s3_endpoint: str) -> S3Client:
     """A plain boto3 client for the test's own checks (listing, creating buckets)."""
@@ -146,9 +65,6 @@ def s3_bucket(s3_client: S3Client) -> str:
     name = f"it-{uuid.uuid4().hex[:16]}"
     s3_client.create_bucket(Bucket=name)
     return name
-
-
-S3_PREFIX = "audio/v1"
 
 
 @pytest.fixture

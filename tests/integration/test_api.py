@@ -29,8 +29,8 @@ from pipeline.config import Settings
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key, revoke_key
 from pipeline.state.models import Chunk, Item, Job
-from tests import epubs
-from tests.conftest import free_port, need_service
+from tests.support import epubs
+from tests.support.services import free_port, need_service
 from workers.app import create_celery
 from workers.dispatch import RENDER_TASK, CeleryDispatcher
 

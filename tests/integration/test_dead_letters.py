@@ -14,9 +14,9 @@ import pytest
 from pipeline.config import Settings
 from pipeline.state import store
 from pipeline.state.db import transaction
-from tests.conftest import need_service
-from tests.e2e.stack import rabbit_vhost
-from tests.integration.test_reconcile import new_job
+from tests.support.services import need_service
+from tests.support.stack import rabbit_vhost
+from tests.support.workers import new_job
 from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
 from workers.celery_config import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE
 from workers.dispatch import RENDER_TASK

@@ -16,11 +16,11 @@ from pipeline.render.chunk_index import RedisChunkIndex
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.store import RenderedAudio
-from tests.conftest import need_service
+from tests.support.services import need_service
+from tests.support.state import lease, new_job
 from tests.unit.test_leases import (  # noqa: F401  (runs here on PostgreSQL)
     test_a_beating_renderer_keeps_its_leases_and_a_stopped_one_loses_them,
 )
-from tests.unit.test_state import lease, new_job
 
 
 def test_each_item_and_the_job_are_claimed_exactly_once_however_completions_interleave(
@@ -102,7 +102,7 @@ def test_the_redis_index_remembers_audio_and_grants_each_claim_to_one_owner(
 
 
 def test_an_unreachable_index_is_a_miss_not_an_error() -> None:
-    from tests.conftest import free_port
+    from tests.support.services import free_port
 
     dead = RedisChunkIndex.from_url(f"redis://127.0.0.1:{free_port()}/0")
     assert dead.lookup(["ab"]) == {}

@@ -26,7 +26,7 @@ from pipeline.state.db import (
     upgrade,
 )
 from pipeline.state.models import Base
-from tests.conftest import free_port
+from tests.support.services import free_port
 
 VOICEBATCH = Path(sys.executable).with_name("voicebatch")
 TABLES = {"api_keys", "jobs", "items", "chunks"}

@@ -36,9 +36,9 @@ from pipeline.state.keys import create_key
 from pipeline.state.models import JobStatus
 from pipeline.storage.archive import parse_restore
 from pipeline.storage.lifecycle import apply_rules, read_rules
-from tests import epubs
-from tests.conftest import free_port, need_service
-from tests.images import image_bytes
+from tests.support import epubs
+from tests.support.images import image_bytes
+from tests.support.services import free_port, need_service
 from workers.app import create_celery
 from workers.context import WorkerResources
 from workers.dispatch import CeleryDispatcher

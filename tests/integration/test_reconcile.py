@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -12,13 +11,11 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.engines import engine_info
-from pipeline.plan.documents import document_from_chapters
-from pipeline.plan.submit import submit_job
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
-from tests.conftest import need_service
+from tests.support.services import need_service
+from tests.support.workers import new_job
 from workers.app import VoicebatchCelery, create_celery
 from workers.reconciler import queue_depth, reconcile_once
 
@@ -44,23 +41,6 @@ def messages(queue: str) -> list[list[Any]]:
 
     raw = redis.Redis.from_url(BROKER).lrange(queue, 0, -1)
     return [json.loads(base64.b64decode(json.loads(m)["body"]))[0] for m in raw]
-
-
-def new_job(app: VoicebatchCelery) -> uuid.UUID:
-    parsed = document_from_chapters(
-        "Book", [("One", "First. Second. Third."), ("Two", "Fourth sentence here.")]
-    )
-    settings = app.settings.model_copy(update={"chunk_max_chars": 40})
-    return submit_job(
-        app.context.resources.factory,
-        parsed,
-        engine=engine_info(settings),
-        settings=settings,
-        kind="book",
-        owner_id=uuid.UUID(int=1),
-        idempotency_key=None,
-        output_base=settings.resolved_storage_url,
-    ).job_id  # its messages were never published: "lost"
 
 
 def test_lost_render_messages_are_published_again_only_when_the_queue_is_idle(

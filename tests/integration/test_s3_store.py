@@ -21,7 +21,7 @@ from pipeline.state.models import Chunk, ChunkStatus, JobStatus
 from pipeline.storage.factory import open_store
 from pipeline.storage.keys import chunk_key
 from pipeline.storage.s3 import S3ObjectStore
-from tests.integration.conftest import S3_PREFIX
+from tests.support.s3 import S3_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

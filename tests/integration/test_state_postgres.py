@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.state import store
 from pipeline.state.db import transaction
+from tests.support.state import TTL, lease, new_job
 from tests.unit.test_state import *  # noqa: F403
-from tests.unit.test_state import TTL, lease, new_job
 
 
 def test_state_tests_here_run_on_postgresql(db: sessionmaker[Session]) -> None:

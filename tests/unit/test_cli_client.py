@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from cli.client import ApiClient, safe_output_path
 from pipeline.errors import InputError, RetryableError
-from tests.conftest import free_port
+from tests.support.services import free_port
 
 
 @pytest.mark.parametrize("name", ["../x.mp3", "/etc/passwd", "a//b.mp3", "chapters/../../x", ""])

@@ -7,7 +7,6 @@ import json
 import re
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,27 +15,11 @@ from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import load_cover
 from pipeline.audio.encode import decode
 from pipeline.audio.probe import probe
-from pipeline.runner import LocalRuntime, check_inputs, render_file
-from pipeline.state.models import JobStatus
-from tests.images import image_bytes
-from tests.unit.test_render import CountingEngine
+from pipeline.runner import LocalRuntime, check_inputs
+from tests.support.images import image_bytes
+from tests.support.rendering import CountingEngine, render
 
 AAC_FRAME = 1024
-
-
-def render(
-    runtime: LocalRuntime, source: Path, out: Path, cover: Path | None = None, **settings: Any
-):  # type: ignore[no-untyped-def]
-    runtime.settings = runtime.settings.model_copy(update=settings)
-    runtime.engine = CountingEngine()
-    outcome = render_file(
-        runtime,
-        check_inputs(source, runtime.settings),
-        output_dir=out,
-        cover=load_cover(cover) if cover else None,
-    )
-    assert outcome.assembly is not None and outcome.assembly.status == JobStatus.DONE
-    return json.loads((out / "manifest.json").read_text())
 
 
 def test_m4b_book_has_a_chapter_mark_at_each_stitched_chapter_start(

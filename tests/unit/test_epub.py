@@ -18,7 +18,7 @@ from pipeline.audio.probe import probe
 from pipeline.errors import InputError
 from pipeline.ingest import Document, epub_archive, load_source, parse_source, read_document
 from pipeline.plan.documents import FieldError, document_from_upload
-from tests import epubs
+from tests.support import epubs
 
 MOBY_CHAPTERS = [
     "Part One: The Sea",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.render.leases import LeaseHeartbeat
 from pipeline.state import store
 from pipeline.state.db import transaction
-from tests.unit.test_state import complete, lease, new_job
+from tests.support.state import complete, lease, new_job
 
 
 def test_a_beating_renderer_keeps_its_leases_and_a_stopped_one_loses_them(

@@ -26,8 +26,8 @@ from pipeline.engines.maya1.engine import Generated, Maya1Engine
 from pipeline.engines.maya1.sampling import RowSampling
 from pipeline.engines.maya1.tokens import max_new_tokens, retry_seed, voice_seed
 from pipeline.engines.maya1.unpack import MalformedAudio
-from tests.maya1_fixtures import build_tiny_maya1
-from tests.snac_fixtures import build_tiny_snac
+from tests.support.maya1_fixtures import build_tiny_maya1
+from tests.support.snac_fixtures import build_tiny_snac
 
 VOICE = "A calm female narrator with a low voice"
 

@@ -24,7 +24,7 @@ from pipeline.engines.maya1.loading import (
     resolve_precision,
 )
 from pipeline.errors import InputError
-from tests.maya1_fixtures import build_tiny_maya1
+from tests.support.maya1_fixtures import build_tiny_maya1
 
 
 @pytest.fixture(scope="module")

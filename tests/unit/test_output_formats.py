@@ -12,7 +12,7 @@ from pipeline.audio.cover import cover_from_bytes, load_cover
 from pipeline.audio.encode import ChapterMark, FileMeta, decode, encode
 from pipeline.audio.probe import probe
 from pipeline.errors import InputError
-from tests.images import image_bytes
+from tests.support.images import image_bytes
 
 SR = 22050
 

@@ -18,7 +18,7 @@ from pipeline.audio.probe import probe
 from pipeline.config import load_settings
 from pipeline.errors import InputError
 from pipeline.runner import LocalRuntime
-from tests.unit.test_deliverables import render
+from tests.support.rendering import render
 
 SR = 22050
 

@@ -15,48 +15,12 @@ from pipeline.audio.encode import decode
 from pipeline.config import Settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
-from pipeline.errors import InputError, PermanentError, RetryableError
+from pipeline.errors import InputError, RetryableError
 from pipeline.runner import LocalRuntime, check_inputs, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
-
-
-class CountingEngine(TestToneEngine):
-    """The test engine, counting requests; optionally Ctrl-C after N batches or failing on a word."""
-
-    def __init__(self, *, interrupt_after: int | None = None, fail_on: str | None = None) -> None:
-        self.requests: list[str] = []
-        self.batches = 0
-        self.interrupt_after = interrupt_after
-        self.fail_on = fail_on
-
-    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
-        if self.interrupt_after is not None and self.batches >= self.interrupt_after:
-            raise KeyboardInterrupt
-        self.batches += 1
-        if self.fail_on and any(self.fail_on in r.text for r in requests):
-            raise PermanentError(f"engine cannot say {self.fail_on!r}")
-        self.requests += [r.text for r in requests]
-        return super().render_batch(requests)
-
-
-def run(runtime: LocalRuntime, engine: CountingEngine, source: Path, out: Path, **kw: object):  # type: ignore[no-untyped-def]
-    runtime.engine = engine
-    return render_file(runtime, check_inputs(source, runtime.settings), output_dir=out, **kw)  # type: ignore[arg-type]
-
-
-def long_book(tmp_path: Path, chapters: int = 3, paragraphs: int = 6) -> Path:
-    lines = ["# Long Book\n"]
-    for c in range(chapters):
-        lines.append(f"## Chapter {c + 1}\n")
-        for p in range(paragraphs):
-            lines.append(
-                f"Paragraph {p} of chapter {c} begins here. It has a second sentence, number {p}.\n"
-            )
-    path = tmp_path / "long.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+from tests.support.rendering import CountingEngine, long_book, run
 
 
 def test_render_writes_book_chapters_and_manifest(

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipeline.audio.probe import probe
-from tests.images import image_bytes
+from tests.support.images import image_bytes
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pipeline.runner import LocalRuntime
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, JobStatus
-from tests.unit.test_render import CountingEngine, long_book, run
+from tests.support.rendering import CountingEngine, long_book, run
 
 
 class SmallMemory(CountingEngine):

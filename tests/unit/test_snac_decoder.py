@@ -16,7 +16,7 @@ from pipeline.engines.maya1.snac.factory import load_snac_decoder
 from pipeline.engines.maya1.snac.frames import SAMPLES_PER_FRAME, decode_groups
 from pipeline.engines.maya1.snac.torch import TorchSnacDecoder
 from pipeline.errors import InputError
-from tests.snac_fixtures import build_tiny_snac
+from tests.support.snac_fixtures import build_tiny_snac
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder
 from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, engine_prefix, sanitize
 from pipeline.engines.maya1.snac.torch import TorchSnacDecoder
 from pipeline.errors import InputError
-from tests.snac_fixtures import build_tiny_snac
+from tests.support.snac_fixtures import build_tiny_snac
 
 FP32_TOLERANCE = 1e-4
 INT8_MIN_SNR_DB = 15.0

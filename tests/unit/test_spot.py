@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.spot_server import FakeMetadata
+from tests.support.spot_server import FakeMetadata
 from workers.spot import SpotNotice, SpotWatcher
 
 

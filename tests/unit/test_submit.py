@@ -27,7 +27,7 @@ from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 from pipeline.state.store import chunk_groups
 from pipeline.storage.local import LocalObjectStore
-from tests.unit.test_render import CountingEngine
+from tests.support.rendering import CountingEngine
 
 OWNER = uuid.UUID(int=7)
 
@@ -239,7 +239,7 @@ def test_a_submitted_cover_waits_in_the_job_folder_and_goes_if_the_job_does_not(
 ) -> None:
     from pipeline.audio.cover import cover_from_bytes
     from pipeline.storage.local import LocalObjectStore
-    from tests.images import image_bytes
+    from tests.support.images import image_bytes
 
     cover = cover_from_bytes(image_bytes("jpeg"))
     root = tmp_path / "objects"

@@ -26,7 +26,7 @@ def service_env(
 ) -> dict[str, str]:
     """The settings every process of a test deployment shares: its database, broker,
     Redis, a bucket on the S3 server and a data folder."""
-    from tests.integration.conftest import S3_KEY, S3_REGION
+    from tests.support.s3 import S3_KEY, S3_REGION
 
     return {
         "VOICEBATCH_DATABASE_URL": database_url,
