@@ -8,9 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pipeline.errors import (
-    InputError,
-)
+from pipeline.errors import InputError
 from pipeline.render.renderer import ChunkRenderer, RenderStats
 from pipeline.state import store
 from pipeline.state.db import transaction

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    pass
+from typing import BinaryIO, Protocol, runtime_checkable
 
 
 @runtime_checkable

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
-
-if TYPE_CHECKING:
-    pass
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.local import LocalObjectStore
 from pipeline.storage.s3 import S3ObjectStore

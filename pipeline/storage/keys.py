@@ -10,12 +10,9 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.errors import InputError
-
-if TYPE_CHECKING:
-    pass
 
 
 def content_hash(

@@ -6,12 +6,9 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from pipeline.errors import NotFoundError
-
-if TYPE_CHECKING:
-    pass
 from pipeline.storage.keys import check_key
 
 

@@ -8,17 +8,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from pipeline.state.db import create_db_engine, upgrade
 from tests.support.services import need_service
-
-if TYPE_CHECKING:
-    pass
-
 
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 PG_ADMIN_DATABASE = "test"  # an existing database to connect to while creating others

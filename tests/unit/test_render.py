@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pipeline.render.jobs as job_driver
 from pipeline.audio.encode import decode
 from pipeline.config import Settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
@@ -354,10 +355,8 @@ class AlwaysRetryable(CountingEngine):
 def test_retryable_failures_back_off_then_fail_and_are_counted(
     runtime: LocalRuntime, book: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipeline.render.renderer as render_module
-
-    waits: list[float] = []
-    monkeypatch.setattr(render_module.time, "sleep", waits.append)
+    waits: list[float] = []  # the job driver's backoff sleeps, between leases
+    monkeypatch.setattr(job_driver.time, "sleep", waits.append)
     outcome = run(runtime, AlwaysRetryable(), book, tmp_path / "out")
     assert outcome.stats.failed == 1 and outcome.assembly is not None
     assert outcome.assembly.status == JobStatus.PARTIALLY_FAILED
