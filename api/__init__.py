@@ -1,1 +1,1 @@
-"""FastAPI submit API (distributed mode): thin adapters over pipeline/. See issue 3."""
+"""The FastAPI submit API (distributed mode): thin adapters over pipeline/."""

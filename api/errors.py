@@ -17,8 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody
-from pipeline.errors import InputError, VoicebatchError, http_status_for
-from pipeline.plan.documents import FieldError
+from pipeline.errors import FieldError, InputError, VoicebatchError, http_status_for
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,10 +17,10 @@ from pydantic import ValidationError
 from api.errors import UnsupportedMediaType
 from api.schemas import JobRequest
 from pipeline.audio.cover import Cover, document_cover
-from pipeline.config import Settings
+from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, MasterFormat, Settings
+from pipeline.errors import FieldError
 from pipeline.ingest import CatalogueFormat, ParsedSource
 from pipeline.plan.documents import (
-    FieldError,
     cover_from_request,
     document_from_chapters,
     document_from_items,
@@ -64,7 +64,7 @@ JOB_BODY = {
                         "title": {"type": "string"},
                         "format": {
                             "type": "string",
-                            "enum": ["wav", "flac", "mp3", "opus", "m4b"],
+                            "enum": list(OUTPUT_FORMATS),
                         },
                         "voice": {"type": "string"},
                         "cover": {
@@ -77,14 +77,14 @@ JOB_BODY = {
                             "type": "boolean",
                             "description": "EPUB: read front and back matter too.",
                         },
-                        "master": {"type": "string", "enum": ["none", "wav", "flac"]},
+                        "master": {"type": "string", "enum": list(get_args(MasterFormat))},
                         "subtitles": {
                             "type": "string",
                             "description": "Comma-separated: srt,vtt,json (empty: none).",
                         },
                         "loudness_preset": {
                             "type": "string",
-                            "enum": ["none", "acx", "podcast", "broadcast"],
+                            "enum": list(LOUDNESS_PRESETS),
                         },
                         "normalize": {
                             "type": "boolean",

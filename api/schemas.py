@@ -8,13 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Format = Literal["wav", "flac", "mp3", "opus", "m4b"]
-Master = Literal["none", "wav", "flac"]
-Timing = Literal["srt", "vtt", "json"]
-Preset = Literal["none", "acx", "podcast", "broadcast"]
-# pipeline.assemble.keys.FILE_KINDS spelled out for the schema (pydantic needs a Literal);
-# tests/unit/test_api_schema_kinds.py keeps the two the same.
-FileKind = Literal["book", "chapter", "item", "manifest", "master", "timing", "cover", "summary"]
+from pipeline.assemble.keys import FileKind
+from pipeline.config import LoudnessPreset, MasterFormat, OutputFormat, RestoreTier, TimingFormat
+
+# The choices the pipeline declares, so the schema offers exactly what a job can be.
+Format = OutputFormat
+Master = MasterFormat
+Timing = TimingFormat
+Preset = LoudnessPreset
 
 
 class ChapterIn(BaseModel):
@@ -191,7 +192,7 @@ class Outputs(BaseModel):
 class RestoreRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     days: int | None = Field(None, ge=1, le=365, description="How long restored copies last.")
-    tier: Literal["Standard", "Bulk", "Expedited"] | None = Field(
+    tier: RestoreTier | None = Field(
         None, description="Restore speed (and price); default the server's."
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,7 +14,7 @@ from pipeline.errors import InputError
 from pipeline.file_names import check_template
 
 OutputFormat = Literal["wav", "flac", "mp3", "opus", "m4b"]
-OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3", "opus", "m4b")
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
 SnacRuntime = Literal["torch", "onnx", "tensorrt"]
@@ -22,10 +22,12 @@ SnacPrecision = Literal["auto", "fp32", "fp16", "int8"]
 DynamicBatching = Literal["auto", "on", "off"]
 Maya1Backend = Literal["auto", "hf", "vllm"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
-LOUDNESS_PRESETS: tuple[str, ...] = ("none", "acx", "podcast", "broadcast")
-TIMING_FORMATS: tuple[str, ...] = ("srt", "vtt", "json")
+LOUDNESS_PRESETS: tuple[str, ...] = get_args(LoudnessPreset)
+TimingFormat = Literal["srt", "vtt", "json"]
+TIMING_FORMATS: tuple[str, ...] = get_args(TimingFormat)
 ArchiveClass = Literal["GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
 RestoreTier = Literal["Standard", "Bulk", "Expedited"]
+RESTORE_TIERS: tuple[str, ...] = get_args(RestoreTier)
 
 
 def _default_data_dir() -> Path:

@@ -24,6 +24,14 @@ class InputError(VoicebatchError):
     http_status = 422
 
 
+class FieldError(InputError):
+    """A request field is invalid; `field` names it the way the request spelled it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
 class NotFoundError(InputError):
     """No such job or object."""
 
@@ -40,6 +48,14 @@ class RetryableError(VoicebatchError):
 
 class EngineOutOfMemory(RetryableError):
     """The engine ran out of memory on this batch; a smaller batch may fit."""
+
+
+class HandedBack(VoicebatchError):
+    """The worker is stopping: the work goes back to the queue unfinished, for another
+    worker to take (not a failure, and not retried here)."""
+
+    exit_code = 75
+    http_status = 503
 
 
 class PermanentError(VoicebatchError):

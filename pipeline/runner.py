@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.assemble.embedded import assemble_job
 from pipeline.assemble.items import AssemblyResult
 from pipeline.assemble.keys import cover_key
-from pipeline.assemble.manifest import manifest_files, read_manifest
+from pipeline.assemble.manifest import manifest_files, manifest_of_job
 from pipeline.audio.cover import Cover
 from pipeline.batching import with_batching
 from pipeline.config import Settings
@@ -42,7 +42,7 @@ from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store
 from pipeline.storage.local import LocalObjectStore
 from pipeline.text.lexicon import load_lexicon
-from pipeline.text.segment import segment_paragraphs
+from pipeline.text.segment import has_speech
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
         for chapter in document.chapters
         for p in chapter.spoken_paragraphs(read_titles=settings.read_titles)
     ]
-    if next(segment_paragraphs(paragraphs, settings.chunk_max_chars), None) is None:
+    if not has_speech(paragraphs, settings.chunk_max_chars):
         raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
     return ParsedSource(source, document)
 
@@ -131,8 +131,8 @@ def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
 
     Another job may have written into the same folder since, or a file may be gone.
     """
-    manifest = read_manifest(output_store)
-    if manifest is None or manifest.get("job_id") != str(job_id):
+    manifest = manifest_of_job(output_store, job_id)
+    if manifest is None:
         return False
     try:
         files = [key for _, key in manifest_files(manifest)]

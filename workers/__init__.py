@@ -1,1 +1,1 @@
-"""Celery app and tasks (distributed mode): thin adapters over pipeline/. See issue 3."""
+"""The Celery app and tasks (distributed mode): thin adapters over pipeline/."""

@@ -2,7 +2,9 @@
 
 Passing trouble (database, storage, broker) is tried again in place with backoff and
 jitter for VOICEBATCH_TASK_RETRY_SECONDS, then the message goes back to the queue; it is
-never dropped. A job that is gone drops its message; input errors are never retried.
+never dropped. A job that is gone drops its message. An input error is not retried
+here: it says the message is not this worker's (it runs another engine), so the message
+goes back to the queue for a worker whose it is.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from api.deps import Context, KeyDep, SessionDep
 from api.errors import ERRORS, error_response
 from api.requests import JOB_BODY, JobSubmission, parse_submission
 from api.schemas import ChunkCounts, ErrorBody, FailedChunk, ItemCounts, JobOut, JobPage
-from pipeline.plan.submit import check_submission, job_settings, publish_job, submit_job
+from pipeline.plan.submit import submit_and_publish
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ApiKey, Job
@@ -97,33 +97,19 @@ def _submit(
     idempotency_key: str | None,
     response: Response,
 ) -> JobOut:
-    settings = job_settings(context.settings, submission.overrides)
-    check_submission(
-        submission.parsed.document,
-        settings=settings,
-        engine=context.engine,
-        lexicon=submission.lexicon,
-    )
-    submitted = submit_job(
+    submitted = submit_and_publish(
         context.factory,
         submission.parsed,
         engine=context.engine,
-        settings=settings,
+        settings=context.settings,
+        overrides=submission.overrides,
         kind=submission.kind,
         owner_id=key.id,
         idempotency_key=idempotency_key,
-        output_base=context.settings.resolved_storage_url,
+        publish=context.dispatcher.render,
         cover=submission.cover,
         folder=context.folder,
         lexicon=submission.lexicon,
-    )
-    publish_job(
-        context.factory,
-        submitted,
-        publish=context.dispatcher.render,
-        output_base=context.settings.resolved_storage_url,
-        cover=submission.cover,
-        folder=context.folder,
     )
     if submitted.created:
         metrics.JOBS_SUBMITTED.inc()

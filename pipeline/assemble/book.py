@@ -9,15 +9,15 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble.catalogue_summary import summary_rows, write_summary
+from pipeline.assemble.chapters import AssembledChapter, Loudness
 from pipeline.assemble.chunk_audio import ChunkAudioCache
 from pipeline.assemble.deliverables import Deliverables, chapter_marks
 from pipeline.assemble.items import AssemblyResult, chunk_pieces, item_pauses, missing_chunks
 from pipeline.assemble.keys import MANIFEST_KEY, book_key_for, cover_key
 from pipeline.assemble.manifest import (
-    AssembledChapter,
-    Loudness,
     book_files,
     chapter_entries,
+    job_manifest,
     loudness_record,
     manifest_files,
     previous_files,
@@ -171,24 +171,22 @@ def finalize_job(
             book_record = book_files(deliverables, output_store, book_key, chapters, spans, rate)
 
     summary_key = write_summary(output_store, summary) if summary is not None else None
-    manifest = {
-        "job_id": str(job_id),
-        "kind": kind,
-        "source": source,
-        "title": info["title"],
-        "author": info["author"],
-        "format": info["format"],
-        "sample_rate": rate,
-        "file_sample_rate": output_rate(fmt, rate, deliverables.file_rate) if rate else None,
-        "duration": round(duration, 3),
-        "file": book_key,
-        **book_record,
-        "cover": cover_key(deliverables.cover) if deliverables.cover else None,
-        "loudness": None if loudness is None else loudness_record(loudness, deliverables),
-        "chapters" if kind != "catalogue" else "items": manifest_items,
-        "failed_chunks": failed_chunks,
-        **({"summary": summary_key} if summary_key else {}),
-    }
+    manifest = job_manifest(
+        job_id=job_id,
+        kind=kind,
+        source=source,
+        job=info,
+        sample_rate=rate,
+        file_sample_rate=output_rate(fmt, rate, deliverables.file_rate) if rate else None,
+        duration=duration,
+        book_key=book_key,
+        book_record=book_record,
+        cover=cover_key(deliverables.cover) if deliverables.cover else None,
+        loudness=None if loudness is None else loudness_record(loudness, deliverables),
+        entries=manifest_items,
+        failed_chunks=failed_chunks,
+        summary=summary_key,
+    )
     write_manifest(output_store, manifest)
     keys = [c.key for c in chapters if c.key]
     # Files an earlier assembly of this source listed and this one does not (a chapter

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.assemble.book import finalize_job, measure_book
+from pipeline.assemble.chapters import AssembledChapter, Loudness
 from pipeline.assemble.chunk_audio import ChunkAudioCache
 from pipeline.assemble.deliverables import Deliverables, chapter_marks
 from pipeline.assemble.items import (
@@ -27,7 +28,6 @@ from pipeline.assemble.items import (
     missing_chunks,
 )
 from pipeline.assemble.keys import book_key_for, item_key
-from pipeline.assemble.manifest import AssembledChapter, Loudness
 from pipeline.assemble.timeline import book_samples, timeline_segments
 from pipeline.assemble.writer import EncoderThread, finish_all
 from pipeline.audio.encode import FileMeta, codec_for

@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.assemble.chapters import AssembledChapter, Loudness
 from pipeline.assemble.chunk_audio import ChunkAudioCache, ChunkPiece
 from pipeline.assemble.deliverables import Deliverables
 from pipeline.assemble.keys import item_key
-from pipeline.assemble.manifest import AssembledChapter, Loudness
 from pipeline.assemble.timeline import finished, timeline_segments
 from pipeline.assemble.writer import write_stream
 from pipeline.audio.master import (

@@ -7,6 +7,8 @@ masters and timing files, the cover, a catalogue's summary and manifest.json.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pipeline.audio.cover import Cover
 from pipeline.audio.encode import codec_for
 from pipeline.file_names import slugify
@@ -19,7 +21,8 @@ MASTER_FOLDER = "master"
 SUMMARY_KEY = f"{ITEMS_FOLDER}/summary.csv"
 TIMING_SUFFIX = {"srt": ".srt", "vtt": ".vtt", "json": ".timings.json"}
 # What manifest_files calls each file it lists (the API's outputs say the same).
-FILE_KINDS = ("manifest", "book", "chapter", "item", "master", "timing", "cover", "summary")
+FileKind = Literal["manifest", "book", "chapter", "item", "master", "timing", "cover", "summary"]
+FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 
 
 def item_key(job: Job, item: Item, items_total: int) -> str:

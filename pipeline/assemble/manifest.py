@@ -7,38 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline.assemble.chunk_audio import ChunkPiece
+from pipeline.assemble.chapters import AssembledChapter, Loudness
 from pipeline.assemble.deliverables import Deliverables, timed_chunks
 from pipeline.assemble.keys import MANIFEST_KEY, master_key
-from pipeline.audio.master import Mastering
 from pipeline.audio.stitch import ChapterSpan
 from pipeline.errors import NotFoundError
 from pipeline.storage.base import ObjectStore
-
-
-@dataclass(frozen=True)
-class Loudness:
-    """What the finished book measures: integrated loudness, the highest true peak, its
-    plain RMS and its loudness range."""
-
-    output_lufs: float
-    true_peak_dbtp: float
-    rms_db: float | None = None
-    lra: float | None = None
-
-
-@dataclass(frozen=True)
-class AssembledChapter:
-    """A chapter (or item) as assembly works on it: its chunks, mastering and file."""
-
-    item_id: uuid.UUID
-    title: str
-    pieces: list[ChunkPiece]
-    mastering: Mastering | None = None
-    key: str | None = None
 
 
 def previous_files(output_store: ObjectStore, source: str) -> set[str]:
@@ -154,6 +130,47 @@ def book_files(
     return record
 
 
+def job_manifest(
+    *,
+    job_id: uuid.UUID,
+    kind: str,
+    source: str,
+    job: dict[str, Any],
+    sample_rate: int | None,
+    file_sample_rate: int | None,
+    duration: float,
+    book_key: str | None,
+    book_record: dict[str, Any],
+    cover: str | None,
+    loudness: dict[str, Any] | None,
+    entries: list[dict[str, Any]],
+    failed_chunks: list[dict[str, Any]],
+    summary: str | None,
+) -> dict[str, Any]:
+    """A finished job's manifest: what it is (`job`: title, author, format), its audio's
+    rates and duration, the book file and its masters and timing files (`book_record`),
+    the cover, the loudness, each chapter's or item's entry, the failed chunks, and a
+    catalogue's summary."""
+    return {
+        "job_id": str(job_id),
+        "kind": kind,
+        "source": source,
+        "title": job["title"],
+        "author": job["author"],
+        "format": job["format"],
+        "sample_rate": sample_rate,
+        "file_sample_rate": file_sample_rate,
+        "duration": round(duration, 3),
+        "file": book_key,
+        **book_record,
+        "cover": cover,
+        "loudness": loudness,
+        "chapters" if kind != "catalogue" else "items": entries,
+        "failed_chunks": failed_chunks,
+        **({"summary": summary} if summary else {}),
+    }
+
+
 def read_manifest(output_store: ObjectStore) -> dict[str, Any] | None:
     """The folder's manifest.json; None where there is none, or it is not a manifest
     (unreadable JSON, or not an object)."""
@@ -162,6 +179,26 @@ def read_manifest(output_store: ObjectStore) -> dict[str, Any] | None:
     except (NotFoundError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None
+
+
+def manifest_of_job(output_store: ObjectStore, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The folder's manifest if this job wrote it (another job may have written the same
+    folder since), else None."""
+    manifest = read_manifest(output_store)
+    if manifest is None or manifest.get("job_id") != str(job_id):
+        return None
+    return manifest
+
+
+def is_catalogue(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest is a catalogue's (items) rather than a book's (chapters)."""
+    return manifest.get("kind") == "catalogue"
+
+
+def loudness_measure(manifest: dict[str, Any]) -> str | None:
+    """What the job was mastered to, as its manifest records it: "lufs" or "rms"."""
+    loudness = manifest.get("loudness") or {}
+    return loudness.get("measure") if isinstance(loudness, dict) else None
 
 
 def write_manifest(output_store: ObjectStore, manifest: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.assemble.chapters import AssembledChapter
 from pipeline.assemble.chunk_audio import ChunkAudioCache
-from pipeline.assemble.manifest import AssembledChapter
 from pipeline.audio.master import Mastering, Segment
 from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan

@@ -29,7 +29,7 @@ class Chapter:
         nothing but its heading (an EPUB's part page): the one rule for planning,
         submitting and the early input check alike.
         """
-        if self.heading and (read_titles or not self.paragraphs):
+        if self.reads_heading(read_titles=read_titles):
             return (self.title, *self.paragraphs)
         return self.paragraphs
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.audio.cover import Cover, cover_from_bytes
-from pipeline.errors import InputError
+from pipeline.errors import FieldError, InputError
 from pipeline.file_names import slugify
 from pipeline.ingest import (
     CatalogueFormat,
@@ -27,15 +27,6 @@ from pipeline.ingest import (
 from pipeline.ingest.catalogue import CatalogueRow, build_items
 from pipeline.ingest.plaintext import parse_plaintext
 from pipeline.text.lexicon import Lexicon, lexicon_from_mapping, parse_lexicon
-from pipeline.text.segment import segment_paragraphs
-
-
-class FieldError(InputError):
-    """A request field is invalid; `field` names it the way the request spelled it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 def _paragraphs(text: str) -> tuple[str, ...]:
@@ -45,10 +36,6 @@ def _paragraphs(text: str) -> tuple[str, ...]:
 def _source(name: str, payload: object) -> SourceFile:
     raw = json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()
     return SourceFile(path=Path(name), text="", sha256=hashlib.sha256(raw).hexdigest())
-
-
-def _speakable(text: str, max_chars: int) -> bool:
-    return next(segment_paragraphs(list(_paragraphs(text)), max_chars), None) is not None
 
 
 def document_from_text(title: str, text: str) -> ParsedSource:

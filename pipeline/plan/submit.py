@@ -21,15 +21,16 @@ from pipeline.audio.cover import Cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, takes_phonemes
-from pipeline.errors import InputError, RetryableError
+from pipeline.errors import FieldError, InputError, RetryableError
 from pipeline.ingest import Document, ParsedSource
-from pipeline.plan.documents import FieldError, _speakable
 from pipeline.plan.spec import build_spec, job_lexicon
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Job, JobStatus
 from pipeline.storage.base import ObjectStore
+from pipeline.storage.keys import job_folder
 from pipeline.text.lexicon import Lexicon
+from pipeline.text.segment import has_speech
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def job_settings(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
 
 def job_output_uri(output_base: str, job_id: uuid.UUID) -> str:
     """Where a job's output files go under `output_base`."""
-    return f"{output_base.rstrip('/')}/jobs/{job_id}"
+    return f"{output_base.rstrip('/')}/{job_folder(job_id)}"
 
 
 def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
@@ -126,7 +127,7 @@ def submit_job(
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
         spoken = chapter.spoken_paragraphs(read_titles=settings.read_titles)
-        if not _speakable("\n\n".join(spoken), max_chars):
+        if not has_speech(spoken, max_chars):
             where = "items" if kind == "catalogue" else "chapters"
             raise FieldError(f"{where}[{index}]", "has no text to speak")
     if idempotency_key is not None:
@@ -214,3 +215,44 @@ def publish_job(
                 f"({exc.message}); retry with the same Idempotency-Key to queue the rest"
             ) from exc
         raise
+
+
+def submit_and_publish(
+    factory: sessionmaker[Session],
+    parsed: ParsedSource,
+    *,
+    engine: EngineInfo,
+    settings: Settings,
+    overrides: Mapping[str, Any],
+    kind: str,
+    owner_id: uuid.UUID,
+    idempotency_key: str | None,
+    publish: Callable[[uuid.UUID, list[list[uuid.UUID]]], None],
+    cover: Cover | None = None,
+    folder: Callable[[str], ObjectStore] | None = None,
+    lexicon: Lexicon | None = None,
+) -> SubmittedJob:
+    """A request's job, from its parsed body to published messages: the request's
+    overrides applied to the server's `settings` and checked, the job created (or the one
+    its Idempotency-Key made found), and its chunk groups published, or the job withdrawn
+    when they cannot be. Output goes under the server's storage URL."""
+    chosen = job_settings(settings, overrides)
+    check_submission(parsed.document, settings=chosen, engine=engine, lexicon=lexicon)
+    output_base = settings.resolved_storage_url
+    submitted = submit_job(
+        factory,
+        parsed,
+        engine=engine,
+        settings=chosen,
+        kind=kind,
+        owner_id=owner_id,
+        idempotency_key=idempotency_key,
+        output_base=output_base,
+        cover=cover,
+        folder=folder,
+        lexicon=lexicon,
+    )
+    publish_job(
+        factory, submitted, publish=publish, output_base=output_base, cover=cover, folder=folder
+    )
+    return submitted

@@ -5,12 +5,11 @@ once, chunks a live one holds are waited for."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from datetime import timedelta
 
-from pipeline.render.leases import pid_alive
+from pipeline.render.leases import gone_from_this_host
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderProgress, RenderStats
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -39,13 +38,10 @@ def _wait_for_others(renderer: ChunkRenderer, job_id: uuid.UUID) -> bool:
     host:pid:nonce. While a live owner holds chunks, wait for it to finish them (or for
     its leases to expire, when lease_chunks takes them over).
     """
-    host = socket.gethostname()
     with transaction(renderer.factory) as session:
         released = 0
         for owner in store.lease_owners(session, job_id=job_id):
-            owner_host, _, rest = owner.partition(":")
-            pid = rest.partition(":")[0]
-            if owner_host == host and pid.isdigit() and not pid_alive(int(pid)):
+            if gone_from_this_host(owner):
                 log.info("taking back chunks held by %s, which is no longer running", owner)
                 released += store.release_leases(session, owner=owner)
         if released:

@@ -22,6 +22,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def gone_from_this_host(owner: str) -> bool:
+    """Whether `owner` (a worker_id, host:pid:nonce) names a process of this host that no
+    longer runs (killed, crashed): its leases can be taken back at once."""
+    owner_host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return owner_host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -3,12 +3,14 @@ claim the items they finished for assembly, exactly once across all workers."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pipeline.errors import InputError
+from pipeline.errors import HandedBack, InputError, RetryableError
 from pipeline.render.renderer import ChunkRenderer, RenderStats
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -102,3 +104,35 @@ def render_chunk_ids(
         )
         retry_in = min(2.0, max(0.2, left + 0.1))
     return ChunkTaskOutcome(ready, retry_in, renderer.stats, waiting)
+
+
+def render_message(
+    renderer: ChunkRenderer,
+    *,
+    job_id: uuid.UUID,
+    chunk_ids: Sequence[uuid.UUID],
+    assemble: Callable[[uuid.UUID, list[uuid.UUID]], None],
+    stopping: threading.Event,
+) -> None:
+    """Render the chunks one message names until every one is final, handing the items
+    they finish to `assemble(job_id, item_ids)` as they are claimed.
+
+    Chunks that went back to pending (a retryable failure) or that someone else holds (a
+    duplicate of this message, or a dead worker's lease) are looked at again until every
+    chunk is final; max_attempts stops a chunk that keeps failing. Raises HandedBack when
+    `stopping` is set meanwhile, and RetryableError when the chunks are still not final
+    after every attempt's lease could have run out.
+    """
+    settings = renderer.settings
+    deadline = time.monotonic() + settings.lease_seconds * (settings.max_attempts + 1) + 60
+    while True:
+        outcome = render_chunk_ids(renderer, job_id=job_id, chunk_ids=chunk_ids)
+        if outcome.assembling:
+            assemble(job_id, outcome.assembling)
+        if outcome.retry_in is None:
+            return
+        if stopping.is_set():
+            raise HandedBack(f"worker stopping: chunks of job {job_id} handed back")
+        if time.monotonic() > deadline:
+            raise RetryableError(f"chunks of job {job_id} still not final; message requeued")
+        time.sleep(outcome.retry_in)

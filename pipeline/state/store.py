@@ -1,6 +1,7 @@
-"""The only module that changes job, item and chunk state.
+"""Job state: creating a job and every change of a job's status, and the one namespace
+for all state (it re-exports `chunks`, `items` and `specs`).
 
-Every change is a conditional UPDATE that names the state it expects to leave (and, for
+The state package is the only code that changes job, item and chunk rows. Every change is a conditional UPDATE that names the state it expects to leave (and, for
 chunks, the lease owner), so a duplicate or stale caller changes nothing and learns so
 from the return value. Callers pass a Session inside a transaction they own.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
@@ -54,70 +54,13 @@ from pipeline.state.models import (
     JobStatus,
     utcnow,
 )
+from pipeline.state.specs import (  # noqa: F401  (re-exported: one namespace for all state)
+    ChunkSpec,
+    ItemSpec,
+    JobProgress,
+    JobSpec,
+)
 from pipeline.state.updates import conditional_update as _update
-
-
-@dataclass(frozen=True)
-class ChunkSpec:
-    text: str
-    paragraph_start: bool
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class ItemSpec:
-    title: str
-    chunks: tuple[ChunkSpec, ...]
-    voice: str | None = None  # catalogue items: a voice of their own (None: the job's)
-    file_name: str | None = None  # catalogue items: the file name under items/
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """Everything needed to create a job, its items and chunks in one transaction."""
-
-    title: str
-    source_name: str
-    source_sha256: str
-    fingerprint: str
-    engine: str
-    voice: str
-    model_version: str
-    output_format: str
-    items: tuple[ItemSpec, ...]
-    params: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    author: str | None = None
-    output_uri: str | None = None
-    kind: str = "book"
-    owner_id: uuid.UUID | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    chunks_total: int
-    chunks_done: int
-    chunks_failed: int
-    chunks_leased: int
-    audio_seconds: float
-    chunks_cached: int = 0  # done chunks whose audio an earlier identical chunk had made
-    items_total: int = 0
-    items_done: int = 0
-    items_failed: int = 0
-
-    @property
-    def chunks_pending(self) -> int:
-        return self.chunks_total - self.chunks_done - self.chunks_failed - self.chunks_leased
-
-    @property
-    def fraction(self) -> float:
-        return (
-            (self.chunks_done + self.chunks_failed) / self.chunks_total
-            if self.chunks_total
-            else 1.0
-        )
-
 
 # --- jobs --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
@@ -34,9 +35,20 @@ def content_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+# The two top-level folders of a store: chunk audio (a cache: lifecycle rules may expire
+# it) and each job's finished files (jobs/<id>/, which rules may move to cold storage).
+CHUNKS_FOLDER = "chunks"
+JOBS_FOLDER = "jobs"
+
+
 def chunk_key(digest: str, *, suffix: str = "wav") -> str:
     """The object key of a chunk's audio, fanned out by the hash's first byte."""
-    return f"chunks/{digest[:2]}/{digest}.{suffix}"
+    return f"{CHUNKS_FOLDER}/{digest[:2]}/{digest}.{suffix}"
+
+
+def job_folder(job_id: uuid.UUID) -> str:
+    """The folder of a job's finished files, under a store's root (distributed mode)."""
+    return f"{JOBS_FOLDER}/{job_id}"
 
 
 def check_key(key: str) -> str:

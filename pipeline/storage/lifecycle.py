@@ -21,6 +21,7 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.storage.factory import open_store
+from pipeline.storage.keys import CHUNKS_FOLDER, JOBS_FOLDER
 from pipeline.storage.s3 import ARCHIVE_TAG, S3ObjectStore
 
 RULE_PREFIX = "voicebatch-"
@@ -35,7 +36,7 @@ def rules_from_settings(settings: Settings, prefix: str) -> list[dict[str, Any]]
     rules: list[dict[str, Any]] = [
         {
             "ID": f"{RULE_PREFIX}chunks-expire",
-            "Filter": {"Prefix": _scope(prefix, "chunks")},
+            "Filter": {"Prefix": _scope(prefix, CHUNKS_FOLDER)},
             "Status": "Enabled",
             "Expiration": {"Days": settings.chunk_expire_days},
         },
@@ -55,7 +56,7 @@ def rules_from_settings(settings: Settings, prefix: str) -> list[dict[str, Any]]
                 "ID": f"{RULE_PREFIX}outputs-archive",
                 "Filter": {
                     "And": {
-                        "Prefix": _scope(prefix, "jobs"),
+                        "Prefix": _scope(prefix, JOBS_FOLDER),
                         "Tags": [{"Key": ARCHIVE_TAG[0], "Value": ARCHIVE_TAG[1]}],
                     }
                 },

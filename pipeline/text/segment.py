@@ -209,3 +209,9 @@ def segment_paragraphs(paragraphs: Iterable[str], max_chars: int) -> Iterator[Se
     for paragraph in paragraphs:
         for index, chunk in enumerate(segment_paragraph(paragraph, max_chars)):
             yield Segment(text=chunk, paragraph_start=index == 0)
+
+
+def has_speech(paragraphs: Iterable[str], max_chars: int) -> bool:
+    """Whether the paragraphs make at least one chunk to speak (not only markup, code or
+    symbols): the one check planning, submitting and the early input check share."""
+    return next(segment_paragraphs(paragraphs, max_chars), None) is not None

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipeline.audio.cover import document_cover
 from pipeline.audio.probe import probe
-from pipeline.errors import InputError
+from pipeline.errors import FieldError, InputError
 from pipeline.ingest import Document, epub_archive, load_source, parse_source, read_document
-from pipeline.plan.documents import FieldError, document_from_upload
+from pipeline.plan.documents import document_from_upload
 from tests.support import epubs
 
 MOBY_CHAPTERS = [

@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.assemble.keys import cover_key
 from pipeline.config import Settings
 from pipeline.engines import engine_info
-from pipeline.errors import InputError
+from pipeline.errors import FieldError, InputError
 from pipeline.plan.documents import (
-    FieldError,
     document_from_chapters,
     document_from_items,
     document_from_text,
