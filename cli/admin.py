@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from cli.context import cli_state
-from cli.options import DataDirOption
+from cli.options import BatchSizeOption, DataDirOption, EngineOption
 from cli.output import console, err_console, reported_errors
 from pipeline.config import Settings, load_settings
 from pipeline.errors import InputError
@@ -115,10 +115,7 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-c", min=1, help="Tasks at once.")
     ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(envvar="VOICEBATCH_ENGINE", show_envvar=True, help="Speech engine."),
-    ] = None,
+    engine: EngineOption = None,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -128,15 +125,7 @@ def worker(
             help="Serve Prometheus metrics on this port.",
         ),
     ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            envvar="VOICEBATCH_BATCH_SIZE",
-            show_envvar=True,
-            help="Most chunks the engine renders in one batch.",
-        ),
-    ] = None,
+    batch_size: BatchSizeOption = None,
     batch_wait_ms: Annotated[
         int | None,
         typer.Option(

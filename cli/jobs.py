@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from cli import remote
 from cli.context import cli_state
-from cli.options import ApiKeyOption, DataDirOption, ServerOption
+from cli.options import ApiKeyOption, DataDirOption, JsonOption, ServerOption
 from cli.output import clock, console, print_jobs, reported_errors
 from pipeline.config import load_settings
 from pipeline.runner import LocalRuntime
@@ -47,7 +47,7 @@ def jobs(
     ctx: typer.Context,
     data_dir: DataDirOption = None,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
@@ -87,7 +87,7 @@ def status(
         str, typer.Argument(help="Job id, or its first characters.", show_default=False)
     ],
     data_dir: DataDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    as_json: JsonOption = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline.engines import ENGINES
+
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -72,7 +74,41 @@ NameTemplateOption = Annotated[
     ),
 ]
 
-# `storage lifecycle apply` and `show`.
-LifecycleJsonOption = Annotated[
-    bool, typer.Option("--json", help="The rules as S3 returns them (JSON).")
+# Machine-readable output: `submit`, `jobs`, `status`, `check`, `storage lifecycle apply|show`.
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+# Where the files go: `render` writes them there, `download` fetches them there.
+OutputDirOption = Annotated[Path, typer.Option("--output", "-o", help="Folder for the files.")]
+
+# `render` and `submit`. The other output choices they share (--format, --master,
+# --subtitles, --loudness-preset, --normalize, --lexicon, --chapter-files,
+# --keep-front-matter) stay in each module: `render` reads them from VOICEBATCH_* variables,
+# `submit` must not (left out, the server's settings apply), so they differ in env var.
+CoverOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cover",
+        help="Cover image (JPEG or PNG) for the files' picture tags; default: the book's own.",
+        show_default=False,
+    ),
+]
+
+# The engine process: `render` and `worker`.
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        envvar="VOICEBATCH_ENGINE",
+        show_envvar=True,
+        help=f"One of {', '.join(sorted(ENGINES))} (default piper).",
+    ),
+]
+BatchSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size",
+        envvar="VOICEBATCH_BATCH_SIZE",
+        show_envvar=True,
+        help="Most chunks the engine renders in one batch.",
+    ),
 ]

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.context import cli_state
+from cli.options import JsonOption
 from cli.output import console, reported_errors
 from pipeline.audio.measure import measure_file, report
 from pipeline.audio.presets import PRESETS, preset
@@ -29,7 +30,7 @@ def check(
             "--preset", "-p", help=f"Loudness spec: {', '.join(PRESETS)}.", show_default=True
         ),
     ] = "acx",
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Measure a file against a loudness preset: pass or fail per criterion.
 

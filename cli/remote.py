@@ -14,21 +14,23 @@ from cli.client import ApiClient, safe_output_path
 from cli.context import cli_state
 from cli.options import (
     ApiKeyOption,
+    CoverOption,
     IdColumnOption,
     JobArgument,
+    JsonOption,
     NameTemplateOption,
+    OutputDirOption,
     ServerOption,
     TextColumnOption,
     VoiceColumnOption,
 )
 from cli.output import clock, console, err_console, print_jobs, reported_errors
 from pipeline.audio.cover import load_cover
-from pipeline.config import OUTPUT_FORMATS, load_settings
+from pipeline.config import OUTPUT_FORMATS, RESTORE_TIERS, load_settings
 from pipeline.errors import InputError, RetryableError
 from pipeline.runner import check_output_dir
 from pipeline.text.lexicon import load_lexicon
 
-RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
 STATES = ("ready", "restoring", "archived")
 
 
@@ -131,9 +133,7 @@ def submit(
     fmt: Annotated[
         str | None, typer.Option("--format", "-f", help=f"One of {', '.join(OUTPUT_FORMATS)}.")
     ] = None,
-    cover: Annotated[
-        Path | None, typer.Option("--cover", help="Cover image (JPEG or PNG).")
-    ] = None,
+    cover: CoverOption = None,
     keep_front_matter: Annotated[
         bool | None,
         typer.Option(
@@ -186,7 +186,7 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the job finishes.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the job as JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Send a book or a catalogue to a voicebatch server; prints the job id (a UUID)."""
     with reported_errors(cli_state(ctx).debug):
@@ -254,10 +254,7 @@ def watch(
 def download(
     ctx: typer.Context,
     job: JobArgument,
-    output: Annotated[
-        Path,
-        typer.Option("--output", "-o", help="Folder for the files."),
-    ] = Path("out"),
+    output: OutputDirOption = Path("out"),
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:

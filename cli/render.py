@@ -10,19 +10,22 @@ import typer
 
 from cli.context import cli_state
 from cli.options import (
+    BatchSizeOption,
+    CoverOption,
     DataDirOption,
+    EngineOption,
     IdColumnOption,
     NameTemplateOption,
+    OutputDirOption,
     TextColumnOption,
     VoiceColumnOption,
 )
 from cli.output import clock, console, err_console, render_progress, reported_errors
 from pipeline.assemble.keys import MANIFEST_KEY, describe_key
-from pipeline.assemble.manifest import read_manifest
+from pipeline.assemble.manifest import is_catalogue, loudness_measure, read_manifest
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, load_settings
-from pipeline.engines import ENGINES
 from pipeline.plan.jobs import PlannedJob
 from pipeline.runner import LocalRuntime, RenderOutcome, check_inputs, check_output_dir, render_file
 from pipeline.storage.local import LocalObjectStore
@@ -35,14 +38,6 @@ KeepFrontMatterOption = Annotated[
         show_envvar=True,
         help="EPUB: also read the cover, title page, copyright, contents, index... "
         "(default: skipped).",
-        show_default=False,
-    ),
-]
-CoverOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--cover",
-        help="Cover image (JPEG or PNG) for the files' picture tags; default: the book's own.",
         show_default=False,
     ),
 ]
@@ -116,9 +111,7 @@ def render(
             show_default=False,
         ),
     ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for the audio files.")
-    ] = Path("out"),
+    output: OutputDirOption = Path("out"),
     fmt: Annotated[
         str | None,
         typer.Option(
@@ -129,14 +122,7 @@ def render(
             help=f"One of {', '.join(OUTPUT_FORMATS)}.",
         ),
     ] = None,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            envvar="VOICEBATCH_ENGINE",
-            show_envvar=True,
-            help=f"One of {', '.join(sorted(ENGINES))} (default piper).",
-        ),
-    ] = None,
+    engine: EngineOption = None,
     voice: Annotated[
         str | None,
         typer.Option(
@@ -145,12 +131,7 @@ def render(
             help="Voice name or .onnx path (default: the engine's).",
         ),
     ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            envvar="VOICEBATCH_BATCH_SIZE", show_envvar=True, help="Chunks per engine call."
-        ),
-    ] = None,
+    batch_size: BatchSizeOption = None,
     data_dir: DataDirOption = None,
     cover: CoverOption = None,
     keep_front_matter: KeepFrontMatterOption = None,
@@ -256,9 +237,13 @@ def print_outcome(outcome: RenderOutcome) -> None:
         return
     loud = assembly.loudness
     rms = ""
-    if loud is not None and loud.rms_db is not None and _measure(outcome.output_dir) == "rms":
+    if (
+        loud is not None
+        and loud.rms_db is not None
+        and loudness_measure(_manifest(outcome.output_dir)) == "rms"
+    ):
         rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
-    units = "items" if _manifest(outcome.output_dir).get("kind") == "catalogue" else "chapters"
+    units = "items" if is_catalogue(_manifest(outcome.output_dir)) else "chapters"
     console.print(
         f"job {outcome.job.job_id} {assembly.status}: {assembly.items} {units}, "
         f"{clock(assembly.duration)} of audio"
@@ -291,9 +276,3 @@ def _manifest(folder: Path) -> dict[str, Any]:
         return read_manifest(LocalObjectStore(folder)) or {}
     except OSError:  # a folder that cannot be read
         return {}
-
-
-def _measure(folder: Path) -> str | None:
-    """What the finished job was mastered to (its manifest says): lufs or rms."""
-    loudness = _manifest(folder).get("loudness") or {}
-    return loudness.get("measure") if isinstance(loudness, dict) else None

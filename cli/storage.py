@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from cli.context import cli_state
-from cli.options import LifecycleJsonOption
+from cli.options import JsonOption
 from cli.output import console, reported_errors
 from pipeline.config import load_settings
 from pipeline.storage.lifecycle import RULE_PREFIX, apply_rules, describe, read_rules, s3_store
@@ -26,7 +26,7 @@ def _print(rules: list[dict[str, Any]], as_json: bool, bucket: str) -> None:
         console.print(describe(rule) + mark, highlight=False)
 
 
-def lifecycle_apply(ctx: typer.Context, as_json: LifecycleJsonOption = False) -> None:
+def lifecycle_apply(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Write voicebatch's rules to the bucket (VOICEBATCH_STORAGE_URL), keeping the
     bucket's other rules; then print every rule the bucket now has."""
     with reported_errors(cli_state(ctx).debug):
@@ -37,7 +37,7 @@ def lifecycle_apply(ctx: typer.Context, as_json: LifecycleJsonOption = False) ->
     _print(rules, as_json, s3.bucket)
 
 
-def lifecycle_show(ctx: typer.Context, as_json: LifecycleJsonOption = False) -> None:
+def lifecycle_show(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Print the bucket's lifecycle rules."""
     with reported_errors(cli_state(ctx).debug):
         s3 = s3_store(load_settings())
