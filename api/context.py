@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.limits import RateLimiter
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, engine_info
-from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.db import open_database
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
 
@@ -52,15 +52,14 @@ class ApiContext:
 def build_context(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None) -> ApiContext:
     """The context for `settings`. Checks the database schema, storage and engine first;
     without a `redis` client one is made from the settings' Redis URL, if any."""
-    db = create_db_engine(settings.resolved_database_url)
-    ensure_schema(db, auto_upgrade=False)
+    factory = open_database(settings.resolved_database_url, migrate_sqlite=False)
     if redis is None and settings.resolved_redis_url:
         redis = redis_lib.Redis.from_url(
             settings.resolved_redis_url, socket_timeout=3, socket_connect_timeout=3
         )
     return ApiContext(
         settings=settings,
-        factory=session_factory(db),
+        factory=factory,
         dispatcher=dispatcher,
         chunk_store=open_store(settings.resolved_storage_url, settings),
         engine=engine_info(settings),

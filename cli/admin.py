@@ -18,15 +18,13 @@ from cli.options import BatchSizeOption, DataDirOption, EngineOption
 from cli.output import console, err_console, reported_errors
 from pipeline.config import Settings, load_settings
 from pipeline.errors import InputError
-from pipeline.state.db import create_db_engine, ensure_schema, session_factory, upgrade
+from pipeline.state.db import create_db_engine, open_database, upgrade
 from pipeline.state.db import transaction as db_transaction
 from pipeline.state.keys import create_key, list_keys, revoke_key
 
 
 def _factory(settings: Settings) -> sessionmaker[Session]:
-    db = create_db_engine(settings.resolved_database_url)
-    ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
-    return session_factory(db)
+    return open_database(settings.resolved_database_url, migrate_sqlite=True)
 
 
 def db_upgrade(ctx: typer.Context, data_dir: DataDirOption = None) -> None:

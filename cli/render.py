@@ -236,14 +236,11 @@ def print_outcome(outcome: RenderOutcome) -> None:
         )
         return
     loud = assembly.loudness
+    manifest = _manifest(outcome.output_dir)
     rms = ""
-    if (
-        loud is not None
-        and loud.rms_db is not None
-        and loudness_measure(_manifest(outcome.output_dir)) == "rms"
-    ):
+    if loud is not None and loud.rms_db is not None and loudness_measure(manifest) == "rms":
         rms = f", RMS {loud.rms_db:.1f} dB"  # what ACX measures
-    units = "items" if is_catalogue(_manifest(outcome.output_dir)) else "chapters"
+    units = "items" if is_catalogue(manifest) else "chapters"
     console.print(
         f"job {outcome.job.job_id} {assembly.status}: {assembly.items} {units}, "
         f"{clock(assembly.duration)} of audio"

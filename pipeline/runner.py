@@ -36,7 +36,7 @@ from pipeline.plan.jobs import PlannedJob, plan_job
 from pipeline.plan.spec import catalogue_file_names
 from pipeline.render.producers import producer_count, render_job_concurrently
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
-from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.db import open_database
 from pipeline.state.models import JobStatus
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store
@@ -65,10 +65,10 @@ class LocalRuntime:
 
     @classmethod
     def open(cls, settings: Settings) -> LocalRuntime:
-        db = create_db_engine(settings.resolved_database_url)
-        ensure_schema(db, auto_upgrade=db.dialect.name == "sqlite")
         return cls(
-            settings, session_factory(db), open_store(settings.resolved_storage_url, settings)
+            settings,
+            open_database(settings.resolved_database_url, migrate_sqlite=True),
+            open_store(settings.resolved_storage_url, settings),
         )
 
     def load_engine(self) -> Engine:

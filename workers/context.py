@@ -22,7 +22,7 @@ from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
 from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex
-from pipeline.state.db import create_db_engine, ensure_schema, session_factory
+from pipeline.state.db import open_database
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
 from pipeline.storage.write_once import WriteOnceStore
@@ -51,13 +51,12 @@ class WorkerResources:
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:
-        db = create_db_engine(settings.resolved_database_url)
         # Migrations run once, by `voicebatch db upgrade`, never by each worker.
-        ensure_schema(db, auto_upgrade=False)
+        factory = open_database(settings.resolved_database_url, migrate_sqlite=False)
         redis_url = settings.resolved_redis_url
         return cls(
             settings=settings,
-            factory=session_factory(db),
+            factory=factory,
             chunk_store=open_store(settings.resolved_storage_url, settings),
             index=RedisChunkIndex.from_url(redis_url) if redis_url else None,
         )

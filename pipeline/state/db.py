@@ -49,6 +49,16 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def open_database(url: str, *, migrate_sqlite: bool) -> sessionmaker[Session]:
+    """Sessions on the database at `url`, its schema checked first. With
+    `migrate_sqlite`, an embedded SQLite file is brought up to date here (one process
+    owns it); any other database must already be current (`voicebatch db upgrade`, run
+    once, never by each worker or API process)."""
+    db = create_db_engine(url)
+    ensure_schema(db, auto_upgrade=migrate_sqlite and db.dialect.name == "sqlite")
+    return session_factory(db)
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
