@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,8 +27,10 @@ from pipeline.assemble.manifest import is_catalogue, loudness_measure, read_mani
 from pipeline.audio.cover import document_cover, load_cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, load_settings
+from pipeline.errors import InputError
 from pipeline.plan.jobs import PlannedJob
 from pipeline.runner import LocalRuntime, RenderOutcome, check_inputs, check_output_dir, render_file
+from pipeline.stages import CLOCK
 from pipeline.storage.local import LocalObjectStore
 
 KeepFrontMatterOption = Annotated[
@@ -149,6 +152,14 @@ def render(
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    stage_times: Annotated[
+        Path | None,
+        typer.Option(
+            "--stage-times",
+            help="Write where the time went (wall and CPU seconds per stage) to this JSON file.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Render a book into one audio file per chapter, one for the whole book, timing files
     and manifest.json; or a catalogue into one file per row and items/summary.csv.
@@ -174,6 +185,10 @@ def render(
             catalogue_voice_column=voice_column,
             item_name_template=name_template,
         )
+        if stage_times is not None and not stage_times.expanduser().parent.is_dir():
+            raise InputError(
+                f"--stage-times: folder {stage_times.expanduser().parent} does not exist"
+            )
         checked = check_inputs(source, settings)
         mastering_options(settings)  # a preset clashing with explicit targets fails now
         picture = load_cover(cover) if cover is not None else None
@@ -213,7 +228,19 @@ def render(
                 "\n[yellow]interrupted[/]: progress is saved; run the same command to resume"
             )
             raise typer.Exit(128 + stopped.get("signal", signal.SIGINT)) from None
+        if stage_times is not None:
+            write_stage_times(stage_times)
     print_outcome(outcome)
+
+
+def write_stage_times(path: Path) -> None:
+    """The stage clock's totals and marks as JSON (see pipeline.stages)."""
+    CLOCK.mark("render_done")
+    report = json.dumps(CLOCK.report(), indent=1)
+    try:
+        path.expanduser().write_text(report + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write stage times to {path}: {exc.strerror}") from exc
 
 
 def print_outcome(outcome: RenderOutcome) -> None:

@@ -14,6 +14,7 @@ from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChunkLength
 from pipeline.engines.base import AudioArray
 from pipeline.errors import PermanentError
+from pipeline.stages import stage
 from pipeline.storage.base import ObjectStore
 
 CACHE_BYTES = 512 * 1024 * 1024  # decoded chunks kept between passes; past this, read again
@@ -63,7 +64,8 @@ class ChunkAudioCache:
         def peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
             over = self.peaks.get(piece.key)
             if over is None:
-                over = oversampled_peaks(audio)
+                with stage("master.true_peak"):
+                    over = oversampled_peaks(audio)
                 if self.size + over.nbytes <= self.budget:
                     self.peaks[piece.key] = over
                     self.size += over.nbytes
@@ -92,7 +94,8 @@ class ChunkAudioCache:
             audio = self.kept.get(piece.key)
             if audio is None:
                 self._read_ahead(position)
-                audio, chunk_rate = from_wav_bytes(self._read(piece.key))
+                with stage("assemble.read_chunks"):
+                    audio, chunk_rate = from_wav_bytes(self._read(piece.key))
                 if chunk_rate != rate or len(audio) != piece.length.samples:
                     raise PermanentError(
                         f"chunk {piece.seq} audio ({len(audio)} samples at {chunk_rate} Hz) does "

@@ -17,6 +17,7 @@ from pipeline.audio.encode import ChapterMark, FileMeta
 from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan, ChunkSpan
 from pipeline.audio.subtitles import TimedText, timing_files
+from pipeline.stages import stage
 from pipeline.storage.base import ObjectStore
 
 
@@ -116,19 +117,20 @@ class Deliverables:
         chapters: Sequence[dict[str, Any]] = (),
     ) -> dict[str, str]:
         """Write the timing files of one audio file; returns kind -> key."""
-        files = timing_files(
-            self.timings,
-            chunks,
-            rate,
-            audio_key=audio_key,
-            duration_samples=duration_samples,
-            chapters=chapters,
-        )
-        written: dict[str, str] = {}
-        for kind, (data, content_type) in files.items():
-            key = timing_key(audio_key, kind)
-            output_store.put(key, data, content_type=content_type)
-            written[kind] = key
+        with stage("timing_files"):
+            files = timing_files(
+                self.timings,
+                chunks,
+                rate,
+                audio_key=audio_key,
+                duration_samples=duration_samples,
+                chapters=chapters,
+            )
+            written: dict[str, str] = {}
+            for kind, (data, content_type) in files.items():
+                key = timing_key(audio_key, kind)
+                output_store.put(key, data, content_type=content_type)
+                written[kind] = key
         return written
 
 

@@ -34,6 +34,7 @@ from pipeline.audio.encode import FileMeta, codec_for
 from pipeline.audio.master import LoudnessAccumulator, Mastering
 from pipeline.audio.stitch import layout
 from pipeline.errors import InputError, RetryableError
+from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
@@ -151,7 +152,8 @@ def _write_all(
             for chapter_at, audio in book_samples(mastered, segments, spans, tone):
                 if book_key:
                     book.send("audio", audio)
-                    meter.feed(audio)
+                    with stage("master.book_loudness"):
+                        meter.feed(audio)
                 if chapter_at is None or not planned[chapter_at].write_file:
                     continue
                 if chapter_at != current:

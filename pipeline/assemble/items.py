@@ -22,6 +22,7 @@ from pipeline.audio.master import (
 )
 from pipeline.audio.stitch import ChunkLength, Pauses, layout
 from pipeline.errors import PermanentError
+from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
@@ -99,13 +100,14 @@ def missing_chunks(item: Item, chunks: Any) -> list[dict[str, Any]]:
 def master_segments(segments: list[Segment], rate: int, deliverables: Deliverables) -> Mastering:
     """Plan one chapter's (or item's) mastering to the job's target."""
     target = deliverables.target
-    return plan_mastering(
-        segments,
-        rate,
-        target_lufs=target.level,
-        ceiling_dbtp=target.ceiling_dbtp,
-        measure=target.measure,
-    )
+    with stage("master.measure"):
+        return plan_mastering(
+            segments,
+            rate,
+            target_lufs=target.level,
+            ceiling_dbtp=target.ceiling_dbtp,
+            measure=target.measure,
+        )
 
 
 def item_meta_for(job: Job, item: Item, items_total: int, deliverables: Deliverables) -> Any:

@@ -13,6 +13,7 @@ from pipeline.audio.master import Mastering, Segment
 from pipeline.audio.roomtone import RoomTone
 from pipeline.audio.stitch import ChapterSpan
 from pipeline.engines.base import AudioArray
+from pipeline.stages import stage
 
 
 def timeline_segments(
@@ -55,14 +56,15 @@ def finished(
     """A segment's final samples: mastered, with the room-tone bed of its place in its
     chapter (so a chapter file and the book's stretch of it agree). `mastering` None is
     a pause between chapters (`chapter_start` None)."""
-    if mastering is None:
-        audio = np.zeros(segment.length, np.float32)
-    else:
-        audio = mastered(segment, mastering)
-    if tone is None:
-        return audio
-    origin = segment.start if chapter_start is None else chapter_start
-    return tone.add(audio, segment.start - origin)
+    with stage("master.apply"):
+        if mastering is None:
+            audio = np.zeros(segment.length, np.float32)
+        else:
+            audio = mastered(segment, mastering)
+        if tone is None:
+            return audio
+        origin = segment.start if chapter_start is None else chapter_start
+        return tone.add(audio, segment.start - origin)
 
 
 def book_samples(

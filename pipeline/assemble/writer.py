@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 from pipeline.audio.encode import FileMeta, StreamEncoder, codec_for
 from pipeline.engines.base import AudioArray
+from pipeline.stages import stage
 from pipeline.storage.base import ObjectStore
 
 
@@ -57,7 +58,12 @@ class _OpenFile:
             raise
 
     def finish(self, output_store: ObjectStore) -> None:
-        self.encoder.close()
+        with stage(f"encode.{self.target.fmt}"):
+            self.encoder.close()
+        with stage("store.outputs"):
+            self._store(output_store)
+
+    def _store(self, output_store: ObjectStore) -> None:
         content_type = codec_for(self.target.fmt).content_type
         if self.path is not None:
             with open(self.path, "rb") as handle:
@@ -98,7 +104,8 @@ class EncoderThread(threading.Thread):
                         self.files.append(_OpenFile(target, self.rate))
                 elif message[0] == "audio":
                     for file in self.files:
-                        file.encoder.write(message[1])
+                        with stage(f"encode.{file.target.fmt}"):
+                            file.encoder.write(message[1])
                 elif message[0] == "close":
                     while self.files:
                         self.files[0].finish(self.output_store)

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import resample_poly, sosfilt
 
+from pipeline.audio.dsp import k_weighting, min_then_mean, sosfilt, upsample4
 from pipeline.engines.base import AudioArray
 
 BLOCK_SECONDS = 0.4
@@ -30,7 +28,7 @@ def oversampled_peaks(audio: AudioArray) -> npt.NDArray[np.float32]:
     """Per sample, the largest magnitude among its 4x-oversampled points (BS.1770-4 true peak)."""
     if audio.size == 0:
         return np.zeros(0, np.float32)
-    phases = np.abs(resample_poly(audio, 4, 1).astype(np.float32, copy=False)).reshape(-1, 4)
+    phases = np.abs(upsample4(audio).astype(np.float32, copy=False)).reshape(-1, 4)
     # Column-wise maxima: several times faster than .max(axis=1) on a (n, 4) array.
     return np.maximum(
         np.maximum(phases[:, 0], phases[:, 1]), np.maximum(phases[:, 2], phases[:, 3])
@@ -94,10 +92,8 @@ class LoudnessAccumulator:
     """
 
     def __init__(self, sample_rate: int, total_samples: int) -> None:
-        filters = pyloudnorm.Meter(sample_rate)._filters.values()
         self.rate = sample_rate
-        self.gain = float(np.prod([f.passband_gain for f in filters]))
-        self.sos = np.array([np.concatenate([f.b / f.a[0], f.a / f.a[0]]) for f in filters])
+        self.sos = k_weighting(sample_rate)
         self.state = np.zeros((len(self.sos), 2))
         self.lower, self.upper = _block_bounds(total_samples, sample_rate)
         self.bounds = np.unique(np.concatenate([[0], self.lower, self.upper]))
@@ -112,19 +108,43 @@ class LoudnessAccumulator:
         samples = audio.astype(np.float64)
         self.squares += float(np.dot(samples, samples))
         weighted, self.state = sosfilt(self.sos, samples, zi=self.state)
-        power = (weighted * self.gain) ** 2
-        cumulative = np.concatenate([[0.0], np.cumsum(power)]) + self.running
-        end = self.position + len(audio)
+        self._add_power(np.square(weighted, out=weighted))
+
+    def _add_power(self, power: npt.NDArray[np.float64]) -> None:
+        """Record the running power total at every block bound inside the next samples:
+        sums between bounds (one pass, no cumulative array of the piece's length)."""
+        end = self.position + len(power)
         first, last = np.searchsorted(self.bounds, [self.position, end], side="right")
-        inside = self.bounds[first:last]
-        self.totals[first:last] = cumulative[inside - self.position]
-        self.running = float(cumulative[-1])
+        # bounds strictly after the current position: offsets 1..len(power)
+        offsets = self.bounds[first:last] - self.position
+        inner = offsets[offsets < len(power)]
+        parts = np.add.reduceat(power, np.concatenate(([0], inner)))
+        running = self.running + np.cumsum(parts)
+        # running[j] is the total up to inner[j] (j < len(inner)), and running[-1] the
+        # total up to the piece's end
+        self.totals[first : first + len(inner)] = running[: len(inner)]
+        if len(inner) < len(offsets):
+            self.totals[first + len(inner)] = running[-1]
+        self.running = float(running[-1])
         self.position = end
 
     def feed_silence(self, samples: int) -> None:
-        step = 1 << 16
-        for offset in range(0, samples, step):
-            self.feed(np.zeros(min(step, samples - offset)))
+        """Digital silence: the filters ring out over the first 16384 samples (by then
+        their state has fallen by over 13 orders of magnitude even at 96 kHz, by over 70
+        at 22.05 kHz); the rest adds no power."""
+        ring = min(samples, 16384)
+        if ring:
+            self.feed(np.zeros(ring))
+        rest = samples - ring
+        if rest:
+            self.state = np.zeros_like(self.state)
+            self._skip(rest)
+
+    def _skip(self, samples: int) -> None:
+        end = self.position + samples
+        first, last = np.searchsorted(self.bounds, [self.position, end], side="right")
+        self.totals[first:last] = self.running
+        self.position = end
 
     def integrated(self) -> float:
         at = np.searchsorted(self.bounds, [self.lower, self.upper])
@@ -185,7 +205,7 @@ def limiter_gain(
     """
     window = max(3, int(sample_rate * 0.005)) | 1
     need = np.minimum(np.float32(1.0), np.float32(ceiling) / np.maximum(over, np.float32(1e-12)))
-    return uniform_filter1d(minimum_filter1d(need, size=2 * window), size=window)
+    return min_then_mean(need, 2 * window, window)
 
 
 @dataclass(frozen=True)

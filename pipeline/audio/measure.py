@@ -18,9 +18,8 @@ from typing import Any, Literal
 import av
 import numpy as np
 import numpy.typing as npt
-import pyloudnorm
-from scipy.signal import resample_poly, sosfilt
 
+from pipeline.audio.dsp import k_weighting, sosfilt, upsample4
 from pipeline.audio.master import gated_loudness, loudness_range
 from pipeline.audio.presets import LoudnessSpec
 from pipeline.audio.probe import FileInfo
@@ -60,10 +59,8 @@ def _db(value: float) -> float:
 
 class _Meter:
     def __init__(self, rate: int, channels: int) -> None:
-        filters = pyloudnorm.Meter(rate)._filters.values()
         self.rate, self.channels = rate, channels
-        self.gain = float(np.prod([f.passband_gain for f in filters]))
-        self.sos = np.array([np.concatenate([f.b / f.a[0], f.a / f.a[0]]) for f in filters])
+        self.sos = k_weighting(rate)
         self.state = np.zeros((len(self.sos), channels, 2))
         self.step = 0  # next 100 ms boundary, by index
         # array, not list: 8 bytes a value, so ten hours of 10 ms frames take 29 MB
@@ -86,13 +83,13 @@ class _Meter:
         self.squares += float(np.sum(block * block))
         self.sample_peak = max(self.sample_peak, float(np.max(np.abs(block))))
         joined = np.concatenate([self.carry, block], axis=1)
-        over = np.abs(resample_poly(joined, 4, 1, axis=1))
+        over = np.abs(upsample4(joined, axis=1))
         skip = 4 * self.carry.shape[1]
         if over.shape[1] > skip:
             self.true_peak = max(self.true_peak, float(np.max(over[:, skip:])))
         self.carry = joined[:, -OVERLAP:]
         weighted, self.state = sosfilt(self.sos, block, axis=1, zi=self.state)
-        self.pending_k = np.concatenate([self.pending_k, (weighted * self.gain) ** 2], axis=1)
+        self.pending_k = np.concatenate([self.pending_k, weighted**2], axis=1)
         self.pending = np.concatenate([self.pending, block * block], axis=1)
         self.position += block.shape[1]
         start = self.position - self.pending_k.shape[1]

@@ -10,8 +10,8 @@ sample.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
+from pipeline.audio.dsp import lfilter
 from pipeline.engines.base import AudioArray
 
 TABLE_SAMPLES = 1 << 19  # 24 s at 22.05 kHz before the bed repeats, far below hearing

@@ -27,6 +27,7 @@ from pipeline.errors import (
 )
 from pipeline.render.chunk_index import ChunkIndex
 from pipeline.render.leases import LeaseHeartbeat, worker_id
+from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus
@@ -170,7 +171,8 @@ class ChunkRenderer:
         ]
         started = time.perf_counter()
         try:
-            return self._render_requests(requests)
+            with stage("engine"):
+                return self._render_requests(requests)
         finally:
             self.stats.engine_seconds += time.perf_counter() - started
 
@@ -200,13 +202,15 @@ class ChunkRenderer:
         return outcomes
 
     def _store(self, lease: ChunkLease, result: SynthesisResult) -> RenderedAudio:
-        audio = trim_silence(result.audio, result.sample_rate)
+        with stage("render.trim"):
+            audio = trim_silence(result.audio, result.sample_rate)
         if audio.size == 0:
             raise PermanentError(f"the engine produced no audible speech for {lease.text[:60]!r}")
         key = chunk_key(lease.content_hash)
-        self.objects.put_if_absent(
-            key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
-        )
+        with stage("render.store_chunks"):
+            self.objects.put_if_absent(
+                key, to_wav_bytes(audio, result.sample_rate), content_type="audio/wav"
+            )
         return RenderedAudio(key, len(audio) / result.sample_rate, result.sample_rate)
 
     def _render_groups(

@@ -54,6 +54,8 @@ def rendered(
         str(root / "out"),
         "--format",
         "mp3",
+        "--stage-times",
+        str(root / "stages.json"),
         data=root / "data",
         check=True,
     )
@@ -109,6 +111,24 @@ def test_manifest_describes_chapters_and_chunks_as_rendered(
         assert times[-1][1] <= chapter["duration"] + 0.001
     text = " ".join(c["text"] for ch in manifest["chapters"] for c in ch["chunks"])
     assert "Slow but steady wins the race." in text and "<" not in text
+
+
+def test_stage_times_say_where_the_render_spent_its_time(
+    rendered: tuple[Path, Path, object],
+) -> None:
+    out, _, _ = rendered
+    report = json.loads((out.parent / "stages.json").read_text())
+    stages = report["stages"]
+    for name in ("engine", "engine_load", "render.trim", "render.store_chunks", "state"):
+        assert stages[name]["wall"] > 0 and stages[name]["calls"] >= 1, name
+    for name in ("master.measure", "master.apply", "encode.mp3", "timing_files"):
+        assert stages[name]["wall"] > 0 and stages[name]["calls"] >= 1, name
+    # 3 chapter files and the book, each with srt, vtt and json timings
+    assert stages["timing_files"]["calls"] == 4
+    # the engine is most of the work, and stages nested in others are not counted twice
+    assert stages["engine"]["wall"] > stages["master.measure"]["wall"]
+    marks = report["marks"]
+    assert marks["engine_load_start"] < marks["render_done"]
 
 
 def test_jobs_and_status_show_the_finished_job(rendered: tuple[Path, Path, object]) -> None:
@@ -209,6 +229,11 @@ def write(path: Path, content: bytes) -> Path:
             lambda d: write(d / "ok.md", b"# T\n\nHello."),
             ["--voice", "/nope/v.onnx"],
             "unknown piper voice '/nope/v.onnx'",
+        ),
+        (
+            lambda d: write(d / "ok.md", b"# T\n\nHello."),
+            ["--stage-times", "/nope/stages.json"],
+            "--stage-times: folder /nope does not exist",
         ),
     ],
 )
