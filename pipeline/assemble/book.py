@@ -61,7 +61,7 @@ def _read_done_items(
 
 def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Loudness:
     return Loudness(
-        meter.integrated(),
+        meter.level(),
         max(m.true_peak_dbtp for m in masterings),
         meter.rms_db(),
         meter.loudness_range(),

@@ -70,7 +70,9 @@ class Deliverables:
             bitrate_kbps=options.get("bitrate_kbps"),
             master_format=None if master in (None, "none") else str(master),
             chapter_files=bool(options.get("chapter_files", True)),
-            timings=tuple(options.get("timings", ())),
+            # each kind once, in order, whatever the record says (an older API let a
+            # request name one twice)
+            timings=tuple(dict.fromkeys(options.get("timings", ()))),
             cover=cover,
             room_tone_db=options.get("room_tone_db"),
             target=MasteringTarget.from_options(options),

@@ -205,7 +205,7 @@ def write_manifest(output_store: ObjectStore, manifest: dict[str, Any]) -> None:
     """Write manifest.json into the folder (replacing an earlier one)."""
     output_store.put(
         MANIFEST_KEY,
-        json.dumps(manifest, indent=2, ensure_ascii=False).encode(),
+        json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False).encode(),
         content_type="application/json",
     )
 

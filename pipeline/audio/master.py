@@ -55,8 +55,14 @@ class Segment:
         return self.load is None
 
 
+# The level recorded for digital silence (and the floor of any level): finite, because
+# levels go into JSON (manifests, the database), which has no infinities, and far below
+# anything audible.
+SILENCE_DB = -120.0
+
+
 def _db(value: float) -> float:
-    return float(20 * np.log10(value)) if value > 0 else float("-inf")
+    return max(SILENCE_DB, float(20 * np.log10(value))) if value > 0 else SILENCE_DB
 
 
 def _block_bounds(samples: int, rate: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -151,12 +157,24 @@ class LoudnessAccumulator:
         z = (self.totals[at[1]] - self.totals[at[0]]) / (BLOCK_SECONDS * self.rate)
         return gated_loudness(z)
 
+    def level(self) -> float:
+        """The loudness mastering aims at, always finite: the BS.1770 integrated loudness
+        where the gates keep a block; for a clip shorter than one 400 ms block, or one
+        the gates leave nothing of, its loudness over its whole length (the same formula,
+        one ungated block); SILENCE_DB for digital silence."""
+        gated = self.integrated()
+        if np.isfinite(gated):
+            return gated
+        if self.position == 0 or self.running <= 0:
+            return SILENCE_DB
+        return max(SILENCE_DB, float(-0.691 + 10 * np.log10(self.running / self.position)))
+
     def rms_db(self) -> float:
         """Plain (unweighted) RMS of everything fed so far, in dBFS (a full-scale sine
-        is -3 dB): the level ACX measures."""
+        is -3 dB): the level ACX measures. SILENCE_DB for silence."""
         if self.position == 0 or self.squares <= 0:
-            return float("-inf")
-        return float(10 * np.log10(self.squares / self.position))
+            return SILENCE_DB
+        return max(SILENCE_DB, float(10 * np.log10(self.squares / self.position)))
 
     def loudness_range(self) -> float | None:
         """EBU Tech 3342 loudness range (LU) of what was fed: the spread between the 10th
@@ -275,7 +293,7 @@ def _measure_pass(
             out, out_peak = plan.process(audio, over)
         meter.feed(out)
         peak = max(peak, out_peak)
-    return (meter.rms_db() if measure == "rms" else meter.integrated()), peak
+    return (meter.rms_db() if measure == "rms" else meter.level()), peak
 
 
 def plan_mastering(
@@ -293,7 +311,8 @@ def plan_mastering(
 
     Limiting lowers loudness, so the gain is raised and the stream measured again (at
     most six limited passes) until the result is within 0.2 LU of the target. Audio too
-    short or quiet to measure is only peak-limited.
+    short for the gates is measured over its whole length; audio at or under -70 (silence,
+    noise) is only peak-limited. Every level it returns is finite (see SILENCE_DB).
 
     Segments are limited one at a time, which equals limiting the whole stream only when
     audio segments start and end near silence: the pipeline's chunks are trimmed with
@@ -302,9 +321,11 @@ def plan_mastering(
     total = sum(s.length for s in segments)
     ceiling = 10 ** ((ceiling_dbtp - 0.1) / 20)  # 0.1 dB margin for the oversampling estimate
     before, peak = _measure_pass(segments, sample_rate, total, None, measure)
-    gain = 10 ** ((target_lufs - before) / 20) if np.isfinite(before) else 1.0
+    # Audio at or under the absolute gate (-70) is silence or noise: never raised.
+    measurable = before > ABSOLUTE_GATE
+    gain = 10 ** ((target_lufs - before) / 20) if measurable else 1.0
     if peak * gain <= ceiling:
-        after = before + _db(gain) if np.isfinite(before) else before
+        after = before + _db(gain) if measurable else before
         return Mastering(
             sample_rate, gain, ceiling, False, before, after, _db(peak * gain), measure
         )
@@ -316,7 +337,7 @@ def plan_mastering(
         plan = Mastering(sample_rate, gain, ceiling, True, before, before, 0.0, measure)
         after, limited_peak = _measure_pass(segments, sample_rate, total, plan, measure)
         tried.append((_db(gain), after))
-        if not np.isfinite(after) or abs(after - target_lufs) <= 0.2 or attempt == 5:
+        if not measurable or abs(after - target_lufs) <= 0.2 or attempt == 5:
             break
         slope = 1.0
         if len(tried) > 1 and tried[-1][0] != tried[-2][0]:

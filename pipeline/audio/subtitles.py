@@ -225,7 +225,7 @@ def to_json(
     }
     if chapters:
         body["chapters"] = list(chapters)
-    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(body, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 TIMING_TYPES = {
