@@ -49,7 +49,8 @@ def test_pieces_and_silences_add_up_to_the_whole(rate: int) -> None:
             meter.feed_silence(piece)
     assert meter.position == len(whole)
     expected = reference_totals(whole, rate, meter.bounds)
-    assert np.allclose(meter.totals, expected, rtol=1e-9, atol=1e-9)
+    # float32 filtering: within 1e-4 relative (4e-4 dB) of one float64 pass
+    assert np.allclose(meter.totals, expected, rtol=1e-4, atol=1e-9)
     expected_lufs = pyloudnorm.Meter(rate).integrated_loudness(whole.astype(np.float64))
     assert abs(meter.integrated() - expected_lufs) < 0.01
 
