@@ -68,7 +68,7 @@ def measure_book(meter: LoudnessAccumulator, masterings: list[Mastering]) -> Lou
     )
 
 
-def _write_book(
+def write_book(
     output_store: ObjectStore,
     key: str,
     chapters: list[AssembledChapter],
@@ -138,7 +138,12 @@ def finalize_job(
     book_record: dict[str, Any] = {}
     stale = previous_files(output_store, source)
     if chapters and rate is not None:
-        spans = layout([[p.length for p in c.pieces] for c in chapters], rate, item_pauses(options))
+        spans = layout(
+            [[p.length for p in c.pieces] for c in chapters],
+            rate,
+            item_pauses(options),
+            align=deliverables.chapter_align(rate) if kind != "catalogue" else 1,
+        )
         manifest_items = chapter_entries(
             chapters,
             spans,
@@ -153,7 +158,7 @@ def finalize_job(
             book_key = book_key_for(source, codec.extension)
             with ChunkAudioCache(chunk_store) as cache:
                 segments = timeline_segments(chapters, spans, cache, rate)
-                loudness = _write_book(
+                loudness = write_book(
                     output_store,
                     book_key,
                     chapters,

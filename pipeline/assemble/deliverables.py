@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.assemble.keys import master_key, timing_key
 from pipeline.assemble.writer import Target
+from pipeline.audio.concat import frame_samples
 from pipeline.audio.cover import Cover, cover_from_option
 from pipeline.audio.encode import ChapterMark, FileMeta
 from pipeline.audio.roomtone import RoomTone
@@ -85,6 +86,19 @@ class Deliverables:
         if self.master_format:
             out.append(Target(master_key(key, self.master_format), self.master_format, meta))
         return out
+
+    def chapter_align(self, rate: int) -> int:
+        """Samples every chapter start of the book is a multiple of: an MP3 frame when the
+        book can be built from its chapter files (pipeline.audio.concat), else 1. Both
+        modes lay books out with it, so their timelines agree."""
+        if (
+            self.fmt == "mp3"
+            and self.chapter_files
+            and self.room_tone_db is None  # pauses are digital silence
+            and self.file_rate in (None, rate)
+        ):
+            return frame_samples(rate)
+        return 1
 
     def room_tone(self, rate: int) -> RoomTone | None:
         return None if self.room_tone_db is None else RoomTone(self.room_tone_db, rate)

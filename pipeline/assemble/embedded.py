@@ -10,12 +10,17 @@ the same claims, the same per-chapter mastering, recorded the same way.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import BinaryIO, cast
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.assemble.book import finalize_job, measure_book
+from pipeline.assemble.book import finalize_job, measure_book, write_book
 from pipeline.assemble.chapters import AssembledChapter, Loudness
 from pipeline.assemble.chunk_audio import ChunkAudioCache
 from pipeline.assemble.deliverables import Deliverables, chapter_marks
@@ -29,16 +34,26 @@ from pipeline.assemble.items import (
 )
 from pipeline.assemble.keys import book_key_for, item_key
 from pipeline.assemble.timeline import book_samples, timeline_segments
-from pipeline.assemble.writer import EncoderThread, finish_all
+from pipeline.assemble.writer import EncoderThread, Target, finish_all
+from pipeline.audio.concat import (
+    ConcatError,
+    Silence,
+    concat_mp3,
+    fits_between,
+    frame_samples,
+    frames_for,
+)
 from pipeline.audio.encode import FileMeta, codec_for
 from pipeline.audio.master import LoudnessAccumulator, Mastering
-from pipeline.audio.stitch import layout
+from pipeline.audio.stitch import ChapterSpan, layout
 from pipeline.errors import InputError, RetryableError
 from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
 from pipeline.storage.base import ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,9 +128,20 @@ def _write_all(
 ) -> tuple[list[Mastering], str | None, Loudness | None, list[float]]:
     options: dict[str, object] = info["options"]  # type: ignore[assignment]
     chapters = [p.chapter for p in planned]
-    spans = layout([[p.length for p in c.pieces] for c in chapters], rate, item_pauses(options))
-    durations = [(s.end - s.start) / rate for s in spans]
     catalogue = info["kind"] == "catalogue"
+    align = 1 if catalogue else deliverables.chapter_align(rate)
+    spans = layout(
+        [[p.length for p in c.pieces] for c in chapters], rate, item_pauses(options), align=align
+    )
+    durations = [(s.end - s.start) / rate for s in spans]
+    # An MP3 book is built from the chapter files' frames rather than encoded again
+    # (pipeline.audio.concat): every chapter must be written now, with room for silence.
+    from_chapters = (
+        not catalogue
+        and align > 1
+        and all(p.write_file for p in planned)
+        and all(fits_between(a.end - a.start, b.start - a.end, rate) for a, b in pairwise(spans))
+    )
     with ChunkAudioCache(chunk_store) as cache:
         segments = timeline_segments(chapters, spans, cache, rate)
         masterings = []
@@ -140,18 +166,25 @@ def _write_all(
         book, parts = writers
         for writer in writers:
             writer.start()
+        book_targets: list[Target] = []
+        meta = FileMeta()
         try:
             if book_key:
                 marks = chapter_marks([c.title for c in chapters], spans)
                 meta = deliverables.book_meta(
                     str(info["title"]), str(info["author"]) or None, marks
                 )
-                book.send("open", deliverables.targets(book_key, meta))
+                book_targets = deliverables.targets(book_key, meta)
+                if from_chapters:
+                    book_targets = book_targets[1:]  # a lossless master is still encoded
+                if book_targets:
+                    book.send("open", book_targets)
             current: int | None = None
             tone = deliverables.room_tone(rate)
             for chapter_at, audio in book_samples(mastered, segments, spans, tone):
-                if book_key:
+                if book_targets:
                     book.send("audio", audio)
+                if book_key:
                     with stage("master.book_loudness"):
                         meter.feed(audio)
                 if chapter_at is None or not planned[chapter_at].write_file:
@@ -166,14 +199,75 @@ def _write_all(
                 parts.send("audio", audio)
             if current is not None:
                 parts.send("close")
-            if book_key:
+            if book_targets:
                 book.send("close")
         except BaseException as failure:
             finish_all(writers, failure)
             raise
         finish_all(writers, None)
-    loudness = measure_book(meter, masterings) if book_key else None
+        loudness = measure_book(meter, masterings) if book_key else None
+        if from_chapters and book_key:
+            try:
+                with stage("encode.mp3_from_chapters"):
+                    _book_from_chapters(
+                        output_store,
+                        book_key,
+                        mastered,
+                        spans,
+                        rate,
+                        meta,
+                        deliverables.bitrate_kbps,
+                    )
+            except ConcatError as exc:  # not expected: the layout made room; encode instead
+                log.warning(
+                    "building %s from its chapter files failed (%s); encoding it", book_key, exc
+                )
+                loudness = write_book(
+                    output_store,
+                    book_key,
+                    mastered,
+                    segments,
+                    spans,
+                    job={"title": info["title"], "author": str(info["author"]) or None},
+                    deliverables=deliverables,
+                    rate=rate,
+                )
     return masterings, book_key, loudness, durations
+
+
+def _book_from_chapters(
+    output_store: ObjectStore,
+    key: str,
+    chapters: list[AssembledChapter],
+    spans: list[ChapterSpan],
+    rate: int,
+    meta: FileMeta,
+    bitrate_kbps: int | None,
+) -> None:
+    """The MP3 book as its chapter files' frames with silent frames between them."""
+    frame = frame_samples(rate)
+
+    def parts() -> Iterator[bytes | Silence]:
+        for index, chapter in enumerate(chapters):
+            assert chapter.key is not None
+            yield output_store.get(chapter.key)
+            if index + 1 < len(spans):
+                span = spans[index]
+                frames_end = span.start + frames_for(span.end - span.start, rate) * frame
+                yield Silence((spans[index + 1].start - frames_end) // frame)
+
+    with tempfile.SpooledTemporaryFile(max_size=32 << 20) as spooled:
+        sink = cast(BinaryIO, spooled)
+        concat_mp3(
+            sink,
+            parts(),
+            sample_rate=rate,
+            starts=[span.start for span in spans],
+            meta=meta,
+            bitrate_kbps=bitrate_kbps,
+        )
+        sink.seek(0)
+        output_store.put_file(key, sink, content_type=codec_for("mp3").content_type)
 
 
 def assemble_job(

@@ -43,7 +43,7 @@ def k_weighting(rate: int) -> npt.NDArray[np.float64]:
     return np.array(sections, dtype=np.float64)
 
 
-def sosfilt(sos: npt.NDArray[np.float64], audio: Any, zi: Any, axis: int = -1) -> Any:
+def sosfilt(sos: Any, audio: Any, zi: Any, axis: int = -1) -> Any:
     """scipy.signal.sosfilt with a filter state carried between calls."""
     from scipy.signal import sosfilt as scipy_sosfilt
 

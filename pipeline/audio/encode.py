@@ -141,6 +141,50 @@ def _chapter_time(sample: int, rate: int) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
+def describe(container: Any, codec: Codec, meta: FileMeta, sample_rate: int) -> Any:
+    """Write `meta` (tags, chapter marks at `sample_rate`, cover) into a container opened
+    for writing; returns the cover's picture stream when the format keeps it as one (its
+    packet then goes in first: `mux_cover`)."""
+    for key, value in meta.tags.items():
+        if value:
+            container.metadata[key] = value
+    if codec.chapters and meta.chapters and codec.container == "ogg":
+        for number, mark in enumerate(meta.chapters, start=1):
+            container.metadata[f"CHAPTER{number:03d}"] = _chapter_time(mark.start, sample_rate)
+            container.metadata[f"CHAPTER{number:03d}NAME"] = mark.title
+    elif codec.chapters and meta.chapters:
+        container.set_chapters(
+            [
+                {
+                    "id": number,
+                    "start": mark.start,
+                    "end": mark.end,
+                    "time_base": Fraction(1, sample_rate),
+                    "metadata": {"title": mark.title},
+                }
+                for number, mark in enumerate(meta.chapters, start=1)
+            ]
+        )
+    picture = None
+    if meta.cover is not None and codec.cover == "comment":
+        container.metadata["METADATA_BLOCK_PICTURE"] = _picture_comment(meta.cover)
+    elif meta.cover is not None and codec.cover == "stream":
+        picture = container.add_mux_stream(
+            meta.cover.codec, width=meta.cover.width, height=meta.cover.height
+        )
+        picture.disposition = Disposition.attached_pic
+        picture.metadata["comment"] = "Cover (front)"
+    return picture
+
+
+def mux_cover(container: Any, picture: Any, cover: Cover) -> None:
+    """Muxers that take a picture (MP3's APIC, MP4's covr) want it before the audio."""
+    packet = av.Packet(cover.data)
+    packet.stream = picture
+    packet.pts = packet.dts = 0
+    container.mux(packet)
+
+
 class StreamEncoder:
     """Encode mono float audio fed in pieces into `sink` (a seekable binary file, or a
     path: an MP4 written to a path gets its index moved to the front for streaming).
@@ -180,37 +224,7 @@ class StreamEncoder:
         kbps = bitrate_kbps or codec.default_kbps
         if kbps:
             self.stream.bit_rate = kbps * 1000
-        for key, value in meta.tags.items():
-            if value:
-                self.container.metadata[key] = value
-        if codec.chapters and meta.chapters and codec.container == "ogg":
-            for number, mark in enumerate(meta.chapters, start=1):
-                self.container.metadata[f"CHAPTER{number:03d}"] = _chapter_time(
-                    mark.start, sample_rate
-                )
-                self.container.metadata[f"CHAPTER{number:03d}NAME"] = mark.title
-        elif codec.chapters and meta.chapters:
-            self.container.set_chapters(
-                [
-                    {
-                        "id": number,
-                        "start": mark.start,
-                        "end": mark.end,
-                        "time_base": Fraction(1, sample_rate),
-                        "metadata": {"title": mark.title},
-                    }
-                    for number, mark in enumerate(meta.chapters, start=1)
-                ]
-            )
-        picture = None
-        if meta.cover is not None and codec.cover == "comment":
-            self.container.metadata["METADATA_BLOCK_PICTURE"] = _picture_comment(meta.cover)
-        elif meta.cover is not None and codec.cover == "stream":
-            picture = self.container.add_mux_stream(
-                meta.cover.codec, width=meta.cover.width, height=meta.cover.height
-            )
-            picture.disposition = Disposition.attached_pic
-            picture.metadata["comment"] = "Cover (front)"
+        picture = describe(self.container, codec, meta, sample_rate)
         self.resampler = av.AudioResampler(
             format=self.stream.format.name,
             layout="mono",
@@ -218,11 +232,7 @@ class StreamEncoder:
             frame_size=self.stream.codec_context.frame_size or None,
         )
         if picture is not None and meta.cover is not None:
-            # Muxers that take a picture (MP3's APIC, MP4's covr) want it before the audio.
-            packet = av.Packet(meta.cover.data)
-            packet.stream = picture
-            packet.pts = packet.dts = 0
-            self.container.mux(packet)
+            mux_cover(self.container, picture, meta.cover)
 
     def _encode(self, frames: list[av.AudioFrame]) -> None:
         for out in frames:

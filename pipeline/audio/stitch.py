@@ -45,7 +45,11 @@ class ChapterSpan:
 
 
 def layout(
-    chapters: Sequence[Sequence[ChunkLength]], sample_rate: int, pauses: Pauses
+    chapters: Sequence[Sequence[ChunkLength]],
+    sample_rate: int,
+    pauses: Pauses,
+    *,
+    align: int = 1,
 ) -> list[ChapterSpan]:
     """The place of every chapter and chunk in the book, from lengths alone (no audio).
 
@@ -53,6 +57,10 @@ def layout(
     else the sentence pause. Between chapters: the chapter pause. A chapter's span covers
     its head silence, its chunks and its tail silence (both none by default); the book
     ends with the last chapter.
+
+    `align` > 1 starts every chapter on a multiple of that many samples, lengthening the
+    pause before it by less than `align`: an MP3 book built from its chapter files needs
+    each chapter on a frame boundary (pipeline.audio.concat).
     """
 
     def samples(ms: int) -> int:
@@ -68,6 +76,7 @@ def layout(
     for index, chunks in enumerate(chapters):
         if index:
             cursor += chapter_gap
+            cursor = -(-cursor // align) * align
         start = cursor
         cursor += samples(pauses.head_ms)
         placed = []
