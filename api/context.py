@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.limits import RateLimiter
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, engine_info
-from pipeline.state.db import open_database
+from pipeline.state.db import PoolLimits, open_database
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
 
@@ -52,7 +52,9 @@ class ApiContext:
 def build_context(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None) -> ApiContext:
     """The context for `settings`. Checks the database schema, storage and engine first;
     without a `redis` client one is made from the settings' Redis URL, if any."""
-    factory = open_database(settings.resolved_database_url, migrate_sqlite=False)
+    factory = open_database(
+        settings.resolved_database_url, migrate_sqlite=False, pool=PoolLimits.of(settings)
+    )
     if redis is None and settings.resolved_redis_url:
         redis = redis_lib.Redis.from_url(
             settings.resolved_redis_url, socket_timeout=3, socket_connect_timeout=3

@@ -1,14 +1,21 @@
-"""FastAPI dependencies and their Annotated aliases: the context (`Context`), a session in
-one transaction (`SessionDep`) and the caller's API key, rate-limited (`KeyDep`)."""
+"""FastAPI dependencies and their Annotated aliases: the context (`Context`) and the
+caller's API key, rate-limited (`KeyDep`).
+
+There is deliberately no session dependency. FastAPI enters a sync generator dependency
+in one pool thread, runs the route and validates its response in others, and exits the
+dependency last: a session held across those steps keeps its pooled connection while the
+request waits for threads, and once every thread waits for a connection nothing moves
+(issue 21: 80 concurrent GETs deadlocked the pool). A route opens its own
+`transaction(context.factory)` inside its sync body, so a connection is taken and given
+back within one thread, and none is held while waiting for anything else.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from api import metrics
 from api.context import ApiContext
@@ -20,22 +27,13 @@ from pipeline.state.models import ApiKey
 bearer = HTTPBearer(auto_error=False, description="An API key from `voicebatch keys create`.")
 
 
-def context_of(request: Request) -> ApiContext:
-    """The application's context."""
+async def context_of(request: Request) -> ApiContext:
+    """The application's context (async: reading an attribute needs no pool thread)."""
     context: ApiContext = request.app.state.context
     return context
 
 
 Context = Annotated[ApiContext, Depends(context_of)]
-
-
-def session_of(context: Context) -> Iterator[Session]:
-    """A session in one transaction for the request, committed when it succeeds."""
-    with transaction(context.factory) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(session_of)]
 
 
 def current_key(

@@ -13,7 +13,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody
@@ -74,11 +82,49 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return error_response(422, f"{field}: {message}", field)
 
 
-async def _database_down(_request: Request, exc: DBAPIError) -> JSONResponse:
-    log.error("database error: %s", " ".join(str(exc.orig).split()))
-    response = error_response(503, "the job database is unavailable; try again shortly")
-    response.headers["Retry-After"] = "5"
-    return response
+# A real outage, worth a retry: the database unreachable or gone mid-request, or no
+# free pooled connection within VOICEBATCH_DB_POOL_TIMEOUT_SECONDS.
+OUTAGES = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+DRIVER_MESSAGE_CHARS = 200
+
+
+def database_status(exc: SQLAlchemyError) -> int:
+    """503 for an outage, 422 for a value the database refuses, 500 for anything else
+    (a bug: answering it 503 would send clients retrying for ever)."""
+    if isinstance(exc, OUTAGES):
+        return 503
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return 503
+    if isinstance(exc, DataError):
+        return 422
+    return 500
+
+
+def _driver_message(exc: SQLAlchemyError) -> str:
+    """The driver's first line (never the statement or its parameters), bounded."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first = next((line for line in str(cause).splitlines() if line.strip()), "")
+    text = " ".join(first.split()) or type(cause).__name__
+    if len(text) > DRIVER_MESSAGE_CHARS:
+        text = text[: DRIVER_MESSAGE_CHARS - 1] + "…"
+    return text
+
+
+async def _database_error(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    status = database_status(exc)
+    if status == 503:
+        log.error("database unavailable: %s", _driver_message(exc))
+        response = error_response(503, "the job database is unavailable; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response
+    if status == 422:
+        # The request carried a value the database cannot hold (an integer out of
+        # range, a string too long): the client's to fix, and retrying cannot help.
+        message = f"the job database refused a value: {_driver_message(exc)}"
+        log.info("request refused by the database: %s", message)
+        return error_response(422, message)
+    log.error("database error", exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -106,6 +152,6 @@ def add_error_handlers(app: FastAPI) -> None:
     """Give every error `app` raises or meets the one error body."""
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_invalid)
-    app.exception_handler(DBAPIError)(_database_down)
+    app.exception_handler(SQLAlchemyError)(_database_error)
     app.exception_handler(Exception)(_unexpected)
     app.exception_handler(VoicebatchError)(_ours)

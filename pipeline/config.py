@@ -48,6 +48,27 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default SQLite in data_dir."
     )
+    db_pool_size: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="PostgreSQL: connections each API or worker process keeps open.",
+    )
+    db_max_overflow: int = Field(
+        10,
+        ge=0,
+        le=1000,
+        description="PostgreSQL: extra connections a process may open past the pool size "
+        "under load, closed again when returned. The API lets at most pool size + "
+        "overflow /v1 GET requests work at once; the rest wait without holding a thread.",
+    )
+    db_pool_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="PostgreSQL: how long a request waits for a free connection (in the "
+        "API, also for a GET slot) before it fails: the API answers 503 with Retry-After.",
+    )
     storage_url: str | None = Field(
         None,
         description="Folder path or s3://bucket/prefix for chunk objects; default data_dir/objects.",
@@ -152,6 +173,20 @@ class Settings(BaseSettings):
 
     chunk_max_chars: int = Field(
         400, ge=40, le=5000, description="Upper bound on a chunk's length."
+    )
+    # 10 M characters is four times a 1,000-page book (about 2.5 M) and more than the
+    # longest novels in print; 200,000 chunks admits that book (about 35,000 chunks) with
+    # room for short sentences, and a full catalogue (catalogue_max_items).
+    job_max_chars: int = Field(
+        10_000_000,
+        ge=1,
+        description="Most characters one job may speak (a book or a catalogue); larger "
+        "inputs are refused at planning (the API answers 413).",
+    )
+    job_max_chunks: int = Field(
+        200_000,
+        ge=1,
+        description="Most chunks one job may have; refused at planning past it (413).",
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
     normalize_text: bool = Field(

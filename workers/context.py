@@ -22,7 +22,7 @@ from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
 from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex
-from pipeline.state.db import open_database
+from pipeline.state.db import PoolLimits, open_database
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
 from pipeline.storage.write_once import WriteOnceStore
@@ -52,7 +52,9 @@ class WorkerResources:
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:
         # Migrations run once, by `voicebatch db upgrade`, never by each worker.
-        factory = open_database(settings.resolved_database_url, migrate_sqlite=False)
+        factory = open_database(
+            settings.resolved_database_url, migrate_sqlite=False, pool=PoolLimits.of(settings)
+        )
         redis_url = settings.resolved_redis_url
         return cls(
             settings=settings,

@@ -18,6 +18,7 @@ from typing import Any, Concatenate, TypeVar
 
 from celery.exceptions import Reject
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.backoff import backoff_delay, backoff_delays
 from pipeline.errors import InputError, NotFoundError, RetryableError
@@ -72,7 +73,7 @@ class RetryPolicy:
                     except InputError as exc:
                         # Not this worker's to do (it runs another engine): another worker may be.
                         _requeue_later(name, exc)
-                    except (RetryableError, DBAPIError) as exc:
+                    except (RetryableError, DBAPIError, PoolTimeout) as exc:
                         delay = next(delays, None)
                         if delay is None or self.draining.is_set():
                             _requeue_later(name, exc)

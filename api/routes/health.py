@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import Context
+from api.schemas import Liveness, Readiness
 from pipeline.state.db import ping
 
 log = logging.getLogger(__name__)
@@ -19,15 +20,18 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="The process is up.")
-def healthz() -> dict[str, str]:
+@router.get("/healthz", summary="The process is up.", response_model=Liveness)
+async def healthz() -> dict[str, str]:
+    # async: answered on the event loop, so a liveness probe never waits for a pool
+    # thread, however busy the request threads (or the database) are.
     return {"status": "ok"}
 
 
 @router.get(
     "/readyz",
     summary="Database, broker, storage and Redis are reachable.",
-    responses={503: {"description": "Something is unreachable; the body says what."}},
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Something is unreachable."}},
 )
 def readyz(context: Context) -> JSONResponse:
     checks: dict[str, str] = {}
@@ -53,6 +57,10 @@ def readyz(context: Context) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics.")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format).",
+    response_class=PlainTextResponse,
+)
 def prometheus() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pipeline.config import Settings
 from pipeline.errors import InputError, RetryableError
+from pipeline.stages import stage
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -30,8 +33,29 @@ def one_line(error: object) -> str:
     return " ".join(str(error).split())
 
 
-def create_db_engine(url: str) -> Engine:
-    """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, its folder created."""
+@dataclass(frozen=True)
+class PoolLimits:
+    """A server database's connection pool: `size` kept open, `overflow` more under load,
+    and how long a caller waits for a free one (`timeout`, seconds) before SQLAlchemy's
+    pool `TimeoutError`. The defaults are SQLAlchemy's own."""
+
+    size: int = 5
+    overflow: int = 10
+    timeout: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> PoolLimits:
+        """The limits `VOICEBATCH_DB_POOL_SIZE`, `_MAX_OVERFLOW` and `_POOL_TIMEOUT_SECONDS` set."""
+        return cls(
+            size=settings.db_pool_size,
+            overflow=settings.db_max_overflow,
+            timeout=settings.db_pool_timeout_seconds,
+        )
+
+
+def create_db_engine(url: str, *, pool: PoolLimits | None = None) -> Engine:
+    """An Engine for `url`; SQLite gets WAL, foreign keys and a busy timeout, its folder
+    created; any other database a connection pool sized by `pool`."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -42,27 +66,37 @@ def create_db_engine(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    pool = pool or PoolLimits()
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
+        pool_timeout=pool.timeout,
+    )
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def open_database(url: str, *, migrate_sqlite: bool) -> sessionmaker[Session]:
+def open_database(
+    url: str, *, migrate_sqlite: bool, pool: PoolLimits | None = None
+) -> sessionmaker[Session]:
     """Sessions on the database at `url`, its schema checked first. With
     `migrate_sqlite`, an embedded SQLite file is brought up to date here (one process
     owns it); any other database must already be current (`voicebatch db upgrade`, run
     once, never by each worker or API process)."""
-    db = create_db_engine(url)
+    db = create_db_engine(url, pool=pool)
     ensure_schema(db, auto_upgrade=migrate_sqlite and db.dialect.name == "sqlite")
     return session_factory(db)
 
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    with factory() as session, session.begin():
+    """A session in one transaction: committed on success, rolled back on any error.
+    Its time counts as the "state" stage (pipeline.stages)."""
+    with stage("state"), factory() as session, session.begin():
         yield session
 
 

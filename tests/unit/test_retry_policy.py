@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from celery.exceptions import Reject
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import workers.retry_policy as retry_policy
 from pipeline.backoff import backoff_delay, backoff_delays
@@ -55,6 +56,20 @@ def test_passing_trouble_is_retried_in_place_with_growing_pauses(run_task: Any) 
 
     slept = run_task(flaky)
     assert calls == ["job"] * 3 and len(slept) == 2 and slept[1] > slept[0] / 2
+
+
+def test_no_free_database_connection_in_time_is_retried_in_place(run_task: Any) -> None:
+    """SQLAlchemy's pool TimeoutError is no DBAPIError: a worker whose pool is briefly
+    exhausted waits and tries again rather than failing the task."""
+    calls: list[str] = []
+
+    def busy(_app: object, job: str) -> None:
+        calls.append(job)
+        if len(calls) == 1:
+            raise PoolTimeout("QueuePool limit of size 2 overflow 1 reached")
+
+    slept = run_task(busy)
+    assert calls == ["job", "job"] and len(slept) == 1
 
 
 def test_trouble_past_the_budget_hands_the_message_back(run_task: Any) -> None:
