@@ -11,16 +11,39 @@ from sqlalchemy.orm import Session
 
 from api import metrics
 from api.context import ApiContext
-from api.deps import Context, KeyDep, SessionDep
-from api.errors import ERRORS, error_response
+from api.deps import Context, KeyDep
+from api.errors import error_response
 from api.requests import JOB_BODY, JobSubmission, parse_submission
-from api.schemas import ChunkCounts, ErrorBody, FailedChunk, ItemCounts, JobOut, JobPage
+from api.routes.allow import AllowingRoute
+from api.schemas import (
+    IDEMPOTENCY_KEY_PATTERN,
+    ChunkCounts,
+    FailedChunk,
+    IdempotencyKey,
+    ItemCounts,
+    JobOut,
+    JobPage,
+    error_responses,
+)
 from pipeline.plan.submit import submit_and_publish
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ApiKey, Job
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AllowingRoute)
+
+MAX_OFFSET = 1_000_000_000  # far past any key's jobs, and far inside a 64-bit OFFSET
+
+# OpenAPI links: what a client (or a stateful fuzzer) can do next with a submitted job.
+JOB_LINKS = {
+    name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+    for name, operation in [
+        ("GetJob", "getJob"),
+        ("CancelJob", "cancelJob"),
+        ("GetOutputs", "getOutputs"),
+        ("RestoreOutputs", "restoreOutputs"),
+    ]
+}
 
 
 def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
@@ -66,13 +89,21 @@ def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
     "/jobs",
     status_code=201,
     response_model=JobOut,
+    operation_id="submitJob",
     summary="Submit a book (text, chapters or a file) or a catalogue (items).",
     openapi_extra=JOB_BODY,
     responses={
-        **ERRORS,
-        200: {"model": JobOut, "description": "Replay of an earlier Idempotency-Key."},
-        413: {"model": ErrorBody, "description": "Body over the size limit."},
-        503: {"model": ErrorBody, "description": "Broker unreachable; nothing was created."},
+        201: {
+            "description": "The job, created.",
+            "headers": {"Location": {"schema": {"type": "string"}, "description": "The job."}},
+            "links": JOB_LINKS,
+        },
+        200: {
+            "model": JobOut,
+            "description": "Replay of an earlier Idempotency-Key.",
+            "links": JOB_LINKS,
+        },
+        **error_responses(401, 413, 415, 422, 429, 503),
     },
 )
 async def submit(
@@ -81,8 +112,12 @@ async def submit(
     context: Context,
     key: KeyDep,
     idempotency_key: Annotated[
-        str | None,
-        Header(max_length=200, description="Retrying with the same value returns the same job."),
+        IdempotencyKey,
+        Header(
+            alias="Idempotency-Key",
+            description="Retrying with the same value returns the same job.",
+            json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN},
+        ),
     ] = None,
 ) -> JobOut:
     submission = await parse_submission(request, context.settings)
@@ -124,34 +159,42 @@ def _submit(
 
 
 @router.get(
-    "/jobs", response_model=JobPage, summary="This key's jobs, newest first.", responses=ERRORS
+    "/jobs",
+    response_model=JobPage,
+    operation_id="listJobs",
+    summary="This key's jobs, newest first.",
+    responses=error_responses(401, 422, 429, 503),
 )
 def list_jobs(
-    session: SessionDep,
+    context: Context,
     key: KeyDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobPage:
-    rows = store.list_jobs(session, limit=limit + 1, offset=offset, owner_id=key.id)
-    jobs = [job_out(session, job, detail=False) for job in rows[:limit]]
+    with transaction(context.factory) as session:
+        rows = store.list_jobs(session, limit=limit + 1, offset=offset, owner_id=key.id)
+        jobs = [job_out(session, job, detail=False) for job in rows[:limit]]
     return JobPage(jobs=jobs, next_offset=offset + limit if len(rows) > limit else None)
 
 
 @router.get(
     "/jobs/{job_id}",
     response_model=JobOut,
+    operation_id="getJob",
     summary="One job: status, counts, errors.",
-    responses=ERRORS,
+    responses=error_responses(401, 404, 422, 429, 503),
 )
-def get_job(job_id: uuid.UUID, session: SessionDep, key: KeyDep) -> JobOut:
-    return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
+def get_job(job_id: uuid.UUID, context: Context, key: KeyDep) -> JobOut:
+    with transaction(context.factory) as session:
+        return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
 
 
 @router.post(
     "/jobs/{job_id}/cancel",
     response_model=JobOut,
+    operation_id="cancelJob",
     summary="Cancel a job that has not finished.",
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "The job already finished."}},
+    responses=error_responses(401, 404, 409, 413, 422, 429, 503, e409="The job already finished."),
 )
 def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
     with transaction(context.factory) as session:

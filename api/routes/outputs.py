@@ -4,31 +4,35 @@ of archived ones (a restore is needed first, and can be asked for here)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Depends
 
 from api.context import ApiContext
-from api.deps import Context, KeyDep, SessionDep
-from api.errors import ERRORS, error_response
-from api.schemas import ErrorBody, OutputFile, Outputs, RestoreRequest
+from api.deps import Context, KeyDep
+from api.errors import error_response
+from api.requests import RESTORE_BODY, restore_request
+from api.routes.allow import AllowingRoute
+from api.schemas import OutputFile, Outputs, RestoreRequest, error_responses
 from pipeline.assemble.manifest import manifest_files, read_manifest
 from pipeline.errors import VoicebatchError
 from pipeline.state import store
+from pipeline.state.db import transaction
 from pipeline.state.models import ApiKey, Job, JobStatus
 from pipeline.storage.archive import ArchiveState, archive_state, outputs_message, request_restore
 from pipeline.storage.base import ObjectStore
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AllowingRoute)
 
 
 def _finished_files(
-    context: ApiContext, session: Session, job_id: uuid.UUID, key: ApiKey
+    context: ApiContext, job_id: uuid.UUID, key: ApiKey
 ) -> tuple[Job, ObjectStore, list[tuple[str, str]]] | Any:
     """A finished job's folder and the files its manifest lists; a 409 response if the
     job has none (yet)."""
-    job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
+    # The connection goes back to the pool before storage is read, in this same thread.
+    with transaction(context.factory) as session:
+        job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
     if job.status not in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) or not job.output_uri:
         later = "its files are ready once it is done"
         return error_response(
@@ -74,11 +78,12 @@ def _listing(
 @router.get(
     "/jobs/{job_id}/outputs",
     response_model=Outputs,
+    operation_id="getOutputs",
     summary="Presigned download URLs of a finished job's files (archived files need a restore).",
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
+    responses=error_responses(401, 404, 409, 422, 429, 503, e409="Not finished yet."),
 )
-def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDep) -> Any:
-    found = _finished_files(context, session, job_id, key)
+def outputs(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
+    found = _finished_files(context, job_id, key)
     if not isinstance(found, tuple):
         return found
     job, folder, files = found
@@ -89,17 +94,18 @@ def outputs(job_id: uuid.UUID, context: Context, session: SessionDep, key: KeyDe
 @router.post(
     "/jobs/{job_id}/restore",
     response_model=Outputs,
+    operation_id="restoreOutputs",
     summary="Ask for archived files of a finished job to be restored for download.",
-    responses={**ERRORS, 409: {"model": ErrorBody, "description": "Not finished yet."}},
+    openapi_extra=RESTORE_BODY,
+    responses=error_responses(401, 404, 409, 413, 415, 422, 429, 503, e409="Not finished yet."),
 )
 def restore(
     job_id: uuid.UUID,
     context: Context,
-    session: SessionDep,
     key: KeyDep,
-    body: RestoreRequest | None = None,
+    body: Annotated[RestoreRequest | None, Depends(restore_request)],
 ) -> Any:
-    found = _finished_files(context, session, job_id, key)
+    found = _finished_files(context, job_id, key)
     if not isinstance(found, tuple):
         return found
     job, folder, files = found

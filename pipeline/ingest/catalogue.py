@@ -22,6 +22,13 @@ from pipeline.errors import InputError
 from pipeline.ingest.document import Chapter, Document
 
 MAX_VOICE_CHARS = 1000  # the width of items.voice
+# A catalogue record is flat: its values are strings. Deeper nesting is refused before
+# parsing, since the json module recurses once per level (a line of 100,000 `[` was a
+# RecursionError, and a 500 from the API).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_ONE_KIND = str.maketrans("{}", "[]")
 
 
 @dataclass(frozen=True)
@@ -173,13 +180,35 @@ def parse_csv(text: str, fmt: CatalogueFormat, *, title: str) -> Document:
     return build_items(_csv_rows(text, fmt), fmt, title=title)
 
 
+def _nested_too_deep(line: str) -> bool:
+    """Whether the JSON on `line` nests arrays and objects more than MAX_JSON_DEPTH deep
+    (or leaves more than that open). Each pass of `replace` removes one level of empty
+    pairs; all of it runs in C, so a 60 MB line takes a second, not a minute."""
+    if line.count("[") + line.count("{") <= MAX_JSON_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", line)).translate(_ONE_KIND)
+    for _ in range(MAX_JSON_DEPTH):
+        shorter = brackets.replace("[]", "")
+        if shorter == brackets:
+            break
+        brackets = shorter
+    return "[]" in brackets or brackets.count("[") > MAX_JSON_DEPTH
+
+
 def _jsonl_rows(text: str, fmt: CatalogueFormat) -> Iterator[CatalogueRow]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"line {number}"
+        if _nested_too_deep(line):
+            raise InputError(
+                f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep "
+                "(a catalogue record is one object of strings)"
+            )
         try:
             record: Any = json.loads(line)
+        except RecursionError as exc:  # not reached after the depth check; kept as a guard
+            raise InputError(f"{where}: JSON nested too deeply") from exc
         except ValueError as exc:
             message = getattr(exc, "msg", str(exc))
             column = getattr(exc, "colno", None)

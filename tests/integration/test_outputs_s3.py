@@ -514,3 +514,36 @@ def test_a_catalogue_submitted_as_jsonl_ends_with_a_summary_object_in_s3(
     assert (tmp_path / "dl" / "items" / "summary.csv").read_bytes() == s3_client.get_object(
         Bucket=s3_bucket, Key=prefix + "items/summary.csv"
     )["Body"].read()
+
+
+def test_a_job_recorded_with_a_timing_kind_twice_still_finishes(
+    served: dict[str, Any], s3_client: S3Client, s3_bucket: str
+) -> None:
+    """Issue 21.4: duplicate subtitle kinds are refused at submit, and a job that has them
+    recorded anyway (an older server accepted them) is finalised, one file per kind."""
+    headers = {"Authorization": f"Bearer {served['key']}"}
+    refused = httpx.post(
+        f"{served['url']}/v1/jobs",
+        json={"text": "Hello again.", "subtitles": ["vtt", "vtt"]},
+        headers=headers,
+    )
+    assert refused.status_code == 422 and "subtitles" in refused.text, refused.text
+    created = httpx.post(
+        f"{served['url']}/v1/jobs",
+        json={"text": "Hello again.", "subtitles": ["vtt"]},
+        headers=headers,
+    )
+    assert created.status_code in (200, 201, 202), created.text
+    job_id = uuid.UUID(created.json()["id"])
+    runtime = served["runtime"]
+    with transaction(runtime.factory) as session:
+        job = store.get_job(session, job_id)
+        job.options = {**job.options, "timings": ["vtt", "vtt"]}
+    _run_workers(runtime, job_id)
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    vtts = sorted(o["Key"] for o in listed if o["Key"].endswith(".vtt"))
+    # one WebVTT file beside each audio file: the chapter's and the book's
+    assert [key.rsplit("/", 2)[-2:] for key in vtts] == [
+        ["chapters", "01-untitled.vtt"],
+        [str(job_id), "untitled.vtt"],
+    ], vtts
