@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+# No user value can balloon an error: a message is cut to this many characters, keeping
+# its start (what was wrong) and its end (what to do), with an ellipsis between.
+MAX_MESSAGE_CHARS = 1000
+_TAIL_CHARS = 200
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to at most `limit` characters, the middle elided with '…'."""
+    if len(message) <= limit:
+        return message
+    head = limit - _TAIL_CHARS - 3
+    return f"{message[:head]} … {message[-_TAIL_CHARS:]}"
+
 
 class VoicebatchError(Exception):
     """voicebatch failed."""
@@ -10,7 +23,7 @@ class VoicebatchError(Exception):
     http_status = 500
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip())
+        super().__init__(bounded(message or (self.__doc__ or "").strip()))
 
     @property
     def message(self) -> str:
@@ -30,6 +43,12 @@ class FieldError(InputError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class JobTooLarge(FieldError):
+    """A job is over a per-job cap (characters or chunks); the message names the setting."""
+
+    http_status = 413
 
 
 class NotFoundError(InputError):

@@ -20,13 +20,23 @@ from pipeline.errors import InputError
 NAME_FIELDS = ("id", "slug", "index", "ext")
 # Windows refuses these in file names; a name that works on one machine only is a trap.
 UNPORTABLE = set('<>:"|?*')
+# Windows refuses these as file names, in any case and with any extension (CON, nul.mp3).
+RESERVED = re.compile(r"(?:CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(?:\..*)?", re.IGNORECASE)
 MAX_SEGMENT_BYTES = 255
+# A whole name (sub-folders included); S3 keys stop at 1024 bytes, with the job's folder.
+MAX_NAME_BYTES = 500
+# Widths and precisions in a template's format specs ({index:04d}, {slug:.20}): checked
+# before formatting, so "{index:50000000}" is refused instead of building 50 MB.
+MAX_FORMAT_WIDTH = MAX_SEGMENT_BYTES
+_SPEC_NUMBER = re.compile(r"\d+")
 
 
 def slugify(text: str, *, fallback: str, limit: int = 60) -> str:
     """A file-name-safe ASCII slug; `fallback` when nothing Latin is left."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-")
+    if RESERVED.fullmatch(slug):
+        return f"{slug}_"  # 'con' is a device on Windows; 'con_' is a file
     return slug or fallback
 
 
@@ -44,13 +54,26 @@ def check_template(template: str) -> None:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise InputError(f"item name template {template!r}: {exc}") from exc
-    for _literal, name, _spec, conversion in parts:
+    for _literal, name, spec, conversion in parts:
         if name is None:
             continue
         if name not in NAME_FIELDS or conversion is not None:
             raise InputError(
                 f"item name template {template!r}: unknown field {{{name}}} "
                 f"(use {', '.join('{' + f + '}' for f in NAME_FIELDS)})"
+            )
+        if spec and "{" in spec:
+            raise InputError(
+                f"item name template {template!r}: {{{name}}} has a nested field in its "
+                "format spec; give the width as a number"
+            )
+        widths = [int(n) for n in _SPEC_NUMBER.findall(spec or "") if len(n) <= 6]
+        if len(widths) < len(_SPEC_NUMBER.findall(spec or "")) or any(
+            w > MAX_FORMAT_WIDTH for w in widths
+        ):
+            raise InputError(
+                f"item name template {template!r}: {{{name}:{spec}}} has a width or "
+                f"precision over {MAX_FORMAT_WIDTH}"
             )
     if not any(name for _, name, _, _ in parts):
         raise InputError(
@@ -82,6 +105,10 @@ def _problem(name: str, ext: str, subfolders: bool) -> str | None:
             return f"has a part that starts or ends with a space or dot ({segment!r})"
         if len(segment.encode()) > MAX_SEGMENT_BYTES:
             return f"has a part over {MAX_SEGMENT_BYTES} bytes"
+        if RESERVED.fullmatch(segment):
+            return f"has {segment!r}, a device name reserved by Windows"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"is over {MAX_NAME_BYTES} bytes"
     if not name.endswith(f".{ext}"):
         return f"does not end in .{ext} (the output format)"
     return None

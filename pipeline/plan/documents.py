@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pipeline.audio.cover import Cover, cover_from_bytes
-from pipeline.errors import FieldError, InputError
+from pipeline.errors import FieldError, InputError, JobTooLarge
 from pipeline.file_names import slugify
 from pipeline.ingest import (
     CatalogueFormat,
@@ -38,8 +38,20 @@ def _source(name: str, payload: object) -> SourceFile:
     return SourceFile(path=Path(name), text="", sha256=hashlib.sha256(raw).hexdigest())
 
 
-def document_from_text(title: str, text: str) -> ParsedSource:
+def _check_size(field: str, chars: int, max_chars: int | None) -> None:
+    """Refuse a body of text over the job cap before any work is done on it (planning
+    checks again, for every input); `max_chars` None: no early check."""
+    if max_chars is not None and chars > max_chars:
+        raise JobTooLarge(
+            field,
+            f"{chars:,} characters is over the job limit of {max_chars:,} "
+            f"(VOICEBATCH_JOB_MAX_CHARS); split the book into several jobs",
+        )
+
+
+def document_from_text(title: str, text: str, *, max_chars: int | None = None) -> ParsedSource:
     """Plain text, chapter headings found as in a .txt file."""
+    _check_size("text", len(text), max_chars)
     if not any(ch.isalnum() for ch in text):
         raise FieldError("text", "has no words to read")
     document = parse_plaintext(text, default_title=title)
@@ -48,8 +60,11 @@ def document_from_text(title: str, text: str) -> ParsedSource:
     return ParsedSource(_source(f"{slugify(title, fallback='text')}.txt", [title, text]), document)
 
 
-def document_from_chapters(title: str, chapters: Sequence[tuple[str, str]]) -> ParsedSource:
+def document_from_chapters(
+    title: str, chapters: Sequence[tuple[str, str]], *, max_chars: int | None = None
+) -> ParsedSource:
     """Chapters given one by one: each title is a heading, each text its paragraphs."""
+    _check_size("chapters", sum(len(n) + len(t) for n, t in chapters), max_chars)
     out = []
     for index, (name, text) in enumerate(chapters):
         if not name.strip():
@@ -71,12 +86,14 @@ def document_from_items(
     items: Sequence[tuple[str, str] | tuple[str, str, str | None]],
     *,
     catalogue: CatalogueFormat | None = None,
+    max_chars: int | None = None,
 ) -> ParsedSource:
     """Catalogue entries (id, text, optional voice): one output file per entry, checked
     as the rows of a CSV file are; an error names the entry as `items[N]`."""
     fmt = catalogue or CatalogueFormat()
     if not items:
         raise FieldError("items", "is empty")
+    _check_size("items", sum(len(item[1]) for item in items), max_chars)
     if len(items) > fmt.max_items:
         raise FieldError("items", f"{len(items)} entries is over the limit of {fmt.max_items}")
     rows = [
@@ -98,9 +115,11 @@ def document_from_upload(
     *,
     keep_front_matter: bool = False,
     catalogue: CatalogueFormat | None = None,
+    max_chars: int | None = None,
 ) -> ParsedSource:
     """An uploaded file, checked and parsed exactly as `voicebatch render` reads one
-    (a .csv or .jsonl with `catalogue`'s columns)."""
+    (a .csv or .jsonl with `catalogue`'s columns). A text file over `max_chars` is
+    refused before it is parsed (an EPUB's text is counted when the job is planned)."""
     name = Path(filename.replace("\\", "/")).name.strip()
     if not name or name in (".", ".."):
         raise FieldError("file", "has no file name")
@@ -111,9 +130,12 @@ def document_from_upload(
         path.write_bytes(data)
         try:
             source = load_source(path)
+            _check_size("file", len(source.text), max_chars)
             document = parse_source(
                 source, keep_front_matter=keep_front_matter, catalogue=catalogue
             )
+        except JobTooLarge:
+            raise
         except InputError as exc:
             raise FieldError("file", exc.message.replace(str(path), name)) from exc
     return ParsedSource(replace(source, path=Path(name)), document)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.assemble.keys import cover_key
@@ -13,14 +15,17 @@ from pipeline.audio.encode import codec_for
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import Engine, EngineInfo, engine_params, takes_phonemes
-from pipeline.errors import InputError
+from pipeline.errors import InputError, JobTooLarge
 from pipeline.file_names import NamedItem, item_file_names
 from pipeline.ingest import Document, SourceFile
 from pipeline.state import store
+from pipeline.state.models import Job
 from pipeline.storage.keys import content_hash
 from pipeline.text.lexicon import Lexicon, load_lexicon
 from pipeline.text.normalize import normalize_text
 from pipeline.text.segment import segment_paragraphs
+
+log = logging.getLogger(__name__)
 
 
 def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any]:
@@ -46,12 +51,44 @@ def spoken_paragraphs(
 ) -> list[str]:
     """The paragraphs as they will be said: normalised unless switched off. With
     `heading`, the first paragraph is the chapter's title (a lone 'IV' there is four)."""
-    if not normalize:
-        return paragraphs
-    return [
-        normalize_text(text, heading=heading and index == 0)
-        for index, text in enumerate(paragraphs)
-    ]
+    return list(_spoken(paragraphs, normalize=normalize, heading=heading))
+
+
+def _spoken(
+    paragraphs: tuple[str, ...] | list[str], *, normalize: bool, heading: bool
+) -> Iterator[str]:
+    """`spoken_paragraphs`, one at a time: a chapter's spoken text is never held whole."""
+    for index, text in enumerate(paragraphs):
+        yield normalize_text(text, heading=heading and index == 0) if normalize else text
+
+
+def clipped(value: str | None, column: Any, what: str) -> str | None:
+    """`value` cut to the column's size (an over-long EPUB or front-matter author must not
+    fail the insert), with a warning."""
+    limit = column.type.length
+    if value is None or len(value) <= limit:
+        return value
+    log.warning("the book's %s is %d characters; kept the first %d", what, len(value), limit)
+    return value[: limit - 1] + "…"
+
+
+def check_job_size(document: Document, settings: Settings, kind: str) -> None:
+    """Refuse a document over `job_max_chars` before any of it is normalised or split
+    (JobTooLarge, 413 in the API); the field named is the request's body of text."""
+    limit = settings.job_max_chars
+    total = 0
+    for chapter in document.chapters:
+        total += sum(map(len, chapter.spoken_paragraphs(read_titles=settings.read_titles)))
+        if total > limit:
+            raise JobTooLarge(
+                _size_field(kind),
+                f"more than {limit:,} characters to speak, over the job limit "
+                f"(VOICEBATCH_JOB_MAX_CHARS={limit}); split the book into several jobs",
+            )
+
+
+def _size_field(kind: str) -> str:
+    return "items" if kind == "catalogue" else "text"
 
 
 def job_lexicon(settings: Settings, lexicon: Lexicon | None) -> Lexicon | None:
@@ -98,19 +135,29 @@ def build_spec(
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     if lexicon is not None:
         lexicon.check_engine(engine.name, takes_phonemes(engine))
+    check_job_size(document, settings, kind)
     names: list[str | None] = [None] * len(document.chapters)
     if kind == "catalogue":
         names = list(catalogue_file_names(document, settings))
     items = []
+    total_chunks = 0
     for chapter, file_name in zip(document.chapters, names, strict=True):
         spoken_title = chapter.reads_heading(read_titles=settings.read_titles)
-        paragraphs = spoken_paragraphs(
-            list(chapter.spoken_paragraphs(read_titles=settings.read_titles)),
+        paragraphs = _spoken(
+            chapter.spoken_paragraphs(read_titles=settings.read_titles),
             normalize=settings.normalize_text,
             heading=spoken_title,
         )
         chunks = []
         for segment in segment_paragraphs(paragraphs, max_chars):
+            total_chunks += 1
+            if total_chunks > settings.job_max_chunks:
+                raise JobTooLarge(
+                    _size_field(kind),
+                    f"more than {settings.job_max_chunks:,} chunks, over the job limit "
+                    f"(VOICEBATCH_JOB_MAX_CHUNKS={settings.job_max_chunks}); split the "
+                    "input into several jobs",
+                )
             # After segmenting: a changed entry changes only the chunks holding its word,
             # never where the other chunks of the paragraph start and end.
             text = lexicon.apply(segment.text) if lexicon is not None else segment.text
@@ -166,8 +213,8 @@ def build_spec(
         )
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return store.JobSpec(
-        title=document.title,
-        author=document.author,
+        title=clipped(document.title, Job.title, "title") or "",
+        author=clipped(document.author, Job.author, "author"),
         source_name=str(source.path),
         source_sha256=source.sha256,
         fingerprint=fingerprint,

@@ -78,7 +78,10 @@ def check_submission(
         if chapter.voice:
             where = chapter.where or f"items[{index}]"
             field = f"{where}.voice" if where.startswith("items[") else "file"
-            _check_voice(field, chapter.voice, engine, where=f"{where}: ")
+            # the field names the item already; a file's errors say which row
+            _check_voice(
+                field, chapter.voice, engine, where="" if field != "file" else f"{where}: "
+            )
     if lexicon is not None:
         try:
             lexicon.check_engine(engine.name, takes_phonemes(engine))

@@ -44,8 +44,11 @@ MONTHS = [
 _MONTH_RE = "|".join(MONTHS)
 
 
-def _int(text: str) -> int:
-    return int(text.replace(",", ""))
+def _int(text: str) -> int | None:
+    """The value of a digit string, or None past the cardinal range (read digit by digit;
+    Python refuses int() of more than 4,300 digits)."""
+    plain = text.replace(",", "")
+    return int(plain) if len(plain) <= num.MAX_CARDINAL_DIGITS else None
 
 
 # --- phone numbers ------------------------------------------------------------------
@@ -157,8 +160,8 @@ def _money(match: re.Match[str]) -> str:
         # $2.5 million: the amount is a quantity of millions, read as a decimal.
         return f"{num.decimal(amount)} {scale} {many}"
     whole_text, _, frac = amount.replace(",", "").partition(".")
-    whole = int(whole_text)
-    if (frac and len(frac) != 2) or (frac and not sub_one):
+    whole = _int(whole_text)
+    if (frac and len(frac) != 2) or (frac and not sub_one) or whole is None:
         return f"{num.decimal(amount)} {many}"
     cents = int(frac) if frac else 0
     parts = []
@@ -225,6 +228,8 @@ _PLAIN = re.compile(
 
 def _ordinal(match: re.Match[str]) -> str:
     n = _int(match.group(1))
+    if n is None:
+        return num.digits(match.group(1))
     suffix = match.group(2).lower()
     expected = {1: "st", 2: "nd", 3: "rd"}.get(n % 10 if n % 100 not in (11, 12, 13) else 0, "th")
     return num.ordinal(n) if suffix == expected else match.group(0)
@@ -246,7 +251,9 @@ def _is_year(n: int, text: str) -> bool:
 
 def _number(text: str) -> str:
     if "," not in text and "." not in text:
-        n = int(text)
+        n = _int(text)
+        if n is None:
+            return num.digits(text)
         if _is_year(n, text):
             return num.year(n)
         if len(text) > 1 and text.startswith("0"):
@@ -261,7 +268,7 @@ def _range(match: re.Match[str]) -> str:
 
 def _version(match: re.Match[str]) -> str:
     text = match.group(0).lstrip("v")
-    words = " point ".join(num.cardinal(int(part)) for part in text.split("."))
+    words = " point ".join(num.whole(part) for part in text.split("."))
     return ("version " if match.group(0).startswith("v") else "") + words
 
 

@@ -37,8 +37,10 @@ _SCALES = (
     (10**3, "thousand"),
 )
 # Beyond this a number is read digit by digit: nobody says "one quintillion ..." aloud
-# and a 20-digit string is an id, not a quantity.
+# and a 20-digit string is an id, not a quantity. Digit strings are measured before any
+# int() is made of them: Python refuses to convert more than 4,300 digits.
 MAX_CARDINAL = 10**15 - 1
+MAX_CARDINAL_DIGITS = 15
 
 _ORDINAL_WORDS = {
     "one": "first",
@@ -103,11 +105,20 @@ def digits(text: str) -> str:
     return " ".join(_ONES[int(ch)] for ch in text if ch.isdigit())
 
 
+def whole(text: str) -> str:
+    """A digit string (commas allowed) as a cardinal, or digit by digit past 15 digits:
+    '1,234' -> 'one thousand two hundred thirty-four'. Never makes a huge int."""
+    plain = text.replace(",", "")
+    if len(plain) > MAX_CARDINAL_DIGITS:
+        return digits(plain)
+    return cardinal(int(plain))
+
+
 def decimal(text: str) -> str:
     """'3.14' -> 'three point one four', '1,234.5' -> '... point five'; digits after the
     point are read one by one, as people read them."""
-    whole, _, frac = text.replace(",", "").partition(".")
-    words = cardinal(int(whole)) if whole else "zero"
+    integer, _, frac = text.replace(",", "").partition(".")
+    words = whole(integer) if integer else "zero"
     return f"{words} point {digits(frac)}" if frac else words
 
 

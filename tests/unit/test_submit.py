@@ -18,7 +18,7 @@ from pipeline.plan.documents import (
     document_from_text,
     document_from_upload,
 )
-from pipeline.plan.submit import submit_job
+from pipeline.plan.submit import check_submission, submit_job
 from pipeline.render.messages import render_chunk_ids
 from pipeline.render.renderer import ChunkRenderer
 from pipeline.state import store
@@ -272,3 +272,13 @@ def test_a_submitted_cover_waits_in_the_job_folder_and_goes_if_the_job_does_not(
         submit_job(db, parsed, **args)  # type: ignore[arg-type]
     covers = sorted(p.parent.name for p in (root / "jobs").rglob("cover.jpg"))
     assert covers == [str(submitted.job_id)]  # the failed submit left no cover behind
+
+
+def test_an_unknown_item_voice_names_the_item_once(settings: Settings) -> None:
+    document = document_from_items("Catalogue", [("a", "Hello.", "nobody")])
+    with pytest.raises(FieldError) as caught:
+        check_submission(
+            document.document, settings=settings, engine=engine_info(settings), lexicon=None
+        )
+    assert caught.value.field == "items[0].voice"
+    assert str(caught.value).startswith("items[0].voice: unknown voice 'nobody'"), caught.value
