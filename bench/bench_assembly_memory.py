@@ -35,7 +35,8 @@ PARAGRAPH = (
 
 def build(data: Path, minutes: float, fmt: str) -> tuple[str, float]:
     from pipeline.config import load_settings
-    from pipeline.runner import LocalRuntime, check_inputs, render_file
+    from pipeline.plan.prepare import check_inputs
+    from pipeline.runner import LocalRuntime, render_file
 
     per_paragraph_seconds = 19.0  # the test engine's pace for PARAGRAPH, measured
     paragraphs = max(1, round(minutes * 60 / per_paragraph_seconds))

@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_settings  # noqa: E402
 from pipeline.engines.piper import PiperEngine  # noqa: E402
-from pipeline.runner import LocalRuntime, check_inputs, render_file  # noqa: E402
+from pipeline.plan.prepare import check_inputs  # noqa: E402
+from pipeline.runner import LocalRuntime, render_file  # noqa: E402
 from pipeline.text.segment import split_sentences  # noqa: E402
 
 

@@ -1,32 +1,135 @@
-"""`voicebatch`: the root Typer app and its command groups; the commands live in their modules."""
+"""`voicebatch`: the root Typer app and its command groups; the commands live in their modules.
+
+Commands are imported when they run, not when `voicebatch` starts (`LazyCommands`): a
+render does not pay for the server, the API client or the database tools it never uses.
+`voicebatch --help`, or an unknown command's suggestions, import them all.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.logging import RichHandler
+from typer.core import TyperGroup
+from typer.models import CommandInfo
 
-from cli import admin, engine, jobs, quality, remote, render, storage
 from cli.context import CliState
 from cli.output import err_console
 
+
+def _command(module: str, function: str) -> Callable[[], Any]:
+    """A command from `module`'s `function`, built when first asked for."""
+
+    def build() -> Any:
+        callback = getattr(importlib.import_module(module), function)
+        return typer.main.get_command_from_info(
+            CommandInfo(callback=callback),
+            pretty_exceptions_short=True,
+            rich_markup_mode=typer.core.DEFAULT_MARKUP_MODE,
+        )
+
+    return build
+
+
+def _group(
+    help_text: str, commands: dict[str, tuple[str, str]], **groups: typer.Typer
+) -> typer.Typer:
+    """A command group whose commands are `name: (module, function)`."""
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    for name, (module, function) in commands.items():
+        group.command(name)(getattr(importlib.import_module(module), function))
+    for name, sub in groups.items():
+        group.add_typer(sub, name=name)
+    return group
+
+
+def _groups(name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        if name == "db":
+            group = _group("Database administration.", {"upgrade": ("cli.admin", "db_upgrade")})
+        elif name == "keys":
+            group = _group(
+                "Submit-API keys.",
+                {
+                    "create": ("cli.admin", "keys_create"),
+                    "list": ("cli.admin", "keys_list"),
+                    "revoke": ("cli.admin", "keys_revoke"),
+                },
+            )
+        elif name == "storage":
+            lifecycle = _group(
+                "Bucket lifecycle rules: expire chunks, archive finished audio, abort stale "
+                "uploads.",
+                {
+                    "apply": ("cli.storage", "lifecycle_apply"),
+                    "show": ("cli.storage", "lifecycle_show"),
+                },
+            )
+            group = _group("Object storage administration.", {}, lifecycle=lifecycle)
+        else:
+            group = _group(
+                "Speech engine tools: SNAC decoder export.",
+                {"export-snac": ("cli.engine", "export_snac")},
+            )
+        command = typer.main.get_group(group)
+        command.name = name
+        return command
+
+    return build
+
+
+# `voicebatch --help` lists the commands in this order, then the groups.
+COMMANDS: dict[str, Callable[[], Any]] = {
+    "submit": _command("cli.remote", "submit"),
+    "watch": _command("cli.remote", "watch"),
+    "download": _command("cli.remote", "download"),
+    "restore": _command("cli.remote", "restore"),
+    "cancel": _command("cli.remote", "cancel"),
+    "api": _command("cli.admin", "api"),
+    "worker": _command("cli.admin", "worker"),
+    "reconcile": _command("cli.admin", "reconcile"),
+    "flower": _command("cli.admin", "flower"),
+    "check": _command("cli.quality", "check"),
+    "render": _command("cli.render", "render"),
+    "jobs": _command("cli.jobs", "jobs"),
+    "status": _command("cli.jobs", "status"),
+    "engines": _command("cli.engine", "engines"),
+    "db": _groups("db"),
+    "keys": _groups("keys"),
+    "storage": _groups("storage"),
+    "engine": _groups("engine"),
+}
+
+
+class LazyCommands(TyperGroup):
+    """The root group: each command is built (its module imported) on first use."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in self.commands:
+            if cmd_name in COMMANDS:
+                self.commands[cmd_name] = COMMANDS[cmd_name]()
+            else:  # unknown: load them all, so the suggestions are complete
+                self.list_commands(ctx)
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        for name in COMMANDS:
+            self.get_command(ctx, name)
+        return list(COMMANDS)
+
+
 app = typer.Typer(
     name="voicebatch",
+    cls=LazyCommands,
     help="Render speech in bulk: books and catalogues into finished audio.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-keys_app = typer.Typer(help="Submit-API keys.", no_args_is_help=True)
-storage_app = typer.Typer(help="Object storage administration.", no_args_is_help=True)
-lifecycle_app = typer.Typer(
-    help="Bucket lifecycle rules: expire chunks, archive finished audio, abort stale uploads.",
-    no_args_is_help=True,
-)
-engine_app = typer.Typer(help="Speech engine tools: SNAC decoder export.", no_args_is_help=True)
 
 
 @app.callback()
@@ -41,40 +144,6 @@ def root(
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_time=False, show_path=False)],
     )
-
-
-# `voicebatch --help` lists the commands in this order, then the groups.
-for command in (
-    remote.submit,
-    remote.watch,
-    remote.download,
-    remote.restore,
-    remote.cancel,
-    admin.api,
-    admin.worker,
-    admin.reconcile,
-    admin.flower,
-    quality.check,
-    render.render,
-    jobs.jobs,
-    jobs.status,
-    engine.engines,
-):
-    app.command()(command)
-
-db_app.command("upgrade")(admin.db_upgrade)
-keys_app.command("create")(admin.keys_create)
-keys_app.command("list")(admin.keys_list)
-keys_app.command("revoke")(admin.keys_revoke)
-lifecycle_app.command("apply")(storage.lifecycle_apply)
-lifecycle_app.command("show")(storage.lifecycle_show)
-storage_app.add_typer(lifecycle_app, name="lifecycle")
-engine_app.command("export-snac")(engine.export_snac)
-
-app.add_typer(db_app, name="db")
-app.add_typer(keys_app, name="keys")
-app.add_typer(storage_app, name="storage")
-app.add_typer(engine_app, name="engine")
 
 
 def main() -> None:

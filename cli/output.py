@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,7 +15,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from pipeline.errors import VoicebatchError, exit_code_for
-from pipeline.render.renderer import RenderProgress
+
+if TYPE_CHECKING:
+    from pipeline.render.renderer import RenderProgress
 
 console = Console()
 err_console = Console(stderr=True)

@@ -28,7 +28,7 @@ from cli.output import clock, console, err_console, print_jobs, reported_errors
 from pipeline.audio.cover import load_cover
 from pipeline.config import OUTPUT_FORMATS, RESTORE_TIERS, load_settings
 from pipeline.errors import InputError, RetryableError
-from pipeline.runner import check_output_dir
+from pipeline.plan.prepare import check_output_dir
 from pipeline.text.lexicon import load_lexicon
 
 STATES = ("ready", "restoring", "archived")

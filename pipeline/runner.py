@@ -6,7 +6,6 @@ the same three steps from separate tasks.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -19,33 +18,21 @@ from pipeline.assemble.embedded import assemble_job
 from pipeline.assemble.items import AssemblyResult
 from pipeline.assemble.keys import cover_key
 from pipeline.assemble.manifest import manifest_files, manifest_of_job
-from pipeline.audio import dsp
 from pipeline.audio.cover import Cover
-from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import (
     Engine,
-    check_engine,
-    check_voice,
-    create_engine,
-    engine_info,
-    takes_phonemes,
 )
-from pipeline.errors import InputError
-from pipeline.ingest import CatalogueFormat, ParsedSource, load_source, parse_source
+from pipeline.ingest import ParsedSource
 from pipeline.plan.jobs import PlannedJob, plan_job
-from pipeline.plan.spec import catalogue_file_names
+from pipeline.plan.prepare import load_engine
 from pipeline.render.producers import producer_count, render_job_concurrently
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
-from pipeline.stages import mark as mark_time
-from pipeline.stages import stage
 from pipeline.state.db import open_database
 from pipeline.state.models import JobStatus
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store
 from pipeline.storage.local import LocalObjectStore
-from pipeline.text.lexicon import load_lexicon
-from pipeline.text.segment import has_speech
 
 
 @dataclass(frozen=True)
@@ -77,56 +64,8 @@ class LocalRuntime:
     def load_engine(self) -> Engine:
         """The engine, loaded once; behind a dynamic batcher when settings ask for one."""
         if self.engine is None:
-            self.engine = with_batching(create_engine(self.settings), self.settings)
+            self.engine = load_engine(self.settings)
         return self.engine
-
-
-def check_inputs(path: Path, settings: Settings) -> ParsedSource:
-    """Every check that needs no model or database, so bad input fails in milliseconds."""
-    check_engine(settings)
-    if settings.lexicon is not None:
-        # A bad lexicon line is found now, not after the voice has loaded.
-        load_lexicon(settings.lexicon).check_engine(
-            settings.engine, takes_phonemes(engine_info(settings))
-        )
-    source = load_source(path)
-    document = parse_source(
-        source,
-        keep_front_matter=settings.keep_front_matter,
-        catalogue=CatalogueFormat.from_settings(settings),
-    )
-    for voice in sorted({c.voice for c in document.chapters if c.voice}):
-        check_voice(settings, voice)
-    if document.kind == "catalogue":
-        # Planning names the files again; checked here so a bad name fails before the
-        # output folder or the database is touched.
-        catalogue_file_names(document, settings)
-    paragraphs = [
-        p
-        for chapter in document.chapters
-        for p in chapter.spoken_paragraphs(read_titles=settings.read_titles)
-    ]
-    if not has_speech(paragraphs, settings.chunk_max_chars):
-        raise InputError(f"{path}: has no text to speak (only markup, code or symbols)")
-    return ParsedSource(source, document)
-
-
-def check_output_dir(path: Path) -> Path:
-    """The output folder, created if needed; refuse one that cannot hold files.
-
-    Checked before rendering: finding out after an hour of rendering that the folder is
-    read-only would waste the hour.
-    """
-    path = path.expanduser()
-    if path.exists() and not path.is_dir():
-        raise InputError(f"output {path} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output folder {path}: {exc.strerror}") from exc
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {path} is not writable")
-    return path.resolve()
 
 
 def outputs_current(output_store: ObjectStore, job_id: uuid.UUID) -> bool:
@@ -159,10 +98,7 @@ def render_file(
     assembly reads it from, as workers read it from a job's folder in distributed mode."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    mark_time("engine_load_start")
-    dsp.preload()  # SciPy loads on the core the engine leaves idle, before assembly needs it
-    with stage("engine_load"):
-        engine = runtime.load_engine()
+    engine = runtime.load_engine()
     timings["engine_load"] = time.perf_counter() - started
     output_dir = output_dir.expanduser().resolve()
     output_store = LocalObjectStore(output_dir)

@@ -11,13 +11,12 @@ from typing import Any
 
 from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import Cover
-from pipeline.audio.encode import codec_for
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import Engine, EngineInfo, engine_params, takes_phonemes
 from pipeline.errors import InputError, JobTooLarge
-from pipeline.file_names import NamedItem, item_file_names
 from pipeline.ingest import Document, SourceFile
+from pipeline.plan.prepare import catalogue_file_names
 from pipeline.state import store
 from pipeline.state.models import Job
 from pipeline.storage.keys import content_hash
@@ -96,20 +95,6 @@ def job_lexicon(settings: Settings, lexicon: Lexicon | None) -> Lexicon | None:
     if lexicon is not None:
         return lexicon
     return load_lexicon(settings.lexicon) if settings.lexicon is not None else None
-
-
-def catalogue_file_names(document: Document, settings: Settings) -> list[str]:
-    """Each catalogue item's checked file name from the settings' name template;
-    InputError naming the row when a name is unsafe or collides."""
-    return item_file_names(
-        [
-            NamedItem(c.item_id or c.title, c.where or f"items[{i}]")
-            for i, c in enumerate(document.chapters)
-        ],
-        template=settings.item_name_template,
-        ext=codec_for(settings.output_format).extension,
-        subfolders=settings.item_subfolders,
-    )
 
 
 def build_spec(

@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from pipeline.config import Settings
 from pipeline.errors import InputError, NotFoundError, VoicebatchError
-from pipeline.runner import LocalRuntime, RenderOutcome, check_inputs, render_file
+from pipeline.plan.prepare import check_inputs
+from pipeline.runner import LocalRuntime, RenderOutcome, render_file
 from pipeline.state.db import transaction
 from pipeline.state.models import Chunk, ChunkStatus, JobStatus
 from pipeline.storage.factory import open_store

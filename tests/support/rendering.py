@@ -12,7 +12,8 @@ from pipeline.audio.cover import load_cover
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import PermanentError
-from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.plan.prepare import check_inputs
+from pipeline.runner import LocalRuntime, render_file
 from pipeline.state.models import JobStatus
 
 

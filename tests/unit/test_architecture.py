@@ -26,6 +26,9 @@ LAZY_IMPORTS = {
     ("cli.admin", "workers.dispatch"): "server extra",
     ("cli.admin", "workers.worker"): "server extra",
     ("cli.admin", "workers.reconciler"): "server extra",
+    # start-up: `voicebatch render` sets its engine loading before it imports the
+    # database and assembly code (issue 22)
+    ("cli.render", "cli.render_run"): "render start-up",
     # the maya1 extra (torch, transformers, snac) and its optional runtimes
     ("cli.engine", "pipeline.engines.maya1.snac.export"): "maya1 extra (torch)",
     (
@@ -171,7 +174,7 @@ def test_cycle_finder_finds_a_cycle_hidden_in_a_function() -> None:
     assert cycles(hidden) == [["api.app", "api.deps", "api.routes"]]
 
 
-def test_function_local_imports_only_where_an_optional_package_stays_lazy(
+def test_function_local_imports_only_where_an_optional_package_or_start_up_stays_lazy(
     edges: list[ImportEdge],
 ) -> None:
     local = {(e.source, e.target) for e in edges if e.local}

@@ -17,7 +17,8 @@ from pipeline.config import Settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import InputError, PermanentError
-from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.plan.prepare import check_inputs
+from pipeline.runner import LocalRuntime, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
 

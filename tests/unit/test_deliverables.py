@@ -15,7 +15,8 @@ from pipeline.assemble.keys import cover_key
 from pipeline.audio.cover import load_cover
 from pipeline.audio.encode import decode
 from pipeline.audio.probe import probe
-from pipeline.runner import LocalRuntime, check_inputs
+from pipeline.plan.prepare import check_inputs
+from pipeline.runner import LocalRuntime
 from tests.support.images import image_bytes
 from tests.support.rendering import CountingEngine, render
 

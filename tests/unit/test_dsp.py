@@ -9,7 +9,9 @@ import numpy as np
 import pyloudnorm
 import pytest
 from scipy.signal import sosfilt
+from typer.testing import CliRunner
 
+from cli.app import COMMANDS, app
 from pipeline.audio.dsp import k_weighting
 from pipeline.audio.master import LoudnessAccumulator
 
@@ -55,9 +57,25 @@ def test_pieces_and_silences_add_up_to_the_whole(rate: int) -> None:
     assert abs(meter.integrated() - expected_lufs) < 0.01
 
 
-def test_render_command_starts_without_scipy() -> None:
-    """SciPy's import (about 0.7 s) waits until audio exists: the CLI and the render
-    command's modules load without it."""
-    code = "import sys, cli.app, cli.render; print(sorted(m for m in ('scipy', 'pyloudnorm') if m in sys.modules))"
+def test_render_command_starts_without_scipy_or_the_database_layer() -> None:
+    """SciPy's import (about 0.7 s) waits until audio exists, and SQLAlchemy's until the
+    engine has started loading: the CLI and the render command load without either."""
+    code = (
+        "import sys, cli.app, cli.render; "
+        "print(sorted(m for m in ('scipy', 'pyloudnorm', 'sqlalchemy', 'httpx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_command_loads_when_asked_for_and_help_lists_them_in_order() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0, result.output
+    listed = [
+        line.split()[1]
+        for line in result.output.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 1 and line.split()[1] in COMMANDS
+    ]
+    assert listed == list(COMMANDS)
+    for group in ("db upgrade", "keys create", "storage lifecycle show", "engine export-snac"):
+        assert CliRunner().invoke(app, [*group.split(), "--help"]).exit_code == 0, group

@@ -310,7 +310,8 @@ def test_an_embedded_render_speaks_a_file_with_maya1(
     """The whole pipeline (plan, render, store, assemble) with the maya1 engine; a second
     render finds every chunk in the content-addressed cache."""
     from pipeline.audio.encode import decode
-    from pipeline.runner import LocalRuntime, check_inputs, render_file
+    from pipeline.plan.prepare import check_inputs
+    from pipeline.runner import LocalRuntime, render_file
     from pipeline.state.models import JobStatus
 
     source = tmp_path / "note.txt"

@@ -17,7 +17,8 @@ from pipeline.config import Settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import InputError, RetryableError
-from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.plan.prepare import check_inputs
+from pipeline.runner import LocalRuntime, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
@@ -169,7 +170,7 @@ def test_input_with_nothing_to_speak_is_refused_before_any_state_exists(
 
 
 def test_output_folder_problems_are_found_before_any_work(tmp_path: Path) -> None:
-    from pipeline.runner import check_output_dir
+    from pipeline.plan.prepare import check_output_dir
 
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")

@@ -14,9 +14,10 @@ from pipeline.config import load_settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import PermanentError
+from pipeline.plan.prepare import check_inputs
 from pipeline.render.producers import combined, producer_count
 from pipeline.render.renderer import RenderStats
-from pipeline.runner import LocalRuntime, check_inputs, render_file
+from pipeline.runner import LocalRuntime, render_file
 from pipeline.state.models import JobStatus
 from workers.worker import DEFAULT_THREADS, render_threads
 
