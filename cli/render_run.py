@@ -80,7 +80,7 @@ def run_render(
 
 def write_stage_times(path: Path) -> None:
     """The stage clock's totals and marks as JSON (see pipeline.stages)."""
-    CLOCK.mark("render_done")
+    CLOCK.mark("finished")
     report = json.dumps(CLOCK.report(), indent=1)
     try:
         path.expanduser().write_text(report + "\n", encoding="utf-8")

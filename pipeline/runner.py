@@ -28,6 +28,7 @@ from pipeline.plan.jobs import PlannedJob, plan_job
 from pipeline.plan.prepare import load_engine
 from pipeline.render.producers import producer_count, render_job_concurrently
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
+from pipeline.stages import mark as mark_time
 from pipeline.state.db import open_database
 from pipeline.state.models import JobStatus
 from pipeline.storage.base import ObjectStore
@@ -100,6 +101,7 @@ def render_file(
     started = time.perf_counter()
     engine = runtime.load_engine()
     timings["engine_load"] = time.perf_counter() - started
+    mark_time("engine_load_done")
     output_dir = output_dir.expanduser().resolve()
     output_store = LocalObjectStore(output_dir)
 
@@ -116,6 +118,7 @@ def render_file(
     if cover is not None:
         output_store.put(cover_key(cover), cover.data, content_type=cover.mime_type)
     timings["plan"] = time.perf_counter() - mark
+    mark_time("plan_done")
     if on_planned is not None:
         on_planned(planned)
 
@@ -133,6 +136,7 @@ def render_file(
         renderer, planned.job_id, producers=producer_count(engine), progress=progress
     )
     timings["render"] = time.perf_counter() - mark
+    mark_time("chunks_done")
 
     mark = time.perf_counter()
     assembly = None
@@ -145,5 +149,6 @@ def render_file(
             output_store=output_store,
         )
     timings["assemble"] = time.perf_counter() - mark
+    mark_time("assemble_done")
     timings["total"] = time.perf_counter() - started
     return RenderOutcome(planned, stats, assembly, output_dir, timings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -75,6 +75,17 @@ class ChunkAudioCache:
         return Segment(
             start, piece.length.samples, self.loader(piece, rate, len(self.order) - 1), peaks
         )
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Let go of these chunks' audio and peaks (a chapter done with): memory then
+        stays at a chapter or so, however long the book."""
+        for key in keys:
+            audio = self.kept.pop(key, None)
+            if audio is not None:
+                self.size -= audio.nbytes
+            over = self.peaks.pop(key, None)
+            if over is not None:
+                self.size -= over.nbytes
 
     def _read_ahead(self, position: int) -> None:
         if self.read_ahead <= 0:

@@ -33,8 +33,8 @@ from pipeline.assemble.items import (
     missing_chunks,
 )
 from pipeline.assemble.keys import book_key_for, item_key
-from pipeline.assemble.timeline import book_samples, timeline_segments
-from pipeline.assemble.writer import EncoderThread, Target, finish_all
+from pipeline.assemble.timeline import finished, timeline_segments
+from pipeline.assemble.writer import CHAPTER_QUEUE, EncoderThread, Target, finish_all
 from pipeline.audio.concat import (
     ConcatError,
     Silence,
@@ -44,7 +44,7 @@ from pipeline.audio.concat import (
     frames_for,
 )
 from pipeline.audio.encode import FileMeta, codec_for
-from pipeline.audio.master import LoudnessAccumulator, Mastering
+from pipeline.audio.master import LoudnessAccumulator, Mastering, Segment
 from pipeline.audio.stitch import ChapterSpan, layout
 from pipeline.errors import InputError, RetryableError
 from pipeline.stages import stage
@@ -142,32 +142,27 @@ def _write_all(
         and all(p.write_file for p in planned)
         and all(fits_between(a.end - a.start, b.start - a.end, rate) for a, b in pairwise(spans))
     )
+    book_key = (
+        None
+        if catalogue
+        else book_key_for(str(info["source"]), codec_for(deliverables.fmt).extension)
+    )
     with ChunkAudioCache(chunk_store) as cache:
         segments = timeline_segments(chapters, spans, cache, rate)
-        masterings = []
-        for index, chapter in enumerate(chapters):
-            mastering = chapter.mastering
-            if mastering is None:
-                mastering = master_segments(
-                    [s for i, s in segments if i == index], rate, deliverables
-                )
-            masterings.append(mastering)
-        mastered = [
-            AssembledChapter(c.item_id, c.title, c.pieces, m, c.key)
-            for c, m in zip(chapters, masterings, strict=True)
-        ]
-        book_key = (
-            None
-            if catalogue
-            else book_key_for(str(info["source"]), codec_for(deliverables.fmt).extension)
-        )
         meter = LoudnessAccumulator(rate, spans[-1].end)
-        writers = [EncoderThread(output_store=output_store, rate=rate) for _ in range(2)]
-        book, parts = writers
+        book = EncoderThread(output_store=output_store, rate=rate)
+        # Chapter files go to two encoders in turn, each taking a whole chapter at once
+        # (CHAPTER_QUEUE), so the next chapter is measured while the last ones encode.
+        parts = [
+            EncoderThread(output_store=output_store, rate=rate, queue_size=CHAPTER_QUEUE)
+            for _ in range(2)
+        ]
+        writers = [book, *parts]
         for writer in writers:
             writer.start()
         book_targets: list[Target] = []
         meta = FileMeta()
+        masterings: list[Mastering] = []
         try:
             if book_key:
                 marks = chapter_marks([c.title for c in chapters], spans)
@@ -179,31 +174,40 @@ def _write_all(
                     book_targets = book_targets[1:]  # a lossless master is still encoded
                 if book_targets:
                     book.send("open", book_targets)
-            current: int | None = None
             tone = deliverables.room_tone(rate)
-            for chapter_at, audio in book_samples(mastered, segments, spans, tone):
-                if book_targets:
-                    book.send("audio", audio)
-                if book_key:
-                    with stage("master.book_loudness"):
-                        meter.feed(audio)
-                if chapter_at is None or not planned[chapter_at].write_file:
-                    continue
-                if chapter_at != current:
-                    if current is not None:
-                        parts.send("close")
-                    current = chapter_at
-                    key = chapters[chapter_at].key
-                    assert key is not None
-                    parts.send("open", deliverables.targets(key, planned[chapter_at].meta))
-                parts.send("audio", audio)
-            if current is not None:
-                parts.send("close")
+            for index, (chapter, (pause, own)) in enumerate(
+                zip(chapters, _by_chapter(segments, len(chapters)), strict=True)
+            ):
+                mastering = chapter.mastering or master_segments(own, rate, deliverables)
+                masterings.append(mastering)
+                part = parts[index % len(parts)]
+                if planned[index].write_file:
+                    assert chapter.key is not None
+                    part.send("open", deliverables.targets(chapter.key, planned[index].meta))
+                stretches: list[tuple[Segment, Mastering | None, int | None]]
+                stretches = [(s, None, None) for s in pause]
+                stretches += [(s, mastering, spans[index].start) for s in own]
+                for segment, plan, origin in stretches:
+                    audio = finished(segment, plan, tone, origin)
+                    if plan is not None and planned[index].write_file:
+                        part.send("audio", audio)
+                    if book_targets:
+                        book.send("audio", audio)
+                    if book_key:
+                        with stage("master.book_loudness"):
+                            meter.feed(audio)
+                if planned[index].write_file:
+                    part.send("close")
+                cache.forget(piece.key for piece in chapter.pieces)  # memory: one chapter
             if book_targets:
                 book.send("close")
         except BaseException as failure:
             finish_all(writers, failure)
             raise
+        mastered = [
+            AssembledChapter(c.item_id, c.title, c.pieces, m, c.key)
+            for c, m in zip(chapters, masterings, strict=True)
+        ]
         finish_all(writers, None)
         loudness = measure_book(meter, masterings) if book_key else None
         if from_chapters and book_key:
@@ -233,6 +237,23 @@ def _write_all(
                     rate=rate,
                 )
     return masterings, book_key, loudness, durations
+
+
+def _by_chapter(
+    segments: list[tuple[int | None, Segment]], count: int
+) -> list[tuple[list[Segment], list[Segment]]]:
+    """Each chapter's stretches of the timeline: the pause before it (none before the
+    first), then its own."""
+    out: list[tuple[list[Segment], list[Segment]]] = [([], []) for _ in range(count)]
+    pending: list[Segment] = []
+    for at, segment in segments:
+        if at is None:
+            pending.append(segment)
+            continue
+        out[at][0].extend(pending)
+        pending = []
+        out[at][1].append(segment)
+    return out
 
 
 def _book_from_chapters(

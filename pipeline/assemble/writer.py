@@ -15,6 +15,11 @@ from pipeline.engines.base import AudioArray
 from pipeline.stages import stage
 from pipeline.storage.base import ObjectStore
 
+# Messages (chunks and pauses) a chapter encoder may have waiting: a typical chapter or
+# more, so the producer measures the next chapter while this one encodes, and at most
+# some 50 MB of samples, however long the book.
+CHAPTER_QUEUE = 48
+
 
 @dataclass(frozen=True)
 class Target:
@@ -87,9 +92,9 @@ class EncoderThread(threading.Thread):
     the same samples (a delivery file and its lossless master), ('audio', array),
     ('close',) finishes and stores them."""
 
-    def __init__(self, *, output_store: ObjectStore, rate: int) -> None:
+    def __init__(self, *, output_store: ObjectStore, rate: int, queue_size: int = 8) -> None:
         super().__init__(daemon=True)
-        self.inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=8)
+        self.inbox: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=queue_size)
         self.output_store, self.rate = output_store, rate
         self.error: BaseException | None = None
         self.files: list[_OpenFile] = []

@@ -547,3 +547,27 @@ def test_a_job_recorded_with_a_timing_kind_twice_still_finishes(
         ["chapters", "01-untitled.vtt"],
         [str(job_id), "untitled.vtt"],
     ], vtts
+
+
+def test_a_one_word_job_finishes_on_postgresql(
+    served: dict[str, Any], s3_client: S3Client, s3_bucket: str
+) -> None:
+    """Issue 21.3: "Go!" is shorter than one 400 ms loudness block. Its loudness was
+    -Infinity, which PostgreSQL's json refuses, so its assembly was retried for ever."""
+    created = httpx.post(
+        f"{served['url']}/v1/jobs",
+        json={"text": "Go!"},
+        headers={"Authorization": f"Bearer {served['key']}"},
+    )
+    assert created.status_code == 201, created.text
+    job_id = uuid.UUID(created.json()["id"])
+    runtime = served["runtime"]
+    _run_workers(runtime, job_id)  # asserts the job is done
+    with transaction(runtime.factory) as session:
+        (item,) = store.job_items(session, job_id=job_id)
+        assert item.mastering is not None
+        assert all(
+            value == value and abs(value) != float("inf")
+            for value in item.mastering.values()
+            if isinstance(value, float)
+        )

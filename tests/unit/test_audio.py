@@ -211,3 +211,29 @@ def test_each_pass_reads_each_chunk_once_past_the_cache_budget() -> None:
     )
     for start in range(0, len(keys), 4):
         assert sorted(keys[start : start + 4]) == ["k0", "k1", "k2", "k3"]
+
+
+def test_a_chapter_done_with_is_let_go_of() -> None:
+    """Embedded assembly drops each chapter's audio once it is written: memory stays at
+    a chapter or so, however long the book (issue 22)."""
+    from pipeline.assemble.chunk_audio import ChunkAudioCache, ChunkPiece
+    from pipeline.audio.stitch import ChunkLength
+
+    class Store:
+        blob = to_wav_bytes(speechlike(1.0, seed=3), SR)
+
+        def get(self, key: str) -> bytes:
+            return self.blob
+
+    with ChunkAudioCache(Store()) as cache:  # type: ignore[arg-type]
+        samples = len(from_wav_bytes(Store.blob)[0])
+        segments = [
+            cache.segment(i * samples, ChunkPiece(i, f"k{i}", ChunkLength("t", True, samples)), SR)
+            for i in range(3)
+        ]
+        plan_mastering(segments, SR, target_lufs=-18.0, ceiling_dbtp=-1.0)
+        assert cache.size > 0 and set(cache.kept) == {"k0", "k1", "k2"}
+        cache.forget(["k0", "k1"])
+        assert set(cache.kept) == {"k2"} and set(cache.peaks) <= {"k2"}
+        cache.forget(["k2", "never-read"])
+        assert cache.size == 0 and not cache.kept and not cache.peaks
