@@ -38,7 +38,8 @@ lint: install  ## ruff, mypy, and the import contracts of docs/architecture.md
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: install  ## embedded vs raw Piper; assembly memory vs naive; distributed chunks/s; appends to docs/benchmarks.md
+bench: install  ## render vs a plain Piper loop (whole processes); assembly memory vs naive; distributed chunks/s; appends to docs/benchmarks.md
+	$(BIN)/python bench/bench_render_process.py --chapters 3,12,45 --pairs 3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
