@@ -28,21 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import cpu_name  # noqa: E402
 from pipeline.config import load_settings  # noqa: E402
 from pipeline.engines.piper import PiperEngine  # noqa: E402
 from pipeline.plan.prepare import check_inputs  # noqa: E402
 from pipeline.runner import LocalRuntime, render_file  # noqa: E402
 from pipeline.text.segment import split_sentences  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def raw_loop(voice: object, sentences: list[str]) -> tuple[float, float]:

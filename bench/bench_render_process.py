@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import cpu_name  # noqa: E402
 from bench.books import book_text  # noqa: E402
 
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
@@ -64,16 +65,6 @@ def timed(command: list[str], env: dict[str, str]) -> Run:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{out}")
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, started_epoch, out)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def render_once(book: Path, work: Path) -> tuple[Run, dict[str, object], Path]:

@@ -13,6 +13,8 @@ import argparse
 import random
 from pathlib import Path
 
+from pipeline.text.numbers import cardinal
+
 _SUBJECTS = (
     "the old miller",
     "a young shepherd",
@@ -104,41 +106,6 @@ def _sentence(rng: random.Random, used: set[str]) -> str:
             return sentence
 
 
-_ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-_TENS = ["-", "-", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def _words(number: int) -> str:
-    """1..999 in words: texts without digits read the same through any normaliser."""
-    if number >= 100:
-        rest = number % 100
-        return f"{_ONES[number // 100]} hundred" + (f" and {_words(rest)}" if rest else "")
-    if number < 20:
-        return _ONES[number]
-    return _TENS[number // 10] + (f"-{_ONES[number % 10]}" if number % 10 else "")
-
-
 def book_text(chapters: int, *, seed: int = 1) -> str:
     """A book of `chapters` fables, every sentence and title unique."""
     rng = random.Random(seed)
@@ -151,11 +118,11 @@ def book_text(chapters: int, *, seed: int = 1) -> str:
         "",
     ]
     for number in range(1, chapters + 1):
-        lines += [f"## {rng.choice(_TITLES)}, part {_words(number)}", ""]
+        lines += [f"## {rng.choice(_TITLES)}, part {cardinal(number)}", ""]
         for _ in range(3):
             paragraph = " ".join(_sentence(rng, used) for _ in range(rng.randint(2, 3)))
             lines += [paragraph, ""]
-        lines += [f"{rng.choice(_MORALS)[:-1]}, said the teller of fable {_words(number)}.", ""]
+        lines += [f"{rng.choice(_MORALS)[:-1]}, said the teller of fable {cardinal(number)}.", ""]
     return "\n".join(lines)
 
 
