@@ -4,74 +4,109 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from pipeline.errors import NotFoundError
 from pipeline.storage.keys import check_key
 
+# A temporary file whose writer's process is gone (a kill mid-write) is stale after this
+# many seconds; any temporary file is stale after a day (a writer on another host).
+STALE_TEMP_SECONDS = 60
+STALE_TEMP_ANY_SECONDS = 24 * 3600
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 class LocalObjectStore:
-    """Objects as files under a root folder; writes are atomic (temp file + link/rename)."""
+    """Objects as files under a root folder. A write goes to a temporary file in the
+    same folder, is fsynced, and only then published by link (write-once) or rename, so
+    a crash leaves either the whole file or none. Temporary files a killed writer left
+    behind are removed the first time this store writes into their folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
+        self._swept: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _write_temp(self, path: Path, data: bytes) -> str:
+    def _sweep(self, folder: Path) -> None:
+        if folder in self._swept:
+            return
+        self._swept.add(folder)
+        now = time.time()
+        for stale in folder.glob(".tmp-*"):
+            try:
+                age = now - stale.stat().st_mtime
+                pid = int(stale.name.split("-")[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if age > STALE_TEMP_ANY_SECONDS or (age > STALE_TEMP_SECONDS and not _pid_alive(pid)):
+                stale.unlink(missing_ok=True)
+
+    def _temp(self, path: Path, write: Callable[[BinaryIO], object]) -> Path:
+        """A fsynced temporary file beside `path` holding what `write` wrote."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._sweep(path.parent)
         # open(..., "xb") rather than mkstemp: files get the user's umask (0644), not 0600.
-        tmp = str(path.parent / f".tmp-{uuid.uuid4().hex}")
-        with open(tmp, "xb") as handle:
-            handle.write(data)
+        tmp = path.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "xb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
+
+    def _publish_once(self, tmp: Path, path: Path) -> bool:
+        try:
+            os.link(tmp, path)  # fails if another writer got there first: write-once
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _publish(self, tmp: Path, path: Path) -> None:
+        try:
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def put_if_absent(self, key: str, data: bytes, *, content_type: str) -> bool:
         path = self._path(key)
         if path.exists():
             return False
-        tmp = self._write_temp(path, data)
-        try:
-            os.link(tmp, path)  # fails if another writer got there first: write-once
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(tmp)
+        return self._publish_once(self._temp(path, lambda handle: handle.write(data)), path)
 
     def put(self, key: str, data: bytes, *, content_type: str) -> None:
         path = self._path(key)
-        os.replace(self._write_temp(path, data), path)
+        self._publish(self._temp(path, lambda handle: handle.write(data)), path)
 
     def put_file(self, key: str, source: BinaryIO, *, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "xb") as handle:
-                shutil.copyfileobj(source, handle, 1 << 20)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        self._publish(self._temp(path, lambda h: shutil.copyfileobj(source, h, 1 << 20)), path)
 
     def put_file_if_absent(self, key: str, source: BinaryIO, *, content_type: str) -> bool:
         path = self._path(key)
         if path.exists():
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".tmp-{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "xb") as handle:
-                shutil.copyfileobj(source, handle, 1 << 20)
-            os.link(tmp, path)  # fails if another writer got there first: write-once
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink(missing_ok=True)
+        tmp = self._temp(path, lambda h: shutil.copyfileobj(source, h, 1 << 20))
+        return self._publish_once(tmp, path)
 
     def get(self, key: str) -> bytes:
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,43 @@ def test_open_store_picks_the_backend_from_the_url(tmp_path: Path) -> None:
     assert isinstance(s3, S3ObjectStore) and (s3.bucket, s3.prefix) == ("bucket", "some/prefix")
     with pytest.raises(InputError, match="unsupported storage URL"):
         open_store("ftp://host/x", settings)
+
+
+def test_every_write_is_fsynced_before_it_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16.13: a crash after the link must not publish a file whose data never
+    reached the disk."""
+    events: list[str] = []
+    real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "link", lambda a, b: (events.append("link"), real_link(a, b))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
+    )
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put_if_absent("a/1", b"one", content_type="x")
+    store.put("a/2", b"two", content_type="x")
+    store.put_file("a/3", io.BytesIO(b"three"), content_type="x")
+    store.put_file_if_absent("a/4", io.BytesIO(b"four"), content_type="x")
+    assert events == ["fsync", "link", "fsync", "replace", "fsync", "replace", "fsync", "link"]
+    assert [store.get(f"a/{n}") for n in range(1, 5)] == [b"one", b"two", b"three", b"four"]
+
+
+def test_temporary_files_a_killed_writer_left_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "objects" / "chunks" / "ab"
+    folder.mkdir(parents=True)
+    dead = folder / ".tmp-999999999-deadbeef"  # no such process
+    dead.write_bytes(b"half a chunk")
+    ancient = folder / f".tmp-{os.getpid()}-0ld"  # a live pid, but a day old
+    ancient.write_bytes(b"x")
+    live = folder / f".tmp-{os.getpid()}-inprogress"  # this process, writing now
+    live.write_bytes(b"y")
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    day = time.time() - 2 * 24 * 3600
+    os.utime(ancient, (day, day))
+    store = LocalObjectStore(tmp_path / "objects")
+    assert store.put_if_absent("chunks/ab/abc.wav", b"audio", content_type="audio/wav")
+    assert not dead.exists() and not ancient.exists()
+    assert live.exists()  # a writer still running keeps its file
