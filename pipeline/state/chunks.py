@@ -161,7 +161,10 @@ def complete_chunk(
     sample_rate: int,
     cache_hit: bool = False,
 ) -> bool:
-    """leased (by owner) -> done. False if the lease was lost: the caller must not count it."""
+    """leased (by owner) -> done. False if the lease was lost to another owner (taken over
+    after it expired, or released): the caller must not count it. A lease past its expiry
+    that nobody took over still completes: the audio is stored, and the chunk is done
+    exactly once either way (expiry is not checked here)."""
     now = utcnow()
     return (
         _update(
