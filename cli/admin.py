@@ -197,6 +197,8 @@ def reconcile(
             f"{len(due.finalize)} jobs to finalize, {due.failed_chunks} chunks failed, "
             f"{due.replayed_messages} dead letters replayed"
         )
+    elif once:
+        console.print("another reconciler is acting (it holds the lock); this round did nothing")
 
 
 def flower(

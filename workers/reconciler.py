@@ -20,7 +20,7 @@ from pipeline.config import Settings
 from pipeline.errors import NotFoundError
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.reconcile import DueWork, find_due_work
+from pipeline.state.reconcile import DueWork, ReconcilerLock, find_due_work
 from workers.app import VoicebatchCelery, create_celery
 from workers.celery_config import DEAD_LETTER_QUEUE, RENDER_QUEUE, is_amqp
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
@@ -74,9 +74,15 @@ def replay_dead_letters(app: VoicebatchCelery, *, limit: int = 1000) -> int:
     return replayed
 
 
-def reconcile_once(app: VoicebatchCelery, *, grace: timedelta) -> DueWork:
+def reconcile_once(
+    app: VoicebatchCelery, *, grace: timedelta, lock: ReconcilerLock | None = None
+) -> DueWork | None:
     """One round: replay dead letters, find what is due, claim what needs claiming, publish
-    it all."""
+    it all. With `lock`, only while this reconciler holds it (another one acting, the
+    round is skipped: None)."""
+    if lock is not None and not lock.held():
+        log.info("another reconciler is acting; this one waits")
+        return None
     settings = app.settings
     replayed = replay_dead_letters(app)
     idle_queue = queue_depth(app, RENDER_QUEUE) == 0
@@ -115,17 +121,23 @@ def run_reconciler(
     """Reconcile every `interval` seconds until SIGTERM or SIGINT; with `once`, one round
     whose findings are returned."""
     app = create_celery(settings)
+    factory = app.context.resources.factory
+    bind = factory.kw["bind"]
+    lock = ReconcilerLock(bind)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    while True:
-        try:
-            due = reconcile_once(app, grace=timedelta(seconds=grace))
-        except Exception as exc:  # the next round tries again
+    try:
+        while True:
+            try:
+                due = reconcile_once(app, grace=timedelta(seconds=grace), lock=lock)
+            except Exception as exc:  # the next round tries again
+                if once:
+                    raise
+                log.warning("reconcile round failed: %s", exc)
             if once:
-                raise
-            log.warning("reconcile round failed: %s", exc)
-        if once:
-            return due
-        if stop.wait(interval):
-            return None
+                return due
+            if stop.wait(interval):
+                return None
+    finally:
+        lock.release()

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,6 +37,65 @@ class DueWork:
     @property
     def chunks(self) -> int:
         return sum(len(g) for groups in self.render.values() for g in groups)
+
+
+# pg_advisory_lock key the acting reconciler holds ("vbre")
+RECONCILER_LOCK_KEY = 0x76627265
+
+
+class ReconcilerLock:
+    """Only one reconciler acts at a time: the one holding a PostgreSQL session advisory
+    lock, on a connection it keeps for as long as it acts. Two reconcilers would
+    otherwise publish every lost message twice. The lock goes with the connection, so a
+    reconciler that dies (or loses its database) hands it on at once; the others try for
+    it each round. SQLite has one process: its lock is always held."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+
+    def held(self) -> bool:
+        """True if this reconciler holds the lock (taking it now if it is free)."""
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self.connection is not None:
+            try:
+                self.connection.execute(text("SELECT 1"))
+                return True
+            except DBAPIError:  # the connection (and with it the lock) is gone
+                self.release()
+        connection = self.engine.connect()
+        try:
+            got = connection.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": RECONCILER_LOCK_KEY}
+            ).scalar()
+            connection.commit()
+        except BaseException:
+            connection.close()
+            raise
+        if got:
+            self.connection = connection
+            return True
+        connection.close()
+        return False
+
+    def release(self) -> None:
+        """Give the lock up. The connection goes back to the pool, which keeps its
+        session open: the lock is released explicitly, or the connection discarded."""
+        if self.connection is None:
+            return
+        connection, self.connection = self.connection, None
+        try:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": RECONCILER_LOCK_KEY}
+            )
+            connection.commit()
+        except DBAPIError:
+            with suppress(DBAPIError):
+                connection.invalidate()  # closes the session, and with it the lock
+        finally:
+            with suppress(DBAPIError):
+                connection.close()
 
 
 def _groups(ids: Sequence[uuid.UUID], size: int) -> list[list[uuid.UUID]]:
@@ -67,7 +129,7 @@ def find_due_work(
             select(Chunk.job_id, Chunk.id)
             .join(Job, Job.id == Chunk.job_id)
             .where(Job.status.in_(active), Chunk.status == ChunkStatus.PENDING, or_(*wanted))
-            .order_by(Chunk.job_id, Chunk.seq)
+            .order_by(Job.created_at, Chunk.job_id, Chunk.seq)
         ).all()
         if wanted
         else []
@@ -81,11 +143,12 @@ def find_due_work(
     # its commit and its claim), then items waiting in `assembling` for longer than grace
     # (their message was lost, or their assembler died).
     claimed: list[tuple[uuid.UUID, uuid.UUID]] = []
-    for (job_id,) in session.execute(
-        select(Item.job_id)
+    for job_id, _, _ in session.execute(
+        select(Item.job_id, Job.created_at, Job.id)
         .join(Job, Job.id == Item.job_id)
         .where(Job.status.in_(active), Item.status == ItemStatus.PENDING)
         .distinct()
+        .order_by(Job.created_at, Job.id)
     ).all():
         claimed += [(job_id, item) for item in store.claim_ready_items(session, job_id=job_id)]
     stale_items = session.execute(
@@ -96,6 +159,7 @@ def find_due_work(
             Item.status == ItemStatus.ASSEMBLING,
             Item.updated_at < now - grace,
         )
+        .order_by(Job.created_at, Job.id, Item.position)
     ).all()
     due.assemble = claimed + [(job_id, item_id) for job_id, item_id in stale_items]
 
@@ -108,14 +172,16 @@ def find_due_work(
     finals = [
         job_id
         for (job_id,) in session.execute(
-            select(Job.id).where(Job.status.in_(active), open_items == 0)
+            select(Job.id)
+            .where(Job.status.in_(active), open_items == 0)
+            .order_by(Job.created_at, Job.id)
         ).all()
         if store.claim_finalization(session, job_id=job_id)
     ]
     stale_jobs = session.scalars(
-        select(Job.id).where(
-            Job.status == JobStatus.ASSEMBLING, open_items == 0, Job.updated_at < now - grace
-        )
+        select(Job.id)
+        .where(Job.status == JobStatus.ASSEMBLING, open_items == 0, Job.updated_at < now - grace)
+        .order_by(Job.created_at, Job.id)
     )
     due.finalize = finals + list(stale_jobs)
     return due

@@ -14,6 +14,7 @@ from pipeline.config import Settings
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
+from pipeline.state.reconcile import ReconcilerLock
 from tests.support.services import need_service
 from tests.support.workers import new_job
 from workers.app import VoicebatchCelery, create_celery
@@ -131,3 +132,42 @@ def test_items_and_jobs_left_unclaimed_or_unassembled_are_driven_on(app: Voiceba
         assert all(
             c.status == ChunkStatus.DONE for c in store.item_chunks(session, item_id=items[0].id)
         )
+
+
+def test_only_the_reconciler_holding_the_lock_acts(app: VoicebatchCelery) -> None:
+    """Issue 16.11: two reconcilers would publish every lost message twice. The second
+    one skips its rounds while the first holds the advisory lock, and takes over when
+    the first stops."""
+    job_id = new_job(app)
+    bind = app.context.resources.factory.kw["bind"]
+    first, second = ReconcilerLock(bind), ReconcilerLock(bind)
+    try:
+        assert first.held()
+        assert reconcile_once(app, grace=NOW, lock=second) is None
+        assert messages("render") == []  # the waiting one published nothing
+        due = reconcile_once(app, grace=NOW, lock=first)
+        assert due is not None and due.chunks > 0
+        assert {args[0] for args in messages("render")} == {str(job_id)}
+        first.release()  # the acting reconciler stops: the other takes over
+        assert second.held()
+        assert reconcile_once(app, grace=NOW, lock=second) is not None
+    finally:
+        first.release()
+        second.release()
+
+
+def test_a_round_visits_jobs_oldest_first(app: VoicebatchCelery) -> None:
+    jobs = [new_job(app) for _ in range(8)]
+    factory = app.context.resources.factory
+    with transaction(factory) as session:
+        for job_id in jobs:
+            for item in store.job_items(session, job_id=job_id):
+                for chunk in store.item_chunks(session, item_id=item.id):
+                    chunk.status = ChunkStatus.DONE
+                    chunk.object_key = "chunks/x.wav"
+                    chunk.duration_seconds = 1.0
+                    chunk.sample_rate = 22050
+    due = reconcile_once(app, grace=NOW)
+    assert due is not None
+    seen = list(dict.fromkeys(job_id for job_id, _ in due.assemble))
+    assert seen == jobs
