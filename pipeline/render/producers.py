@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import fields, replace
 
 from pipeline.batching import BatchingEngine
@@ -64,6 +64,11 @@ def render_job_concurrently(
     with ThreadPoolExecutor(producers, thread_name_prefix="producer") as pool:
         futures = [pool.submit(render_job, r, job_id, progress=report) for r in renderers]
         try:
+            # the first failure, whichever producer has it, stops the others at once
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                if future in done:
+                    future.result()
             for future in futures:
                 future.result()
         except BaseException:

@@ -4,6 +4,7 @@ into one batcher, a render worker sizes its task threads to keep batches full.""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +15,10 @@ from pipeline.config import load_settings
 from pipeline.engines.base import SynthesisRequest, SynthesisResult
 from pipeline.engines.testing import TestToneEngine
 from pipeline.errors import PermanentError
+from pipeline.plan.jobs import plan_job
 from pipeline.plan.prepare import check_inputs
-from pipeline.render.producers import combined, producer_count
-from pipeline.render.renderer import RenderStats
+from pipeline.render.producers import combined, producer_count, render_job_concurrently
+from pipeline.render.renderer import ChunkRenderer, RenderStats
 from pipeline.runner import LocalRuntime, render_file
 from pipeline.state.models import JobStatus
 from workers.worker import DEFAULT_THREADS, render_threads
@@ -126,3 +128,45 @@ def test_a_render_worker_runs_enough_task_threads_to_fill_two_batches(
         assert isinstance(engine, BatchingEngine)
         engine.close()
     assert render_threads(TestToneEngine(), settings) == DEFAULT_THREADS
+
+
+def test_concurrent_renderers_stop_at_the_first_failure(tmp_path: Path) -> None:
+    """Issue 16.12: when one producer fails, the call fails at once and the others stop
+    after the batch they hold, instead of rendering the rest of the job first."""
+    settings = load_settings(
+        engine="test-tone", data_dir=tmp_path / "d", output_format="wav", batch_size=1
+    )
+    runtime = LocalRuntime.open(settings)
+    engine = TestToneEngine(delay_seconds=0.1)
+    planned = plan_job(
+        runtime.factory,
+        check_inputs(long_book(tmp_path), settings),
+        engine=engine,
+        settings=settings,
+        output_uri=(tmp_path / "out").as_uri(),
+    )
+
+    class Failing(ChunkRenderer):
+        def render_leases(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.2)  # the other producer is well under way
+            raise RuntimeError("producer one broke")
+
+    made: list[ChunkRenderer] = []
+
+    def make() -> ChunkRenderer:
+        kind = ChunkRenderer if not made else Failing  # the second of two fails
+        made.append(
+            kind(
+                factory=runtime.factory,
+                store_=runtime.chunk_store,
+                engine=engine,
+                settings=settings,
+            )
+        )
+        return made[-1]
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="producer one broke"):
+        render_job_concurrently(make, planned.job_id, producers=2)
+    assert time.monotonic() - started < 1.5  # not the 2.7 s the whole job takes
+    assert made[0].stats.rendered < planned.chunks_total - 5
