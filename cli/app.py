@@ -35,7 +35,7 @@ def _command(module: str, function: str) -> Callable[[], Any]:
     return build
 
 
-def _group(
+def _typer(
     help_text: str, commands: dict[str, tuple[str, str]], **groups: typer.Typer
 ) -> typer.Typer:
     """A command group whose commands are `name: (module, function)`."""
@@ -47,35 +47,11 @@ def _group(
     return group
 
 
-def _groups(name: str) -> Callable[[], Any]:
+def _group(name: str, make: Callable[[], typer.Typer]) -> Callable[[], Any]:
+    """The group `make` builds, built when first asked for."""
+
     def build() -> Any:
-        if name == "db":
-            group = _group("Database administration.", {"upgrade": ("cli.admin", "db_upgrade")})
-        elif name == "keys":
-            group = _group(
-                "Submit-API keys.",
-                {
-                    "create": ("cli.admin", "keys_create"),
-                    "list": ("cli.admin", "keys_list"),
-                    "revoke": ("cli.admin", "keys_revoke"),
-                },
-            )
-        elif name == "storage":
-            lifecycle = _group(
-                "Bucket lifecycle rules: expire chunks, archive finished audio, abort stale "
-                "uploads.",
-                {
-                    "apply": ("cli.storage", "lifecycle_apply"),
-                    "show": ("cli.storage", "lifecycle_show"),
-                },
-            )
-            group = _group("Object storage administration.", {}, lifecycle=lifecycle)
-        else:
-            group = _group(
-                "Speech engine tools: SNAC decoder export.",
-                {"export-snac": ("cli.engine", "export_snac")},
-            )
-        command = typer.main.get_group(group)
+        command = typer.main.get_group(make())
         command.name = name
         return command
 
@@ -98,10 +74,42 @@ COMMANDS: dict[str, Callable[[], Any]] = {
     "jobs": _command("cli.jobs", "jobs"),
     "status": _command("cli.jobs", "status"),
     "engines": _command("cli.engine", "engines"),
-    "db": _groups("db"),
-    "keys": _groups("keys"),
-    "storage": _groups("storage"),
-    "engine": _groups("engine"),
+    "db": _group(
+        "db", lambda: _typer("Database administration.", {"upgrade": ("cli.admin", "db_upgrade")})
+    ),
+    "keys": _group(
+        "keys",
+        lambda: _typer(
+            "Submit-API keys.",
+            {
+                "create": ("cli.admin", "keys_create"),
+                "list": ("cli.admin", "keys_list"),
+                "revoke": ("cli.admin", "keys_revoke"),
+            },
+        ),
+    ),
+    "storage": _group(
+        "storage",
+        lambda: _typer(
+            "Object storage administration.",
+            {},
+            lifecycle=_typer(
+                "Bucket lifecycle rules: expire chunks, archive finished audio, abort stale "
+                "uploads.",
+                {
+                    "apply": ("cli.storage", "lifecycle_apply"),
+                    "show": ("cli.storage", "lifecycle_show"),
+                },
+            ),
+        ),
+    ),
+    "engine": _group(
+        "engine",
+        lambda: _typer(
+            "Speech engine tools: SNAC decoder export.",
+            {"export-snac": ("cli.engine", "export_snac")},
+        ),
+    ),
 }
 
 

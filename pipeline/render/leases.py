@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.state import store
 from pipeline.state.db import transaction
+from pipeline.storage.local import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,6 @@ def gone_from_this_host(owner: str) -> bool:
     owner_host, _, rest = owner.partition(":")
     pid = rest.partition(":")[0]
     return owner_host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
 
 
 class LeaseHeartbeat:

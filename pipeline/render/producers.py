@@ -66,10 +66,7 @@ def render_job_concurrently(
         try:
             # the first failure, whichever producer has it, stops the others at once
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in futures:
-                if future in done:
-                    future.result()
-            for future in futures:
+            for future in (*done, *futures):
                 future.result()
         except BaseException:
             for renderer in renderers:

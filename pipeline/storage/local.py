@@ -19,13 +19,15 @@ STALE_TEMP_SECONDS = 60
 STALE_TEMP_ANY_SECONDS = 24 * 3600
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (lease owners and the writers of
+    temporary files are named by it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        return True  # exists, owned by someone else
     return True
 
 
@@ -53,7 +55,7 @@ class LocalObjectStore:
                 pid = int(stale.name.split("-")[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if age > STALE_TEMP_ANY_SECONDS or (age > STALE_TEMP_SECONDS and not _pid_alive(pid)):
+            if age > STALE_TEMP_ANY_SECONDS or (age > STALE_TEMP_SECONDS and not pid_alive(pid)):
                 stale.unlink(missing_ok=True)
 
     def _temp(self, path: Path, write: Callable[[BinaryIO], object]) -> Path:

@@ -15,11 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key
-from tests.support.services import free_port
+from tests.support.services import free_port, wait_for_http
 from tests.support.stack import VOICEBATCH, stop_processes
 
 PROBER = Path(__file__).with_name("healthz_prober.py")
@@ -76,16 +74,7 @@ def running_api(
         )
     api = ApiProcess(f"http://127.0.0.1:{port}", key, log, process)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{api.url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the API did not start:\n{api.log_tail()}")
-            time.sleep(0.2)
+        wait_for_http(f"{api.url}/healthz", process, api.log_tail)
         yield api
     finally:
         stop_processes([process])

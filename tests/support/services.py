@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
+from collections.abc import Callable
 
+import httpx
 import pytest
 
 IN_CI = bool(os.environ.get("CI"))
@@ -27,3 +31,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_for_http(
+    url: str, process: subprocess.Popen[bytes], describe: Callable[[], str], timeout: float = 60
+) -> None:
+    """Wait until `url` answers 200; AssertionError with `describe()` (its log, say) if
+    `process` exits or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer:\n{describe()}")
+        time.sleep(0.2)

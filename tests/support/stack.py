@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.services import wait_for_http
+
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
 
 
@@ -156,16 +158,7 @@ def running_stack(
             )
         for name in ("worker-render", "worker-assemble"):
             stack.wait_for(name, " ready.")
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{stack.api_url}/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if stack.processes["api"].poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the API did not become ready:\n{stack.tails()}")
-            time.sleep(0.2)
+        wait_for_http(f"{stack.api_url}/readyz", stack.processes["api"], stack.tails)
         yield stack
     finally:
         stack.stop()
