@@ -19,7 +19,7 @@ import pytest
 from pipeline.audio.encode import decode
 from tests.support.postgres import PostgresAdmin, pg_url
 from tests.support.s3 import s3_client_for
-from tests.support.services import free_port, need_service
+from tests.support.services import free_port, need_service, private_redis_url
 from tests.support.stack import Stack, rabbit_vhost, running_stack, service_env
 
 pytestmark = pytest.mark.e2e
@@ -46,18 +46,17 @@ def stack(
     s3_endpoint: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    need_service("Redis", "127.0.0.1", 6379)
     import redis
 
     cleanup: list[list[str]] = []
     if request.param == "redis":
-        broker = "redis://127.0.0.1:6379/11"
+        broker = private_redis_url(11)
         redis.Redis.from_url(broker).flushdb()
     else:
         need_service("RabbitMQ", "127.0.0.1", 5672)
         vhost, cleanup = rabbit_vhost()
         broker = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
-    redis.Redis.from_url("redis://127.0.0.1:6379/10").flushdb()
+    redis.Redis.from_url(private_redis_url(10)).flushdb()
     database = pg_admin.create(template=pg_template)
     bucket = f"e2e-{uuid.uuid4().hex[:12]}"
     s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
@@ -65,7 +64,7 @@ def stack(
     env = service_env(
         database_url=pg_url(database),
         broker=broker,
-        redis_url="redis://127.0.0.1:6379/10",
+        redis_url=private_redis_url(10),
         bucket=bucket,
         s3_endpoint=s3_endpoint,
         root=root,

@@ -30,7 +30,7 @@ from pipeline.audio.encode import decode
 from tests.support.maya1_fixtures import build_tiny_maya1
 from tests.support.postgres import PostgresAdmin, pg_url
 from tests.support.s3 import s3_client_for
-from tests.support.services import free_port, need_service
+from tests.support.services import free_port, private_redis_url
 from tests.support.snac_fixtures import build_tiny_snac
 from tests.support.stack import Stack, running_stack, service_env
 
@@ -64,10 +64,9 @@ def stack(
     s3_endpoint: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    need_service("Redis", "127.0.0.1", 6379)
     import redis
 
-    broker = "redis://127.0.0.1:6379/12"
+    broker = private_redis_url(12)
     redis.Redis.from_url(broker).flushdb()
     root = tmp_path_factory.mktemp("maya1-stack")
     model, snac = build_tiny_maya1(root / "model"), build_tiny_snac(root / "snac")
@@ -77,7 +76,7 @@ def stack(
     env = service_env(
         database_url=pg_url(database),
         broker=broker,
-        redis_url="redis://127.0.0.1:6379/13",
+        redis_url=private_redis_url(13),
         bucket=bucket,
         s3_endpoint=s3_endpoint,
         root=root,

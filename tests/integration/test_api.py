@@ -30,14 +30,12 @@ from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.keys import create_key, revoke_key
 from pipeline.state.models import Chunk, Item, Job
 from tests.support import epubs
-from tests.support.services import free_port, need_service
+from tests.support.services import free_port, private_redis_url
 from workers.app import create_celery
 from workers.dispatch import RENDER_TASK, CeleryDispatcher
 
 pytestmark = pytest.mark.integration
 
-LIMITS_URL = "redis://127.0.0.1:6379/12"
-BROKER_URL = "redis://127.0.0.1:6379/13"
 TEXT = (
     "The first sentence is right here. A second one follows it closely. "
     "Then a third sentence arrives.\n\nA new paragraph starts now. It has more words. "
@@ -79,8 +77,10 @@ class Api:
 @pytest.fixture
 def redis_dbs() -> Iterator[tuple[redis.Redis, redis.Redis]]:
     """Redis db 12 (rate limits) and db 13 (broker), both emptied."""
-    need_service("Redis", "127.0.0.1", 6379)
-    limits, broker = redis.Redis.from_url(LIMITS_URL), redis.Redis.from_url(BROKER_URL)
+    limits, broker = (
+        redis.Redis.from_url(private_redis_url(12)),
+        redis.Redis.from_url(private_redis_url(13)),
+    )
     limits.flushdb()
     broker.flushdb()
     yield limits, broker
@@ -109,18 +109,20 @@ def make_api(
     """Builds the app; `dispatch_to` points the dispatcher at another broker."""
     cleanup: list[Callable[[], object]] = []
 
-    def make(dispatch_to: str = BROKER_URL, **updates: Any) -> Api:
+    def make(dispatch_to: str | None = None, **updates: Any) -> Api:
         settings = s3_settings.model_copy(
             update={
                 "database_url": pg_migrated_url,
-                "broker_url": BROKER_URL,
-                "redis_url": LIMITS_URL,
+                "broker_url": private_redis_url(13),
+                "redis_url": private_redis_url(12),
                 "chunk_max_chars": 40,
                 "task_chunks": 2,
                 **updates,
             }
         )
-        celery = create_celery(settings.model_copy(update={"broker_url": dispatch_to}))
+        celery = create_celery(
+            settings.model_copy(update={"broker_url": dispatch_to or private_redis_url(13)})
+        )
         client = TestClient(create_app(settings, CeleryDispatcher(celery)))
         engine = create_db_engine(pg_migrated_url)
         cleanup.extend([client.close, celery.close, engine.dispose])

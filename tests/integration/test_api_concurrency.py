@@ -22,22 +22,20 @@ from sqlalchemy import text
 from api.errors import add_error_handlers
 from pipeline.state.db import PoolLimits, create_db_engine, session_factory, transaction
 from tests.support.api_process import ApiProcess, probing, running_api
-from tests.support.services import need_service
+from tests.support.services import private_redis_url
 
 pytestmark = pytest.mark.integration
 
 REQUESTS = 300
 BURST_BOUND_S = 90.0  # generous: a busy 2-core machine; the deadlock took 30 s per wave
 HEALTHZ_BOUND_S = 0.100  # the issue's bound for a liveness probe under load
-BROKER_URL = "redis://127.0.0.1:6379/14"  # rate-limit counters only: no worker reads it
 
 
 @pytest.fixture
 def small_pool_api(pg_migrated_url: str, tmp_path: Path) -> Iterator[ApiProcess]:
     """`voicebatch api` on the test's database with a pool of 2 + 1 overflow."""
-    need_service("Redis", "127.0.0.1", 6379)
     settings = {
-        "VOICEBATCH_BROKER_URL": BROKER_URL,
+        "VOICEBATCH_BROKER_URL": private_redis_url(),  # rate-limit counters only
         "VOICEBATCH_API_RATE_LIMIT": "1000000",
         "VOICEBATCH_DB_POOL_SIZE": "2",
         "VOICEBATCH_DB_MAX_OVERFLOW": "1",

@@ -16,7 +16,6 @@ from pipeline.render.chunk_index import RedisChunkIndex
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.store import RenderedAudio
-from tests.support.services import need_service
 from tests.support.state import lease, new_job
 from tests.unit.test_leases import (  # noqa: F401  (runs here on PostgreSQL)
     test_a_beating_renderer_keeps_its_leases_and_a_stopped_one_loses_them,
@@ -79,8 +78,9 @@ def test_each_item_and_the_job_are_claimed_exactly_once_however_completions_inte
 
 @pytest.fixture
 def index() -> RedisChunkIndex:
-    need_service("Redis", "127.0.0.1", 6379)
-    found = RedisChunkIndex.from_url("redis://127.0.0.1:6379/12")
+    from tests.support.services import private_redis_url
+
+    found = RedisChunkIndex.from_url(private_redis_url(12))
     found.client.flushdb()
     return found
 

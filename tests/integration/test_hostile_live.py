@@ -36,7 +36,7 @@ import redis
 from tests.support import epubs
 from tests.support.api_process import ApiProcess, Probe, Prober, probing, running_api
 from tests.support.postgres import PostgresAdmin, pg_url
-from tests.support.services import need_service
+from tests.support.services import private_redis_url
 from tests.unit.test_hostile_images import png_bomb
 
 pytestmark = pytest.mark.integration
@@ -47,9 +47,7 @@ HOLD_S = 0.5  # each case is sent again and again for at least this long
 MIN_PROBES = 10  # at ~20 ms a probe, HOLD_S gives about 25
 JOB_MAX_CHARS = 200_000  # small, so that a text just over the cap stays quick to send
 PARALLEL_GETS = 80  # the issue's deadlock: 80 parallel GETs on a 5 + 10 pool
-BROKER_DB = 15  # no other test uses Redis db 15; submitted jobs are published there
 SETTINGS = {
-    "VOICEBATCH_BROKER_URL": f"redis://127.0.0.1:6379/{BROKER_DB}",
     "VOICEBATCH_API_RATE_LIMIT": "1000000",
     "VOICEBATCH_JOB_MAX_CHARS": str(JOB_MAX_CHARS),
 }
@@ -213,18 +211,20 @@ class Live:
 @contextmanager
 def live_api(admin: PostgresAdmin, template: str, folder: Path) -> Iterator[Live]:
     """The API on a database of its own, its prober, and a client with its key."""
-    need_service("Redis", "127.0.0.1", 6379)
+    broker = private_redis_url()  # submitted jobs are published there
     database = admin.create(template=template)
     try:
         with (
-            running_api(pg_url(database), folder, SETTINGS) as api,
+            running_api(
+                pg_url(database), folder, {**SETTINGS, "VOICEBATCH_BROKER_URL": broker}
+            ) as api,
             probing(api, folder / "probes.txt") as prober,
             httpx.Client(base_url=api.url, headers=api.auth, timeout=120) as client,
         ):
             yield Live(api, prober, client)
     finally:
         admin.drop(database)
-        redis.Redis(host="127.0.0.1", port=6379, db=BROKER_DB).flushdb()
+        redis.Redis.from_url(broker).flushdb()
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from pipeline.storage.archive import parse_restore
 from pipeline.storage.lifecycle import apply_rules, read_rules
 from tests.support import epubs
 from tests.support.images import image_bytes
-from tests.support.services import free_port, need_service
+from tests.support.services import free_port, private_redis_url
 from workers.app import create_celery
 from workers.context import WorkerResources
 from workers.dispatch import CeleryDispatcher
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.integration
-
-BROKER_URL = "redis://127.0.0.1:6379/7"  # no other test uses db 7
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -150,11 +148,11 @@ def test_restore_states_are_read_from_the_restore_header() -> None:
 @pytest.fixture
 def served(s3_settings: Settings, pg_migrated_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The real API on a free port (uvicorn in a thread), a key, and the worker runtime."""
-    need_service("Redis", "127.0.0.1", 6379)
-    broker = redis.Redis.from_url(BROKER_URL)
+    broker_url = private_redis_url()
+    broker = redis.Redis.from_url(broker_url)
     broker.flushdb()
     settings = s3_settings.model_copy(
-        update={"database_url": pg_migrated_url, "broker_url": BROKER_URL}
+        update={"database_url": pg_migrated_url, "broker_url": broker_url}
     )
     engine = create_db_engine(pg_migrated_url)
     with transaction(session_factory(engine)) as session:
@@ -398,8 +396,7 @@ def test_the_cache_index_never_outlives_chunks_the_lifecycle_rule_expires(
     from pipeline.plan.submit import submit_job
     from pipeline.render.chunk_index import RedisChunkIndex
 
-    need_service("Redis", "127.0.0.1", 6379)
-    client = redis.Redis.from_url(BROKER_URL)
+    client = redis.Redis.from_url(private_redis_url())
     client.flushdb()
     settings = s3_settings.model_copy(update={"database_url": pg_migrated_url})
     runtime = WorkerResources.open(settings)

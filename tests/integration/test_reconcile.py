@@ -15,32 +15,34 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 from pipeline.state.reconcile import ReconcilerLock
-from tests.support.services import need_service
+from tests.support.services import private_redis_url
 from tests.support.workers import new_job
 from workers.app import VoicebatchCelery, create_celery
 from workers.reconciler import queue_depth, reconcile_once
 
-BROKER = "redis://127.0.0.1:6379/14"
 NOW = timedelta(0)
 
 
 @pytest.fixture
 def app(s3_settings: Settings, pg_migrated_url: str) -> Iterator[VoicebatchCelery]:
-    need_service("Redis", "127.0.0.1", 6379)
     import redis
 
-    redis.Redis.from_url(BROKER).flushdb()
+    redis.Redis.from_url(private_redis_url()).flushdb()
     settings = s3_settings.model_copy(
-        update={"database_url": pg_migrated_url, "broker_url": BROKER, "task_chunks": 2}
+        update={
+            "database_url": pg_migrated_url,
+            "broker_url": private_redis_url(),
+            "task_chunks": 2,
+        }
     )
     yield create_celery(settings)
-    redis.Redis.from_url(BROKER).flushdb()
+    redis.Redis.from_url(private_redis_url()).flushdb()
 
 
 def messages(queue: str) -> list[list[Any]]:
     import redis
 
-    raw = redis.Redis.from_url(BROKER).lrange(queue, 0, -1)
+    raw = redis.Redis.from_url(private_redis_url()).lrange(queue, 0, -1)
     return [json.loads(base64.b64decode(json.loads(m)["body"]))[0] for m in raw]
 
 
