@@ -35,6 +35,9 @@ def _test_tone(settings: Settings) -> Engine:
         delay_seconds=settings.test_engine_delay_ms / 1000,
         crash_on=settings.test_engine_crash_on,
         journal=settings.test_engine_journal,
+        break_after=settings.test_engine_break_after,
+        pause_fifo=settings.test_engine_pause_fifo,
+        pause_after=settings.test_engine_pause_after,
     )
 
 

@@ -17,6 +17,13 @@ import numpy as np
 
 from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
 
+# torch's own words for a sticky CUDA error (c10's CUDAException): the context is unusable
+STICKY_CUDA_ERROR = (
+    "CUDA error: an illegal memory access was encountered\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1"
+)
+
 
 class TestToneEngine:
     """Deterministic tones instead of speech, for tests and benchmarks of the pipeline."""
@@ -30,6 +37,10 @@ class TestToneEngine:
     takes_phonemes = False
     delay_seconds = 0.0
     crash_on: str | None = None
+    break_after = 0
+    renders = 0
+    pause_fifo: Path | None = None  # class defaults: subclasses in tests skip __init__
+    pause_after = 0
 
     journal: Path | None = None
 
@@ -39,6 +50,9 @@ class TestToneEngine:
         delay_seconds: float = 0.0,
         crash_on: str | None = None,
         journal: Path | None = None,
+        break_after: int = 0,
+        pause_fifo: Path | None = None,
+        pause_after: int = 0,
     ) -> None:
         # A pause per request lets fault-injection tests catch a batch mid-render; a
         # crash word kills the process the way a segfaulting model would; the journal
@@ -47,6 +61,14 @@ class TestToneEngine:
         self.delay_seconds = delay_seconds
         self.crash_on = crash_on
         self.journal = journal
+        # break_after > 0: after that many renders the engine fails every render the way
+        # a GPU does after a sticky CUDA error (the process must be replaced)
+        self.break_after = break_after
+        self.renders = 0
+        # pause_fifo: before render number pause_after + 1, wait until a test has opened
+        # and closed the FIFO, so it can interrupt the render at a known point
+        self.pause_fifo = pause_fifo
+        self.pause_after = pause_after
 
     def _note(self, request: SynthesisRequest) -> None:
         """One line per render in the journal, `pid text-digest voice`; a single
@@ -73,6 +95,12 @@ class TestToneEngine:
         self._note(request)
         if self.crash_on and self.crash_on in request.text.split():
             os._exit(70)  # no cleanup, no exception: the process is simply gone
+        self.renders += 1
+        if self.break_after and self.renders > self.break_after:
+            raise RuntimeError(STICKY_CUDA_ERROR)
+        if self.pause_fifo is not None and self.renders == self.pause_after + 1:
+            with self.pause_fifo.open("rb") as fifo:  # blocks until the test opens it
+                fifo.read()  # ... and until it closes it
         if self.delay_seconds:
             time.sleep(self.delay_seconds)
         rate = float(request.params.get("speaking_rate", 1.0))

@@ -9,8 +9,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,12 +21,22 @@ from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
 from pipeline.errors import (
+    EngineHung,
     PermanentError,
     RetryableError,
     VoicebatchError,
 )
 from pipeline.render.chunk_index import ChunkIndex
+from pipeline.render.failures import (
+    EngineHealth,
+    Failure,
+    classify,
+    exit_hung,
+    note_outcomes,
+    retry_transient,
+)
 from pipeline.render.leases import LeaseHeartbeat, worker_id
+from pipeline.render.stats import ProgressCallback, RenderProgress, RenderStats
 from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -36,36 +46,11 @@ from pipeline.storage.base import ObjectStore
 from pipeline.storage.keys import chunk_key
 
 log = logging.getLogger(__name__)
+__all__ = ["ChunkRenderer", "ProgressCallback", "RenderProgress", "RenderStats"]
 
 
 STORE_THREADS = 4
-
-
-@dataclass
-class RenderStats:
-    """What one render run did; `engine_seconds` is wall time inside engine calls."""
-
-    rendered: int = 0
-    cached: int = 0
-    failed: int = 0
-    lost: int = 0  # leases taken over by someone else before we could commit
-    audio_seconds: float = 0.0
-    engine_seconds: float = 0.0
-    engine_calls: int = 0
-    oom_splits: int = 0  # batches halved because the engine ran out of memory
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RenderProgress:
-    chunks_total: int
-    chunks_done: int
-    chunks_failed: int
-    audio_seconds_total: float
-    stats: RenderStats
-
-
-ProgressCallback = Callable[[RenderProgress], None]
+T = TypeVar("T")
 
 
 class ChunkRenderer:
@@ -80,6 +65,8 @@ class ChunkRenderer:
         settings: Settings,
         owner: str | None = None,
         index: ChunkIndex | None = None,
+        health: EngineHealth | None = None,
+        on_hung: Callable[[EngineHung], None] = exit_hung,
     ) -> None:
         self.factory = factory
         self.objects = store_
@@ -90,19 +77,69 @@ class ChunkRenderer:
         self.stats = RenderStats()
         self.backoff = 0.0  # seconds to wait before the next lease, after a retryable failure
         self.stopping = threading.Event()  # set by whoever runs render_job on another thread
+        # shared by every renderer of one engine (a worker process): see render.failures
+        self.health = health or EngineHealth()
+        self.on_hung = on_hung
+        self._held: list[ChunkLease] = []  # the batch render_leases works on
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """call(), storage and database trouble tried again in place (render.failures)."""
+        budget = self.settings.task_retry_seconds
+        return retry_transient(
+            what, call, budget_seconds=budget, stopping=self.stopping, stats=self.stats
+        )
 
     def heartbeat(self) -> LeaseHeartbeat:
         """Keeps this renderer's leases alive while a batch renders (a third of their life
-        between beats)."""
+        between beats), for at most max_batch_seconds: past that the engine is taken for
+        hung (`_hung`)."""
         seconds = self.settings.lease_seconds
-        return LeaseHeartbeat(self.factory, self.owner, timedelta(seconds=seconds), seconds / 3)
+        return LeaseHeartbeat(
+            self.factory,
+            self.owner,
+            timedelta(seconds=seconds),
+            seconds / 3,
+            deadline=self.settings.max_batch_seconds,
+            on_overrun=self._hung,
+        )
+
+    def _hung(self) -> None:
+        """The watchdog (the heartbeat's thread): a batch overran max_batch_seconds. Its
+        leases stop being renewed and go back to pending with the attempt counted (a chunk
+        that hangs the engine every time fails after max_attempts, and after a hang the
+        chunks are rendered one at a time); then `on_hung` (default: exit the process)."""
+        held = list(self._held)
+        limit = self.settings.max_batch_seconds
+        exc = EngineHung(
+            f"a batch of {len(held)} chunk(s) ran past VOICEBATCH_MAX_BATCH_SECONDS={limit:g}: "
+            "the engine is taken for hung"
+        )
+        log.critical("%s; handing its chunks back", exc)
+        self.stopping.set()
+        try:
+            self.fail_chunks(held, exc)
+        except Exception as error:  # the database is down too: the leases will expire
+            log.error("could not hand back the hung batch's chunks: %s", error)
+        self.on_hung(exc)
 
     def _record(self, done: Sequence[tuple[ChunkLease, RenderedAudio, bool]]) -> None:
         """Mark chunks done in one transaction; a chunk whose lease was lost is not counted."""
         if not done:
             return
+        outcomes = self._retrying("recording rendered chunks", lambda: self._complete(done))
+        for ok, (_, audio, cached) in zip(outcomes, done, strict=True):
+            if not ok:
+                self.stats.lost += 1
+                continue
+            self.stats.audio_seconds += audio.duration
+            if cached:
+                self.stats.cached += 1
+            else:
+                self.stats.rendered += 1
+
+    def _complete(self, done: Sequence[tuple[ChunkLease, RenderedAudio, bool]]) -> list[bool]:
         with transaction(self.factory) as session:
-            outcomes = [
+            return [
                 store.complete_chunk(
                     session,
                     chunk_id=lease.chunk_id,
@@ -114,28 +151,25 @@ class ChunkRenderer:
                 )
                 for lease, audio, cached in done
             ]
-        for ok, (_, audio, cached) in zip(outcomes, done, strict=True):
-            if not ok:
-                self.stats.lost += 1
-                continue
-            self.stats.audio_seconds += audio.duration
-            if cached:
-                self.stats.cached += 1
-            else:
-                self.stats.rendered += 1
 
     def _fail(self, lease: ChunkLease, exc: BaseException) -> None:
-        retryable = isinstance(exc, RetryableError)
+        """Record a chunk's failure: back to pending with the attempt counted, or failed
+        (after max_attempts, or at once for input and permanent errors)."""
+        retryable = classify(exc) != Failure.FINAL
         message = " ".join(f"{type(exc).__name__}: {exc}".split())
-        with transaction(self.factory) as session:
-            outcome = store.fail_chunk(
-                session,
-                chunk_id=lease.chunk_id,
-                owner=self.owner,
-                error=message,
-                retryable=retryable,
-                max_attempts=self.settings.max_attempts,
-            )
+
+        def record() -> ChunkStatus | None:
+            with transaction(self.factory) as session:
+                return store.fail_chunk(
+                    session,
+                    chunk_id=lease.chunk_id,
+                    owner=self.owner,
+                    error=message,
+                    retryable=retryable,
+                    max_attempts=self.settings.max_attempts,
+                )
+
+        outcome = self._retrying(f"recording chunk {lease.seq}'s failure", record)
         if outcome == ChunkStatus.FAILED:
             self.stats.failed += 1
         elif outcome == ChunkStatus.PENDING:
@@ -144,6 +178,12 @@ class ChunkRenderer:
         self.stats.errors.append(f"chunk {lease.seq}: {message}")
         log.warning("chunk %s failed (attempt %s): %s", lease.seq, lease.attempts, message)
 
+    def fail_chunks(self, leases: Sequence[ChunkLease], exc: BaseException) -> None:
+        """Record `exc` on each of these chunks this renderer still holds (a chunk done
+        meanwhile, or no longer its own, is left as it is)."""
+        for lease in leases:
+            self._fail(lease, exc)
+
     def _lookup(self, digests: Sequence[str]) -> dict[str, RenderedAudio]:
         """Audio already rendered for these content hashes: the index first, then one
         database query for the rest (whose objects must still exist)."""
@@ -151,9 +191,13 @@ class ChunkRenderer:
         rest = [d for d in digests if d not in found]
         if not rest:
             return found
-        with transaction(self.factory) as session:
-            recorded = store.find_rendered_many(session, content_hashes=rest)
-        confirmed = {d: a for d, a in recorded.items() if self.objects.exists(a.object_key)}
+
+        def confirm() -> dict[str, RenderedAudio]:
+            with transaction(self.factory) as session:
+                recorded = store.find_rendered_many(session, content_hashes=rest)
+            return {d: a for d, a in recorded.items() if self.objects.exists(a.object_key)}
+
+        confirmed = self._retrying("looking up rendered chunks", confirm)
         # Not put back in the index: an object found here may be near the end of its
         # life (the lifecycle rule expires chunks chunk_expire_days after they were
         # written), and an index entry lives 7 days. Only freshly written chunks are
@@ -231,6 +275,8 @@ class ChunkRenderer:
                 self.index.release([lease.content_hash for lease in firsts], self.owner)
             raise
 
+        broken = note_outcomes(self.health, [group[0].content_hash for group in groups], results)
+
         def finish(
             pair: tuple[list[ChunkLease], SynthesisResult | BaseException],
         ) -> RenderedAudio | BaseException:
@@ -238,11 +284,15 @@ class ChunkRenderer:
             if isinstance(result, BaseException):
                 return result
             try:
-                return self._store(group[0], result)
+                return self._retrying(
+                    f"storing chunk {group[0].seq}", lambda: self._store(group[0], result)
+                )
             except VoicebatchError as exc:
                 return exc
-            except Exception as exc:  # an unforeseen storage failure: retried, then failed
-                return RetryableError(f"storing the chunk failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # an unforeseen storage failure: passing trouble
+                error = RetryableError(f"storing the chunk failed: {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                return error
 
         pairs = list(zip(groups, results, strict=True))
         try:
@@ -256,16 +306,27 @@ class ChunkRenderer:
                 self.index.release([lease.content_hash for lease in firsts], self.owner)
         done: list[tuple[ChunkLease, RenderedAudio, bool]] = []
         rendered: dict[str, RenderedAudio] = {}
+        passing: BaseException | None = None
         for group, outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                for lease in group:
-                    self._fail(lease, outcome)
+                kind = classify(outcome)
+                if kind == Failure.TRANSIENT:
+                    passing = outcome  # handed back below, the attempt not counted
+                elif broken is None:  # on a broken engine no chunk is to blame
+                    for lease in group:
+                        self._fail(lease, outcome)
                 continue
             rendered[group[0].content_hash] = outcome
             done += [(lease, outcome, index > 0) for index, lease in enumerate(group)]
         if self.index is not None:
             self.index.remember(rendered)
         self._record(done)
+        if broken is not None:
+            raise broken
+        if passing is not None:
+            # Past VOICEBATCH_TASK_RETRY_SECONDS: the caller hands the leases back (the
+            # attempt given back) and tries the chunks again later, with backoff.
+            raise RetryableError(f"handed back after passing trouble: {passing}") from passing
 
     def render_leases(
         self, leases: Sequence[ChunkLease], *, voice: str, params: Mapping[str, ParamValue]
@@ -273,6 +334,15 @@ class ChunkRenderer:
         """Render leased chunks. Chunks whose content hash has audio already (any job, any
         user) are taken from storage; identical chunks in the batch are rendered once; a
         chunk another renderer is rendering right now is waited for, not rendered twice."""
+        self._held = list(leases)
+        try:
+            self._render_leases(leases, voice=voice, params=params)
+        finally:
+            self._held = []
+
+    def _render_leases(
+        self, leases: Sequence[ChunkLease], *, voice: str, params: Mapping[str, ParamValue]
+    ) -> None:
         groups: dict[str, list[ChunkLease]] = {}
         for lease in leases:
             groups.setdefault(lease.content_hash, []).append(lease)

@@ -172,7 +172,10 @@ class S3FaultProxy:
     """An HTTP proxy in front of the S3 server that fails a share of requests the ways S3
     does: 503 SlowDown before the request reaches storage, 500 after it did (the write
     happened, the client hears it failed), and answers slower than the client's timeout
-    (its write lands late). Everything else is passed through untouched."""
+    (its write lands late). Everything else is passed through untouched.
+
+    `down` is an outage: while it is set every request is answered 503 ServiceUnavailable
+    before it reaches storage (counted in `refused`)."""
 
     KINDS = ("503-before", "500-after", "timeout")
 
@@ -185,6 +188,8 @@ class S3FaultProxy:
         self.faults: Counter[str] = Counter()
         self.requests = 0
         self.enabled = True
+        self.down = False
+        self.refused = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -221,6 +226,9 @@ class S3FaultProxy:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if proxy.refuse():
+                    self._error(503, "ServiceUnavailable")
+                    return
                 kind = proxy.draw()
                 if kind == "503-before":
                     self._error(503, "SlowDown")
@@ -241,6 +249,11 @@ class S3FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def refuse(self) -> bool:
+        with self.lock:
+            self.refused += self.down
+            return self.down
 
     def draw(self) -> str | None:
         with self.lock:

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.engines.failures import as_engine_error
 from pipeline.engines.maya1.snac.frames import (
     DEFAULT_BATCH_FRAMES,
     SAMPLE_RATE,
@@ -105,7 +106,16 @@ class BatchedSnacDecoder:
                     padded.shape[1],
                     self.noise_factors,
                 )
-            audio = np.asarray(self.run_batch(padded, group_lengths, noise), dtype=np.float32)
+            try:
+                raw = self.run_batch(padded, group_lengths, noise)
+            except Exception as exc:
+                # out of memory takes the same halving path as the LLM's (EngineOutOfMemory);
+                # a sticky device error is EngineBroken: see engines.failures
+                error = as_engine_error(exc)
+                if error is exc:
+                    raise
+                raise error from exc
+            audio = np.asarray(raw, dtype=np.float32)
             for row, index in enumerate(group):
                 results[index] = audio[row, : lengths[index] * SAMPLES_PER_FRAME].copy()
         return results

@@ -1,24 +1,5 @@
-"""The dynamic batcher: many producers submit single requests, one loop runs them in batches.
-
-Producers (a render worker's task threads, the embedded renderer) call
-`DynamicBatcher.submit(request)` and wait on the returned future. One loop thread forms
-batches of at most `max_batch` requests, waits at most `max_wait_ms` for the oldest request
-to get company, keeps a batch's padded cost (requests x longest expected tokens) under
-`token_budget`, and groups requests of similar expected length (a power-of-two bucket of
-`engine.expected_tokens`, else of the text length) so a short chunk does not ride in a
-batch that runs as long as its longest member. A batch that leaves before it is full (its
-oldest request's wait is over) takes the nearest-length requests waiting elsewhere: a
-half-empty batch costs as many steps as a full one.
-
-With a StagedEngine the second stage of batch k (Maya1: SNAC decoding) runs on its own
-thread while the loop already runs the first stage of batch k+1 (Maya1: LLM generation).
-
-Failures stay with their request: a stage may return an exception for one element; a
-batch that raises EngineOutOfMemory is split in halves and tried again; any other error of
-a whole batch is retried one request at a time to find the one that fails.
-
-`BatchingEngine` wraps a batcher as an ordinary Engine, so the renderer needs no change.
-"""
+"""DynamicBatcher: requests from many threads merged into few engine batches (see the
+package doc)."""
 
 from __future__ import annotations
 
@@ -28,20 +9,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from pipeline.config import Settings
+from pipeline.batching.isolate import isolate
 from pipeline.engines.base import Engine, StagedEngine, SynthesisRequest, SynthesisResult
-from pipeline.errors import EngineOutOfMemory, RetryableError
+from pipeline.errors import EngineBroken, RetryableError
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-R = TypeVar("R")
-Outcome = SynthesisResult | BaseException
 
 
 class BatcherClosed(RetryableError):
     """The batcher is shut down (the worker is stopping); the request was not rendered."""
+
+
+class BatcherDead(EngineBroken):
+    """A batcher thread died: nothing renders in this process any more."""
 
 
 @dataclass
@@ -64,47 +45,22 @@ class BatcherStats:
     stage_two_seconds: float = 0.0
 
 
+@dataclass
+class _Decode:
+    """Stage two of one batch, queued for the decode thread: run it, or fail its
+    requests when the thread is gone."""
+
+    run: Callable[[], None]
+    items: list[_Pending]
+
+
 def length_bucket(tokens: int) -> int:
     """Requests in one bucket differ in expected length by less than 2x."""
     return max(int(tokens), 1).bit_length()
 
 
-def isolate(
-    run: Callable[[list[T]], Sequence[R]], items: list[T]
-) -> tuple[list[R | BaseException], int]:
-    """run(items) with failures kept to the items that cause them: an EngineOutOfMemory
-    splits the batch in halves (down to one item, whose error it becomes), any other
-    error retries item by item. Returns the outcomes in order and the number of splits."""
-    try:
-        results: list[R | BaseException] = list(run(items))
-        if len(results) != len(items):
-            raise RuntimeError(f"the engine returned {len(results)} results for {len(items)}")
-        return results, 0
-    except KeyboardInterrupt:
-        raise
-    except EngineOutOfMemory as exc:
-        if len(items) == 1:
-            return [exc], 0
-        half = len(items) // 2
-        log.warning("batch of %d ran out of memory (%s); splitting it", len(items), exc)
-        first, first_splits = isolate(run, items[:half])
-        second, second_splits = isolate(run, items[half:])
-        return first + second, 1 + first_splits + second_splits
-    except Exception as exc:
-        if len(items) == 1:
-            return [exc], 0
-        log.info("batch of %d failed (%s); retrying one by one", len(items), exc)
-        outcomes: list[R | BaseException] = []
-        splits = 0
-        for item in items:
-            outcome, more = isolate(run, [item])
-            outcomes += outcome
-            splits += more
-        return outcomes, splits
-
-
 class DynamicBatcher:
-    """Batches requests submitted from many threads into few engine calls (see module doc)."""
+    """Batches requests submitted from many threads into few engine calls (see the package doc)."""
 
     def __init__(
         self,
@@ -125,24 +81,28 @@ class DynamicBatcher:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._closed = False
+        self.dead: BatcherDead | None = None  # set when a batcher thread died
         # stage two runs here, one batch at a time; at most one more batch waits for it
         self._decode_slots = threading.Semaphore(2)
-        self._decode_thread_work: list[Callable[[], None]] = []
+        self._decode_work: list[_Decode | None] = []  # None: stop
         self._decode_cond = threading.Condition()
         self._decoder = threading.Thread(
-            target=self._decode_loop, name="batcher-stage2", daemon=True
+            target=self._guarded(self._decode_loop), name="batcher-stage2", daemon=True
         )
-        self._loop = threading.Thread(target=self._run, name="batcher", daemon=True)
+        self._loop = threading.Thread(target=self._guarded(self._run), name="batcher", daemon=True)
         self._decoder.start()
         self._loop.start()
 
     # --- producers -------------------------------------------------------------------
 
     def submit(self, request: SynthesisRequest) -> Future[SynthesisResult]:
-        """Queue one request; the future holds its result or its own failure."""
+        """Queue one request; the future holds its result or its own failure. Raises
+        BatcherDead at once when a batcher thread has died, BatcherClosed once closed."""
         future: Future[SynthesisResult] = Future()
         tokens = self._expected_tokens(request)
         with self._cond:
+            if self.dead is not None:
+                raise self.dead
             if self._closed:
                 raise BatcherClosed()
             self._pending.append(_Pending(request, future, tokens, time.monotonic()))
@@ -161,7 +121,7 @@ class DynamicBatcher:
             self._cond.notify_all()
         self._loop.join(timeout)
         with self._decode_cond:
-            self._decode_thread_work.append(_STOP)
+            self._decode_work.append(None)
             self._decode_cond.notify_all()
         self._decoder.join(timeout)
 
@@ -169,6 +129,37 @@ class DynamicBatcher:
         if self._staged:
             return int(self.engine.expected_tokens(request))  # type: ignore[union-attr]
         return len(request.text)
+
+    # --- a thread that dies ------------------------------------------------------------
+
+    def _guarded(self, body: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as exc:  # logged by _die; nothing above this thread to tell
+                self._die(exc)
+
+        return run
+
+    def _die(self, exc: BaseException) -> None:
+        """Fail every request waiting, and every later one, with BatcherDead: otherwise
+        their producers would wait for ever on futures no thread will settle."""
+        dead = BatcherDead(f"the batcher thread died: {type(exc).__name__}: {exc}")
+        dead.__cause__ = exc
+        log.critical("%s; failing every waiting request", dead)
+        with self._cond:
+            self.dead = dead
+            waiting, self._pending = self._pending, []
+            self._cond.notify_all()
+        with self._decode_cond:
+            queued = [work for work in self._decode_work if work is not None]
+            self._decode_work.clear()
+            self._decode_work.append(None)  # the other thread ends too
+            self._decode_cond.notify_all()
+        for item in [*waiting, *(item for work in queued for item in work.items)]:
+            if not item.future.done():
+                item.future.set_exception(dead)
+        self._decode_slots.release()  # a loop waiting for a decode slot sees the death
 
     # --- forming batches ---------------------------------------------------------------
 
@@ -220,6 +211,8 @@ class DynamicBatcher:
     def _next_batch(self) -> list[_Pending] | None:
         with self._cond:
             while True:
+                if self.dead is not None:
+                    return None
                 if not self._pending:
                     if self._closed:
                         return None
@@ -274,6 +267,8 @@ class DynamicBatcher:
         if not todo:
             return
         self._decode_slots.acquire()  # back-pressure: stage one runs at most one batch ahead
+        if self.dead is not None:
+            raise self.dead
 
         def decode() -> None:
             try:
@@ -293,29 +288,24 @@ class DynamicBatcher:
                 for item, _ in todo:
                     if not item.future.done():
                         item.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
             finally:
                 self._decode_slots.release()
 
         with self._decode_cond:
-            self._decode_thread_work.append(decode)
+            self._decode_work.append(_Decode(decode, [item for item, _ in todo]))
             self._decode_cond.notify_all()
 
     def _decode_loop(self) -> None:
         while True:
             with self._decode_cond:
-                while not self._decode_thread_work:
+                while not self._decode_work:
                     self._decode_cond.wait()
-                work = self._decode_thread_work.pop(0)
-            if work is _STOP:
+                work = self._decode_work.pop(0)
+            if work is None:
                 return
-            work()
-
-
-def _stop() -> None:
-    """Marks the end of stage two's work list."""
-
-
-_STOP: Callable[[], None] = _stop
+            work.run()
 
 
 def _failed(outcome: object) -> bool:
@@ -332,59 +322,3 @@ def _settle(batch: Sequence[_Pending], outcomes: Sequence[object]) -> None:
             item.future.set_exception(
                 TypeError(f"the engine returned {type(outcome).__name__}, not a SynthesisResult")
             )
-
-
-class BatchingEngine:
-    """An Engine whose render_batch goes through a DynamicBatcher: concurrent callers'
-    requests are merged into the inner engine's batches."""
-
-    def __init__(self, inner: Engine, batcher: DynamicBatcher) -> None:
-        self.inner = inner
-        self.batcher = batcher
-        self.name = inner.name
-        self.model_version = inner.model_version
-        self.sample_rate = inner.sample_rate
-        self.max_chunk_chars = inner.max_chunk_chars
-        self.default_voice = inner.default_voice
-        self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
-
-    def render_outcomes(self, requests: Sequence[SynthesisRequest]) -> list[Outcome]:
-        """Each request's result or its own failure, in order."""
-        futures = [self.batcher.submit(request) for request in requests]
-        outcomes: list[Outcome] = []
-        for future in futures:
-            exc = future.exception()
-            outcomes.append(exc if exc is not None else future.result())
-        return outcomes
-
-    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
-        """Render every request, in order. Raises the first request's failure, if any."""
-        results = []
-        for outcome in self.render_outcomes(requests):
-            if isinstance(outcome, BaseException):
-                raise outcome
-            results.append(outcome)
-        return results
-
-    def close(self) -> None:
-        self.batcher.close()
-
-
-def batching_wanted(engine: Engine, settings: Settings) -> bool:
-    """Whether `settings.dynamic_batching` (auto: for two-stage engines such as maya1) asks
-    for the batcher in front of this engine."""
-    mode = settings.dynamic_batching
-    return mode == "on" or (mode == "auto" and isinstance(engine, StagedEngine))
-
-
-def with_batching(engine: Engine, settings: Settings) -> Engine:
-    """The engine behind a DynamicBatcher configured from settings, when batching is wanted."""
-    if isinstance(engine, BatchingEngine) or not batching_wanted(engine, settings):
-        return engine
-    batcher = DynamicBatcher(
-        engine,
-        max_batch=settings.batch_size,
-        max_wait_ms=settings.batch_wait_ms,
-        token_budget=settings.batch_token_budget,
-    )
-    return BatchingEngine(engine, batcher)

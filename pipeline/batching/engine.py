@@ -1,0 +1,67 @@
+"""BatchingEngine: a DynamicBatcher as an ordinary Engine, and when to put one in front."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.batching.batcher import DynamicBatcher
+from pipeline.config import Settings
+from pipeline.engines.base import Engine, StagedEngine, SynthesisRequest, SynthesisResult
+
+Outcome = SynthesisResult | BaseException
+
+
+class BatchingEngine:
+    """An Engine whose render_batch goes through a DynamicBatcher: concurrent callers'
+    requests are merged into the inner engine's batches."""
+
+    def __init__(self, inner: Engine, batcher: DynamicBatcher) -> None:
+        self.inner = inner
+        self.batcher = batcher
+        self.name = inner.name
+        self.model_version = inner.model_version
+        self.sample_rate = inner.sample_rate
+        self.max_chunk_chars = inner.max_chunk_chars
+        self.default_voice = inner.default_voice
+        self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
+
+    def render_outcomes(self, requests: Sequence[SynthesisRequest]) -> list[Outcome]:
+        """Each request's result or its own failure, in order."""
+        futures = [self.batcher.submit(request) for request in requests]
+        outcomes: list[Outcome] = []
+        for future in futures:
+            exc = future.exception()
+            outcomes.append(exc if exc is not None else future.result())
+        return outcomes
+
+    def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
+        """Render every request, in order. Raises the first request's failure, if any."""
+        results = []
+        for outcome in self.render_outcomes(requests):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            results.append(outcome)
+        return results
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def batching_wanted(engine: Engine, settings: Settings) -> bool:
+    """Whether `settings.dynamic_batching` (auto: for two-stage engines such as maya1) asks
+    for the batcher in front of this engine."""
+    mode = settings.dynamic_batching
+    return mode == "on" or (mode == "auto" and isinstance(engine, StagedEngine))
+
+
+def with_batching(engine: Engine, settings: Settings) -> Engine:
+    """The engine behind a DynamicBatcher configured from settings, when batching is wanted."""
+    if isinstance(engine, BatchingEngine) or not batching_wanted(engine, settings):
+        return engine
+    batcher = DynamicBatcher(
+        engine,
+        max_batch=settings.batch_size,
+        max_wait_ms=settings.batch_wait_ms,
+        token_budget=settings.batch_token_budget,
+    )
+    return BatchingEngine(engine, batcher)
