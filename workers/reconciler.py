@@ -18,12 +18,20 @@ from celery import Celery
 
 from pipeline.config import Settings
 from pipeline.errors import NotFoundError
-from pipeline.state import store
+from pipeline.state import scoped, store
 from pipeline.state.db import transaction
 from pipeline.state.reconcile import DueWork, ReconcilerLock, find_due_work
 from workers.app import VoicebatchCelery, create_celery
-from workers.celery_config import DEAD_LETTER_QUEUE, RENDER_QUEUE, is_amqp
+from workers.celery_config import (
+    ASSEMBLE_QUEUE,
+    DEAD_LETTER_QUEUE,
+    is_amqp,
+    render_queue,
+    render_queues,
+)
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
+from workers.metrics import ProcessInfo
+from workers.metrics import serve as serve_metrics
 
 log = logging.getLogger(__name__)
 TASKS = (RENDER_TASK, ASSEMBLE_TASK, FINALIZE_TASK)
@@ -64,11 +72,14 @@ def replay_dead_letters(app: VoicebatchCelery, *, limit: int = 1000) -> int:
             try:
                 job_id = uuid.UUID(str(args[0]))
                 with transaction(app.context.resources.factory) as session:
-                    final = store.get_job(session, job_id).status.final
+                    job = store.get_job(session, job_id)
+                    final, engine = job.status.final, job.engine
             except (ValueError, NotFoundError):
-                final = True  # no such job: nothing left to do for it
+                final, engine = True, ""  # no such job: nothing left to do for it
             if not final:
-                app.send_task(name, args=args)
+                # a render message goes back to its job's engine's queue
+                route = {"queue": render_queue(engine)} if name == RENDER_TASK else {}
+                app.send_task(name, args=args, **route)
                 replayed += 1
             message.ack()
     return replayed
@@ -85,7 +96,11 @@ def reconcile_once(
         return None
     settings = app.settings
     replayed = replay_dead_letters(app)
-    idle_queue = queue_depth(app, RENDER_QUEUE) == 0
+    idle_queue = all(queue_depth(app, name) == 0 for name in render_queues())
+    # Items and jobs claimed and never started are published again only when the
+    # assemble queue is empty (a backlog holds their messages already); ones whose
+    # assembly lease ran out, whatever it holds (their message was taken).
+    idle_assembly = queue_depth(app, ASSEMBLE_QUEUE) == 0
     with transaction(app.context.resources.factory) as session:
         due = find_due_work(
             session,
@@ -93,10 +108,12 @@ def reconcile_once(
             group_size=settings.task_chunks,
             max_attempts=settings.max_attempts,
             include_idle_pending=idle_queue,
+            include_unstarted_assembly=idle_assembly,
         )
+        engines = scoped.job_engines(session, job_ids=due.render)
     dispatcher = CeleryDispatcher(app)
     for job_id, groups in due.render.items():
-        dispatcher.render(job_id, groups)
+        dispatcher.render(job_id, groups, engine=engines.get(job_id))
     for job_id, item_id in due.assemble:
         dispatcher.assemble(job_id, [item_id])
     for job_id in due.finalize:
@@ -105,11 +122,13 @@ def reconcile_once(
     if due.chunks or due.assemble or due.finalize or due.failed_chunks or replayed:
         log.warning(
             "reconciled: %d chunks republished, %d items to assemble, %d jobs to finalize, "
-            "%d chunks failed after too many attempts, %d dead letters replayed",
+            "%d chunks failed after too many attempts, %d assemblies given up on, "
+            "%d dead letters replayed",
             due.chunks,
             len(due.assemble),
             len(due.finalize),
             due.failed_chunks,
+            due.gave_up_assemblies,
             replayed,
         )
     return due
@@ -121,6 +140,10 @@ def run_reconciler(
     """Reconcile every `interval` seconds until SIGTERM or SIGINT; with `once`, one round
     whose findings are returned."""
     app = create_celery(settings)
+    if settings.worker_metrics_port:  # its actions and last round, for the operator
+        serve_metrics(
+            settings.worker_metrics_port, info=ProcessInfo(settings, gpus=False, priced=False)
+        )
     factory = app.context.resources.factory
     bind = factory.kw["bind"]
     lock = ReconcilerLock(bind)
@@ -131,7 +154,9 @@ def run_reconciler(
         while True:
             try:
                 due = reconcile_once(app, grace=timedelta(seconds=grace), lock=lock)
+                app.metrics.count_reconcile(due)
             except Exception as exc:  # the next round tries again
+                app.metrics.reconcile_rounds.labels("failed").inc()
                 if once:
                     raise
                 log.warning("reconcile round failed: %s", exc)

@@ -16,24 +16,27 @@ from typing import Concatenate
 
 from celery.exceptions import Reject
 
+from pipeline.assemble.leases import AssemblyLease
 from pipeline.assemble.messages import assemble_item_message, finalize_job_message
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
-from pipeline.errors import HandedBack
+from pipeline.errors import EngineBroken, HandedBack
 from pipeline.render.leases import worker_id
 from pipeline.render.messages import render_message
 from pipeline.render.renderer import ChunkRenderer, RenderStats
+from pipeline.state.assembly import Reopened
+from workers import health
 from workers.context import WorkerContext
 from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK
-from workers.metrics import WorkerMetrics
+from workers.metrics import WorkerMetrics, worker_name
 
 log = logging.getLogger(__name__)
 
 
-def _count(metrics: WorkerMetrics, stats: RenderStats) -> None:
+def _count(metrics: WorkerMetrics, stats: RenderStats, engine: str) -> None:
     for outcome in ("rendered", "cached", "failed", "lost"):
         metrics.chunks.labels(outcome).inc(getattr(stats, outcome))
-    metrics.audio_seconds.inc(stats.audio_seconds)
+    metrics.audio_seconds.labels(engine, worker_name()).inc(stats.audio_seconds)
     metrics.engine_seconds.inc(stats.engine_seconds)
     metrics.batch_splits.inc(stats.oom_splits)
 
@@ -44,6 +47,7 @@ def _count_batcher(metrics: WorkerMetrics, engine: Engine) -> None:
     totals = engine.batcher.stats
     metrics.batcher_batches.set(totals.batches)
     metrics.batcher_requests.set(totals.requests)
+    metrics.batcher_max_batch.set(engine.batcher.max_batch)
     metrics.batcher_stage_seconds.labels("generate").set(totals.stage_one_seconds)
     metrics.batcher_stage_seconds.labels("decode").set(totals.stage_two_seconds)
 
@@ -58,7 +62,10 @@ def render_chunks(ctx: WorkerContext, job_id: str, chunk_ids: list[str]) -> None
         settings=resources.settings,
         owner=worker_id(),  # per task: a graceful stop hands back only this task's leases
         index=resources.index,
+        health=resources.health,
+        on_hung=lambda exc: health.engine_broken(ctx, exc),
     )
+    health.healthy_gauge()
     ctx.active_owners.add(renderer.owner)
     try:
         render_message(
@@ -70,10 +77,38 @@ def render_chunks(ctx: WorkerContext, job_id: str, chunk_ids: list[str]) -> None
         )
     except HandedBack as exc:
         raise Reject(exc.message, requeue=True) from exc
+    except EngineBroken as exc:
+        # No chunk is to blame: hand everything back and exit, for a fresh process.
+        health.engine_broken(ctx, exc)
+        raise Reject(exc.message, requeue=True) from exc
     finally:
         ctx.active_owners.discard(renderer.owner)
-        _count(ctx.metrics, renderer.stats)
+        _count(ctx.metrics, renderer.stats, renderer.engine.name)
         _count_batcher(ctx.metrics, renderer.engine)
+
+
+def _assembly_lease(ctx: WorkerContext) -> AssemblyLease:
+    settings = ctx.resources.settings
+    return AssemblyLease(
+        owner=worker_id(),
+        seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        journal=settings.assembly_journal,
+        delay_seconds=settings.assembly_delay_ms / 1000,
+    )
+
+
+def _render_again(ctx: WorkerContext, job_id: uuid.UUID, reopened: Reopened) -> None:
+    """Chunks whose objects vanished went back to pending: forget them in the cache
+    index (it would hand the missing object out again) and publish them."""
+    if not reopened.chunk_ids:
+        return
+    if ctx.resources.index is not None:
+        ctx.resources.index.forget(reopened.content_hashes)
+    size = ctx.resources.settings.task_chunks
+    ids = reopened.chunk_ids
+    groups = [ids[i : i + size] for i in range(0, len(ids), size)]
+    ctx.dispatcher.render(job_id, groups, engine=reopened.engine)
 
 
 def assemble(ctx: WorkerContext, job_id: str, item_id: str) -> None:
@@ -85,9 +120,11 @@ def assemble(ctx: WorkerContext, job_id: str, item_id: str) -> None:
         item_id=uuid.UUID(item_id),
         chunk_store=resources.chunk_store,
         output_store_for=resources.output_store,
+        lease=_assembly_lease(ctx),
     )
     if outcome is None:
         return
+    _render_again(ctx, uuid.UUID(job_id), outcome.reopened)
     ctx.metrics.items.labels(outcome.status).inc()
     if outcome.finalize:
         ctx.dispatcher.finalize(uuid.UUID(job_id))
@@ -96,14 +133,16 @@ def assemble(ctx: WorkerContext, job_id: str, item_id: str) -> None:
 def finalize(ctx: WorkerContext, job_id: str) -> None:
     """Write the job's book and manifest and mark it done (or failed)."""
     resources = ctx.resources
-    status = finalize_job_message(
+    outcome = finalize_job_message(
         resources.factory,
         job_id=uuid.UUID(job_id),
         chunk_store=resources.chunk_store,
         output_store_for=resources.output_store,
+        lease=_assembly_lease(ctx),
     )
-    if status is not None:
-        ctx.metrics.jobs.labels(str(status)).inc()
+    _render_again(ctx, uuid.UUID(job_id), outcome.reopened)
+    if outcome.status is not None:
+        ctx.metrics.jobs.labels(str(outcome.status)).inc()
 
 
 TaskBody = Callable[Concatenate[WorkerContext, ...], None]

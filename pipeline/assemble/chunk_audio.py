@@ -13,7 +13,7 @@ from pipeline.audio.master import Segment, oversampled_peaks
 from pipeline.audio.process import from_wav_bytes
 from pipeline.audio.stitch import ChunkLength
 from pipeline.engines.base import AudioArray
-from pipeline.errors import PermanentError
+from pipeline.errors import ChunkObjectsMissing, NotFoundError, PermanentError
 from pipeline.stages import stage
 from pipeline.storage.base import ObjectStore
 
@@ -106,7 +106,15 @@ class ChunkAudioCache:
             if audio is None:
                 self._read_ahead(position)
                 with stage("assemble.read_chunks"):
-                    audio, chunk_rate = from_wav_bytes(self._read(piece.key))
+                    try:
+                        data = self._read(piece.key)
+                    except NotFoundError as exc:
+                        # Gone since it was rendered (lifecycle expiry, a cleanup): the
+                        # chunk is to be rendered again, not the job given up on.
+                        raise ChunkObjectsMissing(
+                            f"chunk {piece.seq}'s audio {piece.key} is gone", [piece.key]
+                        ) from exc
+                    audio, chunk_rate = from_wav_bytes(data)
                 if chunk_rate != rate or len(audio) != piece.length.samples:
                     raise PermanentError(
                         f"chunk {piece.seq} audio ({len(audio)} samples at {chunk_rate} Hz) does "

@@ -33,6 +33,7 @@ from pipeline.assemble.items import (
     missing_chunks,
 )
 from pipeline.assemble.keys import book_key_for, item_key
+from pipeline.assemble.leases import reopen_vanished
 from pipeline.assemble.timeline import finished, timeline_segments
 from pipeline.assemble.writer import CHAPTER_QUEUE, EncoderThread, Target, finish_all
 from pipeline.audio.concat import (
@@ -46,9 +47,9 @@ from pipeline.audio.concat import (
 from pipeline.audio.encode import FileMeta, codec_for
 from pipeline.audio.master import LoudnessAccumulator, Mastering, Segment
 from pipeline.audio.stitch import ChapterSpan, layout
-from pipeline.errors import InputError, RetryableError
+from pipeline.errors import ChunkObjectsMissing, InputError, RetryableError
 from pipeline.stages import stage
-from pipeline.state import store
+from pipeline.state import assembly, store
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
 from pipeline.storage.base import ObjectStore
@@ -297,11 +298,17 @@ def assemble_job(
     job_id: uuid.UUID,
     chunk_store: ObjectStore,
     output_store: ObjectStore,
+    max_attempts: int = 3,
 ) -> AssemblyResult:
     """Every step after rendering, in one process: claim the ready items (and take any an
     interrupted run left claimed), write every chapter and the book in one pass, then the
     manifest. A job that is finished already has its files written again (its output
-    folder lost them or holds another job's)."""
+    folder lost them or holds another job's).
+
+    Each run counts an assembly attempt on the items it takes up; an item whose assembly
+    killed the process `max_attempts` times is failed instead. Chunk objects that are
+    gone send their chunks back to pending (the job with them, to rendering) and raise
+    ChunkObjectsMissing: render the job again, then assemble it again."""
     with transaction(factory) as session:
         job = store.get_job(session, job_id)
         if job.status in (JobStatus.PENDING, JobStatus.CANCELLED):
@@ -309,14 +316,23 @@ def assemble_job(
         rewrite = job.status.final
         if not rewrite:
             store.claim_ready_items(session, job_id=job_id)
+            assembly.count_embedded_attempt(session, job_id=job_id, max_attempts=max_attempts)
     planned, rate, info, deliverables = _plan(
         factory, job_id, rewrite=rewrite, output_store=output_store
     )
     book: tuple[str, Loudness] | None = None
     if planned and rate is not None:
-        masterings, book_key, loudness, durations = _write_all(
-            planned, rate, info, deliverables, chunk_store, output_store
-        )
+        try:
+            masterings, book_key, loudness, durations = _write_all(
+                planned, rate, info, deliverables, chunk_store, output_store
+            )
+        except ChunkObjectsMissing as exc:
+            reopened = reopen_vanished(factory, chunk_store, job_id=job_id, keys=exc.keys)
+            raise ChunkObjectsMissing(
+                f"{len(reopened.chunk_ids)} rendered chunks of job {job_id} lost their audio "
+                "(deleted from the chunk store); they are to be rendered again",
+                exc.keys,
+            ) from exc
         with transaction(factory) as session:
             for plan, mastering, seconds in zip(planned, masterings, durations, strict=True):
                 if plan.chapter.mastering is None and not rewrite:

@@ -23,7 +23,7 @@ from pipeline.audio.master import (
 from pipeline.audio.stitch import ChunkLength, Pauses, layout
 from pipeline.errors import PermanentError
 from pipeline.stages import stage
-from pipeline.state import store
+from pipeline.state import scoped, store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, Item, ItemStatus, Job, JobStatus
 from pipeline.storage.base import ObjectStore
@@ -123,13 +123,15 @@ def assemble_item(
     chunk_store: ObjectStore,
     output_store: ObjectStore,
     rewrite: bool = False,
+    owner: str | None = None,
 ) -> ItemAssembly:
     """Master and encode one claimed item (chapter or catalogue entry) into its file.
 
     Only an item in `assembling` (claimed by store.claim_ready_items) is worked on; any
     other state means someone already did it, and nothing changes. An item with chunks
     that could not be rendered is recorded failed, with no file. `rewrite` writes a done
-    item's file again (its output folder lost it) without changing its state.
+    item's file again (its output folder lost it) without changing its state. With
+    `owner`, the item is recorded only while that assembler holds its lease.
     """
     with transaction(factory) as session:
         item = store.get_item(session, item_id=item_id)
@@ -140,7 +142,7 @@ def assemble_item(
         job = store.get_job(session, item.job_id)
         options = dict(job.options)
         deliverables = Deliverables.of(job.output_format, options, output_store)
-        items_total = len(store.job_items(session, job_id=job.id))
+        items_total = scoped.item_count(session, job_id=job.id)  # not every item's row
         meta = item_meta_for(job, item, items_total, deliverables)
         # A book's chapters always get mastered (the book applies it); their own files
         # only when asked for. Catalogue items are files by nature.
@@ -156,6 +158,7 @@ def assemble_item(
                 session,
                 item_id=item_id,
                 error=f"{len(missing)} of {len(chunks)} chunks not rendered",
+                owner=owner,
             )
             return ItemAssembly(item_id, ItemStatus.FAILED)
         pieces, rate = chunk_pieces(item, chunks, None)
@@ -176,6 +179,11 @@ def assemble_item(
     duration = span.end / rate
     with transaction(factory) as session:
         store.complete_item(
-            session, item_id=item_id, object_key=key, duration=duration, mastering=asdict(mastering)
+            session,
+            item_id=item_id,
+            object_key=key,
+            duration=duration,
+            mastering=asdict(mastering),
+            owner=owner,
         )
     return ItemAssembly(item_id, ItemStatus.DONE, key, duration)

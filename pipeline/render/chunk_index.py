@@ -3,7 +3,10 @@
 The database is the record (store.find_rendered_many); an index answers the common question
 "is this chunk rendered?" without a query and a HEAD request, and lets two renderers
 agree that only one of them renders a given chunk at a time. Every answer is a hint:
-a missing or stale entry costs work, never correctness.
+a missing or stale entry costs work, never correctness. An entry never outlives its
+object for long: entries live no longer than the bucket's lifecycle keeps chunk audio
+(`index_ttl_seconds`), and one whose object turned out to be gone is forgotten (an
+assembler that found a chunk's object missing calls `forget`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from pipeline.config import Settings
 from pipeline.state.store import RenderedAudio
 
 log = logging.getLogger(__name__)
+
+WEEK_SECONDS = 7 * 24 * 3600
+
+
+def index_ttl_seconds(settings: Settings) -> int:
+    """How long an entry lives: a week, and never longer than the lifecycle rule keeps
+    the chunk objects (`chunk_expire_days`, counted from the write the entry records)."""
+    return min(WEEK_SECONDS, settings.chunk_expire_days * 24 * 3600)
 
 
 class ChunkIndex(Protocol):
@@ -26,6 +38,9 @@ class ChunkIndex(Protocol):
 
     def remember(self, found: Mapping[str, RenderedAudio]) -> None:
         """Record that these digests are rendered."""
+
+    def forget(self, digests: Sequence[str]) -> None:
+        """Drop these digests' entries: their objects are gone."""
 
     def claim(self, digests: Sequence[str], owner: str, seconds: int) -> set[str]:
         """The digests `owner` may render now: those nobody else said they are rendering."""
@@ -43,20 +58,29 @@ RELEASE = (
 class RedisChunkIndex:
     """The index in Redis: `vb:chunk:<hash>` -> JSON, `vb:rendering:<hash>` -> owner.
 
-    Entries expire (`ttl_seconds`, default 7 days) so an index never outlives the chunk
-    objects a bucket lifecycle rule deletes. A Redis error is logged and treated as a
-    miss (or, for a claim, as granted): the database still knows.
+    Entries expire (`ttl_seconds`, at most 7 days: index_ttl_seconds) so an index never
+    outlives the chunk objects a bucket lifecycle rule deletes. A Redis error is logged
+    and treated as a miss (or, for a claim, as granted): the database still knows.
     """
 
-    def __init__(self, client: Any, *, ttl_seconds: int = 7 * 24 * 3600) -> None:
+    def __init__(self, client: Any, *, ttl_seconds: int = WEEK_SECONDS) -> None:
         self.client = client
         self.ttl = ttl_seconds
 
     @classmethod
-    def from_url(cls, url: str) -> RedisChunkIndex:
+    def from_url(cls, url: str, *, ttl_seconds: int = WEEK_SECONDS) -> RedisChunkIndex:
         import redis
 
-        return cls(redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5))
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        return cls(client, ttl_seconds=ttl_seconds)
+
+    def forget(self, digests: Sequence[str]) -> None:
+        if not digests:
+            return
+        try:
+            self.client.delete(*[f"vb:chunk:{d}" for d in digests])
+        except Exception as exc:
+            log.warning("chunk index unavailable (%s); entries left to expire", exc)
 
     def lookup(self, digests: Sequence[str]) -> dict[str, RenderedAudio]:
         if not digests:

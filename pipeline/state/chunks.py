@@ -10,12 +10,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from pipeline.state.chunk_reads import (  # noqa: F401  (re-exported: one namespace)
+    OpenChunks,
+    RenderedAudio,
+    chunk_groups,
+    chunk_items,
+    failed_chunks,
+    find_rendered_many,
+    item_chunks,
+    open_among,
+)
+from pipeline.state.clock import clock
 from pipeline.state.models import FINAL_JOB_STATUSES, Chunk, ChunkStatus, Item, Job, utcnow
 from pipeline.state.updates import conditional_update as _update
 
@@ -58,8 +69,10 @@ def lease_chunks(
     are done, or leased by someone whose lease holds, are skipped, so a duplicate message
     changes nothing. A chunk whose lease expired `max_attempts` times (its renderer keeps
     dying) is failed instead of leased again. Nothing is leased for a finished job.
+    Expiry is the database's clock (`now` fixes it instead: tests).
     """
-    now = now or utcnow()
+    expires = clock(session, now, ttl)
+    now = clock(session, now)
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     if status is None or status in FINAL_JOB_STATUSES:
         return []
@@ -87,7 +100,6 @@ def lease_chunks(
         # this caller would block, then find them taken and go home with nothing.
         .with_for_update(skip_locked=True)
     ).all()
-    expires = now + ttl
     by_id = {row[0]: row for row in candidates}
     if not by_id:
         return []
@@ -102,10 +114,13 @@ def lease_chunks(
             attempts=Chunk.attempts + 1,
             updated_at=now,
         )
-        .returning(Chunk.id)
+        .returning(Chunk.id, Chunk.lease_expires_at)
         .execution_options(synchronize_session=False)
-    ).scalars()
-    taken_rows = [by_id[i] for i in taken]
+    ).all()
+    expiry: dict[uuid.UUID, datetime] = {
+        chunk_id: until for chunk_id, until in taken if until is not None
+    }
+    taken_rows = [by_id[i] for i, _ in taken]
     # Read apart from the locking query: a join there would lock item rows too, and
     # two renderers leasing chunks of one item would skip each other's chunks.
     voices: dict[uuid.UUID, str | None] = {
@@ -117,7 +132,16 @@ def lease_chunks(
         )
     }
     leases = [
-        ChunkLease(chunk_id, seq, text, digest, attempts + 1, expires, item_id, voices.get(item_id))
+        ChunkLease(
+            chunk_id,
+            seq,
+            text,
+            digest,
+            attempts + 1,
+            expiry[chunk_id],
+            item_id,
+            voices.get(item_id),
+        )
         for chunk_id, seq, text, digest, attempts, item_id in taken_rows
     ]
     return sorted(leases, key=lambda lease: lease.seq)
@@ -136,18 +160,18 @@ def lease_owners(session: Session, *, job_id: uuid.UUID) -> list[str]:
 def renew_leases(
     session: Session, *, owner: str, ttl: timedelta, now: datetime | None = None
 ) -> int:
-    """Push the expiry of every lease `owner` still holds; returns how many it holds."""
-    now = now or utcnow()
+    """Push the expiry of every lease `owner` still holds; returns how many it holds.
+    The database's clock decides both (`now` fixes it instead: tests)."""
     return _update(
         session,
         Chunk,
         (
             Chunk.status == ChunkStatus.LEASED,
             Chunk.lease_owner == owner,
-            Chunk.lease_expires_at >= now,
+            Chunk.lease_expires_at >= clock(session, now),
         ),
-        lease_expires_at=now + ttl,
-        updated_at=now,
+        lease_expires_at=clock(session, now, ttl),
+        updated_at=clock(session, now),
     )
 
 
@@ -162,9 +186,12 @@ def complete_chunk(
     cache_hit: bool = False,
 ) -> bool:
     """leased (by owner) -> done. False if the lease was lost to another owner (taken over
-    after it expired, or released): the caller must not count it. A lease past its expiry
-    that nobody took over still completes: the audio is stored, and the chunk is done
-    exactly once either way (expiry is not checked here)."""
+    after it expired, or released, or handed back to pending by the reconciler's
+    expire_leases): the caller must not count it. Expiry itself is not checked, on any
+    clock: a lease past its expiry that nobody has taken over or handed back yet still
+    completes (the audio is stored, and the chunk is done exactly once either way). What
+    decides is the owner, and the owner changes only by statements that compare expiry
+    with the database's clock (lease_chunks, expire_leases)."""
     now = utcnow()
     return (
         _update(
@@ -231,8 +258,9 @@ def expire_leases(
     """Leases that ran out (their renderer died or was cut off) end now: the chunk goes
     back to pending, or is failed with why once it has used max_attempts. Until then it
     would sit `leased` to nobody; its renderer, should it come back, can neither renew
-    nor commit (both name the owner and a live lease). The attempt stays counted."""
-    now = now or utcnow()
+    nor commit (both name the owner and a live lease). The attempt stays counted.
+    Expiry is judged by the database's clock (`now` fixes it instead: tests)."""
+    now = clock(session, now)
     expired = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_expires_at < now)
     failed = _update(
         session,
@@ -269,83 +297,35 @@ def release_leases(session: Session, *, owner: str) -> int:
 
 
 @dataclass(frozen=True)
-class RenderedAudio:
-    object_key: str
-    duration: float
-    sample_rate: int
+class TakenOver:
+    """A chunk taken back from a renderer that died holding it."""
+
+    seq: int
+    text: str
+    attempts: int  # attempts used so far, the dead renderer's included
+    failed: bool  # it had used max_attempts: failed with why, not rendered again
 
 
-def find_rendered_many(
-    session: Session, *, content_hashes: Sequence[str]
-) -> dict[str, RenderedAudio]:
-    """Audio some earlier chunk (any job) rendered for each of these content hashes, in
-    one query; hashes with none are missing from the result."""
-    if not content_hashes:
-        return {}
-    rows = session.execute(
-        select(
-            Chunk.content_hash, Chunk.object_key, Chunk.duration_seconds, Chunk.sample_rate
-        ).where(Chunk.content_hash.in_(list(content_hashes)), Chunk.status == ChunkStatus.DONE)
-    ).all()
-    found: dict[str, RenderedAudio] = {}
-    for digest, key, duration, rate in rows:
-        if key is not None and duration is not None and rate is not None:
-            found.setdefault(digest, RenderedAudio(key, float(duration), int(rate)))
-    return found
-
-
-def item_chunks(session: Session, *, item_id: uuid.UUID) -> Sequence[Chunk]:
-    return session.scalars(select(Chunk).where(Chunk.item_id == item_id).order_by(Chunk.seq)).all()
-
-
-def failed_chunks(session: Session, *, job_id: uuid.UUID) -> Sequence[Chunk]:
-    return session.scalars(
-        select(Chunk)
-        .where(Chunk.job_id == job_id, Chunk.status == ChunkStatus.FAILED)
-        .order_by(Chunk.seq)
-    ).all()
-
-
-def chunk_items(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """The items these chunks belong to."""
-    return list(
-        session.scalars(select(Chunk.item_id).where(Chunk.id.in_(list(chunk_ids))).distinct())
-    )
-
-
-@dataclass(frozen=True)
-class OpenChunks:
-    """Of some chunks, how many wait to be rendered, and when the first lease held by
-    someone else runs out (None if none is leased)."""
-
-    pending: int
-    leased: int
-    first_expiry: datetime | None
-
-
-def open_among(session: Session, *, chunk_ids: Sequence[uuid.UUID]) -> OpenChunks:
-    """How many of these chunks are not final yet: pending, or leased."""
-    rows = session.execute(
-        select(Chunk.status, func.count(), func.min(Chunk.lease_expires_at))
-        .where(
-            Chunk.id.in_(list(chunk_ids)),
-            Chunk.status.in_([ChunkStatus.PENDING, ChunkStatus.LEASED]),
-        )
-        .group_by(Chunk.status)
-    ).all()
-    counts = {status: (int(count), expiry) for status, count, expiry in rows}
-    leased, expiry = counts.get(ChunkStatus.LEASED, (0, None))
-    if expiry is not None and expiry.tzinfo is None:
-        expiry = expiry.replace(tzinfo=UTC)  # SQLite hands back naive UTC for min()
-    return OpenChunks(counts.get(ChunkStatus.PENDING, (0, None))[0], leased, expiry)
-
-
-def chunk_groups(
-    session: Session, *, job_id: uuid.UUID, size: int, pending_only: bool = True
-) -> list[list[uuid.UUID]]:
-    """The job's chunk ids in reading order, `size` to a message."""
-    query = select(Chunk.id).where(Chunk.job_id == job_id).order_by(Chunk.seq)
-    if pending_only:
-        query = query.where(Chunk.status == ChunkStatus.PENDING)
-    ids = list(session.scalars(query))
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+def take_over_leases(session: Session, *, owner: str, max_attempts: int) -> list[TakenOver]:
+    """Take back every chunk `owner` holds because that renderer died (its process is
+    gone; embedded mode sees that at once). Unlike release_leases the dead renderer's
+    attempt stays counted, so a chunk that kills its renderer fails after max_attempts
+    instead of looping: one that used them all is failed with why, the rest go back to
+    pending. In reading order."""
+    held = and_(Chunk.status == ChunkStatus.LEASED, Chunk.lease_owner == owner)
+    now = utcnow()
+    taken: list[TakenOver] = []
+    for final, to, error in (
+        (True, ChunkStatus.FAILED, {"error": _gave_up(max_attempts)}),
+        (False, ChunkStatus.PENDING, {}),
+    ):
+        scope = (held, Chunk.attempts >= max_attempts) if final else (held,)
+        rows = session.execute(
+            update(Chunk)
+            .where(*scope)
+            .values(status=to, lease_owner=None, lease_expires_at=None, updated_at=now, **error)
+            .returning(Chunk.seq, Chunk.text, Chunk.attempts)
+            .execution_options(synchronize_session=False)
+        ).all()
+        taken += [TakenOver(seq, text, attempts, final) for seq, text, attempts in rows]
+    return sorted(taken, key=lambda chunk: chunk.seq)

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from pipeline.errors import NotFoundError
-from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus, utcnow
+from pipeline.errors import RecordGone
+from pipeline.state.clock import clock
+from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus
 from pipeline.state.updates import conditional_update as _update
 
 
@@ -44,7 +45,7 @@ def claim_ready_items(
     claimed = session.scalars(
         update(Item)
         .where(*where)
-        .values(status=ItemStatus.ASSEMBLING, updated_at=utcnow())
+        .values(status=ItemStatus.ASSEMBLING, updated_at=clock(session, None))
         .returning(Item.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -65,7 +66,7 @@ def items_in_assembly(session: Session, *, job_id: uuid.UUID) -> list[uuid.UUID]
 def get_item(session: Session, *, item_id: uuid.UUID) -> Item:
     item = session.get(Item, item_id)
     if item is None:
-        raise NotFoundError(f"no item {item_id}")
+        raise RecordGone(f"no item {item_id}")
     return item
 
 
@@ -76,35 +77,49 @@ def complete_item(
     object_key: str | None,
     duration: float,
     mastering: dict[str, Any] | None = None,
+    owner: str | None = None,
 ) -> bool:
     """assembling -> done with its output file (None: a chapter that goes only into the
-    book). A second assembly of a done item updates nothing."""
+    book). A second assembly of a done item updates nothing; with `owner`, nor does an
+    assembler whose lease was handed on (pipeline.state.assembly)."""
     return (
         _update(
             session,
             Item,
-            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
+            _assembling(item_id, owner),
             status=ItemStatus.DONE,
+            assembly_owner=None,
+            assembly_expires_at=None,
             object_key=object_key,
             duration_seconds=duration,
             mastering=mastering,
             error=None,
-            updated_at=utcnow(),
+            updated_at=clock(session, None),
         )
         == 1
     )
 
 
-def fail_item(session: Session, *, item_id: uuid.UUID, error: str) -> bool:
-    """assembling -> failed (some of its chunks could not be rendered)."""
+def fail_item(
+    session: Session, *, item_id: uuid.UUID, error: str, owner: str | None = None
+) -> bool:
+    """assembling -> failed (some of its chunks could not be rendered, or its audio
+    cannot be assembled); with `owner`, only while that assembler holds its lease."""
     return (
         _update(
             session,
             Item,
-            (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING),
+            _assembling(item_id, owner),
             status=ItemStatus.FAILED,
             error=error[:4000],
-            updated_at=utcnow(),
+            assembly_owner=None,
+            assembly_expires_at=None,
+            updated_at=clock(session, None),
         )
         == 1
     )
+
+
+def _assembling(item_id: uuid.UUID, owner: str | None) -> tuple[Any, ...]:
+    where: tuple[Any, ...] = (Item.id == item_id, Item.status == ItemStatus.ASSEMBLING)
+    return where if owner is None else (*where, Item.assembly_owner == owner)

@@ -4,8 +4,10 @@ A reconciler (`voicebatch reconcile`) asks this module, now and then, what shoul
 flight and is not: chunks whose lease ran out (their renderer died; they go back to
 pending at once, and Redis would only redeliver its message after the visibility timeout), pending chunks nobody has touched
 for a while when the render queue is empty (a broker restarted without its messages),
-items whose chunks are all final but were never claimed or never assembled, and jobs
-waiting to be finalized. Publishing any of it again is safe: every task may run twice.
+items whose chunks are all final but were never claimed, and items and jobs whose
+assembly lease ran out (their assembler died) or that were claimed and never started
+(pipeline.state.assembly). An item or job being assembled under a live lease is never
+published again. Publishing any of it again is safe: every task may run twice.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from pipeline.state import store
-from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus, Job, JobStatus, utcnow
+from pipeline.state import assembly, store
+from pipeline.state.clock import clock
+from pipeline.state.models import Chunk, ChunkStatus, Item, ItemStatus, Job, JobStatus
 
 
 @dataclass
@@ -32,6 +35,7 @@ class DueWork:
     assemble: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)  # (job, item)
     finalize: list[uuid.UUID] = field(default_factory=list)
     failed_chunks: int = 0  # chunks given up on here, after max_attempts
+    gave_up_assemblies: int = 0  # items and jobs failed here, after max_attempts
     replayed_messages: int = 0  # dead-lettered messages published again (RabbitMQ)
 
     @property
@@ -109,11 +113,14 @@ def find_due_work(
     group_size: int,
     max_attempts: int,
     include_idle_pending: bool,
+    include_unstarted_assembly: bool = True,
     now: datetime | None = None,
 ) -> DueWork:
     """What to publish again. `include_idle_pending`: also pending chunks untouched for
-    `grace` (only when the render queue is empty: a backlog has them queued already)."""
-    now = now or utcnow()
+    `grace` (only when the render queue is empty: a backlog has them queued already);
+    `include_unstarted_assembly`: also items and jobs claimed for assembly and not started
+    for `grace` (only when the assemble queue is empty). Times are the database's clock
+    (`now` fixes it instead: tests)."""
     due = DueWork()
     active = [JobStatus.PENDING, JobStatus.RENDERING]
     # Leases that ran out go back to pending at once (or fail, after max_attempts):
@@ -123,7 +130,12 @@ def find_due_work(
     returned = {chunk_id for _, chunk_id in expired.returned}
     wanted: list[ColumnElement[bool]] = [Chunk.id.in_(list(returned))] if returned else []
     if include_idle_pending:
-        wanted.append(and_(Chunk.status == ChunkStatus.PENDING, Chunk.updated_at < now - grace))
+        wanted.append(
+            and_(
+                Chunk.status == ChunkStatus.PENDING,
+                Chunk.updated_at < clock(session, now, -grace),
+            )
+        )
     rows = (
         session.execute(
             select(Chunk.job_id, Chunk.id)
@@ -140,8 +152,8 @@ def find_due_work(
     due.render = {job: _groups(ids, group_size) for job, ids in by_job.items()}
 
     # Items whose chunks are all final but were never claimed (the claimer died between
-    # its commit and its claim), then items waiting in `assembling` for longer than grace
-    # (their message was lost, or their assembler died).
+    # its commit and its claim); then items whose assembly lease ran out, or that waited
+    # unstarted for longer than grace (their message was lost).
     claimed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for job_id, _, _ in session.execute(
         select(Item.job_id, Job.created_at, Job.id)
@@ -151,19 +163,18 @@ def find_due_work(
         .order_by(Job.created_at, Job.id)
     ).all():
         claimed += [(job_id, item) for item in store.claim_ready_items(session, job_id=job_id)]
-    stale_items = session.execute(
-        select(Item.job_id, Item.id)
-        .join(Job, Job.id == Item.job_id)
-        .where(
-            Job.status.in_([*active, JobStatus.ASSEMBLING]),
-            Item.status == ItemStatus.ASSEMBLING,
-            Item.updated_at < now - grace,
-        )
-        .order_by(Job.created_at, Job.id, Item.position)
-    ).all()
-    due.assemble = claimed + [(job_id, item_id) for job_id, item_id in stale_items]
+    stale = assembly.expire_assembly_leases(
+        session,
+        grace=grace,
+        max_attempts=max_attempts,
+        include_unstarted=include_unstarted_assembly,
+        now=now,
+    )
+    due.assemble = claimed + [pair for pair in stale.items if pair not in set(claimed)]
+    due.gave_up_assemblies = stale.gave_up
 
-    # Jobs whose items are all final: claim them; and jobs left in `assembling`.
+    # Jobs whose items are all final: claim them (published once, here); and jobs whose
+    # finalization lease ran out or that waited unstarted.
     open_items = (
         select(func.count())
         .where(Item.job_id == Job.id, Item.status.in_([ItemStatus.PENDING, ItemStatus.ASSEMBLING]))
@@ -178,10 +189,5 @@ def find_due_work(
         ).all()
         if store.claim_finalization(session, job_id=job_id)
     ]
-    stale_jobs = session.scalars(
-        select(Job.id)
-        .where(Job.status == JobStatus.ASSEMBLING, open_items == 0, Job.updated_at < now - grace)
-        .order_by(Job.created_at, Job.id)
-    )
-    due.finalize = finals + list(stale_jobs)
+    due.finalize = finals + [job for job in stale.jobs if job not in set(finals)]
     return due

@@ -16,12 +16,13 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
-from pipeline.errors import InputError, NotFoundError
+from pipeline.errors import InputError, NotFoundError, RecordGone
 from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace for all state)
     ChunkLease,
     ExpiredLeases,
     OpenChunks,
     RenderedAudio,
+    TakenOver,
     chunk_groups,
     chunk_items,
     complete_chunk,
@@ -35,6 +36,7 @@ from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace f
     open_among,
     release_leases,
     renew_leases,
+    take_over_leases,
 )
 from pipeline.state.items import (  # noqa: F401  (re-exported: one namespace for all state)
     claim_ready_items,
@@ -54,6 +56,7 @@ from pipeline.state.models import (
     JobStatus,
     utcnow,
 )
+from pipeline.state.scoped import has_open_items
 from pipeline.state.specs import (  # noqa: F401  (re-exported: one namespace for all state)
     ChunkSpec,
     ItemSpec,
@@ -144,7 +147,7 @@ def get_job(session: Session, job_ref: str | uuid.UUID) -> Job:
     if isinstance(job_ref, uuid.UUID):
         job = session.get(Job, job_ref)
         if job is None:
-            raise NotFoundError(f"no job {job_ref}")
+            raise RecordGone(f"no job {job_ref}")
         return job
     ref = job_ref.strip().lower()
     try:
@@ -262,12 +265,7 @@ def start_job(session: Session, *, job_id: uuid.UUID) -> bool:
 def claim_finalization(session: Session, *, job_id: uuid.UUID) -> bool:
     """rendering -> assembling once every item is done or failed: the caller, and only
     that one caller, writes the job's whole-book file and manifest."""
-    open_items = session.scalar(
-        select(func.count()).where(
-            Item.job_id == job_id, Item.status.in_([ItemStatus.PENDING, ItemStatus.ASSEMBLING])
-        )
-    )
-    if open_items:
+    if has_open_items(session, job_id=job_id):  # stops at the first open item
         return False
     return _move_job(
         session, job_id, [JobStatus.PENDING, JobStatus.RENDERING], JobStatus.ASSEMBLING

@@ -85,6 +85,7 @@ def make_cluster(
             VOICEBATCH_WORKER_GRACE_SECONDS="4",
             VOICEBATCH_TASK_RETRY_SECONDS="20",
             VOICEBATCH_TEST_ENGINE_JOURNAL=str(journal),
+            VOICEBATCH_ASSEMBLY_JOURNAL=str(tmp_path / "assemblies.journal"),
         ) | {f"VOICEBATCH_{k.upper()}": v for k, v in overrides.items()}
         cluster = Cluster(scenario, env, logs, s3, bucket, journal, redis=redis)
         cluster.watch_leases()

@@ -6,7 +6,8 @@ PostgreSQL database with audit triggers (every status change of every job, item 
 is written to `chaos_transitions` by the database itself), a broker, and a versioned S3
 bucket (so an overwritten object shows as a second version). The test engine writes a
 line per render to a journal, so renders wasted on chunks that were rendered again are
-counted even when the process that did them was killed.
+counted even when the process that did them was killed; assemblers write a line per
+assembly run to another (VOICEBATCH_ASSEMBLY_JOURNAL), so duplicate assemblies are too.
 
 `Cluster.verify` checks, after the faults: every job reached the final state expected;
 every chunk was marked done exactly once and no state moved backwards; no chunk is
@@ -17,7 +18,6 @@ order, each at its place, with silence between them and the book made of its cha
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audio.encode import decode
 from pipeline.config import Settings, load_settings
 from pipeline.engines import engine_info
 from pipeline.plan.documents import document_from_chapters
@@ -43,6 +41,7 @@ from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 from tests.chaos.audit import FINAL
+from tests.chaos.files import PREFIX, check_files  # noqa: F401  (PREFIX: re-exported)
 from tests.chaos.report import RESULTS, ScenarioResult
 from tests.chaos.services import PrivateRedis
 from tests.support.stack import VOICEBATCH, stop_processes
@@ -52,7 +51,6 @@ from workers.dispatch import CeleryDispatcher
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-PREFIX = "audio"
 # The reconciler hands expired leases back within a round (1 s here); one that sits longer
 # than this while the scenario runs breaks "no chunk stays leased past its expiry" (a
 # database outage is the slack).
@@ -75,6 +73,9 @@ class Cluster:
     faults: int = 0
     last_fault: float | None = None
     lease_overdue: float = 0.0
+    # a scenario that takes the database down for longer raises it: leases run out while
+    # the database that holds them is down, and are handed on after it is back
+    max_lease_overdue: float = MAX_LEASE_OVERDUE_SECONDS
     redis: PrivateRedis | None = None  # the private broker, when the scenario restarts it
     _factory: sessionmaker[Session] | None = None
     _watching: threading.Event = field(default_factory=threading.Event)
@@ -128,10 +129,10 @@ class Cluster:
     def assemble_worker(self, name: str = "assemble") -> subprocess.Popen[bytes]:
         return self.start(name, "worker", "--queues", "assemble", "--concurrency", "1")
 
-    def reconciler(self, *, interval: float = 1.0, grace: float = 2.0) -> subprocess.Popen[bytes]:
-        return self.start(
-            "reconcile", "reconcile", "--interval", str(interval), "--grace", str(grace)
-        )
+    def reconciler(
+        self, name: str = "reconcile", *, interval: float = 1.0, grace: float = 2.0
+    ) -> subprocess.Popen[bytes]:
+        return self.start(name, "reconcile", "--interval", str(interval), "--grace", str(grace))
 
     def restart(self, name: str) -> subprocess.Popen[bytes]:
         """Start a process again as it was started (a supervisor's job)."""
@@ -265,11 +266,16 @@ class Cluster:
         recover_seconds: float | None,
         expect: dict[uuid.UUID, JobStatus] | None = None,
         failing: str | None = None,
+        vanished: frozenset[uuid.UUID] = frozenset(),
+        assembly_faulted: bool = False,
     ) -> ScenarioResult:
         """Assert every invariant; record and return the scenario's summary row.
 
         `expect`: job -> final status (default DONE); `failing`: a word whose chunks are
-        meant to fail (poison), all others must be done."""
+        meant to fail (poison), all others must be done; `vanished`: chunks whose object
+        the scenario deleted, which go back from done to pending once and are done again;
+        `assembly_faulted`: the scenario kills an assembler, or takes away what one reads,
+        so an assembly may run again (otherwise none may)."""
         self._watching.set()
         expect = expect or {}
         lost = duplicates = chunks_total = 0
@@ -285,10 +291,20 @@ class Cluster:
                 ]
                 for job in self.jobs
             }
-        backwards = [m for m in moves if m.old in FINAL[m.tbl] and m.new != m.old]
+        reopened = Counter(
+            m.row_id
+            for m in moves
+            if m.row_id in vanished and (m.old, m.new) == ("done", "pending")
+        )
+        assert all(n == 1 for n in reopened.values()), f"reopened more than once: {reopened}"
+        backwards = [
+            m
+            for m in moves
+            if m.old in FINAL[m.tbl] and m.new != m.old and m.row_id not in reopened
+        ]
         assert not backwards, f"states moved backwards: {backwards[:5]}"
         into_done = Counter(m.row_id for m in moves if m.tbl == "chunks" and m.new == "done")
-        twice = {row: n for row, n in into_done.items() if n > 1}
+        twice = {row: n for row, n in into_done.items() if n > 1 + reopened[row]}
         duplicates += len(twice) + len(backwards)
         for job_id, job in jobs.items():
             wanted = expect.get(job_id, JobStatus.DONE)
@@ -315,8 +331,11 @@ class Cluster:
             if job.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED):
                 self._check_files(job_id, layout[job_id], versions)
         assert lost == 0, f"{lost} chunks, items or jobs lost\n{self.counts()}"
-        assert self.lease_overdue <= MAX_LEASE_OVERDUE_SECONDS, self.lease_overdue
+        assert self.lease_overdue <= self.max_lease_overdue, self.lease_overdue
         renders = Counter(line.split()[1] for line in self._journal())
+        assemblies = Counter(" ".join(line.split()[1:3]) for line in self._assembly_journal())
+        again = sum(assemblies.values()) - len(assemblies)
+        assert assembly_faulted or again == 0, f"assemblies run more than once: {assemblies}"
         result = ScenarioResult(
             self.scenario,
             len(jobs),
@@ -327,12 +346,18 @@ class Cluster:
             sum(renders.values()) - len(renders),
             None if recover_seconds is None else round(recover_seconds, 1),
             round(self.lease_overdue, 1),
+            again,
         )
         RESULTS.append(result)
         return result
 
     def _journal(self) -> list[str]:
         return self.journal.read_text().splitlines() if self.journal.exists() else []
+
+    def _assembly_journal(self) -> list[str]:
+        named = self.env.get("VOICEBATCH_ASSEMBLY_JOURNAL")
+        path = Path(named) if named else None
+        return path.read_text().splitlines() if path is not None and path.exists() else []
 
     def _object_versions(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
@@ -349,47 +374,7 @@ class Cluster:
     def _check_files(
         self, job_id: uuid.UUID, items: list[tuple[Any, list[Any]]], versions: dict[str, int]
     ) -> None:
-        """The manifest lists the database's chunks in order, and every file holds them."""
-        folder = f"{PREFIX}/jobs/{job_id}"
-        manifest = json.loads(self._get(f"{folder}/manifest.json"))
-        done = [(item, chunks) for item, chunks in items if item.status == ItemStatus.DONE]
-        assert [c["file"] for c in manifest["chapters"]] == [i.object_key for i, _ in done]
-        book = decode(self._get(f"{folder}/{manifest['file']}")).audio
-        for entry, (_, chunks) in zip(manifest["chapters"], done, strict=True):
-            assert [c["text"] for c in entry["chunks"]] == [c.text for c in chunks]
-            chapter = decode(self._get(f"{folder}/{entry['file']}"))
-            audio, rate = chapter.audio, chapter.sample_rate
-            # the book is its chapters, each at its place, sample for sample
-            assert np.array_equal(book[entry["start_sample"] : entry["end_sample"]], audio)
-            covered = np.zeros(len(audio), bool)
-            gains = []
-            for placed, chunk in zip(entry["chunks"], chunks, strict=True):
-                assert versions.get(f"{PREFIX}/{chunk.object_key}") == 1, chunk.object_key
-                reference = decode(self._get(f"{PREFIX}/{chunk.object_key}")).audio
-                start, gain = _locate(audio, reference, round(placed["start"] * rate))
-                covered[start : start + len(reference)] = True
-                gains.append(gain)
-            # one mastering gain for the whole chapter, and silence between its chunks
-            assert max(gains) - min(gains) <= 2e-3 * max(gains), gains
-            assert float(np.max(np.abs(audio[~covered]), initial=0.0)) < 2e-3
-
-
-def _locate(audio: np.ndarray, reference: np.ndarray, near: int) -> tuple[int, float]:
-    """Where `reference` (scaled by one gain) sits in `audio` within a few ms of `near`;
-    fails unless it is there, whole and unchanged but for the gain."""
-    best: tuple[float, int, float] | None = None
-    for start in range(max(0, near - 40), near + 41):
-        segment = audio[start : start + len(reference)]
-        if len(segment) != len(reference):
-            continue
-        gain = float(segment @ reference) / float(reference @ reference)
-        residual = float(np.linalg.norm(segment - gain * reference)) / (
-            float(np.linalg.norm(segment)) or 1.0
-        )
-        if best is None or residual < best[0]:
-            best = (residual, start, gain)
-    assert best is not None and best[0] < 2e-3, f"chunk not found near sample {near}: {best}"
-    return best[1], best[2]
+        check_files(self._get, job_id, items, versions)
 
 
 def base_env(**values: str) -> dict[str, str]:

@@ -22,6 +22,7 @@ class ScenarioResult:
     wasted: int  # renders beyond the first of each chunk's text (work done again)
     recover_seconds: float | None  # last fault -> every job final
     lease_overdue_seconds: float  # the longest an expired lease sat before it was taken over
+    duplicate_assemblies: int = 0  # assembly runs beyond the first per item and job
 
 
 RESULTS: list[ScenarioResult] = []
@@ -31,12 +32,13 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
     """The results as a Markdown table, one row a scenario."""
     head = (
         "| scenario | jobs | chunks | faults injected | duplicates | lost "
-        "| wasted renders | time to recover | longest expired lease |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| wasted renders | duplicate assemblies | time to recover | longest expired lease |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     rows = [
         f"| {r.scenario} | {r.jobs} | {r.chunks} | {r.faults} | {r.duplicates} | {r.lost} "
-        f"| {r.wasted} | {'' if r.recover_seconds is None else f'{r.recover_seconds:.1f} s'} "
+        f"| {r.wasted} | {r.duplicate_assemblies} "
+        f"| {'' if r.recover_seconds is None else f'{r.recover_seconds:.1f} s'} "
         f"| {r.lease_overdue_seconds:.1f} s |"
         for r in sorted(results, key=lambda r: int(r.scenario.split(".")[0]))
     ]

@@ -51,19 +51,19 @@ def test_lost_render_messages_are_published_again_only_when_the_queue_is_idle(
 ) -> None:
     job_id = new_job(app)
     due = reconcile_once(app, grace=NOW)
-    sent = messages("render")
+    sent = messages("render.test-tone")
     with transaction(app.context.resources.factory) as session:
         chunk_ids = {
             str(c.id)
             for i in store.job_items(session, job_id=job_id)
             for c in store.item_chunks(session, item_id=i.id)
         }
-    assert due.chunks == len(chunk_ids) and queue_depth(app, "render") == len(sent)
+    assert due.chunks == len(chunk_ids) and queue_depth(app, "render.test-tone") == len(sent)
     assert {c for args in sent for c in args[1]} == chunk_ids and {a[0] for a in sent} == {
         str(job_id)
     }
     # the queue holds them now: a second round adds nothing (a backlog is not a loss)
-    assert reconcile_once(app, grace=NOW).chunks == 0 and len(messages("render")) == len(sent)
+    assert reconcile_once(app, grace=NOW).chunks == 0 and len(messages("render.test-tone")) == len(sent)
 
 
 def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: VoicebatchCelery) -> None:
@@ -79,7 +79,7 @@ def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: Voicebatc
             max_attempts=3,
         )
     due = reconcile_once(app, grace=timedelta(hours=1))  # idle pending chunks are not due yet
-    assert [c for args in messages("render") for c in args[1]] == [str(c.chunk_id) for c in dead]
+    assert [c for args in messages("render.test-tone") for c in args[1]] == [str(c.chunk_id) for c in dead]
     assert due.failed_chunks == 0
     with transaction(factory) as session:  # the same two die twice more: 3 attempts
         for _ in range(2):
@@ -100,6 +100,8 @@ def test_expired_leases_are_republished_and_exhausted_chunks_fail(app: Voicebatc
 
 
 def test_items_and_jobs_left_unclaimed_or_unassembled_are_driven_on(app: VoicebatchCelery) -> None:
+    import redis
+
     job_id = new_job(app)
     factory = app.context.resources.factory
     with transaction(factory) as session:  # every chunk done, and then the renderer died
@@ -122,6 +124,9 @@ def test_items_and_jobs_left_unclaimed_or_unassembled_are_driven_on(app: Voiceba
     assert sorted(a[1] for a in messages("assemble")) == sorted(str(i.id) for i in items)
     # claimed a moment ago: not republished until they have waited for `grace`
     assert reconcile_once(app, grace=timedelta(hours=1)).assemble == []
+    # nor while their messages wait in the assemble queue (a backlog, not a loss)
+    assert reconcile_once(app, grace=NOW).assemble == []
+    redis.Redis.from_url(private_redis_url()).delete("assemble")  # the broker lost them
     assert len(reconcile_once(app, grace=NOW).assemble) == 2
     with transaction(factory) as session:
         for item in items:
@@ -146,10 +151,10 @@ def test_only_the_reconciler_holding_the_lock_acts(app: VoicebatchCelery) -> Non
     try:
         assert first.held()
         assert reconcile_once(app, grace=NOW, lock=second) is None
-        assert messages("render") == []  # the waiting one published nothing
+        assert messages("render.test-tone") == []  # the waiting one published nothing
         due = reconcile_once(app, grace=NOW, lock=first)
         assert due is not None and due.chunks > 0
-        assert {args[0] for args in messages("render")} == {str(job_id)}
+        assert {args[0] for args in messages("render.test-tone")} == {str(job_id)}
         first.release()  # the acting reconciler stops: the other takes over
         assert second.held()
         assert reconcile_once(app, grace=NOW, lock=second) is not None
