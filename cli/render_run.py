@@ -47,6 +47,9 @@ def run_render(
             f"{verb} job [bold]{job.job_id}[/] ({job.chunks_total} chunks)", highlight=False
         )
 
+    def notice(line: str) -> None:
+        err_console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
     stopped: dict[str, int] = {}
 
     def stop(signum: int, _frame: object) -> None:
@@ -67,6 +70,7 @@ def run_render(
                 progress=progress,
                 on_planned=planned,
                 cover=cover,
+                notice=notice,
             )
     except KeyboardInterrupt:
         err_console.print(
@@ -102,6 +106,9 @@ def print_outcome(outcome: RenderOutcome) -> None:
         f"in {seconds['total']:.1f} s" + (f" ({speed:.1f}x real time)" if speed else ""),
         highlight=False,
     )
+    if outcome.read_along:
+        epub = outcome.output_dir / outcome.read_along
+        console.print(f"read-along EPUB: {epub}", highlight=False, soft_wrap=True)
     if assembly is None:
         console.print(
             f"job {outcome.job.job_id} was already finished; outputs in {outcome.output_dir}"
@@ -132,9 +139,14 @@ def print_outcome(outcome: RenderOutcome) -> None:
             f"  and {len(assembly.other_files)} more: {', '.join(kinds)}", highlight=False
         )
     for failed in assembly.failed_chunks:
+        text = str(failed.get("text") or "")
+        quoted = repr(text if len(text) <= 70 else text[:67] + "...")
         err_console.print(
-            f"[red]failed[/] chunk {failed['seq']} ({failed['item']}): {failed['error']}",
+            f"failed chunk {failed['seq']} ({failed['item']}) {quoted}: {failed['error']}",
+            style="red",
+            markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     if assembly.failed_chunks:
         raise typer.Exit(1)

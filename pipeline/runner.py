@@ -18,14 +18,17 @@ from pipeline.assemble.embedded import assemble_job
 from pipeline.assemble.items import AssemblyResult
 from pipeline.assemble.keys import cover_key
 from pipeline.assemble.manifest import manifest_files, manifest_of_job
+from pipeline.assemble.read_along import write_read_along
 from pipeline.audio.cover import Cover
 from pipeline.config import Settings
 from pipeline.engines import (
     Engine,
 )
+from pipeline.errors import ChunkObjectsMissing
 from pipeline.ingest import ParsedSource
 from pipeline.plan.jobs import PlannedJob, plan_job
 from pipeline.plan.prepare import load_engine
+from pipeline.render.jobs import Notice
 from pipeline.render.producers import producer_count, render_job_concurrently
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
 from pipeline.stages import mark as mark_time
@@ -43,6 +46,7 @@ class RenderOutcome:
     assembly: AssemblyResult | None
     output_dir: Path
     seconds: dict[str, float]
+    read_along: str | None = None  # the read-along EPUB's key, when one was written
 
 
 @dataclass
@@ -93,10 +97,12 @@ def render_file(
     progress: ProgressCallback | None = None,
     on_planned: Callable[[PlannedJob], None] | None = None,
     cover: Cover | None = None,
+    notice: Notice | None = None,
 ) -> RenderOutcome:
     """Plan (or resume) the job for `parsed`, render what is missing, and assemble into
     output_dir. A cover is written into the folder first (cover.jpg or cover.png), where
-    assembly reads it from, as workers read it from a job's folder in distributed mode."""
+    assembly reads it from, as workers read it from a job's folder in distributed mode.
+    `notice` is told, in one line, what a previous run that crashed died on."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     engine = runtime.load_engine()
@@ -133,7 +139,11 @@ def render_file(
         )
 
     stats = render_job_concurrently(
-        renderer, planned.job_id, producers=producer_count(engine), progress=progress
+        renderer,
+        planned.job_id,
+        producers=producer_count(engine),
+        progress=progress,
+        notice=notice,
     )
     timings["render"] = time.perf_counter() - mark
     mark_time("chunks_done")
@@ -142,13 +152,32 @@ def render_file(
     assembly = None
     finished = planned.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED, JobStatus.FAILED)
     if not (finished and stats.rendered == 0 and outputs_current(output_store, planned.job_id)):
-        assembly = assemble_job(
-            runtime.factory,
-            job_id=planned.job_id,
-            chunk_store=runtime.chunk_store,
-            output_store=output_store,
-        )
+        for _ in range(runtime.settings.max_attempts):
+            try:
+                assembly = assemble_job(
+                    runtime.factory,
+                    job_id=planned.job_id,
+                    chunk_store=runtime.chunk_store,
+                    output_store=output_store,
+                    max_attempts=runtime.settings.max_attempts,
+                )
+                break
+            except ChunkObjectsMissing:  # back to pending: render them again, then assemble
+                stats = render_job_concurrently(
+                    renderer,
+                    planned.job_id,
+                    producers=producer_count(engine),
+                    progress=progress,
+                    notice=notice,
+                )
+        else:
+            raise ChunkObjectsMissing(f"chunk audio of job {planned.job_id} keeps vanishing")
     timings["assemble"] = time.perf_counter() - mark
     mark_time("assemble_done")
+    read_along = None
+    if runtime.settings.read_along and manifest_of_job(output_store, planned.job_id):
+        mark = time.perf_counter()  # after assembly (and QA's word times) has written
+        read_along = write_read_along(output_store, parsed.document, where=str(parsed.source.path))
+        timings["read_along"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
-    return RenderOutcome(planned, stats, assembly, output_dir, timings)
+    return RenderOutcome(planned, stats, assembly, output_dir, timings, read_along)

@@ -5,7 +5,8 @@ per worker process (after a fork the database pool must not be shared), the engi
 loaded before the first task. `WorkerContext` adds what a task needs of its worker: a
 publisher for the messages that follow, its metrics, and whether it is stopping. Tasks
 receive both explicitly instead of reaching into the Celery app or module globals.
-Besides workers.metrics (a leaf too), this module imports nothing from `workers`.
+Besides workers.metrics (a leaf too, with workers.gpu), this module imports nothing from
+`workers`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
-from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex
+from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex, index_ttl_seconds
+from pipeline.render.failures import EngineHealth
 from pipeline.state.db import PoolLimits, open_database
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.factory import open_store, store_at
@@ -31,6 +33,14 @@ from workers.metrics import WorkerMetrics
 
 class TaskPublisher(Protocol):
     """Publishes the messages a task hands on (workers.dispatch.CeleryDispatcher)."""
+
+    def render(
+        self,
+        job_id: uuid.UUID,
+        groups: Sequence[Sequence[uuid.UUID]],
+        *,
+        engine: str | None = None,
+    ) -> None: ...
 
     def assemble(self, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None: ...
 
@@ -46,6 +56,8 @@ class WorkerResources:
     chunk_store: ObjectStore
     index: ChunkIndex | None
     _engine: Engine | None = None
+    # what the engine did lately, across every task of this process (render.failures)
+    health: EngineHealth = field(default_factory=EngineHealth)
     _outputs: dict[str, ObjectStore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -60,7 +72,11 @@ class WorkerResources:
             settings=settings,
             factory=factory,
             chunk_store=open_store(settings.resolved_storage_url, settings),
-            index=RedisChunkIndex.from_url(redis_url) if redis_url else None,
+            index=(
+                RedisChunkIndex.from_url(redis_url, ttl_seconds=index_ttl_seconds(settings))
+                if redis_url
+                else None
+            ),
         )
 
     @property

@@ -6,6 +6,15 @@ AWS (IMDSv2): a session token from `PUT /latest/api/token`, then
 minutes ahead) and `/latest/meta-data/events/recommendations/rebalance` (an early hint).
 GCP: `GET /computeMetadata/v1/instance/preempted` with `Metadata-Flavor: Google` ("TRUE"
 about 30 s ahead). The base URL is a setting, so tests run a fake metadata server.
+
+An interruption or preemption notice drains the worker. A rebalance recommendation does
+not: it says the instance is at a raised risk of interruption, not that one is coming,
+and it stays posted, so a worker drained on it would be restarted by its supervisor
+into the same recommendation and drained again, for ever. It is logged once and
+counted (`voicebatch_spot_notices_total{kind="rebalance"}`), work goes on, and the
+watcher keeps looking for the interruption notice, which still gives two minutes. Moving
+capacity off a risky instance early is the autoscaler's job (an EC2 Auto Scaling group's
+Capacity Rebalancing launches the replacement on the same recommendation).
 """
 
 from __future__ import annotations
@@ -17,9 +26,28 @@ from dataclasses import dataclass
 
 import httpx
 
+from pipeline.config import Settings
+
 log = logging.getLogger(__name__)
 
 DEFAULT_URLS = {"aws": "http://169.254.169.254", "gcp": "http://metadata.google.internal"}
+# How long before the machine goes each provider's notice comes: AWS's two-minute warning;
+# GCP's preemption notice, which is also all the time its shutdown gives a SIGTERM.
+NOTICE_SECONDS = {"aws": 120.0, "gcp": 30.0}
+# What the stop itself needs after the grace: handing back, closing connections, exiting.
+STOP_MARGIN_SECONDS = 5.0
+
+
+def effective_grace(settings: Settings) -> float:
+    """The stop grace a worker uses: VOICEBATCH_WORKER_GRACE_SECONDS, capped, when a spot
+    provider is watched, so the stop ends inside its notice: the notice, minus a poll (the
+    notice may be seen that late), minus a margin for the stop itself. The default 60 s
+    becomes 20 s on GCP (30 - 5 - 5); on AWS it fits (120 - 5 - 5 = 110)."""
+    grace = float(settings.worker_grace_seconds)
+    notice = NOTICE_SECONDS.get(settings.spot_provider)
+    if notice is None:
+        return grace
+    return min(grace, max(0.0, notice - settings.spot_poll_seconds - STOP_MARGIN_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -30,13 +58,16 @@ class SpotNotice:
 
 
 class SpotWatcher(threading.Thread):
-    """Polls every `poll_seconds`; calls `on_notice` once, on the first notice it sees."""
+    """Polls every `poll_seconds`; calls `on_notice` once, on the first interruption (or
+    preemption) notice it sees, and `on_hint` once, on the first rebalance
+    recommendation, after which it goes on watching."""
 
     def __init__(
         self,
         provider: str,
         *,
         on_notice: Callable[[SpotNotice], None],
+        on_hint: Callable[[SpotNotice], None] | None = None,
         base_url: str | None = None,
         poll_seconds: float = 5.0,
     ) -> None:
@@ -47,6 +78,8 @@ class SpotWatcher(threading.Thread):
         self.base = (base_url or DEFAULT_URLS[provider]).rstrip("/")
         self.poll_seconds = poll_seconds
         self.on_notice = on_notice
+        self.on_hint = on_hint
+        self.hint: SpotNotice | None = None
         self.stopped = threading.Event()
         self.notice: SpotNotice | None = None
         self.http = httpx.Client(timeout=2.0)
@@ -93,6 +126,18 @@ class SpotWatcher(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             notice = self.check()
+            if notice is not None and notice.kind == "rebalance":
+                if self.hint is None:
+                    self.hint = notice
+                    log.warning(
+                        "spot rebalance recommendation from %s: %s; working on until an "
+                        "interruption notice",
+                        notice.provider,
+                        notice.detail,
+                    )
+                    if self.on_hint is not None:
+                        self.on_hint(notice)
+                notice = None
             if notice is not None:
                 self.notice = notice
                 log.warning(

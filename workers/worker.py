@@ -9,12 +9,11 @@ import signal
 import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from pipeline.batching import BatchingEngine
 from pipeline.config import Settings
@@ -24,8 +23,9 @@ from pipeline.state import store
 from pipeline.state.db import transaction
 from workers import metrics
 from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
-from workers.celery_config import QUEUES, RENDER_QUEUE
-from workers.spot import SpotNotice, SpotWatcher
+from workers.celery_config import RENDER_QUEUE, render_queue, worker_queues
+from workers.spot import SpotNotice, SpotWatcher, effective_grace
+from workers.stop import WorkerStop
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -68,11 +68,9 @@ def run_worker(
 
     `concurrency` None: for the threads pool, enough task threads to keep the engine's
     batches full (`render_threads`); for prefork, one child per core."""
-    unknown = [q for q in queues if q not in QUEUES]
-    if not queues or unknown:
-        raise InputError(
-            f"unknown queue {', '.join(unknown) or '(none)'}: use {' and/or '.join(QUEUES)}"
-        )
+    # `render` is this worker's engine's own render queue (`render.<engine>`).
+    consumed = worker_queues(queues, settings.engine)
+    queues = [RENDER_QUEUE if q == render_queue(settings.engine) else q for q in consumed]
     if pool not in POOLS:
         raise InputError(f"unknown pool {pool!r}: use one of {', '.join(POOLS)}")
     if pool == "prefork" and settings.worker_metrics_port:
@@ -109,8 +107,10 @@ def run_worker(
         else:
             concurrency = DEFAULT_THREADS
     if settings.worker_metrics_port:
-        metrics.serve(settings.worker_metrics_port)
-    _drain_on_shutdown(app)
+        info = metrics.ProcessInfo(settings, gpus=RENDER_QUEUE in queues)
+        app.metrics.prepare(engine=settings.engine if RENDER_QUEUE in queues else None)
+        metrics.serve(settings.worker_metrics_port, info=info)
+    _bound_the_stop(app, prefork=pool == "prefork")
     if settings.spot_provider != "none":
         _watch_spot(settings, app.metrics.spot_notices)
     hostname = name or f"{'+'.join(queues)}-{os.getpid()}@{socket.gethostname()}"
@@ -118,7 +118,7 @@ def run_worker(
         [
             "worker",
             "--queues",
-            ",".join(queues),
+            ",".join(consumed),
             "--pool",
             pool,
             "--concurrency",
@@ -133,28 +133,40 @@ def run_worker(
     )
 
 
-def _drain_on_shutdown(app: VoicebatchCelery) -> None:
-    """On SIGTERM (or a spot notice) Celery stops taking messages and gives running tasks
-    VOICEBATCH_WORKER_GRACE_SECONDS. Tasks hand their messages back instead of waiting for
-    more; leases still held a few seconds before the deadline are released, so other
-    workers take those chunks over at once instead of after the leases expire."""
+def _bound_the_stop(app: VoicebatchCelery, *, prefork: bool) -> WorkerStop:
+    """On SIGTERM (or a spot notice) Celery stops taking messages; running tasks hand
+    their messages back at their next turn, and whatever still runs when the grace is
+    nearly over is cut off: its leases released, its message requeued, the worker gone
+    by the deadline, with either pool (workers.stop). The grace is
+    VOICEBATCH_WORKER_GRACE_SECONDS, capped by the spot provider's notice."""
+    grace = effective_grace(app.settings)
+    if grace < app.settings.worker_grace_seconds:
+        print(
+            f"stop grace {grace:.0f} s: VOICEBATCH_WORKER_GRACE_SECONDS "
+            f"({app.settings.worker_grace_seconds}) does not fit in a "
+            f"{app.settings.spot_provider} spot notice",
+            file=sys.stderr,
+            flush=True,
+        )
+    # A cold shutdown (SIGQUIT, a second Ctrl-C) waits this long before cancelling.
+    app.conf.worker_soft_shutdown_timeout = grace
 
-    def release_all() -> None:
+    def release() -> int:
         owners = list(app.active_owners)
         if not owners:
-            return
+            return 0
         with transaction(app.context.resources.factory) as session:
-            released = sum(store.release_leases(session, owner=owner) for owner in owners)
-        log.warning("stopping: released %d leased chunks for other workers", released)
+            return sum(store.release_leases(session, owner=owner) for owner in owners)
 
-    def on_shutdown(**_: object) -> None:
-        app.draining.set()
-        margin = max(0.0, app.settings.worker_grace_seconds - 3.0)
-        timer = threading.Timer(margin, release_all)
-        timer.daemon = True
-        timer.start()
-
-    worker_shutting_down.connect(on_shutdown, weak=False)
+    stop = WorkerStop(grace=grace, draining=app.draining, release=release)
+    worker_shutting_down.connect(lambda **_: stop.request(), weak=False)
+    worker_ready.connect(lambda sender, **_: stop.attach(sender), weak=False)
+    stop.watch(child=False)
+    if prefork:
+        # Each pool child drains and cuts itself off too: only the main process hears
+        # the signal, and only a child can release the leases its tasks hold.
+        worker_process_init.connect(lambda **_: stop.watch(child=True), weak=False)
+    return stop
 
 
 def _watch_spot(settings: Settings, notices: Counter) -> None:
@@ -162,9 +174,13 @@ def _watch_spot(settings: Settings, notices: Counter) -> None:
         notices.labels(notice.provider, notice.kind).inc()
         os.kill(os.getpid(), signal.SIGTERM)  # the same drain as a SIGTERM from outside
 
+    def hint(notice: SpotNotice) -> None:
+        notices.labels(notice.provider, notice.kind).inc()  # counted; work goes on
+
     SpotWatcher(
         settings.spot_provider,
         on_notice=drain,
+        on_hint=hint,
         base_url=settings.spot_metadata_url,
         poll_seconds=settings.spot_poll_seconds,
     ).start()

@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
-from pipeline.render.jobs import render_job
+from pipeline.render.jobs import Notice, RenderGate, render_job
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderProgress, RenderStats
 
 PRODUCERS_PER_BATCHER = 2
@@ -45,14 +45,17 @@ def render_job_concurrently(
     *,
     producers: int,
     progress: ProgressCallback | None = None,
+    notice: Notice | None = None,
 ) -> RenderStats:
     """`render_job` on `producers` threads at once; their stats combined.
 
     If one producer fails (or the caller is interrupted, Ctrl-C), the others stop after
-    the batch they hold, hand back their leases, and the first failure is raised."""
+    the batch they hold, hand back their leases, and the first failure is raised. They
+    share one RenderGate: a chunk suspected of killing the process renders alone."""
     if producers <= 1:
-        return render_job(make_renderer(), job_id, progress=progress)
+        return render_job(make_renderer(), job_id, progress=progress, notice=notice)
     renderers = [make_renderer() for _ in range(producers)]
+    gate = RenderGate()
     lock = threading.Lock()
 
     def report(update: RenderProgress) -> None:
@@ -62,7 +65,10 @@ def render_job_concurrently(
             progress(replace(update, stats=combined(r.stats for r in renderers)))
 
     with ThreadPoolExecutor(producers, thread_name_prefix="producer") as pool:
-        futures = [pool.submit(render_job, r, job_id, progress=report) for r in renderers]
+        futures = [
+            pool.submit(render_job, r, job_id, progress=report, notice=notice, gate=gate)
+            for r in renderers
+        ]
         try:
             # the first failure, whichever producer has it, stops the others at once
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)

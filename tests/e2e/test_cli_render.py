@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -156,11 +157,34 @@ def test_rerun_of_a_finished_render_does_no_work(rendered: tuple[Path, Path, obj
     assert "rendered 0 chunks, 0 from cache" in again.stdout and "already finished" in again.stdout
 
 
+def _writer_when_paused(fifo: Path, proc: subprocess.Popen[str], seconds: float) -> int:
+    """Open `fifo` for writing once the render waits on it (the test engine's pause):
+    until then there is no reader and the open fails with ENXIO."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+        assert proc.poll() is None, f"render ended before its pause: {proc.communicate()}"
+        assert time.monotonic() < deadline, "render never reached its pause"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_stop_then_rerun_renders_only_what_was_missing(tmp_path: Path, sig: int, code: int) -> None:
-    data, out = tmp_path / "data", tmp_path / "out"
+    """The render is stopped while its engine is at its fourth chunk, three done: the test
+    engine waits on a FIFO there until the signal has been sent, so the stop cannot come
+    too late (after the render ended) however busy the machine is."""
+    data, out, fifo = tmp_path / "data", tmp_path / "out", tmp_path / "pause"
+    os.mkfifo(fifo)
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}
-    env["VOICEBATCH_DATA_DIR"] = str(data)
+    env |= {"VOICEBATCH_DATA_DIR": str(data), "VOICEBATCH_ENGINE": "test-tone"}
+    paused = env | {
+        "VOICEBATCH_TEST_ENGINE_PAUSE_FIFO": str(fifo),
+        "VOICEBATCH_TEST_ENGINE_PAUSE_AFTER": "3",
+    }
     args = [
         VOICEBATCH,
         "render",
@@ -174,29 +198,21 @@ def test_stop_then_rerun_renders_only_what_was_missing(tmp_path: Path, sig: int,
         "-q",
     ]
     proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-    def done_chunks() -> int:
-        try:
-            with sqlite3.connect(data / "voicebatch.db", timeout=5) as db:
-                return int(
-                    db.execute("select count(*) from chunks where status = 'done'").fetchone()[0]
-                )
-        except sqlite3.OperationalError:
-            return 0
-
-    deadline = time.monotonic() + 120
-    while done_chunks() < 3 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(sig)  # Ctrl-C, or `kill` (a spot reclaim, a closing terminal)
+    writer = _writer_when_paused(fifo, proc, seconds=120)
+    try:
+        proc.send_signal(sig)  # Ctrl-C, or `kill` (a spot reclaim, a closing terminal)
+    finally:
+        os.close(writer)  # the engine goes on (or is interrupted already)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     assert "interrupted" in stderr and "resume" in stderr
-    before = done_chunks()
     with sqlite3.connect(data / "voicebatch.db") as db:
-        total, leased = db.execute("select count(*), sum(status = 'leased') from chunks").fetchone()
-    assert 3 <= before < total and leased == 0
+        total, before, leased = db.execute(
+            "select count(*), sum(status = 'done'), sum(status = 'leased') from chunks"
+        ).fetchone()
+    assert before == 3 and total > before and leased == 0
     assert not (out / "manifest.json").exists()
 
     resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)

@@ -45,11 +45,29 @@ def test_aws_interruption_notice_is_seen_with_an_imdsv2_token(metadata: FakeMeta
     assert "/latest/api/token" in metadata.paths  # IMDSv2: a token first, every time
 
 
-def test_aws_rebalance_recommendation_counts_as_a_notice(metadata: FakeMetadata) -> None:
+def test_aws_rebalance_recommendation_is_a_hint_once_and_does_not_drain(
+    metadata: FakeMetadata,
+) -> None:
+    """It stays posted: draining on it would restart the worker into it for ever. It is
+    reported once; the interruption notice that may follow still drains."""
     metadata.aws_rebalance = '{"noticeTime": "2026-11-25T06:20:00Z"}'
-    _watcher, fired, seen = _watch("aws", metadata)
+    hints: list[SpotNotice] = []
+    seen: list[SpotNotice] = []
+    fired = threading.Event()
+
+    def on_notice(notice: SpotNotice) -> None:
+        seen.append(notice)
+        fired.set()
+
+    watcher = SpotWatcher(
+        "aws", on_notice=on_notice, on_hint=hints.append, base_url=metadata.url, poll_seconds=0.05
+    )
+    watcher.start()
+    time.sleep(0.6)  # many polls, all seeing the recommendation
+    assert not fired.is_set() and [h.kind for h in hints] == ["rebalance"]
+    metadata.aws_action = '{"action": "terminate", "time": "2026-11-25T06:30:00Z"}'
     assert fired.wait(2)
-    assert seen[0].kind == "rebalance"
+    assert [n.kind for n in seen] == ["interruption"] and len(hints) == 1
 
 
 def test_gcp_preemption_is_seen_with_the_metadata_flavor_header(metadata: FakeMetadata) -> None:
