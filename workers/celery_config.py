@@ -1,21 +1,26 @@
 """Celery configuration: broker transport, queues and routing, each following from an
 invariant in ARCHITECTURE.md.
 
-Queues: `render` (engine work, GPU workers) and `assemble` (mastering and encoding, CPU
-workers). Messages carry ids only; the database is the record and every task may run
-twice. Results are not stored: job state lives in the database.
+Queues: one render queue per engine, `render.<engine>` (engine work: GPU workers for
+maya1, CPU for piper), and `assemble` (mastering and encoding, CPU workers). A job's
+render messages go to its engine's queue, and a worker consumes only its own engine's
+(`--queues render` names it), so no worker is handed a job it cannot render. Messages
+carry ids only; the database is the record and every task may run twice. Results are
+not stored: job state lives in the database.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kombu import Exchange, Queue
 
 from pipeline.config import Settings
-from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK
+from pipeline.engines import ENGINES
+from pipeline.errors import InputError
+from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_QUEUE, render_queue
 
-RENDER_QUEUE = "render"
 ASSEMBLE_QUEUE = "assemble"
 QUEUES = (RENDER_QUEUE, ASSEMBLE_QUEUE)
 DEAD_LETTER_EXCHANGE = "voicebatch.dlx"
@@ -29,10 +34,37 @@ def is_amqp(url: str) -> bool:
     return url.startswith(("amqp://", "amqps://"))
 
 
+def render_queues() -> list[str]:
+    """Every engine's render queue."""
+    return [render_queue(name) for name in sorted(ENGINES)]
+
+
+def worker_queues(queues: Sequence[str], engine: str) -> list[str]:
+    """The broker queues a worker running `engine` consumes for the `--queues` it was
+    given: `render` is its engine's render queue (`render.<engine>`, also accepted as
+    such), `assemble` the assembly queue. Another engine's render queue is refused: this
+    worker could not render its jobs."""
+    unknown = [q for q in queues if q not in QUEUES and q not in render_queues()]
+    if not queues or unknown:
+        raise InputError(
+            f"unknown queue {', '.join(unknown) or '(none)'}: use {' and/or '.join(QUEUES)}"
+        )
+    own = render_queue(engine)
+    other = [q for q in queues if q.startswith(f"{RENDER_QUEUE}.") and q != own]
+    if other:
+        raise InputError(
+            f"this worker runs engine {engine}: it renders from {own} (--queues render), "
+            f"not {', '.join(other)}; set VOICEBATCH_ENGINE for that queue's workers"
+        )
+    mapped = [own if q == RENDER_QUEUE else q for q in queues]
+    return list(dict.fromkeys(mapped))
+
+
 def task_queues(broker_url: str) -> list[Queue]:
     """The queues the tasks are routed to (and, on RabbitMQ, the dead-letter queue)."""
+    names = [*render_queues(), ASSEMBLE_QUEUE]
     if not is_amqp(broker_url):
-        return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES]
+        return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in names]
     # RabbitMQ: replicated quorum queues; messages that cannot be delivered go to a
     # dead-letter queue someone can inspect instead of vanishing.
     arguments = {
@@ -44,7 +76,7 @@ def task_queues(broker_url: str) -> list[Queue]:
     # route through direct ones.
     queues = [
         Queue(name, Exchange(name, type="topic"), routing_key=name, queue_arguments=arguments)
-        for name in QUEUES
+        for name in names
     ]
     dead = Queue(
         DEAD_LETTER_QUEUE,
@@ -75,9 +107,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,  # ... also when its pool child is killed
         "worker_prefetch_multiplier": 1,  # nothing sits reserved in a worker that may die
         "task_queues": task_queues(settings.broker_url),
-        "task_default_queue": RENDER_QUEUE,
+        # Render messages name their engine's queue when they are sent (dispatch.py).
+        "task_default_queue": render_queue(settings.engine),
         "task_routes": {
-            RENDER_TASK: {"queue": RENDER_QUEUE, "routing_key": RENDER_QUEUE},
             ASSEMBLE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
             FINALIZE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
         },

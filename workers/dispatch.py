@@ -12,6 +12,12 @@ from pipeline.errors import RetryableError
 RENDER_TASK = "voicebatch.render_chunks"
 ASSEMBLE_TASK = "voicebatch.assemble_item"
 FINALIZE_TASK = "voicebatch.finalize_job"
+RENDER_QUEUE = "render"  # as `--queues` names it: the worker's own engine's render queue
+
+
+def render_queue(engine: str) -> str:
+    """The queue a job's render messages go to: one per engine, `render.<engine>`."""
+    return f"{RENDER_QUEUE}.{engine}"
 
 
 class CeleryDispatcher:
@@ -20,19 +26,29 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def _send(self, messages: Sequence[tuple[str, list[object]]]) -> None:
+    def _send(self, messages: Sequence[tuple[str, list[object]]], queue: str | None = None) -> None:
+        options = {} if queue is None else {"queue": queue}
         try:
             with self.app.producer_or_acquire() as producer:
                 for name, args in messages:
-                    self.app.send_task(name, args=args, producer=producer)
+                    self.app.send_task(name, args=args, producer=producer, **options)
         except Exception as exc:
             if isinstance(exc, RetryableError):
                 raise
             raise RetryableError(f"broker unreachable: {' '.join(str(exc).split())}") from exc
 
-    def render(self, job_id: uuid.UUID, groups: Sequence[Sequence[uuid.UUID]]) -> None:
+    def render(
+        self,
+        job_id: uuid.UUID,
+        groups: Sequence[Sequence[uuid.UUID]],
+        *,
+        engine: str | None = None,
+    ) -> None:
+        """To the render queue of the job's `engine`; None: this app's own engine's (the
+        API plans every job for the engine it runs, VOICEBATCH_ENGINE)."""
         self._send(
-            [(RENDER_TASK, [str(job_id), [str(c) for c in group]]) for group in groups if group]
+            [(RENDER_TASK, [str(job_id), [str(c) for c in group]]) for group in groups if group],
+            queue=render_queue(engine) if engine else self.app.conf.task_default_queue,
         )
 
     def assemble(self, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None:

@@ -2,9 +2,11 @@
 
 Passing trouble (database, storage, broker) is tried again in place with backoff and
 jitter for VOICEBATCH_TASK_RETRY_SECONDS, then the message goes back to the queue; it is
-never dropped. A job that is gone drops its message. An input error is not retried
-here: it says the message is not this worker's (it runs another engine), so the message
-goes back to the queue for a worker whose it is.
+never dropped. A job that is gone drops its message. An input error is not retried and
+not requeued: no worker can do better (render queues are per engine, so a message
+reaches only workers of its job's engine). The message drivers record input errors they
+meet during the work on the chunk, item or job they concern, so the job's status shows
+them; one that reaches this policy is logged and its message dropped, never looped.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.backoff import backoff_delay, backoff_delays
-from pipeline.errors import InputError, NotFoundError, RetryableError
-from workers.metrics import WorkerMetrics
+from pipeline.errors import InputError, RecordGone, RetryableError
+from workers.metrics import WorkerMetrics, failure_reason
 
 log = logging.getLogger(__name__)
 REQUEUE_PAUSE_SECONDS = 5.0
@@ -66,19 +68,21 @@ class RetryPolicy:
                     try:
                         body(context(), *args)
                         return
-                    except NotFoundError as exc:
-                        # The job is gone (withdrawn at submit, or another deployment's message).
+                    except RecordGone as exc:
+                        # The database says the job is gone (withdrawn at submit, or another
+                        # deployment's message). A missing object is no reason to drop one.
                         log.error("%s%s: %s; message dropped", name, tuple(args), exc)
                         return
                     except InputError as exc:
-                        # Not this worker's to do (it runs another engine): another worker may be.
-                        _requeue_later(name, exc)
+                        # Retrying, or another worker, cannot fix it: acknowledged, not looped.
+                        log.error("%s%s: %s; message dropped", name, tuple(args), exc)
+                        return
                     except (RetryableError, DBAPIError, PoolTimeout) as exc:
                         delay = next(delays, None)
                         if delay is None or self.draining.is_set():
                             _requeue_later(name, exc)
                             return
-                        self.metrics.task_retries.labels(name).inc()
+                        self.metrics.task_retries.labels(name, failure_reason(exc)).inc()
                         log.warning("%s: %s; trying again in %.1f s", name, exc, delay)
                         time.sleep(delay)
             finally:

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from pipeline.errors import HandedBack, InputError, RetryableError
+from pipeline.errors import EngineMismatch, HandedBack, InputError, RecordGone, RetryableError
 from pipeline.render.renderer import ChunkRenderer, RenderStats
-from pipeline.state import store
+from pipeline.state import scoped, store
 from pipeline.state.db import transaction
-from pipeline.state.models import ItemStatus, utcnow
+from pipeline.state.models import utcnow
 from pipeline.state.store import ChunkLease
 
 
@@ -41,30 +41,40 @@ def render_chunk_ids(
     all workers. Leases still held when this returns or raises are handed back.
     """
     with transaction(renderer.factory) as session:
-        job = store.get_job(session, job_id)
+        # Only the columns rendering needs, by primary key: never the job's items.
+        job = scoped.render_target(session, job_id)
         if job.status.final:
             return ChunkTaskOutcome([], None, renderer.stats)
-        engine = renderer.engine
-        if (job.engine, job.model_version) != (engine.name, engine.model_version):
-            raise InputError(
-                f"job {job_id} wants engine {job.engine} ({job.model_version}); this worker "
-                f"runs {engine.name} ({engine.model_version})"
-            )
-        voice, params = job.voice, dict(job.params)
         store.start_job(session, job_id=job_id)
+    voice, params = job.voice, job.params
     ttl = timedelta(seconds=renderer.settings.lease_seconds)
+    engine = renderer.engine
+    if (job.engine, job.model_version) != (engine.name, engine.model_version):
+        # Render queues are per engine, so only a model version can differ here (workers
+        # and API loaded different weights). No worker of this deployment can do these
+        # chunks: they fail, recorded with why, instead of going round the queue.
+        mismatch = EngineMismatch(
+            f"job {job_id} was planned for engine {job.engine} ({job.model_version}); this "
+            f"deployment's {engine.name} workers run {engine.model_version}: give the API and "
+            "the workers the same model, then retry the job"
+        )
+        renderer.fail_chunks(_lease_all(renderer, job_id, chunk_ids, ttl), mismatch)
+        return _after_render(renderer, job_id=job_id, chunk_ids=chunk_ids)
 
     def lease(limit: int) -> list[ChunkLease]:
-        with transaction(renderer.factory) as session:
-            return store.lease_chunks(
-                session,
-                job_id=job_id,
-                owner=renderer.owner,
-                limit=limit,
-                ttl=ttl,
-                max_attempts=renderer.settings.max_attempts,
-                chunk_ids=chunk_ids,
-            )
+        return _lease_all(renderer, job_id, chunk_ids, ttl, limit=limit)
+
+    def render(leases: list[ChunkLease]) -> None:
+        try:
+            with renderer.heartbeat():
+                renderer.render_leases(leases, voice=voice, params=params)
+        except InputError as exc:
+            if isinstance(exc, RecordGone):
+                raise
+            # Bad input met during the work (storage refusing access, a bucket that does
+            # not exist, an invalid key): retrying cannot fix it, so the chunks still held
+            # fail with its message, and the message does not go round the queue.
+            renderer.fail_chunks(leases, exc)
 
     try:
         leases = lease(len(chunk_ids))
@@ -75,23 +85,45 @@ def render_chunk_ids(
             with transaction(renderer.factory) as session:
                 store.release_leases(session, owner=renderer.owner)
             while leases := lease(1):
-                with renderer.heartbeat():
-                    renderer.render_leases(leases, voice=voice, params=params)
+                render(leases)
         elif leases:
-            with renderer.heartbeat():
-                renderer.render_leases(leases, voice=voice, params=params)
+            render(leases)
     finally:
         with transaction(renderer.factory) as session:
             store.release_leases(session, owner=renderer.owner)
+    return _after_render(renderer, job_id=job_id, chunk_ids=chunk_ids)
+
+
+def _lease_all(
+    renderer: ChunkRenderer,
+    job_id: uuid.UUID,
+    chunk_ids: Sequence[uuid.UUID],
+    ttl: timedelta,
+    *,
+    limit: int | None = None,
+) -> list[ChunkLease]:
+    with transaction(renderer.factory) as session:
+        return store.lease_chunks(
+            session,
+            job_id=job_id,
+            owner=renderer.owner,
+            limit=len(chunk_ids) if limit is None else limit,
+            ttl=ttl,
+            max_attempts=renderer.settings.max_attempts,
+            chunk_ids=chunk_ids,
+        )
+
+
+def _after_render(
+    renderer: ChunkRenderer, *, job_id: uuid.UUID, chunk_ids: Sequence[uuid.UUID]
+) -> ChunkTaskOutcome:
+    """Claim the items these chunks finished, and say when to look again at the chunks
+    not final yet. Every query is by the message's chunk and item ids."""
     with transaction(renderer.factory) as session:
         items = store.chunk_items(session, chunk_ids=chunk_ids)
         ready = store.claim_ready_items(session, job_id=job_id, item_ids=items)
         unfinished = store.open_among(session, chunk_ids=chunk_ids)
-        waiting = [
-            item.id
-            for item in store.job_items(session, job_id=job_id)
-            if item.id in set(items) and item.status == ItemStatus.ASSEMBLING
-        ]
+        waiting = scoped.assembling_among(session, item_ids=items)
     retry_in: float | None = None
     if unfinished.pending:
         retry_in = max(renderer.backoff, 0.5)
@@ -127,8 +159,10 @@ def render_message(
     deadline = time.monotonic() + settings.lease_seconds * (settings.max_attempts + 1) + 60
     while True:
         outcome = render_chunk_ids(renderer, job_id=job_id, chunk_ids=chunk_ids)
-        if outcome.assembling:
-            assemble(job_id, outcome.assembling)
+        if outcome.ready_items:
+            # Published once, at the claim: an item whose message was lost is the
+            # reconciler's to publish again (pipeline.state.assembly), never each turn.
+            assemble(job_id, outcome.ready_items)
         if outcome.retry_in is None:
             return
         if stopping.is_set():

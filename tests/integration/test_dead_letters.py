@@ -59,7 +59,7 @@ def test_dead_letters_of_active_jobs_are_replayed_and_the_rest_dropped(
     due = reconcile_once(app, grace=timedelta(hours=1))  # idle pending chunks: not yet due
     assert due.replayed_messages == 1 and due.chunks == 0
     assert queue_depth(app, DEAD_LETTER_QUEUE) == 0
-    (render,) = [q for q in app.conf.task_queues if q.name == "render"]
+    (render,) = [q for q in app.conf.task_queues if q.name == "render.test-tone"]
     with app.connection_for_write() as connection:
         message = render(connection.default_channel).get(no_ack=True, accept=["json"])
     assert message is not None and message.headers["task"] == RENDER_TASK

@@ -122,13 +122,14 @@ def test_celery_settings_follow_the_invariants(broker: str) -> None:
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1 and conf.task_ignore_result
     assert conf.worker_soft_shutdown_timeout == 45.0
-    assert {q.name for q in conf.task_queues} >= {"render", "assemble"}
+    # one render queue per engine (the default engine is piper)
+    assert {q.name for q in conf.task_queues} >= {"render.piper", "render.maya1", "assemble"}
     assert set(app.tasks) >= {
         "voicebatch.render_chunks",
         "voicebatch.assemble_item",
         "voicebatch.finalize_job",
     }
-    render = next(q for q in conf.task_queues if q.name == "render")
+    render = next(q for q in conf.task_queues if q.name == "render.piper")
     if broker.startswith("redis"):
         assert conf.broker_transport_options["visibility_timeout"] == 7200
     else:

@@ -157,9 +157,11 @@ def test_repeated_texts_render_once_and_count_as_cache_hits(
         assert store.get_job(session, submitted.job_id).status == JobStatus.RENDERING
 
 
-def test_a_worker_with_another_engine_refuses_the_job(
+def test_a_worker_with_another_model_version_fails_the_chunks_with_the_reason(
     db: sessionmaker[Session], settings: Settings, tmp_path: Path
 ) -> None:
+    """Render queues are per engine, so only the model version can differ: no worker
+    could do better, so the chunks fail with the reason instead of looping (issue 16.8)."""
     submitted = submit_job(
         db,
         document_from_text("T", "Hello there."),
@@ -175,16 +177,17 @@ def test_a_worker_with_another_engine_refuses_the_job(
     renderer = ChunkRenderer(
         factory=db, store_=LocalObjectStore(tmp_path / "o"), engine=engine, settings=settings
     )
-    with pytest.raises(InputError, match="wants engine test-tone"):
-        render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=submitted.chunk_groups[0])
+    render_chunk_ids(renderer, job_id=submitted.job_id, chunk_ids=submitted.chunk_groups[0])
+    assert engine.requests == []
     with transaction(db) as session:
         assert store.job_progress(session, job_id=submitted.job_id).chunks_done == 0
-        assert {
-            c.status
-            for c in store.item_chunks(
-                session, item_id=store.job_items(session, job_id=submitted.job_id)[0].id
-            )
-        } == {ChunkStatus.PENDING}
+        chunks = store.item_chunks(
+            session, item_id=store.job_items(session, job_id=submitted.job_id)[0].id
+        )
+        assert {c.status for c in chunks} == {ChunkStatus.FAILED}
+        assert all(
+            "was planned for engine test-tone (test-tone 1)" in (c.error or "") for c in chunks
+        )
 
 
 def test_a_redelivered_message_waits_out_a_dead_workers_lease_then_takes_over(
