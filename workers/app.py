@@ -7,17 +7,22 @@ WorkerContext (workers.context), opened once per worker process.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish
 
 from pipeline.config import Settings
 from pipeline.errors import InputError
 from workers.celery_config import DEAD_LETTER_QUEUE, celery_config
 from workers.context import WorkerContext, WorkerResources
 from workers.dispatch import CeleryDispatcher
-from workers.metrics import WorkerMetrics, worker_metrics
+from workers.metrics import WorkerMetrics, failure_reason, worker_metrics
+from workers.queue_age import PUBLISHED_AT, stamp_published_at
 from workers.retry_policy import RetryPolicy
 from workers.tasks import TASKS
 
@@ -76,8 +81,24 @@ def create_celery(settings: Settings) -> VoicebatchCelery:
     app.retry_policy = RetryPolicy(
         budget_seconds=settings.task_retry_seconds, draining=app.draining, metrics=app.metrics
     )
+    # Every message this process publishes says when (the exporter's oldest-message age).
+    before_task_publish.connect(stamp_published_at, weak=False, dispatch_uid=PUBLISHED_AT)
     # Not shared with other apps in the process.
     for name, body in TASKS.items():
         task = app.retry_policy.wrap(name, body, lambda: app.context)
-        app.task(name=name, ignore_result=True, shared=False)(task)
+        app.task(name=name, ignore_result=True, shared=False)(counting_failures(name, task))
     return app
+
+
+def counting_failures(name: str, run: Callable[..., None]) -> Callable[..., None]:
+    """`run`, counting each run that ends in an exception (a requeue, a crash) by reason."""
+
+    @functools.wraps(run)
+    def task(*args: Any) -> None:
+        try:
+            run(*args)
+        except BaseException as exc:
+            worker_metrics().task_failures.labels(name, failure_reason(exc)).inc()
+            raise
+
+    return task

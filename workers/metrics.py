@@ -1,19 +1,53 @@
-"""Prometheus metrics of the workers, served on --metrics-port.
+"""Prometheus metrics of the workers (and the reconciler), served on --metrics-port.
 
 prometheus_client picks its multiprocess mode once, when it is first imported, from
 PROMETHEUS_MULTIPROC_DIR, which `voicebatch worker` sets (prefork pool) only after this
 module is loaded: so prometheus_client is imported when the metrics are first made
 (`worker_metrics()`, called by create_celery) or served, never when this module loads.
+
+Labels stay bounded: task names, outcomes, exception class names, engine names and the
+worker's host name; never a job, item, chunk or tenant id.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+import socket
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipeline.config import Settings
+from workers.gpu import gpu_metric_families
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
+
+# Spot notices by (provider, kind), made at 0 so the first notice is an increase.
+SPOT_KINDS = (("aws", "interruption"), ("aws", "rebalance"), ("gcp", "preemption"))
+ITEM_OUTCOMES = ("done", "failed")
+JOB_OUTCOMES = ("done", "partially_failed", "failed", "cancelled")
+RECONCILE_ACTIONS = (
+    "chunks_republished",
+    "items_assembled",
+    "jobs_finalized",
+    "chunks_failed",
+    "dead_letters_replayed",
+    "assemblies_given_up",
+)
+
+
+def worker_name() -> str:
+    """The `worker` label: this machine's (or pod's) host name."""
+    return socket.gethostname()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A bounded label for why a task was retried or failed: the exception's class name
+    (a requeue's cause, when the exception is Celery's Reject)."""
+    cause = exc.__cause__ if type(exc).__name__ == "Reject" and exc.__cause__ else exc
+    return type(cause).__name__
 
 
 class WorkerMetrics:
@@ -27,10 +61,15 @@ class WorkerMetrics:
     jobs: Counter
     spot_notices: Counter
     task_retries: Counter
+    task_failures: Counter
     batch_splits: Counter
     batcher_batches: Gauge
     batcher_requests: Gauge
+    batcher_max_batch: Gauge
     batcher_stage_seconds: Gauge
+    reconcile_actions: Counter
+    reconcile_rounds: Counter
+    reconciler_last_round: Gauge
 
     def __init__(self) -> None:
         # Lazy: see the module docstring (multiprocess mode is chosen at this import).
@@ -38,10 +77,15 @@ class WorkerMetrics:
 
         self.chunks = Counter(
             "voicebatch_chunks_total",
-            "Chunks finished by this worker, by outcome (rendered, cached, failed, lost).",
+            "Chunks finished by this worker, by outcome (rendered, cached, failed; lost: "
+            "its lease was taken over by another worker before it could commit).",
             ["outcome"],
         )
-        self.audio_seconds = Counter("voicebatch_audio_seconds_total", "Seconds of audio rendered.")
+        self.audio_seconds = Counter(
+            "voicebatch_audio_seconds_total",
+            "Seconds of audio rendered, by engine and worker (host name).",
+            ["engine", "worker"],
+        )
         self.engine_seconds = Counter(
             "voicebatch_engine_seconds_total", "Wall time spent in the engine."
         )
@@ -58,10 +102,18 @@ class WorkerMetrics:
         self.spot_notices = Counter(
             "voicebatch_spot_notices_total", "Spot interruption notices seen.", ["provider", "kind"]
         )
+        for provider, kind in SPOT_KINDS:
+            self.spot_notices.labels(provider, kind)
         self.task_retries = Counter(
             "voicebatch_task_retries_total",
-            "Passing trouble (database, storage, broker) a task tried again in place, by task.",
-            ["task"],
+            "Passing trouble (database, storage, broker) a task tried again in place, by task "
+            "and reason (the exception's class).",
+            ["task", "reason"],
+        )
+        self.task_failures = Counter(
+            "voicebatch_task_failures_total",
+            "Task runs that ended in an exception (the message requeued), by task and reason.",
+            ["task", "reason"],
         )
         self.batch_splits = Counter(
             "voicebatch_oom_batch_splits_total",
@@ -80,12 +132,69 @@ class WorkerMetrics:
             "Chunks the dynamic batcher handed to the engine (over batches: the mean batch size).",
             multiprocess_mode="sum",
         )
+        self.batcher_max_batch = Gauge(
+            "voicebatch_batcher_max_batch",
+            "Most chunks the dynamic batcher puts in one batch (mean size over this: the fill).",
+            multiprocess_mode="max",
+        )
         self.batcher_stage_seconds = Gauge(
             "voicebatch_batcher_stage_seconds",
             "Engine time by stage (generate: LLM tokens; decode: SNAC), overlapped across batches.",
             ["stage"],
             multiprocess_mode="sum",
         )
+        self.reconcile_actions = Counter(
+            "voicebatch_reconcile_actions_total",
+            "What the acting reconciler did, by action.",
+            ["action"],
+        )
+        for action in RECONCILE_ACTIONS:
+            self.reconcile_actions.labels(action)
+        self.reconcile_rounds = Counter(
+            "voicebatch_reconcile_rounds_total",
+            "Reconciler rounds, by result (acted, standby: another holds the lock, failed).",
+            ["result"],
+        )
+        self.reconciler_last_round = Gauge(
+            "voicebatch_reconciler_last_round_timestamp_seconds",
+            "When this reconciler last finished a round as the acting one (Unix time).",
+            multiprocess_mode="max",
+        )
+
+    def prepare(self, *, engine: str | None) -> None:
+        """A worker's series, made at 0 when it starts: a counter that appears at its first
+        value shows no increase to rate(), and a ratio over a missing series has no data.
+        `engine`: a render worker's engine (its audio seconds), None for assembly."""
+        for outcome in ("rendered", "cached", "failed", "lost"):
+            self.chunks.labels(outcome)
+        for item in ITEM_OUTCOMES:
+            self.items.labels(item)
+        for status in JOB_OUTCOMES:
+            self.jobs.labels(status)
+        if engine is not None:
+            self.audio_seconds.labels(engine, worker_name())
+
+    def count_reconcile(self, due: Any) -> None:
+        """One reconciler round's findings (a pipeline.state.reconcile.DueWork, or None when
+        another reconciler holds the lock)."""
+        if due is None:
+            self.reconcile_rounds.labels("standby").inc()
+            return
+        for action, amount in zip(
+            RECONCILE_ACTIONS,
+            (
+                due.chunks,
+                len(due.assemble),
+                len(due.finalize),
+                due.failed_chunks,
+                due.replayed_messages,
+                getattr(due, "gave_up_assemblies", 0),
+            ),
+            strict=True,
+        ):
+            self.reconcile_actions.labels(action).inc(amount)
+        self.reconcile_rounds.labels("acted").inc()
+        self.reconciler_last_round.set(time.time())
 
 
 @functools.cache
@@ -94,14 +203,45 @@ def worker_metrics() -> WorkerMetrics:
     return WorkerMetrics()
 
 
-def serve(port: int) -> None:
-    """Serve the metrics on `port`; in multiprocess mode, those every pool child wrote."""
+class ProcessInfo:
+    """Collected at each scrape: the worker's hourly price, its start time (a crash loop
+    restarts it often) and, for render workers, its GPUs (workers.gpu). `priced` False
+    (the reconciler): no price, since it is no worker of the fleet."""
+
+    def __init__(self, settings: Settings, *, gpus: bool, priced: bool = True) -> None:
+        self.price = settings.worker_hourly_price if priced else None
+        self.started = time.time()
+        self.gpus = gpus
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.price is not None:
+            yield GaugeMetricFamily(
+                "voicebatch_worker_hourly_price",
+                "What this worker costs an hour (VOICEBATCH_WORKER_HOURLY_PRICE; 0: not counted).",
+                value=self.price,
+            )
+        yield GaugeMetricFamily(
+            "voicebatch_process_started_timestamp_seconds",
+            "When this worker process started (Unix time).",
+            value=self.started,
+        )
+        if self.gpus:
+            yield from gpu_metric_families()
+
+
+def serve(port: int, *, info: ProcessInfo | None = None) -> None:
+    """Serve the metrics on `port`; in multiprocess mode, those every pool child wrote;
+    `info` adds the process's price, start time and GPUs."""
     # Lazy: see the module docstring.
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, registry=registry)
     else:
-        start_http_server(port)
+        registry = REGISTRY
+    if info is not None:
+        registry.register(info)
+    start_http_server(port, registry=registry)

@@ -1,5 +1,5 @@
-"""/healthz, /readyz and /metrics: liveness, reachability of what the API needs, and
-Prometheus metrics. None of them needs an API key."""
+"""/healthz and /readyz: liveness and reachability of what the API needs. Neither needs an
+API key. Prometheus metrics are not served here but on a port of their own (api.metrics)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
+from api.context import ApiContext
 from api.deps import Context
 from api.schemas import Liveness, Readiness
 from pipeline.state.db import ping
@@ -27,13 +27,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/readyz",
-    summary="Database, broker, storage and Redis are reachable.",
-    response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Something is unreachable."}},
-)
-def readyz(context: Context) -> JSONResponse:
+def _probe(context: ApiContext) -> dict[str, str]:
     checks: dict[str, str] = {}
 
     def check(name: str, probe: Callable[[], Any]) -> None:
@@ -50,17 +44,20 @@ def readyz(context: Context) -> JSONResponse:
     check("storage", lambda: context.chunk_store.exists("readyz-probe"))
     if context.redis is not None:
         check("redis", context.redis.ping)
+    return checks
+
+
+@router.get(
+    "/readyz",
+    summary="Database, broker, storage and Redis are reachable (probed at most every 5 s).",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Something is unreachable."}},
+)
+def readyz(context: Context) -> JSONResponse:
+    # Probed at most every few seconds (api.readiness): anyone may call this.
+    checks = context.readiness.checks(lambda: _probe(context))
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status_code=200 if ready else 503,
     )
-
-
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics (text exposition format).",
-    response_class=PlainTextResponse,
-)
-def prometheus() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -14,7 +14,7 @@ from pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "voicebatch:latest"
-APP_SERVICES = ("api", "worker-render", "worker-assemble", "flower")
+APP_SERVICES = ("api", "worker-render", "worker-assemble", "flower", "reconciler", "exporter")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -109,6 +109,7 @@ def test_every_command_and_option_is_a_real_cli_command() -> None:
         "worker",
         "flower",
         "reconcile",
+        "exporter",
     }
     for name, argv in used.items():
         command = commands.get(argv[0])
@@ -145,9 +146,14 @@ def test_workers_take_their_queues_and_the_render_worker_reserves_a_gpu() -> Non
 
 def test_prometheus_scrapes_ports_the_services_listen_on() -> None:
     argv = voicebatch_commands()
-    listening = {("api", option(argv["api"], "--port"))}
-    listening |= {(name, option(argv[name], "--metrics-port")) for name in argv if "worker" in name}
-    assert ("api", "8000") in listening and len(listening) == 3
+    listening = {(name, option(argv[name], "--metrics-port")) for name in argv if "worker" in name}
+    # the API's metrics on a port of their own, never on the API's port
+    listening.add(("api", option(argv["api"], "--metrics-port")))
+    assert option(argv["api"], "--metrics-port") != option(argv["api"], "--port")
+    reconciler = services()["reconciler"]["environment"]
+    listening.add(("reconciler", reconciler["VOICEBATCH_WORKER_METRICS_PORT"]))
+    listening.add(("exporter", option(argv["exporter"], "--port")))
+    assert len(listening) == 5
     scraped: set[tuple[str, ...]] = set()
     for job in load("deploy/prometheus.yml")["scrape_configs"]:
         for static in job.get("static_configs", []):
@@ -173,3 +179,32 @@ def test_dockerfile_copies_every_package_and_runs_as_a_user() -> None:
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^EXPOSE 8000 5555 9100$", dockerfile, re.MULTILINE)
+
+
+def test_compose_runs_the_monitoring_with_the_rules_dashboards_and_alert_routing() -> None:
+    svcs = services()
+    prometheus = load("deploy/prometheus.yml")
+    mounts = svcs["prometheus"]["volumes"]
+    assert "./deploy/prometheus:/etc/prometheus/rules:ro" in mounts
+    for rule_file in prometheus["rule_files"]:
+        assert rule_file.startswith("/etc/prometheus/rules/")
+        assert (ROOT / "deploy/prometheus" / rule_file.rsplit("/", 1)[1]).is_file(), rule_file
+    (target,) = prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert host == "alertmanager" and f"{port}:{port}" in svcs["alertmanager"]["ports"]
+    config = svcs["alertmanager"]["command"][0].split("=", 1)[1]
+    assert f"./deploy/alertmanager/alertmanager.yml:{config}:ro" in svcs["alertmanager"]["volumes"]
+    receivers = load("deploy/alertmanager/alertmanager.yml")["receivers"]
+    for receiver in receivers:
+        for hook in receiver["webhook_configs"]:
+            assert hook["url"].startswith("http://alert-webhook:8080/"), hook
+    assert svcs["alert-webhook"]["environment"]["HTTP_PORT"] == "8080"
+    grafana = svcs["grafana"]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana["volumes"]
+    assert re.fullmatch(
+        r"\$\{GRAFANA_PASSWORD:\?[^}]+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    )
+    # one exporter and one reconciler per deployment: never scaled with the workers
+    for name in ("exporter", "reconciler"):
+        assert "deploy" not in svcs[name] or svcs[name]["deploy"].get("replicas", 1) == 1
