@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
+from api.audit import AuditLog
 from api.context import Dispatcher, build_context
 from api.errors import add_error_handlers, error_response
 from api.limits import BodyLimit
@@ -107,7 +108,9 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
         version="1",
         summary="Render speech in bulk: submit books and catalogues, download finished audio.",
         description=(
-            "Authenticate with `Authorization: Bearer <key>` (`voicebatch keys create`). "
+            "Authenticate with `Authorization: Bearer <key>` (`voicebatch keys create`) "
+            "or, where the server trusts an identity provider, `Bearer <JWT>`; each route "
+            "needs a scope (jobs:write, jobs:read, speech; admin holds them all). "
             'Every error has the body `{"error": {"message", "field"}}`.'
         ),
     )
@@ -120,6 +123,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
     )
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_mb * 1024 * 1024)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(AuditLog)
     add_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(outputs.router)

@@ -5,13 +5,15 @@ and checks the database schema, storage and engine first."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis as redis_lib
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.limits import RateLimiter
+from api.readiness import ProbeCache
+from api.tokens import TokenVerifier, token_verifier
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, engine_info
 from pipeline.state.db import PoolLimits, open_database
@@ -38,6 +40,8 @@ class ApiContext:
     engine: EngineInfo
     limiter: RateLimiter | None
     redis: Any
+    tokens: TokenVerifier | None = None  # JWTs accepted beside API keys, if configured
+    readiness: ProbeCache = field(default_factory=ProbeCache)  # /readyz's last answers
 
     def folder(self, uri: str) -> ObjectStore:
         """The storage folder at `uri` (a job's output folder)."""
@@ -52,6 +56,7 @@ class ApiContext:
 def build_context(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None) -> ApiContext:
     """The context for `settings`. Checks the database schema, storage and engine first;
     without a `redis` client one is made from the settings' Redis URL, if any."""
+    tokens = token_verifier(settings)  # JWT settings first: a bad one is a one-line stop
     factory = open_database(
         settings.resolved_database_url, migrate_sqlite=False, pool=PoolLimits.of(settings)
     )
@@ -67,4 +72,5 @@ def build_context(settings: Settings, dispatcher: Dispatcher, *, redis: Any = No
         engine=engine_info(settings),
         limiter=RateLimiter(redis, settings.api_rate_limit) if redis is not None else None,
         redis=redis,
+        tokens=tokens,
     )

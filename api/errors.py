@@ -30,7 +30,8 @@ from pipeline.errors import FieldError, InputError, VoicebatchError, http_status
 log = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key."},
+    401: {"model": ErrorBody, "description": "Missing, unknown or revoked API key or token."},
+    403: {"model": ErrorBody, "description": "The key or token lacks the route's scope."},
     404: {"model": ErrorBody, "description": "No such job for this key."},
     422: {"model": ErrorBody, "description": "Invalid request; `field` names the culprit."},
     429: {"model": ErrorBody, "description": "Rate limit; retry after Retry-After seconds."},
@@ -40,6 +41,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class Unauthorized(InputError):
     exit_code = 3
     http_status = 401
+
+
+class Forbidden(InputError):
+    """Authenticated, but the key or token lacks the scope the route needs."""
+
+    exit_code = 3
+    http_status = 403
 
 
 class UnsupportedMediaType(FieldError):

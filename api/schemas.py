@@ -358,7 +358,8 @@ _RETRY_AFTER = {
     }
 }
 ERROR_MEANINGS: dict[int, str] = {
-    401: "Missing, unknown or revoked API key.",
+    401: "Missing, unknown or revoked API key, or an invalid token.",
+    403: "The API key or token lacks the scope this route needs.",
     404: "No such job for this key.",
     409: "The job is not in a state that allows this.",
     413: "Request body over the size limit.",

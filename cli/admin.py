@@ -7,6 +7,7 @@ api/ and workers/ are imported inside the commands that run them: the server ext
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,15 @@ from pipeline.config import Settings, load_settings
 from pipeline.errors import InputError
 from pipeline.state.db import create_db_engine, open_database, upgrade
 from pipeline.state.db import transaction as db_transaction
-from pipeline.state.keys import create_key, list_keys, revoke_key
+from pipeline.state.keys import (
+    DEFAULT_SCOPES,
+    SCOPES,
+    audit,
+    audit_to_stderr,
+    create_key,
+    list_keys,
+    revoke_key,
+)
 
 
 def _factory(settings: Settings) -> sessionmaker[Session]:
@@ -36,16 +45,28 @@ def db_upgrade(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
 
 
 def keys_create(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Who the key is for.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Who the key is for.")],
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help=f"What the key may do: {', '.join(SCOPES)} (admin: everything); repeat "
+            f"or comma-separate. Default: {' '.join(DEFAULT_SCOPES)}.",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
+    scopes = [s for part in scope or [] for s in part.split(",")] or list(DEFAULT_SCOPES)
     with (
         reported_errors(cli_state(ctx).debug),
         db_transaction(_factory(load_settings())) as session,
     ):
-        row, key = create_key(session, name=name)
-        key_id = row.id
-    err_console.print(f"key {key_id} for {name} (shown once; keep it safe):")
+        row, key = create_key(session, name=name, scopes=scopes)
+        key_id, prefix, granted, named = row.id, row.prefix, row.scopes, row.name
+    audit_to_stderr()
+    audit("key_created", key=key_id, prefix=prefix, name=named, scopes=granted.split())
+    err_console.print(f"key {key_id} for {name}, scopes {granted} (shown once; keep it safe):")
     console.print(key)
 
 
@@ -55,12 +76,13 @@ def keys_list(ctx: typer.Context) -> None:
         reported_errors(cli_state(ctx).debug),
         db_transaction(_factory(load_settings())) as session,
     ):
-        table = Table("id", "name", "prefix", "created", "revoked")
+        table = Table("id", "name", "prefix", "scopes", "created", "revoked")
         for row in list_keys(session):
             table.add_row(
                 str(row.id),
                 row.name,
                 row.prefix + "...",
+                row.scopes,
                 row.created_at.isoformat()[:19],
                 row.revoked_at.isoformat()[:19] if row.revoked_at else "",
             )
@@ -77,7 +99,9 @@ def keys_revoke(
         db_transaction(_factory(load_settings())) as session,
     ):
         row = revoke_key(session, ref=key)
-        name, key_id = row.name, row.id
+        name, key_id, prefix = row.name, row.id, row.prefix
+    audit_to_stderr()
+    audit("key_revoked", key=key_id, prefix=prefix, name=name)
     console.print(f"revoked key {key_id} ({name})")
 
 
@@ -85,20 +109,74 @@ def api(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            envvar="VOICEBATCH_API_TLS_CERT",
+            show_envvar=True,
+            help="Serve HTTPS (TLS 1.2+) with this PEM certificate (chain); needs --tls-key.",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            envvar="VOICEBATCH_API_TLS_KEY",
+            show_envvar=True,
+            help="The PEM private key of --tls-cert.",
+        ),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            envvar="VOICEBATCH_API_TLS_CLIENT_CA",
+            show_envvar=True,
+            help="Require client certificates signed by these PEM CAs (mutual TLS).",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            envvar="VOICEBATCH_API_METRICS_PORT",
+            show_envvar=True,
+            help="Serve Prometheus metrics on this port (all addresses), not on the API's.",
+        ),
+    ] = None,
 ) -> None:
     """Run the submit API (FastAPI; OpenAPI docs at /docs)."""
     debug = cli_state(ctx).debug
     with reported_errors(debug):
-        import uvicorn  # lazy, as api/ and workers/ below: the server extra is optional
-
-        from api.app import create_app
+        from api.app import create_app  # lazy, as below: the server extra is optional
+        from api.serve import TlsFiles, server
         from workers.app import create_celery
         from workers.dispatch import CeleryDispatcher
 
-        settings = load_settings()
+        if (tls_cert is None) != (tls_key is None):
+            raise InputError("--tls-cert and --tls-key go together: give both, or neither")
+        if tls_client_ca is not None and tls_cert is None:
+            raise InputError("--tls-client-ca needs --tls-cert and --tls-key (mTLS is TLS)")
+        tls = TlsFiles(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+        settings = load_settings(api_metrics_port=metrics_port)
         application = create_app(settings, CeleryDispatcher(create_celery(settings)))
-        err_console.print(f"voicebatch API on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="info" if debug else "warning")
+        if settings.api_metrics_port:
+            from api.metrics import serve as serve_metrics
+
+            serve_metrics(settings.api_metrics_port)
+        running = server(
+            application,
+            host=host,
+            port=port,
+            log_level="info" if debug else "warning",
+            tls=tls,
+        )
+        audit_to_stderr()
+        scheme = "https" if tls else "http"
+        mtls = " with client certificates" if tls and tls.client_ca else ""
+        err_console.print(f"voicebatch API on {scheme}://{host}:{port}{mtls} (docs at /docs)")
+    running.run()
 
 
 def worker(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api import metrics
 from api.context import ApiContext
-from api.deps import Context, KeyDep
+from api.deps import Caller, Context, Reader, Writer
 from api.errors import error_response
 from api.requests import JOB_BODY, JobSubmission, parse_submission
 from api.routes.allow import AllowingRoute
@@ -27,8 +27,9 @@ from api.schemas import (
 )
 from pipeline.plan.submit import submit_and_publish
 from pipeline.state import store
+from pipeline.state.cache_hits import own_cache_hits
 from pipeline.state.db import transaction
-from pipeline.state.models import ApiKey, Job
+from pipeline.state.models import Job
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AllowingRoute)
 
@@ -72,7 +73,8 @@ def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
             failed=progress.chunks_failed,
             pending=progress.chunks_pending,
             leased=progress.chunks_leased,
-            cached=progress.chunks_cached,
+            # Never `progress.chunks_cached`: that counts other tenants' renders too.
+            cached=own_cache_hits(session, job_id=job.id, owner_id=job.owner_id),
         ),
         items=ItemCounts(
             total=progress.items_total, done=progress.items_done, failed=progress.items_failed
@@ -103,14 +105,14 @@ def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
             "description": "Replay of an earlier Idempotency-Key.",
             "links": JOB_LINKS,
         },
-        **error_responses(401, 413, 415, 422, 429, 503),
+        **error_responses(401, 403, 413, 415, 422, 429, 503),
     },
 )
 async def submit(
     request: Request,
     response: Response,
     context: Context,
-    key: KeyDep,
+    key: Writer,
     idempotency_key: Annotated[
         IdempotencyKey,
         Header(
@@ -122,12 +124,14 @@ async def submit(
 ) -> JobOut:
     submission = await parse_submission(request, context.settings)
     # Segmenting, hashing, inserting and publishing block: off the event loop with them.
-    return await run_in_threadpool(_submit, context, key, submission, idempotency_key, response)
+    out = await run_in_threadpool(_submit, context, key, submission, idempotency_key, response)
+    request.state.job_id = out.id  # for the audit line (api.audit)
+    return out
 
 
 def _submit(
     context: ApiContext,
-    key: ApiKey,
+    key: Caller,
     submission: JobSubmission,
     idempotency_key: str | None,
     response: Response,
@@ -163,11 +167,11 @@ def _submit(
     response_model=JobPage,
     operation_id="listJobs",
     summary="This key's jobs, newest first.",
-    responses=error_responses(401, 422, 429, 503),
+    responses=error_responses(401, 403, 422, 429, 503),
 )
 def list_jobs(
     context: Context,
-    key: KeyDep,
+    key: Reader,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JobPage:
@@ -182,9 +186,9 @@ def list_jobs(
     response_model=JobOut,
     operation_id="getJob",
     summary="One job: status, counts, errors.",
-    responses=error_responses(401, 404, 422, 429, 503),
+    responses=error_responses(401, 403, 404, 422, 429, 503),
 )
-def get_job(job_id: uuid.UUID, context: Context, key: KeyDep) -> JobOut:
+def get_job(job_id: uuid.UUID, context: Context, key: Reader) -> JobOut:
     with transaction(context.factory) as session:
         return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))
 
@@ -194,9 +198,11 @@ def get_job(job_id: uuid.UUID, context: Context, key: KeyDep) -> JobOut:
     response_model=JobOut,
     operation_id="cancelJob",
     summary="Cancel a job that has not finished.",
-    responses=error_responses(401, 404, 409, 413, 422, 429, 503, e409="The job already finished."),
+    responses=error_responses(
+        401, 403, 404, 409, 413, 422, 429, 503, e409="The job already finished."
+    ),
 )
-def cancel(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
+def cancel(job_id: uuid.UUID, context: Context, key: Writer) -> Any:
     with transaction(context.factory) as session:
         job = store.get_owned_job(session, job_id=job_id, owner_id=key.id)
         if not store.cancel_job(session, job_id=job_id):

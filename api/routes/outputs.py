@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api.context import ApiContext
-from api.deps import Context, KeyDep
+from api.deps import Caller, Context, Reader, Writer
 from api.errors import error_response
 from api.requests import RESTORE_BODY, restore_request
 from api.routes.allow import AllowingRoute
@@ -18,7 +18,7 @@ from pipeline.assemble.manifest import manifest_files, read_manifest
 from pipeline.errors import VoicebatchError
 from pipeline.state import store
 from pipeline.state.db import transaction
-from pipeline.state.models import ApiKey, Job, JobStatus
+from pipeline.state.models import Job, JobStatus
 from pipeline.storage.archive import ArchiveState, archive_state, outputs_message, request_restore
 from pipeline.storage.base import ObjectStore
 
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AllowingRoute)
 
 
 def _finished_files(
-    context: ApiContext, job_id: uuid.UUID, key: ApiKey
+    context: ApiContext, job_id: uuid.UUID, key: Caller
 ) -> tuple[Job, ObjectStore, list[tuple[str, str]]] | Any:
     """A finished job's folder and the files its manifest lists; a 409 response if the
     job has none (yet)."""
@@ -80,9 +80,9 @@ def _listing(
     response_model=Outputs,
     operation_id="getOutputs",
     summary="Presigned download URLs of a finished job's files (archived files need a restore).",
-    responses=error_responses(401, 404, 409, 422, 429, 503, e409="Not finished yet."),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503, e409="Not finished yet."),
 )
-def outputs(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
+def outputs(job_id: uuid.UUID, context: Context, key: Reader) -> Any:
     found = _finished_files(context, job_id, key)
     if not isinstance(found, tuple):
         return found
@@ -97,12 +97,14 @@ def outputs(job_id: uuid.UUID, context: Context, key: KeyDep) -> Any:
     operation_id="restoreOutputs",
     summary="Ask for archived files of a finished job to be restored for download.",
     openapi_extra=RESTORE_BODY,
-    responses=error_responses(401, 404, 409, 413, 415, 422, 429, 503, e409="Not finished yet."),
+    responses=error_responses(
+        401, 403, 404, 409, 413, 415, 422, 429, 503, e409="Not finished yet."
+    ),
 )
 def restore(
     job_id: uuid.UUID,
     context: Context,
-    key: KeyDep,
+    key: Writer,
     body: Annotated[RestoreRequest | None, Depends(restore_request)],
 ) -> Any:
     found = _finished_files(context, job_id, key)

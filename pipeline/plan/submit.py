@@ -27,6 +27,7 @@ from pipeline.plan.spec import build_spec, job_lexicon
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Job, JobStatus
+from pipeline.state.specs import JobSpec
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.keys import job_folder
 from pipeline.text.lexicon import Lexicon
@@ -90,14 +91,18 @@ def check_submission(
 
 
 def _replay(
-    session: Session, earlier: Job, parsed: ParsedSource, settings: Settings
+    session: Session, earlier: Job, same_request: Callable[[Job], bool], settings: Settings
 ) -> SubmittedJob:
-    """The job an earlier submit with this Idempotency-Key made. Its chunks still waiting
-    are handed back for publishing again (the first try may have lost some messages;
-    a duplicate message changes nothing)."""
-    if earlier.source_sha256 != parsed.source.sha256:
+    """The job an earlier submit with this Idempotency-Key made, if this request is the
+    same in every respect (`same_request(earlier)`: its text, format, voice and every
+    other option; a key reused for anything else is refused, never answered with the
+    first job). Its chunks still waiting are handed back for publishing again (the
+    first try may have lost some messages; a duplicate message changes nothing)."""
+    if not same_request(earlier):
         raise FieldError(
-            "Idempotency-Key", "was already used for a different request; use a new key"
+            "Idempotency-Key",
+            "was already used for a different request (its text, format, voice or options "
+            "differ); use a new key",
         )
     groups = (
         []
@@ -133,33 +138,43 @@ def submit_job(
         if not has_speech(spoken, max_chars):
             where = "items" if kind == "catalogue" else "chapters"
             raise FieldError(f"{where}[{index}]", "has no text to speak")
+    chosen_lexicon = job_lexicon(settings, lexicon)
+
+    def planned(output_uri: str) -> JobSpec:
+        try:
+            return build_spec(
+                parsed.document,
+                parsed.source,
+                engine=engine,
+                settings=settings,
+                output_uri=output_uri,
+                kind=kind,
+                cover=cover,
+                lexicon=chosen_lexicon,
+            )
+        except InputError as exc:
+            if isinstance(exc, FieldError) or kind != "catalogue":
+                raise
+            # An item's file name: name the entry (JSON items) or the uploaded file.
+            where, _, problem = exc.message.partition(": ")
+            if where.startswith("items["):
+                raise FieldError(f"{where}.id", problem) from exc
+            raise FieldError("file", exc.message) from exc
+
+    def same_request(earlier: Job) -> bool:
+        # The job's fingerprint covers the whole request (source, engine, voice, format,
+        # options, text rules, output folder): planned again into the earlier job's
+        # folder, an identical request has an identical fingerprint.
+        return planned(earlier.output_uri or "").fingerprint == earlier.fingerprint
+
     if idempotency_key is not None:
         with transaction(factory) as session:
             earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
             if earlier is not None:
-                return _replay(session, earlier, parsed, settings)
+                return _replay(session, earlier, same_request, settings)
     job_id = uuid.uuid4()
     output_uri = job_output_uri(output_base, job_id)
-    chosen_lexicon = job_lexicon(settings, lexicon)
-    try:
-        spec = build_spec(
-            parsed.document,
-            parsed.source,
-            engine=engine,
-            settings=settings,
-            output_uri=output_uri,
-            kind=kind,
-            cover=cover,
-            lexicon=chosen_lexicon,
-        )
-    except InputError as exc:
-        if isinstance(exc, FieldError) or kind != "catalogue":
-            raise
-        # An item's file name: name the entry (JSON items) or the uploaded file.
-        where, _, problem = exc.message.partition(": ")
-        if where.startswith("items["):
-            raise FieldError(f"{where}.id", problem) from exc
-        raise FieldError("file", exc.message) from exc
+    spec = planned(output_uri)
     spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
     cover_folder = None
     if cover is not None:
@@ -181,7 +196,7 @@ def submit_job(
             earlier = store.find_idempotent_job(session, owner_id=owner_id, key=idempotency_key)
             if earlier is None:
                 raise
-            return _replay(session, earlier, parsed, settings)
+            return _replay(session, earlier, same_request, settings)
     return SubmittedJob(job_id, True, JobStatus.PENDING, groups)
 
 

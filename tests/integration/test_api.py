@@ -61,9 +61,9 @@ class Api:
         return self.client.post("/v1/jobs", json=body or {"text": TEXT}, headers=headers)
 
     def messages(self) -> list[list[Any]]:
-        """The decoded [args, kwargs, embed] bodies of the messages in the `render` queue."""
+        """The decoded [args, kwargs, embed] bodies of the messages in the `render.test-tone` queue (the engine's own)."""
         out = []
-        for raw in self.broker.lrange("render", 0, -1):
+        for raw in self.broker.lrange("render.test-tone", 0, -1):
             envelope = json.loads(raw)
             assert envelope["headers"]["task"] == RENDER_TASK
             out.append(json.loads(base64.b64decode(envelope["body"])))
@@ -550,14 +550,19 @@ def test_submit_with_dead_broker_leaves_nothing(make_api: Callable[..., Api]) ->
     assert len(api.messages()) > 0
 
 
-def test_metrics(api: Api) -> None:
+def test_metrics_are_not_served_on_the_api_port(api: Api) -> None:
+    """Issue 20: anyone who reaches the API read its metrics (routes, volumes, errors).
+    They are served on a port of their own (api.metrics.serve, `--metrics-port`)."""
+    from prometheus_client import generate_latest
+
     api.client.get("/healthz")
     response = api.client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "voicebatch_api_requests_total" in response.text
-    assert 'voicebatch_api_requests_total{route="/healthz",status="200"}' in response.text
-    assert 'voicebatch_api_request_seconds_count{route="/healthz"}' in response.text
+    assert response.status_code == 404
+    assert "voicebatch_api_requests_total" not in response.text
+    # still counted, for the metrics port to serve
+    text = generate_latest().decode()
+    assert 'voicebatch_api_requests_total{route="/healthz",status="200"}' in text
+    assert 'voicebatch_api_request_seconds_count{route="/healthz"}' in text
 
 
 def test_openapi_schema(api: Api) -> None:
@@ -570,9 +575,9 @@ def test_openapi_schema(api: Api) -> None:
         "/v1/jobs/{job_id}/outputs": {"get"},
         "/healthz": {"get"},
         "/readyz": {"get"},
-        "/metrics": {"get"},
     }
     assert {path: set(paths[path]) for path in expected} == expected
+    assert "/metrics" not in paths  # on the metrics port, not in the API
     content = paths["/v1/jobs"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(content)
     assert "file" in content["multipart/form-data"]["schema"]["properties"]
