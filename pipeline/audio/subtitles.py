@@ -258,3 +258,15 @@ def timing_files(
             )
         out[kind] = (text.encode("utf-8"), TIMING_TYPES[kind])
     return out
+
+
+def to_word_vtt(words: Sequence[tuple[str, float, float]]) -> str:
+    """WebVTT with one cue per word: (text, start, end) in seconds, in order."""
+    blocks = ["WEBVTT\n"]
+    for number, (text, start, end) in enumerate(words, start=1):
+        first, last = round(start * 1000), round(max(end, start) * 1000)
+        blocks.append(
+            f"{number}\n{_clock(first, 1000, '.')} --> {_clock(last, 1000, '.')}\n"
+            f"{_vtt_text(text)}\n"
+        )
+    return "\n".join(blocks)

@@ -39,6 +39,15 @@ class Chapter:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A part of the input that is not read aloud, and why (`voicebatch inspect` shows it)."""
+
+    title: str
+    reason: str
+    words: int
+
+
+@dataclass(frozen=True)
 class Document:
     """A parsed input: book-level metadata and its chapters in reading order.
 
@@ -52,6 +61,7 @@ class Document:
     # The cover image the book carries (an EPUB's), as found: document_cover() checks it.
     cover: bytes | None = field(default=None, repr=False)
     kind: str = "book"
+    skipped: tuple[Skipped, ...] = ()  # front and back matter left out, in reading order
 
     @property
     def word_count(self) -> int:

@@ -21,10 +21,18 @@ from dataclasses import dataclass
 from lxml import etree
 
 from pipeline.audio.cover import MAX_COVER_BYTES
-from pipeline.ingest.document import Chapter, Document
+from pipeline.ingest.document import Chapter, Document, Skipped
 from pipeline.ingest.epub_archive import EpubArchive, EpubError, resolve_href
+from pipeline.ingest.epub_matter import Page, matter_to_skip
 from pipeline.ingest.epub_package import NavEntry, Package, SpineItem, read_package
-from pipeline.ingest.epub_text import Block, content_text, document_types, first_image, mark_notes
+from pipeline.ingest.epub_text import (
+    Block,
+    ContentText,
+    content_text,
+    document_types,
+    first_image,
+    mark_notes,
+)
 
 # Structural types (epub:type, landmarks, EPUB 2 guide) of documents that are not read
 # by default. Dedications, epigraphs, forewords, prefaces, prologues and afterwords are
@@ -144,11 +152,19 @@ def parse_epub(data: bytes, *, default_title: str, keep_front_matter: bool = Fal
     for entry in package.toc:
         entries.setdefault(entry.path, []).append(entry)
 
+    pages = [_page(s.item.path, texts, entries) for s in package.spine]
+    unmarked = matter_to_skip(pages, book_title=package.title)
     chapters: list[Chapter] = []
-    for spine in package.spine:
+    skipped: list[Skipped] = []
+    for spine, page, reads_as in zip(package.spine, pages, unmarked, strict=True):
         path = spine.item.path
         matter = _matter(spine, package, roots[path])
-        if matter is not None and not keep_front_matter:
+        if not keep_front_matter and (matter is not None or reads_as is not None):
+            reason = f"marked {matter}" if matter is not None else f"reads as {reads_as}"
+            shown = page.title or (
+                _matter_title(matter) if matter is not None else str(reads_as).capitalize()
+            )
+            skipped.append(Skipped(shown, reason, page.words))
             continue
         text = texts[path]
         for piece in _pieces(text.blocks, text.anchors, entries.get(path, []), depth):
@@ -181,4 +197,13 @@ def parse_epub(data: bytes, *, default_title: str, keep_front_matter: bool = Fal
         author=author,
         metadata=metadata,
         cover=_cover(archive, package, roots),
+        skipped=tuple(skipped),
     )
+
+
+def _page(path: str, texts: dict[str, ContentText], entries: dict[str, list[NavEntry]]) -> Page:
+    """A spine document as the front and back matter rules read it."""
+    blocks = texts[path].blocks
+    listed = entries.get(path)
+    title = listed[0].title if listed else next((b.text for b in blocks if b.kind == "h"), None)
+    return Page(title, [b.text for b in blocks], bool(listed))

@@ -430,3 +430,52 @@ def not_a_zip() -> bytes:
 
 def too_many_members() -> bytes:
     return with_members({f"OEBPS/f{n}.txt": "" for n in range(10_001)})
+
+
+def converted_book(*, semantic: bool) -> bytes:
+    """A novel as a conversion tool writes it (`semantic=False`: no epub:type, no
+    landmarks, a table of contents listing only the story), or the same book with
+    semantic markup on every page (`semantic=True`). Reading order: title page, copyright,
+    "also by", dedication, a contents page, a foreword, two chapters, an epilogue, about
+    the author, other books, an index."""
+
+    def typed(kind: str) -> str:
+        return f' epub:type="{kind}"' if semantic else ""
+
+    pages = {
+        "title": ("Title", typed("titlepage"), "<h1>The Lighthouse Keeper</h1><p>A novel</p><p>Ann Example</p>"),
+        "copyright": ("Copyright", typed("copyright-page"), "<p>Copyright © 2021 Ann Example. All rights reserved.</p><p>ISBN 978-0-00-000000-0</p><p>First edition.</p>"),
+        "alsoby": ("Also by", typed("seriespage"), "<h2>Also by Ann Example</h2><p>The Harbour</p><p>Salt and Stone</p>"),
+        "dedication": ("Dedication", typed("dedication"), "<p>For my mother, who kept the light.</p>"),
+        "contents": ("Contents", typed("toc"), "<h2>Contents</h2><p>Foreword</p><p>One: The Storm</p><p>Two: The Morning</p><p>Epilogue</p>"),
+        "foreword": ("Foreword", typed("foreword"), "<h1>Foreword</h1><p>This story began on a winter night by the sea.</p>"),
+        "ch1": ("One", typed("chapter"), "<h1>One: The Storm</h1><p>The wind rose before dark, and the keeper climbed the stairs.</p>"),
+        "ch2": ("Two", typed("chapter"), "<h1>Two: The Morning</h1><p>At dawn the sea was calm, and the boats came home.</p>"),
+        "epilogue": ("Epilogue", typed("epilogue"), "<h1>Epilogue</h1><p>Years later the light still turned each night.</p>"),
+        "about": ("About", typed("appendix"), "<h2>About the Author</h2><p>Ann Example lives by the sea and writes at night.</p>"),
+        "other": ("More", typed("seriespage"), "<h2>Other Books by Ann Example</h2><p>The Harbour</p>"),
+        "index": ("Index", typed("index"), "<h2>Index</h2>" + "".join(f"<p>{w}, {n}, {n + 3}</p>" for n, w in enumerate(["boats", "dawn", "keeper", "light", "sea", "stairs", "storm", "wind", "winter", "harbour", "night"], start=2))),
+    }  # fmt: skip
+    toc = ["foreword", "ch1", "ch2", "epilogue"]
+    nav = page(
+        "Contents",
+        '<nav epub:type="toc" id="toc"><ol>'
+        + "".join(f'<li><a href="{key}.xhtml">{pages[key][0]}</a></li>' for key in toc)
+        + "</ol></nav>",
+    )
+    manifest = (
+        '<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>'
+    )
+    manifest += "".join(
+        f'<item id="{key}" href="{key}.xhtml" media-type="application/xhtml+xml"/>' for key in pages
+    )
+    spine = "".join(f'<itemref idref="{key}"/>' for key in pages)
+    metadata = "<dc:title>The Lighthouse Keeper</dc:title><dc:creator>Ann Example</dc:creator>"
+    members: dict[str, bytes | str] = {
+        "META-INF/container.xml": CONTAINER,
+        "OEBPS/content.opf": opf(manifest, spine, metadata=metadata),
+        "OEBPS/nav.xhtml": nav,
+    }
+    for key, (title, attrs, body) in pages.items():
+        members[f"OEBPS/{key}.xhtml"] = page(title, body, attrs)
+    return zip_bytes(members)
