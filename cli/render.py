@@ -96,6 +96,17 @@ LexiconOption = Annotated[
         show_default=False,
     ),
 ]
+ReadAlongOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--read-along/--no-read-along",
+        envvar="VOICEBATCH_READ_ALONG",
+        show_envvar=True,
+        help="Also write <name>.epub: the book's text with its audio inside, highlighted "
+        "as it is spoken (EPUB 3 Media Overlays; books only, not catalogues).",
+        show_default=False,
+    ),
+]
 
 
 def render(
@@ -141,6 +152,7 @@ def render(
     text_column: TextColumnOption = None,
     voice_column: VoiceColumnOption = None,
     name_template: NameTemplateOption = None,
+    read_along: ReadAlongOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
@@ -177,6 +189,7 @@ def render(
             catalogue_text_column=text_column,
             catalogue_voice_column=voice_column,
             item_name_template=name_template,
+            read_along=read_along,
         )
         if stage_times is not None and not stage_times.expanduser().parent.is_dir():
             raise InputError(

@@ -60,6 +60,10 @@ def check_inputs(path: Path, settings: Settings) -> ParsedSource:
     )
     for voice in sorted({c.voice for c in document.chapters if c.voice}):
         check_voice(settings, voice)
+    if document.kind == "catalogue" and settings.read_along:
+        raise InputError(
+            f"{path}: --read-along makes a book's EPUB; a catalogue (CSV or JSONL items) has none"
+        )
     if document.kind == "catalogue":
         # Planning names the files again; checked here so a bad name fails before the
         # output folder or the database is touched.
