@@ -43,7 +43,10 @@ bench: install  ## render vs a plain Piper loop (whole processes); assembly memo
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
+	$(BIN)/python bench/bench_catalogue.py --items 1000,10000,100000 --write docs/benchmarks.md
 	$(BIN)/python bench/maya1_throughput.py --shapes tiny --device cpu --write docs/benchmarks.md
+	$(BIN)/python bench/bench_qa.py --chapters 40 --write docs/benchmarks.md
+	$(BIN)/python bench/sim_autoscale.py --write docs/benchmarks.md
 
 bench-gpu: install  ## Maya1 at its real shapes on a GPU: bf16/fp16/int8 x batch sizes vs naive and roofline
 	$(BIN)/python bench/maya1_throughput.py --shapes maya1 --device cuda --write docs/benchmarks.md

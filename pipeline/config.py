@@ -189,6 +189,11 @@ class Settings(BaseSettings):
         description="Most chunks one job may have; refused at planning past it (413).",
     )
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
+    read_along: bool = Field(
+        False,
+        description="render: also write <name>.epub, a read-along EPUB 3 (the text with "
+        "Media Overlays and the audio inside); books only (EPUB, Markdown, text).",
+    )
     normalize_text: bool = Field(
         True,
         description="Spell out numbers, dates, money, times, abbreviations, heading numerals, "
@@ -256,7 +261,48 @@ class Settings(BaseSettings):
         description="test-tone only: append a line per rendered request to this file "
         "(fault tests count renders that were wasted).",
     )
+    test_engine_pause_fifo: Path | None = Field(
+        None,
+        description="test-tone only: before its render number test_engine_pause_after + 1, "
+        "the process opens this FIFO and waits until a writer has opened and closed it "
+        "(tests that interrupt a render at a known point).",
+    )
+    test_engine_pause_after: int = Field(
+        0, ge=0, description="test-tone only: renders before the pause at test_engine_pause_fifo."
+    )
+    assembly_journal: Path | None = Field(
+        None,
+        description="Append a line per assembly run (an item's file, a job's book) to this "
+        "file (fault tests count duplicate assemblies).",
+    )
+    assembly_delay_ms: int = Field(
+        0,
+        ge=0,
+        description="Fault tests only: sleep this long in each assembly run, to make "
+        "assembly slow while reconcilers and duplicate messages run.",
+    )
+    test_engine_break_after: int = Field(
+        0,
+        ge=0,
+        description="test-tone only: after this many renders the process's engine fails every "
+        "render with a sticky CUDA error (fault tests); 0: never.",
+    )
     max_attempts: int = Field(3, ge=1, le=50, description="Attempts before a chunk is failed.")
+    max_batch_seconds: float = Field(
+        900.0,
+        ge=1,
+        le=86_400,
+        description="The longest one batch may render (waiting in the dynamic batcher "
+        "included). Past it the engine is taken for hung: its leases stop being renewed, "
+        "are released, and the process exits for its supervisor to restart it.",
+    )
+
+    # --- speech-recognition QA (`voicebatch qa`) ---------------------------------------
+    asr_model_dir: Path | None = Field(
+        None,
+        description="QA: local folder with a CTranslate2 Whisper model (model.bin, "
+        "config.json, tokenizer.json), fetched once; never downloaded at run time.",
+    )
 
     # --- maya1 engine (GPU) -----------------------------------------------------------
     snac_dir: Path | None = Field(
@@ -366,6 +412,20 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Port for a worker's Prometheus metrics; off if unset."
     )
+    worker_hourly_price: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="What one worker (its machine) costs an hour, in any currency; exported "
+        "as voicebatch_worker_hourly_price for the cost per audio-hour. 0: not counted.",
+    )
+    api_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port for the API's Prometheus metrics (`voicebatch api --metrics-port`), "
+        "apart from the API port; off if unset.",
+    )
     spot_provider: Literal["none", "aws", "gcp"] = Field(
         "none", description="Watch for spot interruption notices: aws (IMDSv2) or gcp."
     )
@@ -377,6 +437,23 @@ class Settings(BaseSettings):
     spot_poll_seconds: float = Field(5.0, gt=0, le=60, description="How often to ask.")
     api_rate_limit: int = Field(
         120, ge=1, description="Requests per minute per API key (HTTP 429 past it)."
+    )
+    api_rate_limit_anonymous: int = Field(
+        30,
+        ge=1,
+        description="Requests per minute per client address without valid credentials "
+        "(missing, unknown or revoked key, bad token): HTTP 429 past it.",
+    )
+    jwt_jwks_url: str | None = Field(
+        None, description="Accept JWTs (RS256, ES256) signed by the keys at this JWKS URL."
+    )
+    jwt_key_file: Path | None = Field(
+        None, description="Accept JWTs signed by the public key (PEM) in this file."
+    )
+    jwt_issuer: str | None = Field(None, description="The `iss` every JWT must carry.")
+    jwt_audience: str | None = Field(None, description="The `aud` every JWT must carry.")
+    jwt_leeway_seconds: int = Field(
+        30, ge=0, le=300, description="Clock skew allowed on a JWT's exp, nbf and iat."
     )
     api_max_body_mb: int = Field(64, ge=1, le=1024, description="Largest request body accepted.")
     api_url: str | None = Field(
@@ -423,6 +500,15 @@ class Settings(BaseSettings):
     @classmethod
     def _engine_lower(cls, value: str) -> str:
         return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _batch_time_covers_the_wait(self) -> Settings:
+        if self.max_batch_seconds <= self.batch_wait_ms / 1000:
+            raise ValueError(
+                f"max_batch_seconds ({self.max_batch_seconds:g}) must be longer than "
+                f"batch_wait_ms ({self.batch_wait_ms} ms)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> Settings:

@@ -58,6 +58,11 @@ class NotFoundError(InputError):
     http_status = 404
 
 
+class RecordGone(NotFoundError):
+    """The database has no such job (or item): it was withdrawn or deleted. The one
+    not-found that drops a worker's message; a missing object is not one."""
+
+
 class RetryableError(VoicebatchError):
     """A passing failure (storage, broker, database hiccup, engine out of memory); retry later."""
 
@@ -67,6 +72,28 @@ class RetryableError(VoicebatchError):
 
 class EngineOutOfMemory(RetryableError):
     """The engine ran out of memory on this batch; a smaller batch may fit."""
+
+
+class ChunkObjectsMissing(RetryableError):
+    """Rendered chunks' objects are gone from the store (lifecycle expiry, a cleanup):
+    their chunks went back to pending, to be rendered again before assembly retries."""
+
+    def __init__(self, message: str, keys: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.keys = keys or []
+
+
+class EngineBroken(VoicebatchError):
+    """The engine is broken for this process (a sticky device error, or the same error
+    on chunk after chunk): no chunk is to blame. The worker hands back what it holds and
+    exits, for its supervisor to start a fresh one."""
+
+    exit_code = 69  # EX_UNAVAILABLE
+    http_status = 503
+
+
+class EngineHung(EngineBroken):
+    """A batch ran past VOICEBATCH_MAX_BATCH_SECONDS: the engine is stuck."""
 
 
 class HandedBack(VoicebatchError):
@@ -82,6 +109,10 @@ class PermanentError(VoicebatchError):
 
     exit_code = 1
     http_status = 500
+
+
+class EngineMismatch(PermanentError):
+    """The job was planned for another engine or model version than this worker runs."""
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -73,7 +73,9 @@ FINAL_JOB_STATUSES = frozenset(
 
 class ItemStatus(enum.StrEnum):
     PENDING = "pending"
-    ASSEMBLING = "assembling"  # every chunk is final; claimed once for assembly
+    # every chunk is final; claimed once for assembly, then assembled under a lease
+    # (back to pending if a chunk's object vanished: that chunk is rendered again)
+    ASSEMBLING = "assembling"
     DONE = "done"
     FAILED = "failed"
 
@@ -143,11 +145,16 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     # Jobs submitted through the API belong to a key; embedded jobs to nobody. No foreign
     # key: keys are revoked, never deleted, and SQLite cannot add one to a live table.
     owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # The assembly lease (finalizing: the book and manifest), like a chunk's lease:
+    # who holds it, until when (the database's clock), and how many times it was taken.
+    assembly_owner: Mapped[str | None] = mapped_column(String(200))
+    assembly_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assembly_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     items: Mapped[list[Item]] = relationship(back_populates="job", order_by="Item.position")
 
@@ -156,7 +163,11 @@ class Item(Base):
     """A chapter of a book or an entry of a catalogue: one output file."""
 
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("job_id", "position"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "position"),
+        # A message asks whether any item of its job is still open: one index probe.
+        Index("ix_items_job_id_status", "job_id", "status"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -177,6 +188,11 @@ class Item(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The assembly lease (mastering and encoding its file), like a chunk's lease:
+    # who holds it, until when (the database's clock), and how many times it was taken.
+    assembly_owner: Mapped[str | None] = mapped_column(String(200))
+    assembly_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assembly_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     job: Mapped[Job] = relationship(back_populates="items")
 
@@ -188,6 +204,8 @@ class Chunk(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "seq"),
         Index("ix_chunks_job_id_status", "job_id", "status"),
+        # The metrics exporter: open chunks and the oldest pending (state/monitoring.py).
+        Index("ix_chunks_status_created_at", "status", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -202,7 +220,8 @@ class Chunk(Base):
         _enum(ChunkStatus, "chunk_status"), default=ChunkStatus.PENDING
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    # Indexed: every message renews and releases its leases by owner.
+    lease_owner: Mapped[str | None] = mapped_column(String(200), index=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     object_key: Mapped[str | None] = mapped_column(String(1000))
@@ -212,7 +231,7 @@ class Chunk(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class ApiKey(Base):
@@ -226,3 +245,10 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the key may do, space-separated (pipeline.state.keys.SCOPES); keys made
+    # before scopes existed got every scope but admin (migration 0005).
+    scopes: Mapped[str] = mapped_column(
+        String(200),
+        default="jobs:read jobs:write speech",
+        server_default="jobs:read jobs:write speech",
+    )

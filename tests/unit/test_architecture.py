@@ -22,10 +22,13 @@ PACKAGES = ("pipeline", "api", "workers", "cli")
 LAZY_IMPORTS = {
     # the server extra (fastapi, uvicorn, celery, flower): `voicebatch render` runs without it
     ("cli.admin", "api.app"): "server extra",
+    ("cli.admin", "api.serve"): "server extra",
     ("cli.admin", "workers.app"): "server extra",
     ("cli.admin", "workers.dispatch"): "server extra",
     ("cli.admin", "workers.worker"): "server extra",
     ("cli.admin", "workers.reconciler"): "server extra",
+    ("cli.admin", "api.metrics"): "server extra",
+    ("cli.exporter", "workers.exporter"): "server extra",
     # start-up: `voicebatch render` sets its engine loading before it imports the
     # database and assembly code (issue 22)
     ("cli.render", "cli.render_run"): "render start-up",
