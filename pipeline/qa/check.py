@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from pipeline.qa.words import Token, normal_tokens, split_words, tokens_of
 MISPLACED_SECONDS = 1.5
 SILENCE_DBFS = -45.0  # a span quieter than this (RMS) is silence, not speech
 ERROR_RATE_LIMIT = 0.5  # more errors than this per text token: unintelligible,
-UNINTELLIGIBLE_ERRORS = 3  # and at least this many: two misheard words of three are noise
+CHAR_DIFFERENCE_LIMIT = 0.4  # and the heard text this far from the written one, by letters:
+# "hair" for "hare" is a wrong word but the right sound; "la da la" for a sentence is not
 
 FLAGS = (
     "silence",  # nothing heard, and the span is quiet
@@ -174,12 +176,15 @@ def check_file(
         heard_by[chunk].update(hyp[h][0] for h in added)
         check.heard = " ".join(heard[i].text.strip() for i in sorted(heard_by[chunk]))
         check.words = _timed_words(words[chunk], timed[chunk])
+        tokens = [t.norm for c, t in ref if c == chunk]
+        said = " ".join(norm for word, norm in hyp if word in heard_by[chunk])
         check.flags = _flags(
-            [t.norm for c, t in ref if c == chunk],
+            tokens,
             deleted[chunk],
             [[hyp[h][1] for h in run] for run in _runs(added)],
             rms_dbfs(samples[int(span.start * sample_rate) : int(span.end * sample_rate)]),
             check.error_rate,
+            char_difference(" ".join(tokens), said),
         )
     return checks
 
@@ -208,8 +213,20 @@ def _timed_words(words: list[str], times: dict[int, tuple[float, float]]) -> lis
     return out
 
 
+def char_difference(written: str, heard: str) -> float:
+    """How far apart two texts are letter by letter: 0 the same, 1 nothing in common."""
+    if not written and not heard:
+        return 0.0
+    return 1.0 - SequenceMatcher(None, written, heard, autojunk=False).ratio()
+
+
 def _flags(
-    tokens: list[str], deleted: list[bool], added_runs: list[list[str]], level: float, rate: float
+    tokens: list[str],
+    deleted: list[bool],
+    added_runs: list[list[str]],
+    level: float,
+    rate: float,
+    letters: float,
 ) -> list[str]:
     """What went wrong with one chunk, in the order of FLAGS."""
     n = len(tokens)
@@ -233,6 +250,6 @@ def _flags(
         flags.append("repeated_words")
     if any(len(run) >= 3 for run in added_runs if run not in repeats):
         flags.append("invented_words")
-    if not flags and rate > ERROR_RATE_LIMIT and round(rate * n) >= UNINTELLIGIBLE_ERRORS:
+    if not flags and rate > ERROR_RATE_LIMIT and letters > CHAR_DIFFERENCE_LIMIT:
         flags.append("unintelligible")
     return flags

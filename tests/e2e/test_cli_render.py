@@ -172,6 +172,10 @@ def _writer_when_paused(fifo: Path, proc: subprocess.Popen[str], seconds: float)
         time.sleep(0.02)
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_stop_then_rerun_renders_only_what_was_missing(tmp_path: Path, sig: int, code: int) -> None:
     """The render is stopped while its engine is at its fourth chunk, three done: the test
@@ -198,7 +202,15 @@ def test_stop_then_rerun_renders_only_what_was_missing(tmp_path: Path, sig: int,
         "-q",
     ]
     proc = subprocess.Popen(
-        args, env=paused, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args,
+        env=paused,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background (`cmd &` in a script, nohup) has SIGINT
+        # ignored, and an ignored signal stays ignored across exec: the render would
+        # never see the Ctrl-C this test sends. A terminal's Ctrl-C is what it mimics.
+        preexec_fn=_sigint_default,
     )
     writer = _writer_when_paused(fifo, proc, seconds=120)
     try:
