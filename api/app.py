@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
-from api.audit import AuditLog
+from api.audit import audit_request
 from api.context import Dispatcher, build_context
 from api.errors import add_error_handlers, error_response
 from api.limits import BodyLimit
@@ -27,9 +27,11 @@ from pipeline.config import Settings
 
 
 class RequestMetrics:
-    """Counts and times every request by route. A plain ASGI middleware: the decorator
-    kind (BaseHTTPMiddleware) adds a task group and streams per request on the event
-    loop, which a burst of requests turns into latency for everyone, /healthz included."""
+    """Counts and times every request by route, and writes its audit line (api.audit).
+
+    A plain ASGI middleware: the decorator kind (BaseHTTPMiddleware) adds a task group and
+    streams per request on the event loop, which a burst of requests turns into latency
+    for everyone, /healthz included."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -53,6 +55,7 @@ class RequestMetrics:
             name = getattr(scope.get("route"), "path", "unmatched")
             metrics.REQUESTS.labels(name, str(status)).inc()
             metrics.LATENCY.labels(name).observe(time.perf_counter() - started)
+            audit_request(scope, status)
 
 
 class ReadAdmission:
@@ -123,7 +126,6 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
     )
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_mb * 1024 * 1024)
     app.add_middleware(RequestMetrics)
-    app.add_middleware(AuditLog)
     add_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(outputs.router)
