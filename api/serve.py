@@ -7,6 +7,7 @@ the server starts, so a wrong path or a key that does not match its certificate 
 
 from __future__ import annotations
 
+import gc
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,20 @@ def tls_context(tls: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+def freeze_startup_heap() -> None:
+    """Put what starting the API allocated (modules, the app, its schemas: ~150,000
+    objects) out of the cyclic collector's reach. A full collection of that heap takes
+    ~50 ms on a 2-core machine and, under a burst of requests, paused /healthz past its
+    100 ms bound; frozen, collections scan only what requests allocate (gc.freeze)."""
+    gc.collect()
+    gc.freeze()
+
+
 def server(
     application: FastAPI, *, host: str, port: int, log_level: str, tls: TlsFiles | None
 ) -> uvicorn.Server:
     """A uvicorn server for `application`, its TLS context (if any) already checked."""
+    freeze_startup_heap()
     config = uvicorn.Config(application, host=host, port=port, log_level=log_level)
     if tls is not None:
         context = tls_context(tls)

@@ -26,7 +26,11 @@ def test_security_schemes_are_api_keys_and_jwts(document: dict[str, Any]) -> Non
             continue
         for method, operation in operations.items():
             # Alternatives, each naming the scope the route needs (OpenAPI 3.1 roles).
-            scope = "jobs:read" if method == "get" else "jobs:write"
+            # The OpenAI-compatible speech routes need `speech`, whatever the method.
+            if path in {"/v1/audio/speech", "/v1/audio/voices", "/v1/models"}:
+                scope = "speech"
+            else:
+                scope = "jobs:read" if method == "get" else "jobs:write"
             assert operation["security"] == [{"apiKey": [scope]}, {"jwt": [scope]}], path
             assert "403" in operation["responses"], (method, path)
 
