@@ -72,7 +72,7 @@ def export_snac(
             envvar="VOICEBATCH_SNAC_TRT_PROFILE",
             show_envvar=True,
             help="tensorrt: shapes the engine takes, b<min>-<opt>-<max>_f<min>-<opt>-<max> "
-            "(batch, frames); default b1-8-64_f1-64-512.",
+            "(batch, frames), or auto: up to the longest chunk, 4,096 frames a call.",
             show_default=False,
         ),
     ] = None,

@@ -75,6 +75,17 @@ def build_tiny_maya1(folder: Path, *, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    # Random weights never choose the stop token among 4096 audio candidates, and the
+    # engine fails a chunk that runs into its token cap. Every (tied) row gets a shared
+    # direction d, which the hidden states then carry: all logits shift alike, except the
+    # stop token's, whose row is 2.5 d. So the stop is likely at each frame boundary, and
+    # where it falls depends on the seed: chunks end after 4 to about 25 frames.
+    with torch.no_grad():
+        embeddings = model.model.embed_tokens.weight
+        shared = torch.randn(config.hidden_size)
+        shared *= 2 * embeddings[128266:156938].std() * config.hidden_size**0.5 / shared.norm()
+        embeddings += shared
+        embeddings[128258] = 2.5 * shared
     model.save_pretrained(folder, safe_serialization=True)
     build_tokenizer(folder)
     return folder

@@ -1,8 +1,9 @@
 """The Maya1 engine end to end on the CPU: a tiny model folder with Maya1's vocabulary
 layout (tests/maya1_fixtures.py) and a SNAC 24 kHz decoder with random weights drive the
 real loading, prompting, constrained sampling, static-cache decoding, unpacking and SNAC
-decoding. Random weights never choose the stop token, so every chunk runs to its
-text-derived limit: "Hi" -> 154 tokens = 22 frames."""
+decoding. The tiny model's stop token is made likely at frame boundaries
+(build_tiny_maya1), so chunks end after a seed-dependent 4 to about 25 frames, under their
+text-derived limit ("Hi" -> 154 tokens = 22 frames)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,20 @@ from pipeline.batching import BatchingEngine, with_batching
 from pipeline.config import Settings, load_settings
 from pipeline.engines import create_engine, engine_info, engine_params
 from pipeline.engines.base import StagedEngine, SynthesisRequest, SynthesisResult
-from pipeline.engines.maya1.engine import Generated, Maya1Engine
+from pipeline.engines.maya1.engine import (
+    MAX_CHUNK_CHARS,
+    Generated,
+    Maya1Engine,
+    UnfinishedSpeech,
+)
 from pipeline.engines.maya1.sampling import RowSampling
-from pipeline.engines.maya1.tokens import max_new_tokens, retry_seed, voice_seed
+from pipeline.engines.maya1.tokens import (
+    MAX_NEW_TOKENS,
+    TYPICAL_CHARS_PER_SECOND,
+    max_new_tokens,
+    retry_seed,
+    voice_seed,
+)
 from pipeline.engines.maya1.unpack import MalformedAudio
 from tests.support.maya1_fixtures import build_tiny_maya1
 from tests.support.snac_fixtures import build_tiny_snac
@@ -110,11 +122,13 @@ def test_the_engine_is_a_staged_maya1_engine(engine: Maya1Engine, settings: Sett
     )
 
 
-def test_frames_follow_the_text_length_and_audio_is_frames_times_2048(
+def test_frames_end_at_the_stop_token_and_audio_is_frames_times_2048(
     requests: list[SynthesisRequest], batched: list[object], decoded: list[SynthesisResult]
 ) -> None:
     frames = [_frames(outcome) for outcome in batched]
-    assert [len(item) for item in frames] == [max_new_tokens(r.text) // 7 for r in requests]
+    for item, request in zip(frames, requests, strict=True):
+        # the model wrote the stop token: at least 4 frames, fewer than the text allows
+        assert 4 <= len(item) < max_new_tokens(request.text) // 7
     for item in frames:
         assert item.shape[1] == 7 and item.dtype == np.int64
         assert item.min() >= 0 and item.max() < 4096
@@ -195,8 +209,8 @@ def test_the_narrow_lm_head_samples_what_the_whole_head_would(
 
 
 def test_sampling_params_are_per_request(engine: Maya1Engine, batched: list[object]) -> None:
-    hotter = SynthesisRequest("Hi", VOICE, params={"temperature": 1.5, "top_p": 1.0})
-    assert engine.sampling(hotter).temperature == 1.5
+    hotter = SynthesisRequest("Hi", VOICE, params={"temperature": 0.7, "top_p": 1.0})
+    assert engine.sampling(hotter).temperature == 0.7
     assert not np.array_equal(_frames(engine.generate_batch([hotter])[0]), _frames(batched[0]))
 
 
@@ -244,19 +258,21 @@ class _Corrupting:
         out = self.inner.generate(prompts, rows)  # type: ignore[attr-defined]
         for tokens, row in zip(out, rows, strict=True):
             self.seeds.append(row.seed)
-            for frame in range(self.bad.get(row.seed, 0)):
+            for frame in range(min(self.bad.get(row.seed, 0), len(tokens) // 7)):
                 tokens[frame * 7 + 3] = tokens[frame * 7 + 2]
         return out
 
 
-def _faulty(engine: Maya1Engine, bad: dict[int, int]) -> tuple[Maya1Engine, _Corrupting]:
+def _faulty(
+    engine: Maya1Engine, bad: dict[int, int], max_malformed: float = 0.05
+) -> tuple[Maya1Engine, _Corrupting]:
     backend = _Corrupting(engine.backend, bad)
     faulty = Maya1Engine(
         backend=backend,
         tokenizer=engine.tokenizer,
         decoder=engine.decoder,
         model_version=engine.model_version,
-        max_malformed=0.05,
+        max_malformed=max_malformed,
         retries=2,
     )
     return faulty, backend
@@ -266,12 +282,14 @@ def test_a_few_malformed_frames_are_dropped_with_a_warning(
     engine: Maya1Engine, batched: list[object], caplog: pytest.LogCaptureFixture
 ) -> None:
     request = SynthesisRequest("Hi", VOICE)
-    faulty, backend = _faulty(engine, {voice_seed(VOICE): 1})  # 1 of 22 frames: under 5%
+    frames_alone = len(_frames(batched[0]))
+    # 1 frame of the first few: under the engine's limit
+    faulty, backend = _faulty(engine, {voice_seed(VOICE): 1}, max_malformed=1.5 / frames_alone)
     with caplog.at_level(logging.WARNING):
         frames = _frames(faulty.generate_batch([request])[0])
     np.testing.assert_array_equal(frames, _frames(batched[0])[1:])
     assert backend.seeds == [voice_seed(VOICE)]
-    assert "dropped 1 malformed of 22 audio frames" in caplog.text
+    assert f"dropped 1 malformed of {frames_alone} audio frames" in caplog.text
 
 
 def test_many_malformed_frames_regenerate_with_another_seed(engine: Maya1Engine) -> None:
@@ -292,7 +310,7 @@ def test_a_request_malformed_on_every_try_fails_alone(engine: Maya1Engine) -> No
     faulty, backend = _faulty(engine, bad)
     outcomes = faulty.generate_batch([SynthesisRequest("Hi", VOICE), SynthesisRequest("Yes", "X")])
     assert isinstance(outcomes[0], MalformedAudio)
-    assert "10 of 22 audio frames malformed" in str(outcomes[0])
+    assert "audio frames malformed" in str(outcomes[0])
     assert "on all 3 tries" in str(outcomes[0])
     assert isinstance(outcomes[1], Generated)
     assert len(backend.seeds) == 4  # the good request was generated once
@@ -327,8 +345,91 @@ def test_an_embedded_render_speaks_a_file_with_maya1(
     book = outcome.assembly.book_key
     assert book is not None
     audio = decode(tmp_path / "out" / book)
-    # "Hi." 23 frames + "Yes." 25 frames (85.3 ms each), less trimmed edges, plus the pause
-    speech = (23 + 25) * 2048 / 24_000
+    # the two chunks' frames (85.3 ms each), less trimmed edges, plus the pause
+    voice = local.voice or engine.default_voice
+    alone = engine.generate_batch([SynthesisRequest(text, voice) for text in ("Hi.", "Yes.")])
+    speech = sum(len(_frames(outcome)) for outcome in alone) * 2048 / 24_000
     assert speech - 0.5 < len(audio.audio) / audio.sample_rate < speech + 1.5
     again = render_file(runtime, check_inputs(source, local), output_dir=tmp_path / "out2")
     assert again.stats.rendered == 0
+
+
+class _NeverStopping:
+    """The real backend, except that the rows of the seeds in `endless` never write the
+    stop token: their audio runs on, valid frame after frame, up to the row's cap. What
+    the real model does on a text it cannot finish."""
+
+    name = "hf+endless"
+
+    def __init__(self, inner: object, endless: set[int]) -> None:
+        self.inner = inner
+        self.endless = endless
+        self.seeds: list[int] = []
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
+    ) -> list[list[int]]:
+        out = self.inner.generate(prompts, rows)  # type: ignore[attr-defined]
+        for tokens, row in zip(out, rows, strict=True):
+            self.seeds.append(row.seed)
+            if row.seed in self.endless:
+                frames = [tokens[i : i + 7] for i in range(0, len(tokens) - 6, 7)]
+                while len(tokens) < row.max_new_tokens:
+                    tokens.extend(frames[(len(tokens) // 7) % len(frames)])
+                del tokens[row.max_new_tokens :]
+        return out
+
+
+def _endless(engine: Maya1Engine, endless: set[int]) -> tuple[Maya1Engine, _NeverStopping]:
+    backend = _NeverStopping(engine.backend, endless)
+    return (
+        Maya1Engine(
+            backend=backend,
+            tokenizer=engine.tokenizer,
+            decoder=engine.decoder,
+            model_version=engine.model_version,
+            retries=2,
+        ),
+        backend,
+    )
+
+
+def test_a_chunk_that_never_ends_its_speech_is_tried_with_another_seed(
+    engine: Maya1Engine,
+) -> None:
+    first = voice_seed(VOICE)
+    endless, backend = _endless(engine, {first})
+    outcome = endless.generate_batch([SynthesisRequest("Hi", VOICE)])[0]
+    assert backend.seeds == [first, retry_seed(first, 1)]
+    assert isinstance(outcome, Generated) and outcome.seed == retry_seed(first, 1)
+    assert len(outcome.frames) < max_new_tokens("Hi") // 7  # this try wrote the stop token
+
+
+def test_a_chunk_at_its_token_cap_on_every_try_fails_and_is_never_kept(
+    engine: Maya1Engine,
+) -> None:
+    from pipeline.render.failures import Failure, classify
+
+    first = voice_seed(VOICE)
+    seeds = [first, retry_seed(first, 1), retry_seed(first, 2)]
+    endless, backend = _endless(engine, set(seeds))
+    outcomes = endless.generate_batch([SynthesisRequest("Hi", VOICE), SynthesisRequest("Yes", "X")])
+    assert isinstance(outcomes[0], UnfinishedSpeech)
+    assert "used all 154 tokens" in str(outcomes[0]) and "on all 3 tries" in str(outcomes[0])
+    assert classify(outcomes[0]) is Failure.FINAL  # the chunk fails with this message
+    assert isinstance(outcomes[1], Generated)
+    assert backend.seeds == [first, voice_seed("X"), seeds[1], seeds[2]]
+    with pytest.raises(UnfinishedSpeech):
+        endless.render_batch([SynthesisRequest("Hi", VOICE)])
+
+
+def test_chunks_fit_the_clips_maya1_was_trained_on(settings: Settings) -> None:
+    """Maya1 learned from clips of about 1-14 s: the planner's longest chunk, read at a
+    narrator's pace, fits; its token limit stays at or under the model card's 2,048 and
+    still holds a slow (10 characters a second) reading of it."""
+    info = engine_info(settings)
+    assert info.max_chunk_chars == MAX_CHUNK_CHARS
+    assert 0.5 + MAX_CHUNK_CHARS / TYPICAL_CHARS_PER_SECOND <= 14.0
+    longest = "w" * MAX_CHUNK_CHARS
+    assert max_new_tokens(longest) <= 2048 and max_new_tokens(longest) == MAX_NEW_TOKENS
+    assert max_new_tokens(longest) >= (1 + MAX_CHUNK_CHARS / 10) * 82

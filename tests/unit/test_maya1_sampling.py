@@ -112,18 +112,3 @@ def test_a_row_with_a_forced_length_never_stops_early_while_its_batch_mate_may()
     forced, free = _run(sampler, logits)
     assert EOS_SPEECH not in forced
     assert free[28] == EOS_SPEECH  # the other row stops at its first chance
-
-
-def test_the_vllm_constraint_allows_what_the_sampler_allows() -> None:
-    """vLLM's per-request logits function (importable without vllm) keeps exactly the
-    slot's 4096 tokens, plus the stop token where the sampler would allow it."""
-    from pipeline.engines.maya1.backends.vllm import constrain_logits
-
-    for step in (0, 3, 27, 28, 29, 35):
-        row = torch.randn(VOCAB)
-        kept = torch.isfinite(constrain_logits([0] * step, row.clone())).nonzero().flatten()
-        low, high = slot_range(step % 7)
-        expected = list(range(low, high)) + ([EOS_SPEECH] if stop_allowed(step) else [])
-        assert sorted(kept.tolist()) == sorted(expected)
-        kept_row = constrain_logits([0] * step, row.clone())
-        assert torch.equal(kept_row[low:high], row[low:high])

@@ -4,6 +4,8 @@ with hand-built token streams (no model, no torch)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from pipeline.engines.maya1.tokens import (
     voice_seed,
 )
 from pipeline.engines.maya1.unpack import MalformedAudio, check_unpacked, unpack
+from pipeline.errors import InputError
 
 
 class _CharTokenizer:
@@ -49,8 +52,96 @@ def test_prompt_is_the_exact_maya1_layout() -> None:
     ids = prompt_ids(tokenizer, "A calm narrator", "Hello <laugh> there.")
     text = '<description="A calm narrator"> Hello <laugh> there.'
     assert prompt_text("A calm narrator", "Hello <laugh> there.") == text
-    assert ids == [128259, 128000, *[ord(c) for c in text], 128009, 128260, 128261, 128257]
-    assert tokenizer.calls == [(text, False)]  # no BOS from the tokenizer: it is placed by hand
+    # BOS SOH BOS ...: the tokenizer's own BOS in front of the card's SOH BOS (see below)
+    assert ids == [
+        128000,
+        128259,
+        128000,
+        *[ord(c) for c in text],
+        128009,
+        128260,
+        128261,
+        128257,
+    ]
+    assert tokenizer.calls == [(text, False)]  # the special tokens are placed by hand
+
+
+def _llama3_tokenizer(tmp_path: Path) -> Any:
+    """The test tokenizer (Maya1's special ids) with Llama 3's post-processor, which puts
+    <|begin_of_text|> in front of every encoded text, as Maya1's tokenizer.json does."""
+    pytest.importorskip("transformers")
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    from tests.support.maya1_fixtures import build_tokenizer
+
+    build_tokenizer(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path, local_files_only=True)
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A",
+        pair="<|begin_of_text|> $A <|begin_of_text|> $B",
+        special_tokens=[("<|begin_of_text|>", 128000)],
+    )
+    return tokenizer
+
+
+def _card_prompt_ids(tokenizer: Any, description: str, text: str) -> list[int]:
+    """The model card's construction, step by step (huggingface.co/maya-research/maya1,
+    "Quick start": build_prompt, then `tokenizer(prompt, return_tensors="pt")`)."""
+    soh = tokenizer.decode([128259])
+    eoh = tokenizer.decode([128260])
+    soa = tokenizer.decode([128261])
+    sos = tokenizer.decode([128257])
+    eot = tokenizer.decode([128009])
+    formatted = f'<description="{description}"> {text}'
+    prompt = soh + tokenizer.bos_token + formatted + eot + eoh + soa + sos
+    ids: list[int] = tokenizer(prompt)["input_ids"]
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("description", "text"),
+    [
+        ("A calm narrator", "Hello <laugh> there."),
+        ("Realistic male voice in the 30s age with American accent.", "Wait... what? <sigh>"),
+        ("Ünïcode voice, 40s; warm & low", "Ça va? 123 — fine."),
+    ],
+)
+def test_prompt_ids_are_what_the_model_card_feeds(
+    tmp_path: Path, description: str, text: str
+) -> None:
+    tokenizer = _llama3_tokenizer(tmp_path)
+    expected = _card_prompt_ids(tokenizer, description, text)
+    assert expected[:3] == [128000, 128259, 128000]  # the card's model sees BOS SOH BOS
+    assert prompt_ids(tokenizer, description, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("description", "shown"),
+    [
+        ('A "warm" voice', "'\"'"),
+        ("Calm.\nThen angry.", "'\\n'"),
+        ("Tab\tseparated\r", "'\\t', '\\r'"),
+        ("line\u2028break", "'\\u2028'"),
+    ],
+)
+def test_a_description_the_prompt_cannot_hold_is_refused(description: str, shown: str) -> None:
+    with pytest.raises(InputError, match="may not hold") as info:
+        prompt_text(description, "Hello.")
+    message = str(info.value)
+    assert "\n" not in message and shown in message
+    from pipeline.engines.maya1.tokens import check_description
+
+    with pytest.raises(InputError):
+        check_description(description)
+
+
+def test_descriptions_in_words_pass_and_blank_ones_are_refused() -> None:
+    from pipeline.engines.maya1.tokens import check_description
+
+    check_description("A 40-year-old woman's voice, British accent: <calm>, slow & low.")
+    with pytest.raises(InputError, match="is empty"):
+        check_description("   ")
 
 
 def test_left_padding_puts_every_sos_in_the_last_column() -> None:
@@ -65,7 +156,7 @@ def test_slot_ranges_tile_the_audio_vocabulary() -> None:
     assert slot_range(6)[1] == 156938  # Maya1's audio vocabulary ends here
 
 
-@pytest.mark.parametrize("text", ["Hi.", "x" * 40, "y" * 400, "z" * 2000])
+@pytest.mark.parametrize("text", ["Hi.", "x" * 40, "y" * 120, "z" * 180])  # up to MAX_CHUNK_CHARS
 def test_max_new_tokens_follows_the_text_with_room_to_spare(text: str) -> None:
     limit = max_new_tokens(text)
     assert limit % SLOTS == 0 and limit > MIN_NEW_TOKENS
@@ -74,9 +165,10 @@ def test_max_new_tokens_follows_the_text_with_room_to_spare(text: str) -> None:
     assert expected_new_tokens(text) < limit
 
 
-def test_max_new_tokens_grows_with_the_text_and_has_no_fixed_cap() -> None:
+def test_max_new_tokens_grows_with_the_text_up_to_the_model_cards_2048() -> None:
     limits = [max_new_tokens("w" * n) for n in (10, 100, 1000, 5000)]
-    assert limits == sorted(limits) and limits[-1] > 40_000
+    assert limits == sorted(limits) and limits[0] < limits[1]
+    assert limits[-1] == limits[-2] == 2044  # 292 whole frames: at most the card's 2048
 
 
 def test_seed_comes_from_the_request_else_from_the_voice_alone() -> None:

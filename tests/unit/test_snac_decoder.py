@@ -136,3 +136,36 @@ def test_malformed_frames_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         decoder.decode(frames, seeds=[0])
+
+
+def test_the_cpu_decoder_has_no_cuda_stream_and_decodes(decoder: TorchSnacDecoder) -> None:
+    # the stream path is the GPU's; on the CPU the plain path runs, no CUDA call made
+    assert decoder.stream is None
+    assert len(decoder.decode(_frames(3), seeds=[5])[0]) == 3 * SAMPLES_PER_FRAME
+
+
+@pytest.mark.skipif(
+    not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (runs on the GPU box)"
+)
+def test_on_a_gpu_snac_decodes_on_its_own_stream_into_pinned_memory(
+    snac_dir: Path, decoder: TorchSnacDecoder
+) -> None:
+    import torch
+
+    gpu = TorchSnacDecoder(snac_dir, device="cuda")
+    assert gpu.stream is not None
+    assert gpu.stream != torch.cuda.default_stream()
+    frames = _frames(4, 9)
+    audio = gpu.decode(frames, seeds=[1, 2])
+    assert gpu._host is not None and gpu._host.is_pinned()
+    for on_gpu, on_cpu in zip(audio, decoder.decode(frames, seeds=[1, 2]), strict=True):
+        np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-3)
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    # the caller's stream (the LLM's) busy with a long kernel: the decode neither queues
+    # behind it nor waits for it. On one shared stream the copy back would wait for it.
+    # _sleep spins ~2.5 s at H100 clocks; a warm decode of 9 frames takes milliseconds.
+    torch.cuda._sleep(5_000_000_000)
+    gpu.decode(frames, seeds=[1, 2])
+    busy = not torch.cuda.default_stream().query()
+    torch.cuda.synchronize()
+    assert busy

@@ -218,7 +218,8 @@ def test_tensorrt_missing_is_a_clear_input_error(snac_dir: Path, tmp_path: Path)
 
 def test_engine_names_carry_gpu_precision_and_profile() -> None:
     profile = ShapeProfile.parse("b1-8-64_f1-64-512")
-    assert profile == ShapeProfile()
+    assert profile == ShapeProfile(1, 8, 64, 1, 64, 512)
+    assert ShapeProfile.parse("auto") == ShapeProfile()
     assert sanitize("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert (
         engine_prefix("NVIDIA H100 80GB HBM3", "int8", profile)
@@ -229,15 +230,89 @@ def test_engine_names_carry_gpu_precision_and_profile() -> None:
     )
     with pytest.raises(InputError, match="min <= opt <= max"):
         ShapeProfile.parse("b8-4-64_f1-64-512")
+    with pytest.raises(InputError, match="want auto or b<min>"):
+        ShapeProfile.parse("b1-8-64")
+
+
+def test_the_default_profile_covers_the_longest_chunk_in_one_call_of_memory() -> None:
+    from pipeline.engines.maya1.snac.frames import DEFAULT_BATCH_FRAMES, decode_groups
+    from pipeline.engines.maya1.snac.tensorrt import MAX_CHUNK_FRAMES
+    from pipeline.engines.maya1.tokens import MAX_NEW_TOKENS, SLOTS, max_new_tokens
+
+    # the longest chunk: whatever text, the engine never asks for more than the token cap
+    longest = max(max_new_tokens("x" * chars) for chars in range(0, 5000, 50)) // SLOTS
+    assert longest == MAX_NEW_TOKENS // SLOTS == MAX_CHUNK_FRAMES
+    profile = ShapeProfile()
+    assert profile.max_frames >= longest
+    # memory for max batch x max frames: no more than a call ever holds, and nearly all of it
+    assert profile.max_batch * profile.max_frames <= DEFAULT_BATCH_FRAMES
+    assert (profile.max_batch + 1) * profile.max_frames > DEFAULT_BATCH_FRAMES
+    assert profile.min_batch == profile.min_frames == 1
+    profile.check_serves_the_engine()
+    # every call the decoder makes of longest-chunk requests stays inside the profile
+    groups = decode_groups([longest] * 40, DEFAULT_BATCH_FRAMES, profile.max_batch)
+    assert all(len(group) <= profile.max_batch for group in groups)
+    assert all(len(group) * longest <= profile.max_batch * profile.max_frames for group in groups)
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        (
+            "b1-8-64_f1-64-512",
+            "reserves memory for 32768 frames but a decoder call holds at most 4096",
+        ),
+        ("b1-1-1_f1-64-256", "stops at 256 frames but a chunk may reach 292"),
+    ],
+)
+def test_profiles_that_miss_a_chunk_or_overbook_memory_are_refused(tag: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        ShapeProfile.parse(tag).check_serves_the_engine()
+    assert "\n" not in str(info.value)
+
+
+def test_a_tensorrt_provider_that_does_not_start_is_refused_not_run_on_cuda(
+    tmp_path: Path,
+) -> None:
+    """onnxruntime drops a provider it cannot start and runs on the next one; here the real
+    TensorRT provider list meets an onnxruntime without TensorRT, the same silent fallback."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from pipeline.engines.maya1.snac.tensorrt import require_provider, trt_providers
+
+    if "TensorrtExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime starts TensorRT: the fallback cannot be provoked here")
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    providers = trt_providers(tmp_path, "snac_test", "fp16", ShapeProfile(), [32, 256])
+    with pytest.warns(UserWarning, match="TensorrtExecutionProvider"):
+        session = onnxruntime.InferenceSession(str(path), providers=providers)
+    assert "TensorrtExecutionProvider" not in session.get_providers()  # it fell back, silently
+    with pytest.raises(InputError, match="did not start its TensorrtExecutionProvider") as info:
+        require_provider(session)
+    assert "\n" not in str(info.value)
+    require_provider(session, "CPUExecutionProvider")  # a provider that started passes
 
 
 @pytest.mark.skipif(not HAS_TENSORRT, reason="tensorrt is not installed")
 def test_tensorrt_engine_builds_caches_and_matches(
     export_dir: Path, torch_decoder: TorchSnacDecoder
 ) -> None:
-    from pipeline.engines.maya1.snac.tensorrt import TensorrtSnacDecoder, build_engine
+    from pipeline.engines.maya1.snac.tensorrt import (
+        MAX_CHUNK_FRAMES,
+        TensorrtSnacDecoder,
+        build_engine,
+    )
 
-    profile = ShapeProfile(1, 2, 4, 1, 8, 16)
+    profile = ShapeProfile(1, 2, 4, 1, 8, MAX_CHUNK_FRAMES)  # small opt: a quick build
     engines = build_engine(export_dir, "fp16", profile)
     assert engines and all(profile.tag in str(path) for path in engines)
     decoder = TensorrtSnacDecoder(export_dir, "fp16", profile)
@@ -245,3 +320,7 @@ def test_tensorrt_engine_builds_caches_and_matches(
     expected = torch_decoder.decode(frames, seeds=[1, 2])
     for want, have in zip(expected, decoder.decode(frames, seeds=[1, 2]), strict=True):
         assert _snr_db(want, have) >= 30.0  # fp16
+    assert decoder.session.get_providers()[0] == "TensorrtExecutionProvider"
+    # the longest chunk the engine allows decodes inside the profile
+    longest = decoder.decode(_frames(MAX_CHUNK_FRAMES, 3, seed=4), seeds=[3, 4])
+    assert len(longest[0]) == MAX_CHUNK_FRAMES * SAMPLES_PER_FRAME

@@ -7,19 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.config import Settings
 from pipeline.engines.base import ParamValue, SynthesisRequest, SynthesisResult
-from pipeline.engines.maya1.backends.base import TokenBackend
-from pipeline.engines.maya1.backends.factory import load_backend
-from pipeline.engines.maya1.loading import load_tokenizer, model_dir, model_version
 from pipeline.engines.maya1.sampling import RowSampling
-from pipeline.engines.maya1.snac.base import SnacDecoder
-from pipeline.engines.maya1.snac.factory import load_snac_decoder
 from pipeline.engines.maya1.snac.frames import SAMPLE_RATE
 from pipeline.engines.maya1.tokens import (
     expected_new_tokens,
@@ -30,6 +24,13 @@ from pipeline.engines.maya1.tokens import (
 )
 from pipeline.engines.maya1.unpack import MalformedAudio, check_unpacked, unpack
 
+if TYPE_CHECKING:
+    # types only: the settings (pydantic) are read in `factory`; the GPU benchmark runs
+    # this module on a machine without pydantic (bench/gpu-wheels.txt)
+    from pipeline.config import Settings
+    from pipeline.engines.maya1.backends.base import TokenBackend
+    from pipeline.engines.maya1.snac.base import SnacDecoder
+
 log = logging.getLogger(__name__)
 
 # The voice description Maya1's model card uses: a request's voice is free text like this.
@@ -37,9 +38,13 @@ DEFAULT_VOICE = (
     "Realistic male voice in the 30s age with American accent. Normal pitch, warm timbre, "
     "conversational pacing."
 )
-# About 20 s of speech (~1700 tokens): the length of the clips Maya1 speaks well; longer
-# chunks drift and skip words, shorter ones cost more joins.
-MAX_CHUNK_CHARS = 300
+# Maya1 was trained on clips of about 1-14 s; a chunk longer than that drifts and skips
+# words, a shorter one costs more joins. 180 characters at a narrator's pace of 14 a second
+# (tokens.TYPICAL_CHARS_PER_SECOND; Piper's bundled voice was measured at 18.6 a second on
+# the bundled example, docs/benchmarks.md, and audiobook narration runs 14-15) is 12.9 s,
+# plus the ~0.5 s of silence the model leads with: inside 14 s. Read as slowly as 10 a
+# second it is 18 s plus a second, 1,558 tokens: still under the token cap (tokens.py).
+MAX_CHUNK_CHARS = 180
 SAMPLING_PARAMS = ("temperature", "top_p", "repetition_penalty")
 
 
@@ -82,7 +87,7 @@ class SamplingDefaults:
 
 
 class Maya1Engine:
-    """The Maya1 StagedEngine; build it with `load_maya1(settings)`."""
+    """The Maya1 StagedEngine; build it with `factory.load_maya1(settings)`."""
 
     name = "maya1"
     sample_rate = SAMPLE_RATE
@@ -139,6 +144,7 @@ class Maya1Engine:
             again = []
             for index, row, row_tokens in zip(pending, rows, tokens, strict=True):
                 try:
+                    check_finished(row, row_tokens, label=_label(requests[index]))
                     unpacked = unpack(row_tokens)
                     check_unpacked(unpacked, self.max_malformed, label=_label(requests[index]))
                 except MalformedAudio as exc:
@@ -150,8 +156,9 @@ class Maya1Engine:
                 log.warning("maya1: generating %d chunk(s) again with other seeds", len(again))
             pending = again
         for index in pending:
-            outcomes[index] = MalformedAudio(
-                f"{errors[index].message} on all {self.retries + 1} tries with different seeds"
+            error = errors[index]
+            outcomes[index] = type(error)(
+                f"{error.message} on all {self.retries + 1} tries with different seeds"
             )
         return outcomes
 
@@ -175,6 +182,25 @@ class Maya1Engine:
         return prompt_ids(self.tokenizer, request.voice or self.default_voice, request.text)
 
 
+class UnfinishedSpeech(MalformedAudio):
+    """The model used every token a chunk allows without writing the stop token: its
+    audio is cut off mid-speech (or never found its end), so it is not kept."""
+
+
+def check_finished(row: RowSampling, tokens: Sequence[int], *, label: str) -> None:
+    """Raise UnfinishedSpeech when a row ran into its token cap without the stop token.
+    A backend returns the tokens before the stop token, so a row that stopped returned
+    fewer than `max_new_tokens` (the stop itself took a step). A row forced to its length
+    (min_new_tokens >= max_new_tokens: benchmarks) cannot stop and is complete at its cap."""
+    if row.min_new_tokens >= row.max_new_tokens:
+        return
+    if len(tokens) >= row.max_new_tokens:
+        raise UnfinishedSpeech(
+            f"{label}: the model used all {row.max_new_tokens} tokens the chunk allows "
+            "without ending its speech"
+        )
+
+
 def _generated(item: object) -> Generated:
     if not isinstance(item, Generated):
         raise TypeError(f"maya1 decode_batch got {type(item).__name__}, not stage-one frames")
@@ -184,20 +210,3 @@ def _generated(item: object) -> Generated:
 def _label(request: SynthesisRequest) -> str:
     text = request.text if len(request.text) <= 40 else request.text[:37] + "..."
     return f"chunk {text!r}"
-
-
-def load_maya1(settings: Settings) -> Maya1Engine:
-    """Load the model, tokenizer, backend and SNAC decoder named in settings, from local
-    folders only. Takes as long as the weights take to read: once per process."""
-    folder = model_dir(settings)
-    tokenizer = load_tokenizer(folder)
-    backend = load_backend(settings, folder, tokenizer)
-    return Maya1Engine(
-        backend=backend,
-        tokenizer=tokenizer,
-        decoder=load_snac_decoder(settings),
-        model_version=model_version(folder),
-        defaults=SamplingDefaults.from_settings(settings),
-        max_malformed=settings.maya1_max_malformed,
-        retries=settings.maya1_retries,
-    )

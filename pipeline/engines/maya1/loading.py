@@ -12,12 +12,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import Settings
 from pipeline.engines.maya1.tokens import AUDIO_BASE, CODEBOOK, SLOTS
 from pipeline.errors import InputError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the GPU benchmark runs where pydantic is not
     import torch
+
+    from pipeline.config import Settings
 
 log = logging.getLogger(__name__)
 

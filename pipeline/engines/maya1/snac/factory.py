@@ -13,7 +13,7 @@ from pipeline.engines.maya1.snac.artifacts import (
 from pipeline.engines.maya1.snac.base import SnacDecoder
 from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder, onnx_providers
 from pipeline.engines.maya1.snac.tensorrt import ShapeProfile, TensorrtSnacDecoder
-from pipeline.engines.maya1.snac.torch import TorchSnacDecoder
+from pipeline.engines.maya1.snac.torch import TorchSnacDecoder, torch_dtype_name
 from pipeline.errors import InputError
 
 
@@ -43,8 +43,8 @@ def load_snac_decoder(settings: Settings) -> SnacDecoder:
 
 
 def decoder_dtype(settings: Settings, device: str) -> str:
-    """SNAC's torch dtype: fp32 on the CPU; on a GPU fp16 for fp16/int8 (SNAC is small, int8
-    buys nothing there), bf16 for bf16/auto, fp32 when asked."""
-    if not device.startswith("cuda") or settings.precision == "fp32":
+    """SNAC's torch dtype: fp32 on the CPU; on a GPU `settings.snac_dtype`, fp32 unless
+    fp16 or bf16 is asked for (the reference decodes in fp32; see snac.precision)."""
+    if not device.startswith("cuda"):
         return "float32"
-    return "float16" if settings.precision in ("fp16", "int8") else "bfloat16"
+    return torch_dtype_name(settings.snac_dtype)

@@ -42,21 +42,36 @@ from pipeline.engines.maya1.snac.frames import (
     Frames,
 )
 from pipeline.engines.maya1.snac.onnx import OnnxSnacDecoder, Provider
+from pipeline.engines.maya1.tokens import MAX_NEW_TOKENS, SLOTS
 from pipeline.errors import InputError
 
 TENSORRT_PRECISIONS: tuple[str, ...] = ("fp16", "int8")
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+
+# The longest chunk the engine may generate, in frames (tokens.MAX_NEW_TOKENS, the token
+# cap, is whole frames): every TensorRT profile must reach it, or that chunk's decode fails.
+MAX_CHUNK_FRAMES = MAX_NEW_TOKENS // SLOTS
+# A decoder call never holds more padded frames than this (decode_groups): the profile's
+# max batch x max frames, for which TensorRT reserves activation memory, stays inside it.
+MAX_CALL_FRAMES = DEFAULT_BATCH_FRAMES
+_DEFAULT_MAX_BATCH = max(1, MAX_CALL_FRAMES // MAX_CHUNK_FRAMES)
 
 
 @dataclass(frozen=True)
 class ShapeProfile:
-    """The batch and frame ranges a TensorRT engine accepts (and is tuned for at opt)."""
+    """The batch and frame ranges a TensorRT engine accepts (and is tuned for at opt).
+
+    The default reaches the longest chunk (MAX_CHUNK_FRAMES) and reserves memory for
+    calls of at most MAX_CALL_FRAMES frames, which is all a call ever holds: its batch is
+    what fits beside that many frames, and it is tuned at a full batch of half-length
+    chunks, the middle of what the batcher sends."""
 
     min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 64
+    opt_batch: int = _DEFAULT_MAX_BATCH
+    max_batch: int = _DEFAULT_MAX_BATCH
     min_frames: int = 1
-    opt_frames: int = 64
-    max_frames: int = 512  # 43.7 s of audio: above Maya1's longest chunk
+    opt_frames: int = MAX_CHUNK_FRAMES // 2
+    max_frames: int = MAX_CHUNK_FRAMES
 
     def __post_init__(self) -> None:
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
@@ -66,13 +81,32 @@ class ShapeProfile:
 
     @classmethod
     def parse(cls, tag: str) -> ShapeProfile:
-        """The profile a tag names ('b1-8-64_f1-64-512'); InputError if it names none."""
+        """The profile a tag names ('b1-14-14_f1-146-292'), or the default for 'auto';
+        InputError if it names none."""
+        if tag.strip() == "auto":
+            return cls()
         match = re.fullmatch(r"b(\d+)-(\d+)-(\d+)_f(\d+)-(\d+)-(\d+)", tag.strip())
         if not match:
             raise InputError(
-                f"bad TensorRT shape profile '{tag}' (want b<min>-<opt>-<max>_f<min>-<opt>-<max>)"
+                f"bad TensorRT shape profile '{tag}' (want auto or "
+                "b<min>-<opt>-<max>_f<min>-<opt>-<max>)"
             )
         return cls(*(int(value) for value in match.groups()))
+
+    def check_serves_the_engine(self) -> None:
+        """InputError unless this profile decodes the longest chunk and reserves no more
+        memory than a real call uses (see MAX_CHUNK_FRAMES and MAX_CALL_FRAMES)."""
+        if self.max_frames < MAX_CHUNK_FRAMES:
+            raise InputError(
+                f"TensorRT profile {self.tag} stops at {self.max_frames} frames but a chunk "
+                f"may reach {MAX_CHUNK_FRAMES}: use VOICEBATCH_SNAC_TRT_PROFILE=auto"
+            )
+        if self.max_batch * self.max_frames > MAX_CALL_FRAMES:
+            raise InputError(
+                f"TensorRT profile {self.tag} reserves memory for "
+                f"{self.max_batch * self.max_frames} frames but a decoder call holds at most "
+                f"{MAX_CALL_FRAMES}: use VOICEBATCH_SNAC_TRT_PROFILE=auto"
+            )
 
     @property
     def tag(self) -> str:
@@ -130,6 +164,20 @@ def require_tensorrt() -> None:
         )
 
 
+def require_provider(session: object, provider: str = TENSORRT_PROVIDER) -> None:
+    """InputError unless `session` (an onnxruntime InferenceSession) runs on `provider`.
+
+    onnxruntime drops a provider that fails to start (a missing TensorRT library, a CUDA
+    mismatch, an engine that will not build) with only a log line, and runs the whole graph
+    on the next one: a "TensorRT" decoder would silently be a CUDA (or CPU) one."""
+    used = list(session.get_providers())  # type: ignore[attr-defined]
+    if provider not in used:
+        raise InputError(
+            f"onnxruntime did not start its {provider} (the session runs on "
+            f"{', '.join(used) or 'nothing'}): check the TensorRT and CUDA installation"
+        )
+
+
 def trt_providers(
     cache_dir: Path, prefix: str, precision: str, profile: ShapeProfile, noise_factors: list[int]
 ) -> list[Provider]:
@@ -146,7 +194,9 @@ def trt_providers(
         "trt_profile_opt_shapes": profile.shapes("opt", noise_factors),
         "trt_profile_max_shapes": profile.shapes("max", noise_factors),
     }
-    return [("TensorrtExecutionProvider", options), "CUDAExecutionProvider", "CPUExecutionProvider"]
+    # CUDA and the CPU stay listed for the few nodes TensorRT may leave (shape arithmetic);
+    # TensorRT itself failing is refused by require_provider, never run on them instead
+    return [(TENSORRT_PROVIDER, options), "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def build_engine(
@@ -158,6 +208,7 @@ def build_engine(
     require_tensorrt()
     if precision not in TENSORRT_PRECISIONS:
         raise InputError(f"TensorRT SNAC precision must be fp16 or int8, not '{precision}'")
+    profile.check_serves_the_engine()
     prefix = engine_prefix(gpu_name(device_id), precision, profile)
     final = engine_dir(export_dir, prefix)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -198,6 +249,7 @@ class TensorrtSnacDecoder(OnnxSnacDecoder):
     ) -> None:
         require_tensorrt()
         self.profile = profile or ShapeProfile()
+        self.profile.check_serves_the_engine()
         prefix = engine_prefix(gpu_name(device_id), precision, self.profile)
         if cache_dir is None:  # at render time: the engine must have been built already
             cache_dir = engine_dir(export_dir, prefix)
@@ -220,6 +272,7 @@ class TensorrtSnacDecoder(OnnxSnacDecoder):
             ),
             max_batch_size=self.profile.max_batch,
         )
+        require_provider(self.session)
 
     def run_batch(
         self,
