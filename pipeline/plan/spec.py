@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from pipeline.assemble.keys import cover_key
@@ -42,6 +43,9 @@ def job_options(settings: Settings, cover: Cover | None = None) -> dict[str, Any
         "master_format": None if settings.master_format == "none" else settings.master_format,
         "timings": list(settings.timing_formats),
         "cover": cover.option(cover_key(cover)) if cover is not None else None,
+        # QA while rendering re-takes flagged chunks: another job. Absent when off, so
+        # the jobs of earlier versions are still found again.
+        **({"qa": True} if settings.qa else {}),
     }
 
 
@@ -111,20 +115,146 @@ def build_spec(
     """Normalise and segment every chapter, apply the lexicon to every chunk and hash it;
     pure, no I/O. Chapter titles (for chapter markers and tags) stay as written.
 
+    The whole spec in memory: `stream_spec` is the same plan an item at a time.
+    """
+    streamed = stream_spec(
+        document,
+        source,
+        engine=engine,
+        settings=settings,
+        output_uri=output_uri,
+        kind=kind,
+        cover=cover,
+        lexicon=lexicon,
+    )
+    items = tuple(streamed.items())
+    return replace(streamed.header, items=items, fingerprint=streamed.fingerprint)
+
+
+class StreamedSpec:
+    """A job's spec whose items are planned one at a time as `items()` is iterated, so a
+    100,000-item catalogue is stored a batch at a time and never held whole. `header` is
+    the job without its items; `fingerprint` is known once every item has been planned
+    (a catalogue's covers each item's chunks), and equals `build_spec`'s."""
+
+    def __init__(
+        self, header: store.JobSpec, items: Iterator[store.ItemSpec], identity: list[Any]
+    ) -> None:
+        self.header = header
+        self._items = items
+        self._catalogue = header.kind == "catalogue"
+        # json.dumps(identity + [entries]) written piece by piece: the same bytes, so the
+        # same fingerprint as a spec built whole (a resume finds jobs planned before).
+        head = json.dumps(identity, sort_keys=True)
+        self._hash = hashlib.sha256((head[:-1] + ", [" if self._catalogue else head).encode())
+        self._planned = False
+
+    def items(self) -> Iterator[store.ItemSpec]:
+        """Each item with its chunks, in order; iterate once."""
+        if self._planned:
+            raise RuntimeError("a streamed spec's items are planned once")
+        for index, item in enumerate(self._items):
+            if self._catalogue:
+                entry = [
+                    item.title,
+                    item.voice,
+                    item.file_name,
+                    [c.content_hash for c in item.chunks],
+                ]
+                self._hash.update(((", " if index else "") + json.dumps(entry)).encode())
+            yield item
+        if self._catalogue:
+            self._hash.update(b"]]")
+        self._planned = True
+
+    @property
+    def fingerprint(self) -> str:
+        if not self._planned:
+            raise RuntimeError("the fingerprint is known once every item has been planned")
+        return self._hash.hexdigest()
+
+
+def stream_spec(
+    document: Document,
+    source: SourceFile,
+    *,
+    engine: Engine | EngineInfo,
+    settings: Settings,
+    output_uri: str | None,
+    kind: str = "book",
+    cover: Cover | None = None,
+    lexicon: Lexicon | None = None,
+) -> StreamedSpec:
+    """`build_spec` an item at a time. What can be checked before any text is normalised
+    is checked here (the lexicon, the job's size, a catalogue's file names); a chunk the
+    lexicon makes too long, or one chunk over the job's limit, raises while iterating.
+
     A catalogue's items get their file names from the name template here, so an unsafe
     or colliding name is refused before the job exists; an item with a voice of its own
     has it in its chunks' content hashes.
     """
     voice = settings.voice or engine.default_voice
     params = engine_params(settings)
-    max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     if lexicon is not None:
         lexicon.check_engine(engine.name, takes_phonemes(engine))
     check_job_size(document, settings, kind)
     names: list[str | None] = [None] * len(document.chapters)
     if kind == "catalogue":
         names = list(catalogue_file_names(document, settings))
-    items = []
+    options = job_options(settings, cover)
+    # How the text was read is not an option of the job's audio files but decides every
+    # chunk's text: a job resumed with another lexicon would mix two readings.
+    text_rules = {
+        "normalize_text": settings.normalize_text,
+        "lexicon": lexicon.digest if lexicon is not None else None,
+    }
+    # The same file read with other columns or another name template is another job: a
+    # catalogue's fingerprint covers its items too (StreamedSpec adds them).
+    identity: list[Any] = [
+        source.sha256,
+        engine.name,
+        voice,
+        engine.model_version,
+        params,
+        options,
+        text_rules,
+        settings.output_format,
+        output_uri,
+    ]
+    header = store.JobSpec(
+        title=clipped(document.title, Job.title, "title") or "",
+        author=clipped(document.author, Job.author, "author"),
+        source_name=str(source.path),
+        source_sha256=source.sha256,
+        fingerprint="",
+        engine=engine.name,
+        voice=voice,
+        model_version=engine.model_version,
+        output_format=settings.output_format,
+        items=(),
+        params=params,
+        options=options,
+        output_uri=output_uri,
+        kind=kind,
+    )
+    items = _planned_items(
+        document, names, engine=engine, settings=settings, kind=kind, lexicon=lexicon
+    )
+    return StreamedSpec(header, items, identity)
+
+
+def _planned_items(
+    document: Document,
+    names: list[str | None],
+    *,
+    engine: Engine | EngineInfo,
+    settings: Settings,
+    kind: str,
+    lexicon: Lexicon | None,
+) -> Iterator[store.ItemSpec]:
+    voice = settings.voice or engine.default_voice
+    params = engine_params(settings)
+    max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     total_chunks = 0
     for chapter, file_name in zip(document.chapters, names, strict=True):
         spoken_title = chapter.reads_heading(read_titles=settings.read_titles)
@@ -165,51 +295,9 @@ def build_spec(
                 )
             )
         if chunks:
-            items.append(
-                store.ItemSpec(
-                    title=chapter.title,
-                    chunks=tuple(chunks),
-                    voice=chapter.voice,
-                    file_name=file_name,
-                )
+            yield store.ItemSpec(
+                title=chapter.title,
+                chunks=tuple(chunks),
+                voice=chapter.voice,
+                file_name=file_name,
             )
-    options = job_options(settings, cover)
-    # How the text was read is not an option of the job's audio files but decides every
-    # chunk's text: a job resumed with another lexicon would mix two readings.
-    text_rules = {
-        "normalize_text": settings.normalize_text,
-        "lexicon": lexicon.digest if lexicon is not None else None,
-    }
-    identity: list[Any] = [
-        source.sha256,
-        engine.name,
-        voice,
-        engine.model_version,
-        params,
-        options,
-        text_rules,
-        settings.output_format,
-        output_uri,
-    ]
-    if kind == "catalogue":
-        # The same file read with other columns or another name template is another job.
-        identity.append(
-            [[i.title, i.voice, i.file_name, [c.content_hash for c in i.chunks]] for i in items]
-        )
-    fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return store.JobSpec(
-        title=clipped(document.title, Job.title, "title") or "",
-        author=clipped(document.author, Job.author, "author"),
-        source_name=str(source.path),
-        source_sha256=source.sha256,
-        fingerprint=fingerprint,
-        engine=engine.name,
-        voice=voice,
-        model_version=engine.model_version,
-        output_format=settings.output_format,
-        items=tuple(items),
-        params=params,
-        options=options,
-        output_uri=output_uri,
-        kind=kind,
-    )

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline.errors import EngineMismatch, HandedBack, InputError, RecordGone, RetryableError
@@ -25,9 +25,6 @@ class ChunkTaskOutcome:
     ready_items: list[uuid.UUID]  # claimed for assembly by this call: assemble each once
     retry_in: float | None  # some chunks are not final yet: run the message again then
     stats: RenderStats
-    # this message's items claimed for assembly (by this call or an earlier run of it
-    # whose publish may have failed): publishing them again is harmless
-    assembling: list[uuid.UUID] = field(default_factory=list)
 
 
 def render_chunk_ids(
@@ -123,7 +120,6 @@ def _after_render(
         items = store.chunk_items(session, chunk_ids=chunk_ids)
         ready = store.claim_ready_items(session, job_id=job_id, item_ids=items)
         unfinished = store.open_among(session, chunk_ids=chunk_ids)
-        waiting = scoped.assembling_among(session, item_ids=items)
     retry_in: float | None = None
     if unfinished.pending:
         retry_in = max(renderer.backoff, 0.5)
@@ -135,7 +131,7 @@ def _after_render(
             (unfinished.first_expiry - utcnow()).total_seconds() if unfinished.first_expiry else 0.0
         )
         retry_in = min(2.0, max(0.2, left + 0.1))
-    return ChunkTaskOutcome(ready, retry_in, renderer.stats, waiting)
+    return ChunkTaskOutcome(ready, retry_in, renderer.stats)
 
 
 def render_message(

@@ -8,7 +8,7 @@ Part of the state module, beside `store`; read-only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,18 +41,6 @@ def render_target(session: Session, job_id: uuid.UUID) -> RenderTarget:
         raise RecordGone(f"no job {job_id}")
     status, engine, version, voice, params = row
     return RenderTarget(JobStatus(status), engine, version, voice, dict(params or {}))
-
-
-def assembling_among(session: Session, *, item_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Of these items, those claimed for assembly and not yet finished."""
-    if not item_ids:
-        return []
-    return sorted(
-        session.scalars(
-            select(Item.id).where(Item.id.in_(list(item_ids)), Item.status == ItemStatus.ASSEMBLING)
-        ),
-        key=str,
-    )
 
 
 def item_count(session: Session, *, job_id: uuid.UUID) -> int:

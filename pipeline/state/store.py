@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,11 @@ from pipeline.state.chunks import (  # noqa: F401  (re-exported: one namespace f
     release_leases,
     renew_leases,
     take_over_leases,
+)
+from pipeline.state.creation import (  # noqa: F401  (re-exported: one namespace for all state)
+    create_job,
+    refresh_planner_stats,
+    set_fingerprint,
 )
 from pipeline.state.items import (  # noqa: F401  (re-exported: one namespace for all state)
     claim_ready_items,
@@ -64,82 +69,9 @@ from pipeline.state.specs import (  # noqa: F401  (re-exported: one namespace fo
     JobSpec,
 )
 from pipeline.state.updates import conditional_update as _update
+from pipeline.state.webhooks import record_final_event
 
 # --- jobs --------------------------------------------------------------------------------
-
-
-def create_job(session: Session, *, spec: JobSpec, job_id: uuid.UUID | None = None) -> uuid.UUID:
-    """Insert a job with its items and chunks. All or nothing: the caller's transaction."""
-    if not spec.items or not any(item.chunks for item in spec.items):
-        raise InputError(f"{spec.source_name}: nothing to render (no speakable text)")
-    job_id = job_id or uuid.uuid4()
-    now = utcnow()
-    total = sum(len(item.chunks) for item in spec.items)
-    session.add(
-        Job(
-            id=job_id,
-            kind=spec.kind,
-            title=spec.title[:500],
-            author=spec.author,
-            source_name=spec.source_name[:1000],
-            source_sha256=spec.source_sha256,
-            fingerprint=spec.fingerprint,
-            status=JobStatus.PENDING,
-            engine=spec.engine,
-            voice=spec.voice,
-            model_version=spec.model_version,
-            params=spec.params,
-            output_format=spec.output_format,
-            output_uri=spec.output_uri,
-            options=spec.options,
-            chunks_total=total,
-            owner_id=spec.owner_id,
-            idempotency_key=spec.idempotency_key,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    session.flush()
-    item_rows: list[dict[str, Any]] = []
-    chunk_rows: list[dict[str, Any]] = []
-    seq = 0
-    for position, item in enumerate(spec.items):
-        item_id = uuid.uuid4()
-        item_rows.append(
-            {
-                "id": item_id,
-                "job_id": job_id,
-                "position": position,
-                "title": item.title[:1000],
-                "voice": item.voice,
-                "file_name": item.file_name,
-                "status": ItemStatus.PENDING,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        for chunk in item.chunks:
-            chunk_rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "job_id": job_id,
-                    "item_id": item_id,
-                    "seq": seq,
-                    "text": chunk.text,
-                    "paragraph_start": chunk.paragraph_start,
-                    "status": ChunkStatus.PENDING,
-                    "attempts": 0,
-                    "content_hash": chunk.content_hash,
-                    "cache_hit": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            seq += 1
-    session.execute(insert(Item), item_rows)
-    if chunk_rows:
-        session.execute(insert(Chunk), chunk_rows)
-    return job_id
 
 
 def get_job(session: Session, job_ref: str | uuid.UUID) -> Job:
@@ -254,6 +186,9 @@ def _move_job(
         updated_at=now,
         **values,
     )
+    if result == 1 and to in FINAL_JOB_STATUSES:
+        # Its webhook, in this transaction: the state change and its event, or neither.
+        record_final_event(session, job_ids=[job_id])
     return result == 1
 
 
