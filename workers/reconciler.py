@@ -21,6 +21,7 @@ from pipeline.errors import NotFoundError
 from pipeline.state import scoped, store
 from pipeline.state.db import transaction
 from pipeline.state.reconcile import DueWork, ReconcilerLock, find_due_work
+from pipeline.state.webhooks import due_deliveries
 from workers.app import VoicebatchCelery, create_celery
 from workers.celery_config import (
     ASSEMBLE_QUEUE,
@@ -29,7 +30,13 @@ from workers.celery_config import (
     render_queue,
     render_queues,
 )
-from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, CeleryDispatcher
+from workers.dispatch import (
+    ASSEMBLE_TASK,
+    FINALIZE_TASK,
+    RENDER_TASK,
+    WEBHOOKS_QUEUE,
+    CeleryDispatcher,
+)
 from workers.metrics import ProcessInfo
 from workers.metrics import serve as serve_metrics
 
@@ -85,6 +92,20 @@ def replay_dead_letters(app: VoicebatchCelery, *, limit: int = 1000) -> int:
     return replayed
 
 
+def sweep_webhooks(app: VoicebatchCelery, dispatcher: CeleryDispatcher) -> int:
+    """Queue the webhook deliveries that are due and held by nobody (the outbox's relay:
+    one whose message was lost, or whose job ended where nothing published it), when the
+    webhooks queue is empty (a backlog holds their messages already). How many."""
+    if queue_depth(app, WEBHOOKS_QUEUE) != 0:
+        return 0
+    with transaction(app.context.resources.factory) as session:
+        due = due_deliveries(session)
+    if due:
+        dispatcher.webhooks(due)
+        log.info("webhooks: %d due deliveries queued", len(due))
+    return len(due)
+
+
 def reconcile_once(
     app: VoicebatchCelery, *, grace: timedelta, lock: ReconcilerLock | None = None
 ) -> DueWork | None:
@@ -118,6 +139,7 @@ def reconcile_once(
         dispatcher.assemble(job_id, [item_id])
     for job_id in due.finalize:
         dispatcher.finalize(job_id)
+    sweep_webhooks(app, dispatcher)
     due.replayed_messages = replayed
     if due.chunks or due.assemble or due.finalize or due.failed_chunks or replayed:
         log.warning(

@@ -37,6 +37,7 @@ from pipeline.state.models import (
     JobStatus,
 )
 from pipeline.state.updates import conditional_update as _update
+from pipeline.state.webhooks import record_final_event
 
 
 class Take(enum.StrEnum):
@@ -83,6 +84,8 @@ def _take(
         updated_at=at,
         **failed_values,
     ):
+        if table is Job:
+            record_final_event(session, job_ids=[row_id])  # its webhook, in this transaction
         return Take.GAVE_UP
     if _update(
         session,
@@ -319,17 +322,23 @@ def expire_assembly_leases(
             scope.append(open_items == 0)
         expired = and_(table.assembly_owner.is_not(None), table.assembly_expires_at < at)
         failed_values: dict[str, Any] = {"finished_at": at} if table is Job else {}
-        due.gave_up += _update(
-            session,
-            table,
-            (*scope, expired, table.assembly_attempts >= max_attempts),
-            status=failed,
-            assembly_owner=None,
-            assembly_expires_at=None,
-            error=_gave_up(table, max_attempts),
-            updated_at=at,
-            **failed_values,
-        )
+        gave_up = session.scalars(
+            update(table)
+            .where(*scope, expired, table.assembly_attempts >= max_attempts)
+            .values(
+                status=failed,
+                assembly_owner=None,
+                assembly_expires_at=None,
+                error=_gave_up(table, max_attempts),
+                updated_at=at,
+                **failed_values,
+            )
+            .returning(table.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        due.gave_up += len(gave_up)
+        if table is Job:
+            record_final_event(session, job_ids=gave_up)  # their webhooks, in this transaction
         wanted = [expired]
         if include_unstarted:
             wanted.append(

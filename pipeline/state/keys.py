@@ -85,9 +85,15 @@ def hash_key(key: str) -> str:
 
 
 def create_key(
-    session: Session, *, name: str, scopes: Iterable[str] = DEFAULT_SCOPES
+    session: Session,
+    *,
+    name: str,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    callback_url: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key for `name` with `scopes`; returns the row and the key, which is shown once."""
+    """A new key for `name` with `scopes` (and the callback URL of its jobs that name
+    none, checked by the caller: pipeline.webhooks.callbacks); returns the row and the
+    key, which is shown once."""
     name = " ".join(name.split())
     if not name or len(name) > 200:
         raise InputError("a key needs a name of 1 to 200 characters, like `alice`")
@@ -100,6 +106,7 @@ def create_key(
         key_hash=hash_key(key),
         created_at=utcnow(),
         scopes=" ".join(chosen),
+        callback_url=callback_url,
     )
     session.add(row)
     session.flush()

@@ -29,7 +29,7 @@ from pipeline.state.models import Base
 from tests.support.services import free_port
 
 VOICEBATCH = Path(sys.executable).with_name("voicebatch")
-TABLES = {"api_keys", "jobs", "items", "chunks"}
+TABLES = {"api_keys", "jobs", "items", "chunks", "webhook_deliveries", "webhook_attempts"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

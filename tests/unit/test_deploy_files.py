@@ -136,7 +136,7 @@ def test_app_services_wait_for_the_migration_and_depend_only_on_real_services() 
 def test_workers_take_their_queues_and_the_render_worker_reserves_a_gpu() -> None:
     argv = voicebatch_commands()
     assert option(argv["worker-render"], "--queues") == "render"
-    assert option(argv["worker-assemble"], "--queues") == "assemble"
+    assert option(argv["worker-assemble"], "--queues") == "assemble,webhooks"
     render = services()["worker-render"]
     devices = render["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]

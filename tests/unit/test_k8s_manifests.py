@@ -256,6 +256,7 @@ def test_the_network_lets_workers_reach_only_the_database_broker_and_s3(overlay:
         *(("UDP", 53), ("TCP", 53)),
         *(("TCP", 5432), ("TCP", 6379), ("TCP", 5672), ("TCP", 5671)),
         *(("TCP", 443), ("TCP", 9000)),
+        ("TCP", 80),  # webhooks-egress: the assemble workers' signed webhooks
     }
 
 
