@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +29,8 @@ from pipeline.errors import ChunkObjectsMissing
 from pipeline.ingest import ParsedSource
 from pipeline.plan.jobs import PlannedJob, plan_job
 from pipeline.plan.prepare import load_engine
+from pipeline.qa.live import LiveQa
+from pipeline.qa.results import record_job
 from pipeline.render.jobs import Notice
 from pipeline.render.producers import producer_count, render_job_concurrently
 from pipeline.render.renderer import ChunkRenderer, ProgressCallback, RenderStats
@@ -47,6 +50,7 @@ class RenderOutcome:
     output_dir: Path
     seconds: dict[str, float]
     read_along: str | None = None  # the read-along EPUB's key, when one was written
+    qa: dict[str, Any] | None = None  # QA while rendering: the manifest's `qa` summary
 
 
 @dataclass
@@ -129,6 +133,9 @@ def render_file(
         on_planned(planned)
 
     mark = time.perf_counter()
+    settings = runtime.settings
+    # QA while rendering: one recogniser for every producer, loaded at the first check
+    qa = LiveQa(settings.asr_model_dir, retries=settings.qa_retries) if settings.qa else None
 
     def renderer() -> ChunkRenderer:
         return ChunkRenderer(
@@ -136,6 +143,7 @@ def render_file(
             store_=runtime.chunk_store,
             engine=engine,
             settings=runtime.settings,
+            qa=qa,
         )
 
     stats = render_job_concurrently(
@@ -174,10 +182,19 @@ def render_file(
             raise ChunkObjectsMissing(f"chunk audio of job {planned.job_id} keeps vanishing")
     timings["assemble"] = time.perf_counter() - mark
     mark_time("assemble_done")
+    qa_summary = None
+    if qa is not None and assembly is not None:
+        # before the read-along EPUB: it takes the word times QA puts in the timing files
+        qa_summary = record_job(
+            runtime.factory,
+            job_id=planned.job_id,
+            output_store_for=lambda _uri: output_store,
+            model=qa.model,
+        )
     read_along = None
     if runtime.settings.read_along and manifest_of_job(output_store, planned.job_id):
         mark = time.perf_counter()  # after assembly (and QA's word times) has written
         read_along = write_read_along(output_store, parsed.document, where=str(parsed.source.path))
         timings["read_along"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
-    return RenderOutcome(planned, stats, assembly, output_dir, timings, read_along)
+    return RenderOutcome(planned, stats, assembly, output_dir, timings, read_along, qa_summary)

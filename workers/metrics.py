@@ -70,6 +70,9 @@ class WorkerMetrics:
     reconcile_actions: Counter
     reconcile_rounds: Counter
     reconciler_last_round: Gauge
+    qa_flags: Counter
+    qa_error_rate: Histogram
+    qa_takes: Counter
 
     def __init__(self) -> None:
         # Lazy: see the module docstring (multiprocess mode is chosen at this import).
@@ -160,6 +163,34 @@ class WorkerMetrics:
             "When this reconciler last finished a round as the acting one (Unix time).",
             multiprocess_mode="max",
         )
+        # QA while rendering (pipeline.qa.live): every checked take counts
+        self.qa_flags = Counter(
+            "voicebatch_qa_flags_total",
+            "Flags QA while rendering raised on checked takes, by kind (silence, noise, "
+            "cut_off, missing_words, repeated_words, invented_words, unintelligible).",
+            ["flag"],
+        )
+        self.qa_error_rate = Histogram(
+            "voicebatch_qa_error_rate",
+            "Word error rate of each take QA while rendering checked (errors per word).",
+            buckets=(0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0),
+        )
+        self.qa_takes = Counter(
+            "voicebatch_qa_takes_total",
+            "Takes QA while rendering checked, by outcome (first: a chunk's first take; "
+            "retake: rendered again; flagged: a chunk recorded still flagged).",
+            ["outcome"],
+        )
+
+    def count_qa(self, stats: Any) -> None:
+        """A render task's QA (a pipeline.render.stats.RenderStats)."""
+        for flag in stats.qa_flags:
+            self.qa_flags.labels(flag).inc()
+        for rate in stats.qa_error_rates:
+            self.qa_error_rate.observe(rate)
+        self.qa_takes.labels("first").inc(stats.qa_checked - stats.qa_retakes)
+        self.qa_takes.labels("retake").inc(stats.qa_retakes)
+        self.qa_takes.labels("flagged").inc(stats.qa_flagged)
 
     def prepare(self, *, engine: str | None) -> None:
         """A worker's series, made at 0 when it starts: a counter that appears at its first
@@ -173,6 +204,8 @@ class WorkerMetrics:
             self.jobs.labels(status)
         if engine is not None:
             self.audio_seconds.labels(engine, worker_name())
+            for outcome in ("first", "retake", "flagged"):
+                self.qa_takes.labels(outcome)
 
     def count_reconcile(self, due: Any) -> None:
         """One reconciler round's findings (a pipeline.state.reconcile.DueWork, or None when

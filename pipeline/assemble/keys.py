@@ -19,9 +19,12 @@ CHAPTERS_FOLDER = "chapters"
 ITEMS_FOLDER = "items"
 MASTER_FOLDER = "master"
 SUMMARY_KEY = f"{ITEMS_FOLDER}/summary.csv"
+QA_KEY = "qa.json"  # speech-recognition QA's verdicts (`voicebatch qa`, `render --qa`)
 TIMING_SUFFIX = {"srt": ".srt", "vtt": ".vtt", "json": ".timings.json"}
 # What manifest_files calls each file it lists (the API's outputs say the same).
-FileKind = Literal["manifest", "book", "chapter", "item", "master", "timing", "cover", "summary"]
+FileKind = Literal[
+    "manifest", "book", "chapter", "item", "master", "timing", "cover", "summary", "qa"
+]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 
 
@@ -71,6 +74,8 @@ def describe_key(key: str) -> str:
         return "cover"
     if key == SUMMARY_KEY:
         return "summary CSV"
+    if key == QA_KEY:
+        return "QA report"
     for kind, name in (("srt", "SRT"), ("vtt", "WebVTT"), ("json", "timings JSON")):
         if key.endswith(TIMING_SUFFIX[kind]):
             return name

@@ -212,8 +212,8 @@ def write_manifest(output_store: ObjectStore, manifest: dict[str, Any]) -> None:
 
 def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """Every file a manifest lists, as (kind, key): the manifest itself first, then the
-    book, its chapters or items, their masters and timing files, the cover, and a
-    catalogue's summary CSV."""
+    book, its chapters or items, their masters and timing files, the cover, a
+    catalogue's summary CSV, and qa.json once speech-recognition QA has run."""
     files = [("manifest", MANIFEST_KEY)]
 
     def entry(kind: str, record: dict[str, Any]) -> None:
@@ -233,4 +233,6 @@ def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         files.append(("cover", manifest["cover"]))
     if manifest.get("summary"):
         files.append(("summary", manifest["summary"]))
+    if isinstance(manifest.get("qa"), dict) and manifest["qa"].get("file"):
+        files.append(("qa", manifest["qa"]["file"]))  # qa.json, once QA has run
     return files

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.assemble import keys
 from pipeline.assemble.manifest import is_catalogue, read_manifest, write_manifest
 from pipeline.audio.subtitles import to_word_vtt
 from pipeline.errors import InputError, NotFoundError
@@ -23,7 +24,7 @@ from pipeline.qa.asr import SAMPLE_RATE, Recogniser, decode
 from pipeline.qa.check import FLAGS, ChunkCheck, Span, check_file
 from pipeline.storage.base import ObjectStore
 
-QA_KEY = "qa.json"
+QA_KEY = keys.QA_KEY
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from pipeline.render.failures import (
 )
 from pipeline.render.leases import LeaseHeartbeat, worker_id
 from pipeline.render.stats import ProgressCallback, RenderProgress, RenderStats
+from pipeline.render.takes import LiveQa, Takes
 from pipeline.stages import stage
 from pipeline.state import store
 from pipeline.state.db import transaction
@@ -67,6 +68,7 @@ class ChunkRenderer:
         index: ChunkIndex | None = None,
         health: EngineHealth | None = None,
         on_hung: Callable[[EngineHung], None] = exit_hung,
+        qa: LiveQa | None = None,
     ) -> None:
         self.factory = factory
         self.objects = store_
@@ -81,6 +83,10 @@ class ChunkRenderer:
         self.health = health or EngineHealth()
         self.on_hung = on_hung
         self._held: list[ChunkLease] = []  # the batch render_leases works on
+        # QA while rendering: each chunk checked before it is recorded, re-taken if flagged
+        self.takes = Takes(
+            qa, self.objects, self._render_requests, self.stats, index, self._retrying
+        )
 
     def _retrying(self, what: str, call: Callable[[], T]) -> T:
         """call(), storage and database trouble tried again in place (render.failures)."""
@@ -126,6 +132,7 @@ class ChunkRenderer:
         """Mark chunks done in one transaction; a chunk whose lease was lost is not counted."""
         if not done:
             return
+        done = self.takes.review(done)  # as it was, without QA
         outcomes = self._retrying("recording rendered chunks", lambda: self._complete(done))
         for ok, (_, audio, cached) in zip(outcomes, done, strict=True):
             if not ok:
@@ -139,7 +146,7 @@ class ChunkRenderer:
 
     def _complete(self, done: Sequence[tuple[ChunkLease, RenderedAudio, bool]]) -> list[bool]:
         with transaction(self.factory) as session:
-            return [
+            outcomes = [
                 store.complete_chunk(
                     session,
                     chunk_id=lease.chunk_id,
@@ -151,6 +158,8 @@ class ChunkRenderer:
                 )
                 for lease, audio, cached in done
             ]
+            self.takes.record(session, done, outcomes)  # QA's verdicts, with `done`
+            return outcomes
 
     def _fail(self, lease: ChunkLease, exc: BaseException) -> None:
         """Record a chunk's failure: back to pending with the attempt counted, or failed
@@ -335,6 +344,7 @@ class ChunkRenderer:
         user) are taken from storage; identical chunks in the batch are rendered once; a
         chunk another renderer is rendering right now is waited for, not rendered twice."""
         self._held = list(leases)
+        self.takes.batch = (voice, params)
         try:
             self._render_leases(leases, voice=voice, params=params)
         finally:

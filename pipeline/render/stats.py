@@ -19,6 +19,13 @@ class RenderStats:
     engine_calls: int = 0
     oom_splits: int = 0  # batches halved because the engine ran out of memory
     transient_retries: int = 0  # storage or database calls tried again in place
+    # QA while rendering (pipeline.qa.live): takes checked, re-takes rendered, chunks
+    # recorded still flagged, and every checked take's error rate and flags
+    qa_checked: int = 0
+    qa_retakes: int = 0
+    qa_flagged: int = 0
+    qa_error_rates: list[float] = field(default_factory=list)
+    qa_flags: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
