@@ -10,6 +10,11 @@ batch that runs as long as its longest member. A batch that leaves before it is 
 oldest request's wait is over) takes the nearest-length requests waiting elsewhere: a
 half-empty batch costs as many steps as a full one.
 
+Requests submitted `realtime` (a speech request a client is waiting for) form the next
+batch at once, ahead of any batch request waiting; after `REALTIME_RUN` realtime batches
+in a row, the oldest batch work goes once, so speech slows batch jobs but never starves
+them.
+
 With a StagedEngine the second stage of batch k (Maya1: SNAC decoding) runs on its own
 thread while the loop already runs the first stage of batch k+1 (Maya1: LLM generation).
 

@@ -31,6 +31,7 @@ class _Pending:
     future: Future[SynthesisResult]
     tokens: int
     arrived: float
+    realtime: bool = False  # a speech request: batched before any batch work waiting
 
 
 @dataclass
@@ -52,6 +53,11 @@ class _Decode:
 
     run: Callable[[], None]
     items: list[_Pending]
+
+
+# Realtime batches in a row while batch work waits: then one batch batch, so a steady
+# stream of speech requests slows batch jobs down but never starves them.
+REALTIME_RUN = 4
 
 
 def length_bucket(tokens: int) -> int:
@@ -82,6 +88,7 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self.dead: BatcherDead | None = None  # set when a batcher thread died
+        self._realtime_run = 0  # realtime batches since the last batch batch
         # stage two runs here, one batch at a time; at most one more batch waits for it
         self._decode_slots = threading.Semaphore(2)
         self._decode_work: list[_Decode | None] = []  # None: stop
@@ -95,9 +102,14 @@ class DynamicBatcher:
 
     # --- producers -------------------------------------------------------------------
 
-    def submit(self, request: SynthesisRequest) -> Future[SynthesisResult]:
+    def submit(
+        self, request: SynthesisRequest, *, realtime: bool = False
+    ) -> Future[SynthesisResult]:
         """Queue one request; the future holds its result or its own failure. Raises
-        BatcherDead at once when a batcher thread has died, BatcherClosed once closed."""
+        BatcherDead at once when a batcher thread has died, BatcherClosed once closed.
+
+        `realtime` requests (speech a client is waiting for) form the next batch, with no
+        wait for company, ahead of every batch request already waiting."""
         future: Future[SynthesisResult] = Future()
         tokens = self._expected_tokens(request)
         with self._cond:
@@ -105,7 +117,7 @@ class DynamicBatcher:
                 raise self.dead
             if self._closed:
                 raise BatcherClosed()
-            self._pending.append(_Pending(request, future, tokens, time.monotonic()))
+            self._pending.append(_Pending(request, future, tokens, time.monotonic(), realtime))
             self._cond.notify_all()
         return future
 
@@ -199,6 +211,21 @@ class DynamicBatcher:
             batch = self._fill(batch, others)
         return batch, None
 
+    def _realtime_batch(self) -> tuple[list[_Pending], None] | None:
+        """The realtime lane: waiting speech requests, oldest first, as a batch now;
+        after REALTIME_RUN of them in a row, the oldest batch work waiting goes once.
+        None when no realtime request waits."""
+        waiting = [item for item in self._pending if item.realtime]
+        if not waiting:
+            self._realtime_run = 0
+            return None
+        if self._realtime_run >= REALTIME_RUN and len(waiting) < len(self._pending):
+            self._realtime_run = 0
+            batch_work = [item for item in self._pending if not item.realtime]
+            return self._fill([], batch_work), None
+        self._realtime_run += 1
+        return self._fill([], waiting), None
+
     def _fill(self, batch: list[_Pending], candidates: Sequence[_Pending]) -> list[_Pending]:
         batch = list(batch)
         for item in candidates:
@@ -218,7 +245,7 @@ class DynamicBatcher:
                         return None
                     self._cond.wait()
                     continue
-                batch, wait = self._ready_batch(time.monotonic())
+                batch, wait = self._realtime_batch() or self._ready_batch(time.monotonic())
                 if batch is not None:
                     taken = {id(item) for item in batch}
                     self._pending = [item for item in self._pending if id(item) not in taken]

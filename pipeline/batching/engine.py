@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.batching.batcher import DynamicBatcher
-from pipeline.config import Settings
 from pipeline.engines.base import Engine, StagedEngine, SynthesisRequest, SynthesisResult
+
+if TYPE_CHECKING:  # a type only: the batcher runs where pydantic is not (bench/gpu-wheels.txt)
+    from pipeline.config import Settings
 
 Outcome = SynthesisResult | BaseException
 
@@ -25,9 +28,12 @@ class BatchingEngine:
         self.default_voice = inner.default_voice
         self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
 
-    def render_outcomes(self, requests: Sequence[SynthesisRequest]) -> list[Outcome]:
-        """Each request's result or its own failure, in order."""
-        futures = [self.batcher.submit(request) for request in requests]
+    def render_outcomes(
+        self, requests: Sequence[SynthesisRequest], *, realtime: bool = False
+    ) -> list[Outcome]:
+        """Each request's result or its own failure, in order (`realtime`: in the
+        batcher's realtime lane, ahead of batch work)."""
+        futures = [self.batcher.submit(request, realtime=realtime) for request in requests]
         outcomes: list[Outcome] = []
         for future in futures:
             exc = future.exception()
