@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit test-integration test-e2e chaos lint typecheck bench bench-gpu clean
+.PHONY: install demo test test-unit test-integration test-e2e test-transformers-range chaos lint typecheck bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test-integration: install
 test-e2e: install
 	$(BIN)/python -m pytest tests/e2e
 
+test-transformers-range: install  ## the maya1 and SNAC unit tests on the oldest and newest transformers the maya1 extra allows
+	VENV=$(VENV) .ci/transformers-range.sh
+
 chaos: install  ## the fault-injection scenarios (also part of `make test`); table -> docs/reliability.md
 	$(BIN)/python -m pytest tests/chaos -v -p no:logging --reliability-report docs/reliability.md
 
@@ -43,13 +46,14 @@ bench: install  ## render vs a plain Piper loop (whole processes); assembly memo
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
-	$(BIN)/python bench/bench_catalogue.py --items 1000,10000,100000 --write docs/benchmarks.md
-	$(BIN)/python bench/maya1_throughput.py --shapes tiny --device cpu --write docs/benchmarks.md
+	$(BIN)/python bench/bench_speech.py --concurrency 1,4,8 --chunks 30 --write docs/benchmarks.md
+	$(BIN)/python bench/bench_catalogue.py --items 1000,10000,100000 --storage local --write docs/benchmarks.md
+	PYTHONPATH=. $(BIN)/python bench/maya1_throughput.py --shapes tiny --device cpu --budget-seconds 300 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_qa.py --chapters 40 --write docs/benchmarks.md
 	$(BIN)/python bench/sim_autoscale.py --write docs/benchmarks.md
 
-bench-gpu: install  ## Maya1 at its real shapes on a GPU: bf16/fp16/int8 x batch sizes vs naive and roofline
-	$(BIN)/python bench/maya1_throughput.py --shapes maya1 --device cuda --write docs/benchmarks.md
+bench-gpu:  ## Maya1 at its real shapes on a GPU, in 6 min, no install: bf16/fp16/int8 x batches vs naive and roofline (docs/benchmarks.md: the bare-machine recipe; GPU_WHEELS=folder of bench/gpu-wheels.txt installed with pip --target)
+	PYTHONPATH=.$(if $(GPU_WHEELS),:$(GPU_WHEELS)) $(PYTHON) bench/maya1_throughput.py --shapes maya1 --device cuda --budget-seconds 330 --write docs/benchmarks.md
 
 clean:
 	rm -rf out/ .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -22,7 +22,7 @@ from api.context import Dispatcher, build_context
 from api.errors import add_error_handlers, error_response
 from api.limits import BodyLimit
 from api.openapi import openapi_document
-from api.routes import health, jobs, outputs
+from api.routes import health, jobs, outputs, speech, webhooks
 from pipeline.config import Settings
 
 
@@ -129,5 +129,7 @@ def create_app(settings: Settings, dispatcher: Dispatcher, *, redis: Any = None)
     add_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(outputs.router)
+    app.include_router(webhooks.router)
+    app.include_router(speech.router)
     app.include_router(health.router)
     return app

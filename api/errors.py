@@ -62,9 +62,25 @@ class RateLimited(InputError):
         self.retry_after = retry_after
 
 
-def error_response(status: int, message: str, field: str | None = None) -> JSONResponse:
-    """The one error body, with `status`."""
-    return JSONResponse({"error": {"message": message, "field": field}}, status_code=status)
+def error_response(
+    status: int, message: str, field: str | None = None, *, openai: bool = False
+) -> JSONResponse:
+    """The one error body, with `status`; `openai` adds OpenAI's `type`, `param` and
+    `code` (the routes OpenAI's clients call: OPENAI_PATHS)."""
+    detail: dict[str, Any] = {"message": message, "field": field}
+    if openai:
+        kind = "server_error" if status >= 500 else "invalid_request_error"
+        detail |= {"type": kind, "param": field, "code": OPENAI_CODES.get(status)}
+    return JSONResponse({"error": detail}, status_code=status)
+
+
+# OpenAI's speech routes (api.routes.speech): errors in OpenAI's shape too.
+OPENAI_PATHS = ("/v1/audio/", "/v1/models")
+OPENAI_CODES = {401: "invalid_api_key", 403: "insufficient_scope", 429: "rate_limit_exceeded"}
+
+
+def _openai(request: Request) -> bool:
+    return request.url.path.startswith(OPENAI_PATHS)
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -75,9 +91,9 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # Unknown paths and wrong methods get the same error body as everything else.
-    response = error_response(exc.status_code, str(exc.detail))
+    response = error_response(exc.status_code, str(exc.detail), openai=_openai(request))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value
     return response
@@ -140,12 +156,12 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-async def _ours(_request: Request, exc: VoicebatchError) -> JSONResponse:
+async def _ours(request: Request, exc: VoicebatchError) -> JSONResponse:
     field = exc.field if isinstance(exc, FieldError) else None
     status = http_status_for(exc)
     if status >= 500:
         log.error("request failed: %s", exc)
-    response = error_response(status, exc.message, field)
+    response = error_response(status, exc.message, field, openai=_openai(request))
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
     retry_after = getattr(exc, "retry_after", None)

@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api.schemas import JobRequest, RestoreRequest
+from api.speech_schemas import SpeechBody
 
 # The bodies the handlers parse themselves, referenced from `requests.JOB_BODY` and
 # `requests.RESTORE_BODY`.
-PARSED_BODIES: tuple[type[BaseModel], ...] = (JobRequest, RestoreRequest)
+PARSED_BODIES: tuple[type[BaseModel], ...] = (JobRequest, RestoreRequest, SpeechBody)
 REF = "#/components/schemas/{model}"
 
 

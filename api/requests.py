@@ -56,6 +56,8 @@ FORM_FIELDS = (
     "text_column",
     "voice_column",
     "keep_front_matter",
+    "callback_url",
+    "qa",
 )
 
 
@@ -124,6 +126,7 @@ class JobSubmission:
     overrides: dict[str, Any]  # per-job settings; None: the server's
     cover: Cover | None
     lexicon: Lexicon | None
+    callback_url: str | None = None  # the request's own (the key's default applies later)
 
 
 def _validation(exc: ValidationError) -> RequestValidationError:
@@ -236,7 +239,7 @@ async def _from_form(request: Request, settings: Settings) -> JobSubmission:
         parsed = ParsedSource(parsed.source, replace(parsed.document, title=body.title))
     if cover is None:
         cover = await run_in_threadpool(document_cover, parsed.document)
-    return JobSubmission(parsed, parsed.document.kind, overrides, cover, lexicon)
+    return JobSubmission(parsed, parsed.document.kind, overrides, cover, lexicon, body.callback_url)
 
 
 def _refuse_control_bytes(filename: str, data: bytes) -> None:
@@ -266,15 +269,15 @@ def _from_json(body: JobRequest, max_chars: int) -> JobSubmission:
         parsed = document_from_items(
             title, [(i.id, i.text, i.voice) for i in body.items], max_chars=max_chars
         )
-        return JobSubmission(parsed, "catalogue", overrides, cover, lexicon)
+        return JobSubmission(parsed, "catalogue", overrides, cover, lexicon, body.callback_url)
     if body.chapters:
         parsed = document_from_chapters(
             title, [(c.title, c.text) for c in body.chapters], max_chars=max_chars
         )
-        return JobSubmission(parsed, "book", overrides, cover, lexicon)
+        return JobSubmission(parsed, "book", overrides, cover, lexicon, body.callback_url)
     assert body.text is not None
     document = document_from_text(title, body.text, max_chars=max_chars)
-    return JobSubmission(document, "book", overrides, cover, lexicon)
+    return JobSubmission(document, "book", overrides, cover, lexicon, body.callback_url)
 
 
 async def restore_request(request: Request) -> RestoreRequest | None:

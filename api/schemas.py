@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from api.qa_schemas import QaOut, QaRequest
 from pipeline.assemble.keys import FileKind
 from pipeline.config import LoudnessPreset, MasterFormat, OutputFormat, RestoreTier, TimingFormat
 from pipeline.errors import InputError
@@ -115,7 +116,7 @@ class ItemIn(BaseModel):
     )
 
 
-class JobRequest(BaseModel):
+class JobRequest(QaRequest):
     """Exactly one of `text` (a book as plain text), `chapters` or `items` (a catalogue)."""
 
     model_config = ConfigDict(
@@ -180,6 +181,15 @@ class JobRequest(BaseModel):
         description="Spell out numbers, dates, money, abbreviations, URLs (English) before "
         "segmenting; default the server's (on). false: the text as written.",
     )
+    callback_url: (
+        Annotated[str, StringConstraints(min_length=1, max_length=2000), PRINTABLE] | None
+    ) = Field(
+        None,
+        description="An http(s) URL that receives a signed webhook (Standard Webhooks) when "
+        "the job ends: job.done, job.partially_failed, job.failed or job.cancelled. "
+        "Default: the API key's callback URL, if it has one.",
+        json_schema_extra={"format": "uri"},
+    )
     lexicon: str | dict[str, str] | None = Field(
         None,
         description="Pronunciations applied to each chunk: the text of a lexicon file "
@@ -202,6 +212,7 @@ class JobRequest(BaseModel):
             "catalogue_text_column": self.text_column,
             "catalogue_voice_column": self.voice_column,
             "keep_front_matter": self.keep_front_matter,
+            "qa": self.qa,
         }
 
     @field_validator("lexicon", mode="wrap")
@@ -291,6 +302,8 @@ class JobOut(BaseModel):
     failed: list[FailedChunk] = Field(default_factory=list)
     created_at: datetime
     finished_at: datetime | None
+    callback_url: str | None = Field(None, description="Where the job's webhook goes.")
+    qa: QaOut | None = Field(None, description="QA while rendering; null for a job without.")
 
 
 class JobPage(BaseModel):

@@ -30,6 +30,7 @@ from pipeline.state.keys import (
     list_keys,
     revoke_key,
 )
+from pipeline.webhooks.callbacks import check_callback_url
 
 
 def _factory(settings: Settings) -> sessionmaker[Session]:
@@ -55,15 +56,23 @@ def keys_create(
             f"or comma-separate. Default: {' '.join(DEFAULT_SCOPES)}.",
         ),
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url",
+            help="Signed webhooks of this key's jobs go here, unless a job names its own "
+            "callback_url (needs VOICEBATCH_WEBHOOK_SECRET).",
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; it is printed once and stored only as a hash."""
     scopes = [s for part in scope or [] for s in part.split(",")] or list(DEFAULT_SCOPES)
-    with (
-        reported_errors(cli_state(ctx).debug),
-        db_transaction(_factory(load_settings())) as session,
-    ):
-        row, key = create_key(session, name=name, scopes=scopes)
-        key_id, prefix, granted, named = row.id, row.prefix, row.scopes, row.name
+    with reported_errors(cli_state(ctx).debug):
+        settings = load_settings()
+        check_callback_url(callback_url, settings, field="--callback-url")
+        with db_transaction(_factory(settings)) as session:
+            row, key = create_key(session, name=name, scopes=scopes, callback_url=callback_url)
+            key_id, prefix, granted, named = row.id, row.prefix, row.scopes, row.name
     audit_to_stderr()
     audit("key_created", key=key_id, prefix=prefix, name=named, scopes=granted.split())
     err_console.print(f"key {key_id} for {name}, scopes {granted} (shown once; keep it safe):")
@@ -182,7 +191,12 @@ def api(
 def worker(
     ctx: typer.Context,
     queues: Annotated[
-        str, typer.Option("--queues", "-Q", help="render (engine work) and/or assemble (CPU).")
+        str,
+        typer.Option(
+            "--queues",
+            "-Q",
+            help="render (engine work), assemble (CPU) and/or webhooks (signed callbacks).",
+        ),
     ] = "render,assemble",
     pool: Annotated[
         str | None,
@@ -230,7 +244,7 @@ def worker(
     ] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run a Celery worker for the render and/or assemble queue.
+    """Run a Celery worker for the render, assemble and/or webhooks queue.
 
     The engine loads once per worker process, before the first task; with a dynamic
     batcher (maya1) the worker's task threads all feed one batcher."""

@@ -13,7 +13,9 @@ from cli import remote
 from cli.context import cli_state
 from cli.options import ApiKeyOption, DataDirOption, JsonOption, ServerOption
 from cli.output import clock, console, print_jobs, reported_errors
+from cli.qa_listing import print_job_qa
 from pipeline.config import load_settings
+from pipeline.qa.results import job_qa
 from pipeline.runner import LocalRuntime
 from pipeline.state import store
 from pipeline.state.db import transaction as db_transaction
@@ -104,6 +106,7 @@ def status(
                 {"seq": c.seq, "text": c.text, "error": c.error}
                 for c in store.failed_chunks(session, job_id=found.id)
             ]
+            info["qa"] = job_qa(session, found)
     if as_json:
         console.print_json(json.dumps(info))
         return
@@ -126,3 +129,5 @@ def status(
             f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}",
             highlight=False,
         )
+    if info["qa"] is not None:
+        print_job_qa(info["qa"])

@@ -25,6 +25,7 @@ from cli.options import (
     VoiceColumnOption,
 )
 from cli.output import clock, console, err_console, print_jobs, reported_errors
+from cli.qa_listing import print_job_qa
 from pipeline.audio.cover import load_cover
 from pipeline.config import OUTPUT_FORMATS, RESTORE_TIERS, load_settings
 from pipeline.errors import InputError, RetryableError
@@ -75,6 +76,8 @@ def print_job(job: dict[str, Any]) -> None:
             f"  chunk {failed['seq']}: {failed['error']} -- {failed['text'][:80]!r}",
             highlight=False,
         )
+    if job.get("qa"):
+        print_job_qa(job["qa"])
 
 
 def follow(
@@ -183,6 +186,25 @@ def submit(
     text_column: TextColumnOption = None,
     voice_column: VoiceColumnOption = None,
     name_template: NameTemplateOption = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url",
+            help="An http(s) URL that gets a signed webhook when the job ends (default: "
+            "the API key's, if it has one).",
+            show_default=False,
+        ),
+    ] = None,
+    qa: Annotated[
+        bool | None,
+        typer.Option(
+            "--qa/--no-qa",
+            help="QA while rendering: each chunk checked with speech recognition, a flagged "
+            "one rendered again, those still flagged listed with their times (default: the "
+            "server's; needs its VOICEBATCH_ASR_MODEL_DIR).",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the job finishes.")
     ] = False,
@@ -208,6 +230,8 @@ def submit(
             "text_column": text_column,
             "voice_column": voice_column,
             "name_template": name_template,
+            "callback_url": callback_url,
+            "qa": None if qa is None else str(qa).lower(),
         }
         job = client.submit_file(
             source, title=title, fmt=fmt, options=options, cover=cover, lexicon=lexicon

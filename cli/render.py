@@ -25,6 +25,7 @@ from pipeline.audio.presets import mastering_options
 from pipeline.config import LOUDNESS_PRESETS, OUTPUT_FORMATS, load_settings
 from pipeline.errors import InputError
 from pipeline.plan.prepare import check_inputs, check_output_dir, start_loading
+from pipeline.qa.asr import check_model_dir
 
 KeepFrontMatterOption = Annotated[
     bool | None,
@@ -107,6 +108,28 @@ ReadAlongOption = Annotated[
         show_default=False,
     ),
 ]
+QaOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--qa/--no-qa",
+        envvar="VOICEBATCH_QA",
+        show_envvar=True,
+        help="Check each chunk with speech recognition as it is rendered; render a flagged "
+        "one again with other seeds (VOICEBATCH_QA_RETRIES), keep the best take, and list "
+        "those still flagged with their times. Needs --asr-model.",
+        show_default=False,
+    ),
+]
+RenderAsrModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--asr-model",
+        envvar="VOICEBATCH_ASR_MODEL_DIR",
+        show_envvar=True,
+        help="--qa: folder with a CTranslate2 Whisper model (faster-whisper format).",
+        show_default=False,
+    ),
+]
 
 
 def render(
@@ -153,6 +176,8 @@ def render(
     voice_column: VoiceColumnOption = None,
     name_template: NameTemplateOption = None,
     read_along: ReadAlongOption = None,
+    qa: QaOption = None,
+    asr_model: RenderAsrModelOption = None,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Forget the saved job for this command; start over.")
     ] = False,
@@ -190,7 +215,11 @@ def render(
             catalogue_voice_column=voice_column,
             item_name_template=name_template,
             read_along=read_along,
+            qa=qa,
+            asr_model_dir=asr_model,
         )
+        if settings.qa:  # a missing or wrong model folder fails now, in one line
+            check_model_dir(settings.asr_model_dir)
         if stage_times is not None and not stage_times.expanduser().parent.is_dir():
             raise InputError(
                 f"--stage-times: folder {stage_times.expanduser().parent} does not exist"

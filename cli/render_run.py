@@ -148,8 +148,37 @@ def print_outcome(outcome: RenderOutcome) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    if outcome.qa is not None:
+        print_qa(outcome.qa)
     if assembly.failed_chunks:
         raise typer.Exit(1)
+
+
+def print_qa(summary: dict[str, Any]) -> None:
+    """QA while rendering: what it checked, and each chunk still flagged with its times
+    (in the book where there is one, else in its file), to listen to. Not a failure."""
+    flagged = summary.get("flagged_chunks") or []
+    console.print(
+        f"QA: {summary.get('chunks', 0)} chunks checked, {summary.get('retaken', 0)} "
+        f"rendered again, "
+        + (
+            f"[bold yellow]{len(flagged)} still flagged[/]" if flagged else "[green]none flagged[/]"
+        ),
+        highlight=False,
+    )
+    for chunk in flagged:
+        start = chunk.get("book_start", chunk["start"])
+        end = chunk.get("book_end", chunk["end"])
+        text = str(chunk.get("text") or "")
+        quoted = repr(text if len(text) <= 60 else text[:57] + "...")
+        console.print(
+            f"  {clock(start)}-{clock(end)} {chunk['file']} chunk {chunk['chunk']}: "
+            f"{', '.join(chunk['flags'])} ({chunk['error_rate']:.0%} errors, "
+            f"{chunk['takes']} takes) {quoted}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _manifest(folder: Path) -> dict[str, Any]:

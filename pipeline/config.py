@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +22,7 @@ MasterFormat = Literal["none", "wav", "flac"]
 Precision = Literal["auto", "bf16", "fp16", "int8", "fp32"]
 SnacRuntime = Literal["torch", "onnx", "tensorrt"]
 SnacPrecision = Literal["auto", "fp32", "fp16", "int8"]
+SnacDtype = Literal["fp32", "fp16", "bf16"]
 DynamicBatching = Literal["auto", "on", "off"]
 Maya1Backend = Literal["auto", "hf", "vllm"]
 LoudnessPreset = Literal["none", "acx", "podcast", "broadcast"]
@@ -28,6 +32,21 @@ TIMING_FORMATS: tuple[str, ...] = get_args(TimingFormat)
 ArchiveClass = Literal["GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"]
 RestoreTier = Literal["Standard", "Bulk", "Expedited"]
 RESTORE_TIERS: tuple[str, ...] = get_args(RestoreTier)
+
+
+def check_webhook_secret(secret: str) -> bytes:
+    """The signing key in a Standard Webhooks secret (`whsec_` + base64), or a one-line
+    ValueError saying what is wrong with it."""
+    body = secret.strip().removeprefix("whsec_")
+    if body == secret.strip():
+        raise ValueError("must start with whsec_ (whsec_ + base64 of 24 to 64 random bytes)")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("the part after whsec_ is not valid base64") from exc
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"the key is {len(key)} bytes; use 24 to 64 random bytes")
+    return key
 
 
 def _default_data_dir() -> Path:
@@ -303,6 +322,19 @@ class Settings(BaseSettings):
         description="QA: local folder with a CTranslate2 Whisper model (model.bin, "
         "config.json, tokenizer.json), fetched once; never downloaded at run time.",
     )
+    qa: bool = Field(
+        False,
+        description="QA while rendering: check each chunk with speech recognition right after "
+        "it is rendered, render a flagged one again with other seeds, keep the best take "
+        "(needs VOICEBATCH_ASR_MODEL_DIR).",
+    )
+    qa_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="QA while rendering: how many more takes a flagged chunk gets; the take "
+        "with the lowest error rate is kept, and one still flagged is listed, not failed.",
+    )
 
     # --- maya1 engine (GPU) -----------------------------------------------------------
     snac_dir: Path | None = Field(
@@ -315,7 +347,9 @@ class Settings(BaseSettings):
         "*.safetensors), fetched once with `hf download maya-research/maya1 --local-dir DIR`.",
     )
     maya1_backend: Maya1Backend = Field(
-        "auto", description="maya1: hf (transformers), vllm, or auto (vllm when installed)."
+        "auto",
+        description="maya1: hf (transformers), vllm, or auto (vllm when a supported release, "
+        "the `vllm` extra's range, is installed and the device is a GPU).",
     )
     maya1_temperature: float = Field(
         0.4, ge=0.0, le=2.0, description="maya1 sampling temperature (0: greedy)."
@@ -328,6 +362,20 @@ class Settings(BaseSettings):
         False,
         description="maya1 hf backend: torch.compile the decode step with CUDA graphs "
         "(CUDA only; pays off for long runs of similar batch shapes).",
+    )
+    maya1_vllm_max_model_len: int = Field(
+        4096,
+        ge=2048,
+        le=131_072,
+        description="maya1 vllm backend: longest sequence, prompt plus new tokens (the KV "
+        "cache is sized for it); a prompt and its token cap must fit.",
+    )
+    maya1_vllm_gpu_memory_utilization: float = Field(
+        0.8,
+        gt=0.0,
+        lt=1.0,
+        description="maya1 vllm backend: share of GPU memory vLLM takes for weights and KV "
+        "cache; the rest is for the SNAC decoder beside it in the same process.",
     )
     maya1_max_malformed: float = Field(
         0.05,
@@ -363,10 +411,17 @@ class Settings(BaseSettings):
         description="onnx/tensorrt SNAC decoder: fp32, fp16 or int8; auto: fp16 on a GPU, "
         "fp32 on the CPU.",
     )
+    snac_dtype: SnacDtype = Field(
+        "fp32",
+        description="torch SNAC decoder: fp32 (the reference's; ~20M parameters), or fp16 / "
+        "bf16 (faster, lower fidelity: `bench/maya1_throughput.py` reports their SNR).",
+    )
     snac_trt_profile: str = Field(
-        "b1-8-64_f1-64-512",
-        pattern=r"^b\d+-\d+-\d+_f\d+-\d+-\d+$",
-        description="TensorRT SNAC engine shape profile: batch min-opt-max, frames min-opt-max.",
+        "auto",
+        pattern=r"^(auto|b\d+-\d+-\d+_f\d+-\d+-\d+)$",
+        description="TensorRT SNAC engine shape profile: batch min-opt-max, frames "
+        "min-opt-max; auto: up to the longest chunk (the token cap's frames), with at most "
+        "4,096 frames (batch x frames) per call, all a decoder call ever holds.",
     )
     batch_wait_ms: int = Field(
         20, ge=0, le=10_000, description="Dynamic batcher: longest wait to fill a batch."
@@ -408,6 +463,77 @@ class Settings(BaseSettings):
     )
     worker_grace_seconds: int = Field(
         60, ge=0, le=3600, description="On SIGTERM, time a worker has to finish its tasks."
+    )
+    # --- signed webhooks (pipeline/webhooks) -----------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signs every webhook (Standard Webhooks): whsec_ and base64 of 24 to 64 "
+        "random bytes (make one: echo whsec_$(openssl rand -base64 32)). Unset: a submit "
+        "with a callback URL is refused.",
+    )
+    webhook_allow_private_hosts: bool = Field(
+        False,
+        description="Let callback URLs reach loopback, private, link-local and other "
+        "non-public addresses (tests, a receiver on the same private network).",
+    )
+    webhook_allowed_networks: str = Field(
+        "",
+        description="Comma-separated networks (CIDR, like 10.1.2.0/24) that callback URLs "
+        "may reach although they are not public: one internal receiver, without lifting "
+        "the guard for every private address. Metadata addresses stay refused.",
+    )
+    webhook_connect_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Connect timeout of one webhook attempt."
+    )
+    webhook_read_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Timeout for a receiver's answer to one webhook attempt."
+    )
+    webhook_retry_hours: float = Field(
+        24.0,
+        gt=0,
+        le=168,
+        description="How long a webhook is retried, with exponential backoff, before it is "
+        "given up on.",
+    )
+    webhook_first_retry_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Wait before a webhook's first retry; each later wait doubles (capped at "
+        "webhook_max_retry_seconds).",
+    )
+    webhook_max_retry_seconds: float = Field(
+        4 * 3600.0, gt=0, le=86_400, description="Longest wait between two webhook attempts."
+    )
+    # --- POST /v1/audio/speech (pipeline/speech) ---------------------------------------
+    speech_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="OpenAI voice names (alloy, nova, ...) mapped to this engine's voices, "
+        'as JSON: {"nova": "en_US-joe-medium"}; an unmapped OpenAI name speaks with the '
+        "engine's default voice (maya1: a description).",
+    )
+    speech_max_input_chars: int = Field(
+        4096, ge=1, le=100_000, description="Longest `input` of one speech request."
+    )
+    speech_threads: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Speech requests a render worker serves at once, beside its batch tasks.",
+    )
+    speech_wait_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="How long the API waits for a speech request's next sentence before it "
+        "gives up (no worker, or one that died).",
+    )
+    speech_stream_ttl_seconds: int = Field(
+        300,
+        ge=10,
+        le=86_400,
+        description="Lifetime of a speech request's Redis stream of audio (reset at each "
+        "sentence; the API deletes it once read).",
     )
     worker_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="Port for a worker's Prometheus metrics; off if unset."
@@ -522,6 +648,30 @@ class Settings(BaseSettings):
     def _broker_scheme(cls, value: str | None) -> str | None:
         if value and value.split("://", 1)[0] not in ("redis", "rediss", "amqp", "amqps"):
             raise ValueError("broker_url must be redis://, rediss://, amqp:// or amqps://")
+        return value
+
+    @field_validator("webhook_allowed_networks", mode="after")
+    @classmethod
+    def _webhook_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{part.strip()!r} is not a network like 10.1.2.0/24") from exc
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret_empty_is_unset(cls, value: Any) -> Any:
+        # `VOICEBATCH_WEBHOOK_SECRET=` (compose's default of an unset variable): no webhooks.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("webhook_secret", mode="after")
+    @classmethod
+    def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_webhook_secret(value.get_secret_value())
         return value
 
     @field_validator("redis_url", mode="after")

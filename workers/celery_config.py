@@ -19,10 +19,18 @@ from kombu import Exchange, Queue
 from pipeline.config import Settings
 from pipeline.engines import ENGINES
 from pipeline.errors import InputError
-from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_QUEUE, render_queue
+from workers.dispatch import (
+    ASSEMBLE_TASK,
+    FINALIZE_TASK,
+    RENDER_QUEUE,
+    WEBHOOK_TASK,
+    WEBHOOKS_QUEUE,
+    render_queue,
+    speech_queue,
+)
 
 ASSEMBLE_QUEUE = "assemble"
-QUEUES = (RENDER_QUEUE, ASSEMBLE_QUEUE)
+QUEUES = (RENDER_QUEUE, ASSEMBLE_QUEUE, WEBHOOKS_QUEUE)
 DEAD_LETTER_EXCHANGE = "voicebatch.dlx"
 DEAD_LETTER_QUEUE = "voicebatch.dead"
 # A message redelivered this often (its worker keeps dying) is dead-lettered, not looped.
@@ -60,11 +68,25 @@ def worker_queues(queues: Sequence[str], engine: str) -> list[str]:
     return list(dict.fromkeys(mapped))
 
 
+def speech_queues(broker_url: str) -> list[Queue]:
+    """Every engine's speech queue: the render workers of that engine consume it on a
+    consumer of their own (workers.speech). Not durable, not dead-lettered: a request
+    is only worth answering while its client waits (VOICEBATCH_SPEECH_WAIT_SECONDS)."""
+    names = [speech_queue(name) for name in sorted(ENGINES)]
+    kind = "topic" if is_amqp(broker_url) else "direct"
+    return [
+        Queue(name, Exchange(name, type=kind), routing_key=name, durable=False) for name in names
+    ]
+
+
 def task_queues(broker_url: str) -> list[Queue]:
     """The queues the tasks are routed to (and, on RabbitMQ, the dead-letter queue)."""
-    names = [*render_queues(), ASSEMBLE_QUEUE]
+    names = [*render_queues(), ASSEMBLE_QUEUE, WEBHOOKS_QUEUE]
     if not is_amqp(broker_url):
-        return [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in names]
+        return [
+            *(Queue(name, Exchange(name, type="direct"), routing_key=name) for name in names),
+            *speech_queues(broker_url),
+        ]
     # RabbitMQ: replicated quorum queues; messages that cannot be delivered go to a
     # dead-letter queue someone can inspect instead of vanishing.
     arguments = {
@@ -84,7 +106,7 @@ def task_queues(broker_url: str) -> list[Queue]:
         routing_key="#",
         queue_arguments={"x-queue-type": "quorum"},
     )
-    return [*queues, dead]
+    return [*queues, *speech_queues(broker_url), dead]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -112,6 +134,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             ASSEMBLE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
             FINALIZE_TASK: {"queue": ASSEMBLE_QUEUE, "routing_key": ASSEMBLE_QUEUE},
+            WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE, "routing_key": WEBHOOKS_QUEUE},
         },
         "task_serializer": "json",
         "accept_content": ["json"],

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
+from pipeline.qa.live import LiveQa
 from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex, index_ttl_seconds
 from pipeline.render.failures import EngineHealth
 from pipeline.state.db import PoolLimits, open_database
@@ -46,6 +47,10 @@ class TaskPublisher(Protocol):
 
     def finalize(self, job_id: uuid.UUID) -> None: ...
 
+    def webhooks(
+        self, delivery_ids: Sequence[uuid.UUID], *, countdown: float | None = None
+    ) -> None: ...
+
 
 @dataclass
 class WorkerResources:
@@ -60,6 +65,17 @@ class WorkerResources:
     health: EngineHealth = field(default_factory=EngineHealth)
     _outputs: dict[str, ObjectStore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _qa: LiveQa | None = None
+
+    @property
+    def qa(self) -> LiveQa | None:
+        """QA while rendering: the speech recogniser of this process, for the render tasks
+        of jobs that ask for QA (loaded at the first check); None without a model folder
+        (VOICEBATCH_ASR_MODEL_DIR), when such jobs are rendered unchecked."""
+        with self._lock:
+            if self._qa is None and self.settings.asr_model_dir is not None:
+                self._qa = LiveQa(self.settings.asr_model_dir, retries=self.settings.qa_retries)
+            return self._qa
 
     @classmethod
     def open(cls, settings: Settings) -> WorkerResources:

@@ -12,12 +12,23 @@ from pipeline.errors import RetryableError
 RENDER_TASK = "voicebatch.render_chunks"
 ASSEMBLE_TASK = "voicebatch.assemble_item"
 FINALIZE_TASK = "voicebatch.finalize_job"
+WEBHOOK_TASK = "voicebatch.deliver_webhook"
+WEBHOOKS_QUEUE = "webhooks"  # signed webhooks: any worker may consume it, no engine needed
 RENDER_QUEUE = "render"  # as `--queues` names it: the worker's own engine's render queue
+# Speech requests (POST /v1/audio/speech): a queue per engine, `speech.<engine>`, that
+# the engine's render workers consume beside their render queue (workers.speech).
+SPEECH_TASK = "voicebatch.speak"
+SPEECH_QUEUE = "speech"
 
 
 def render_queue(engine: str) -> str:
     """The queue a job's render messages go to: one per engine, `render.<engine>`."""
     return f"{RENDER_QUEUE}.{engine}"
+
+
+def speech_queue(engine: str) -> str:
+    """The queue an engine's speech requests go to: `speech.<engine>`."""
+    return f"{SPEECH_QUEUE}.{engine}"
 
 
 class CeleryDispatcher:
@@ -51,11 +62,31 @@ class CeleryDispatcher:
             queue=render_queue(engine) if engine else self.app.conf.task_default_queue,
         )
 
+    def speech(self, message: dict[str, object], *, engine: str) -> None:
+        """One speech request (`pipeline.speech.request.SpeechRequest.message`) to the
+        speech queue of `engine`; the audio comes back on its Redis stream."""
+        self._send([(SPEECH_TASK, [message])], queue=speech_queue(engine))
+
     def assemble(self, job_id: uuid.UUID, item_ids: Sequence[uuid.UUID]) -> None:
         self._send([(ASSEMBLE_TASK, [str(job_id), str(item)]) for item in item_ids])
 
     def finalize(self, job_id: uuid.UUID) -> None:
         self._send([(FINALIZE_TASK, [str(job_id)])])
+
+    def webhooks(
+        self, delivery_ids: Sequence[uuid.UUID], *, countdown: float | None = None
+    ) -> None:
+        """Webhook deliveries to the webhooks queue (`countdown`: not before that many
+        seconds; a retry). The outbox is the record: a lost message is swept up again."""
+        messages: list[tuple[str, list[object]]] = [(WEBHOOK_TASK, [str(d)]) for d in delivery_ids]
+        if countdown is None:
+            self._send(messages, queue=WEBHOOKS_QUEUE)
+            return
+        try:
+            for name, args in messages:
+                self.app.send_task(name, args=args, queue=WEBHOOKS_QUEUE, countdown=countdown)
+        except Exception as exc:
+            raise RetryableError(f"broker unreachable: {' '.join(str(exc).split())}") from exc
 
     def ping(self, timeout: float = 3.0) -> None:
         """Raise RetryableError unless the broker accepts a connection within `timeout`."""

@@ -21,13 +21,20 @@ from pipeline.assemble.messages import assemble_item_message, finalize_job_messa
 from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
 from pipeline.errors import EngineBroken, HandedBack
+from pipeline.qa.live import LiveQa
+from pipeline.qa.results import record_job
 from pipeline.render.leases import worker_id
 from pipeline.render.messages import render_message
 from pipeline.render.renderer import ChunkRenderer, RenderStats
+from pipeline.state import verdicts
 from pipeline.state.assembly import Reopened
+from pipeline.state.db import transaction
+from pipeline.state.models import JobStatus
+from pipeline.state.webhooks import pending_deliveries
+from pipeline.webhooks.delivery import deliver, early_by
 from workers import health
 from workers.context import WorkerContext
-from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK
+from workers.dispatch import ASSEMBLE_TASK, FINALIZE_TASK, RENDER_TASK, WEBHOOK_TASK
 from workers.metrics import WorkerMetrics, worker_name
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,17 @@ def _count_batcher(metrics: WorkerMetrics, engine: Engine) -> None:
     metrics.batcher_stage_seconds.labels("decode").set(totals.stage_two_seconds)
 
 
+def _job_qa(ctx: WorkerContext, job_id: uuid.UUID) -> LiveQa | None:
+    """The recogniser, for a job that asked for QA while rendering (pipeline.qa.live)."""
+    resources = ctx.resources
+    with transaction(resources.factory) as session:
+        if not verdicts.wants_qa(session, job_id=job_id):
+            return None
+    if resources.qa is None:
+        log.error("job %s asked for QA, but this worker has no VOICEBATCH_ASR_MODEL_DIR", job_id)
+    return resources.qa
+
+
 def render_chunks(ctx: WorkerContext, job_id: str, chunk_ids: list[str]) -> None:
     """Render a group of chunks; publish assemble_item for each item they finish."""
     resources = ctx.resources
@@ -64,6 +82,7 @@ def render_chunks(ctx: WorkerContext, job_id: str, chunk_ids: list[str]) -> None
         index=resources.index,
         health=resources.health,
         on_hung=lambda exc: health.engine_broken(ctx, exc),
+        qa=_job_qa(ctx, uuid.UUID(job_id)),
     )
     health.healthy_gauge()
     ctx.active_owners.add(renderer.owner)
@@ -84,6 +103,7 @@ def render_chunks(ctx: WorkerContext, job_id: str, chunk_ids: list[str]) -> None
     finally:
         ctx.active_owners.discard(renderer.owner)
         _count(ctx.metrics, renderer.stats, renderer.engine.name)
+        ctx.metrics.count_qa(renderer.stats)
         _count_batcher(ctx.metrics, renderer.engine)
 
 
@@ -141,8 +161,37 @@ def finalize(ctx: WorkerContext, job_id: str) -> None:
         lease=_assembly_lease(ctx),
     )
     _render_again(ctx, uuid.UUID(job_id), outcome.reopened)
+    if outcome.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) and resources.qa:
+        # this finalizer took the job (only one does): QA's results into its files
+        record_job(
+            resources.factory,
+            job_id=uuid.UUID(job_id),
+            output_store_for=resources.output_store,
+            model=resources.qa.model,
+        )
     if outcome.status is not None:
         ctx.metrics.jobs.labels(str(outcome.status)).inc()
+        # Its webhook was written with its final state; queue it now (the reconciler's
+        # sweep queues it if this publish is lost).
+        with transaction(resources.factory) as session:
+            deliveries = pending_deliveries(session, job_id=uuid.UUID(job_id))
+        if deliveries:
+            ctx.dispatcher.webhooks(deliveries)
+
+
+def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
+    """One attempt at a webhook delivery; a failed one is queued again for its retry."""
+    resources = ctx.resources
+    attempted = deliver(
+        resources.factory, delivery_id=uuid.UUID(delivery_id), settings=resources.settings
+    )
+    wait = (
+        attempted.retry_in
+        if attempted is not None
+        else early_by(resources.factory, delivery_id=uuid.UUID(delivery_id))
+    )
+    if wait is not None:
+        ctx.dispatcher.webhooks([uuid.UUID(delivery_id)], countdown=wait.total_seconds())
 
 
 TaskBody = Callable[Concatenate[WorkerContext, ...], None]
@@ -153,4 +202,5 @@ TASKS: dict[str, TaskBody] = {
     RENDER_TASK: render_chunks,
     ASSEMBLE_TASK: assemble,
     FINALIZE_TASK: finalize,
+    WEBHOOK_TASK: deliver_webhook,
 }

@@ -24,6 +24,7 @@ from pipeline.state.db import transaction
 from workers import metrics
 from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
 from workers.celery_config import RENDER_QUEUE, render_queue, worker_queues
+from workers.speech import SpeechConsumer
 from workers.spot import SpotNotice, SpotWatcher, effective_grace
 from workers.stop import WorkerStop
 
@@ -99,6 +100,17 @@ def run_worker(
                 file=sys.stderr,
                 flush=True,
             )
+            if settings.resolved_redis_url:
+                # Speech requests on a consumer of their own, ahead of the batch messages
+                # Celery's threads hold (workers.speech).
+                speech = SpeechConsumer(app)
+                speech.start()
+                worker_shutting_down.connect(lambda **_: speech.stop(), weak=False)
+                print(
+                    f"speech: {speech.queue_name}, {speech.threads} thread(s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
     if concurrency is None:
         if pool == "prefork":
             concurrency = max(1, os.cpu_count() or 1)

@@ -13,8 +13,10 @@ from api import metrics
 from api.context import ApiContext
 from api.deps import Caller, Context, Reader, Writer
 from api.errors import error_response
+from api.qa_schemas import QaOut
 from api.requests import JOB_BODY, JobSubmission, parse_submission
 from api.routes.allow import AllowingRoute
+from api.routes.webhooks import publish_webhooks
 from api.schemas import (
     IDEMPOTENCY_KEY_PATTERN,
     ChunkCounts,
@@ -26,10 +28,12 @@ from api.schemas import (
     error_responses,
 )
 from pipeline.plan.submit import submit_and_publish
+from pipeline.qa.results import job_qa
 from pipeline.state import store
 from pipeline.state.cache_hits import own_cache_hits
 from pipeline.state.db import transaction
 from pipeline.state.models import Job
+from pipeline.state.webhooks import pending_deliveries
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AllowingRoute)
 
@@ -84,6 +88,8 @@ def job_out(session: Session, job: Job, *, detail: bool = True) -> JobOut:
         failed=failed,
         created_at=job.created_at,
         finished_at=job.finished_at,
+        callback_url=job.callback_url,
+        qa=QaOut.model_validate(qa) if detail and (qa := job_qa(session, job)) else None,
     )
 
 
@@ -149,6 +155,9 @@ def _submit(
         cover=submission.cover,
         folder=context.folder,
         lexicon=submission.lexicon,
+        # The request's own callback URL, else its API key's default (none for a JWT).
+        callback_url=submission.callback_url or (key.key.callback_url if key.key else None),
+        callback_field="callback_url" if submission.callback_url else "callback_url (the key's)",
     )
     if submitted.created:
         metrics.JOBS_SUBMITTED.inc()
@@ -209,5 +218,7 @@ def cancel(job_id: uuid.UUID, context: Context, key: Writer) -> Any:
             return error_response(
                 409, f"job {job_id} is already {job.status}; it cannot be cancelled"
             )
+        deliveries = pending_deliveries(session, job_id=job_id)
+    publish_webhooks(context, deliveries)
     with transaction(context.factory) as session:
         return job_out(session, store.get_owned_job(session, job_id=job_id, owner_id=key.id))

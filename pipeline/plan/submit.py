@@ -1,15 +1,19 @@
 """Submitting jobs (distributed mode): a checked Document -> one job in one transaction
 -> chunk ids to publish; a repeated Idempotency-Key gets the earlier job back.
 
-Everything is checked before the job exists (`check_submission`, then `submit_job`); a
-request that fails any check leaves nothing behind, and neither does a job whose work
-could not be published (`publish_job` withdraws it).
+Everything is checked before the job is committed (`check_submission`, then
+`submit_job`); a request that fails any check leaves nothing behind, and neither does a
+job whose work could not be published (`publish_job` withdraws it). The items are
+planned into the database a batch at a time inside the one transaction that creates the
+job (`plan.spec.stream_spec`, `state.store.create_job`), so a 100,000-item catalogue is
+never held whole as specs or rows, and an error met at its last item rolls back the rest.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,17 +25,19 @@ from pipeline.audio.cover import Cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
 from pipeline.engines import EngineInfo, takes_phonemes
+from pipeline.engines.maya1.tokens import check_description
 from pipeline.errors import FieldError, InputError, RetryableError
 from pipeline.ingest import Document, ParsedSource
-from pipeline.plan.spec import build_spec, job_lexicon
+from pipeline.plan.spec import StreamedSpec, job_lexicon, stream_spec
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Job, JobStatus
-from pipeline.state.specs import JobSpec
+from pipeline.state.specs import ItemSpec
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.keys import job_folder
 from pipeline.text.lexicon import Lexicon
 from pipeline.text.segment import has_speech
+from pipeline.webhooks.callbacks import check_callback_url
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,12 @@ def job_output_uri(output_base: str, job_id: uuid.UUID) -> str:
 def _check_voice(field: str, voice: str, engine: EngineInfo, *, where: str = "") -> None:
     """A voice is a name the server knows, never a path (a path would let a client load
     any file on the server as a model). Maya1 voices are descriptions in words, so any
-    is known."""
+    is known that its prompt can hold."""
+    if engine.name == "maya1":
+        try:
+            check_description(voice)  # a quote or a line break would break the prompt
+        except InputError as exc:
+            raise FieldError(field, f"{where}{exc.message}") from exc
     if "/" in voice or "\\" in voice:
         raise FieldError(field, f"{where}a voice is a name the server knows, not a path")
     if engine.name != "maya1" and voice != engine.default_voice:
@@ -75,6 +86,10 @@ def check_submission(
         raise FieldError("loudness_preset", exc.message) from exc
     if settings.voice:
         _check_voice("voice", settings.voice, engine)
+    if settings.qa and settings.asr_model_dir is None:
+        raise FieldError(
+            "qa", "this server has no speech-recognition model (VOICEBATCH_ASR_MODEL_DIR)"
+        )
     for index, chapter in enumerate(document.chapters):
         if chapter.voice:
             where = chapter.where or f"items[{index}]"
@@ -112,6 +127,21 @@ def _replay(
     return SubmittedJob(earlier.id, False, earlier.status, groups)
 
 
+@contextmanager
+def _named_fields(kind: str) -> Iterator[None]:
+    """A catalogue's planning errors name the request field: an item's file name is its
+    entry's `id` (JSON items), anything else about a file is the uploaded `file`."""
+    try:
+        yield
+    except InputError as exc:
+        if isinstance(exc, FieldError) or kind != "catalogue":
+            raise
+        where, _, problem = exc.message.partition(": ")
+        if where.startswith("items["):
+            raise FieldError(f"{where}.id", problem) from exc
+        raise FieldError("file", exc.message) from exc
+
+
 def submit_job(
     factory: sessionmaker[Session],
     parsed: ParsedSource,
@@ -125,6 +155,7 @@ def submit_job(
     cover: Cover | None = None,
     folder: Callable[[str], ObjectStore] | None = None,
     lexicon: Lexicon | None = None,
+    callback_url: str | None = None,
 ) -> SubmittedJob:
     """Create the job (or find the one this Idempotency-Key made) and its chunk groups.
 
@@ -140,9 +171,11 @@ def submit_job(
             raise FieldError(f"{where}[{index}]", "has no text to speak")
     chosen_lexicon = job_lexicon(settings, lexicon)
 
-    def planned(output_uri: str) -> JobSpec:
-        try:
-            return build_spec(
+    def planned(output_uri: str) -> StreamedSpec:
+        # The spec an item at a time: the rows are inserted as they are planned, so a
+        # 100,000-item catalogue is never held whole as specs or rows (only its Document).
+        with _named_fields(kind):
+            streamed = stream_spec(
                 parsed.document,
                 parsed.source,
                 engine=engine,
@@ -152,20 +185,21 @@ def submit_job(
                 cover=cover,
                 lexicon=chosen_lexicon,
             )
-        except InputError as exc:
-            if isinstance(exc, FieldError) or kind != "catalogue":
-                raise
-            # An item's file name: name the entry (JSON items) or the uploaded file.
-            where, _, problem = exc.message.partition(": ")
-            if where.startswith("items["):
-                raise FieldError(f"{where}.id", problem) from exc
-            raise FieldError("file", exc.message) from exc
+        return streamed
+
+    def planned_items(streamed: StreamedSpec) -> Iterator[ItemSpec]:
+        with _named_fields(kind):
+            yield from streamed.items()
 
     def same_request(earlier: Job) -> bool:
         # The job's fingerprint covers the whole request (source, engine, voice, format,
         # options, text rules, output folder): planned again into the earlier job's
         # folder, an identical request has an identical fingerprint.
-        return planned(earlier.output_uri or "").fingerprint == earlier.fingerprint
+        streamed = planned(earlier.output_uri or "")
+        for _ in planned_items(streamed):
+            pass
+        # The callback URL is not in the fingerprint (it changes no audio), so apart.
+        return streamed.fingerprint == earlier.fingerprint and earlier.callback_url == callback_url
 
     if idempotency_key is not None:
         with transaction(factory) as session:
@@ -174,8 +208,16 @@ def submit_job(
                 return _replay(session, earlier, same_request, settings)
     job_id = uuid.uuid4()
     output_uri = job_output_uri(output_base, job_id)
-    spec = planned(output_uri)
-    spec = replace(spec, owner_id=owner_id, idempotency_key=idempotency_key)
+    streamed = planned(output_uri)
+    # Until its last item is planned the job's fingerprint is unknown: a placeholder of
+    # its own id (unique) stands in, inside the transaction that creates it.
+    header = replace(
+        streamed.header,
+        owner_id=owner_id,
+        idempotency_key=idempotency_key,
+        fingerprint=job_id.hex,
+        callback_url=callback_url,
+    )
     cover_folder = None
     if cover is not None:
         if folder is None:
@@ -184,7 +226,8 @@ def submit_job(
         cover_folder.put(cover_key(cover), cover.data, content_type=cover.mime_type)
     try:
         with transaction(factory) as session:
-            store.create_job(session, spec=spec, job_id=job_id)
+            store.create_job(session, spec=header, job_id=job_id, items=planned_items(streamed))
+            store.set_fingerprint(session, job_id=job_id, fingerprint=streamed.fingerprint)
             groups = store.chunk_groups(session, job_id=job_id, size=settings.task_chunks)
     except BaseException as exc:
         if cover_folder is not None and cover is not None:
@@ -197,6 +240,9 @@ def submit_job(
             if earlier is None:
                 raise
             return _replay(session, earlier, same_request, settings)
+    with transaction(factory) as session:
+        # A big job changes the tables' size: the planner learns it before any message.
+        store.refresh_planner_stats(session, rows=sum(map(len, groups)))
     return SubmittedJob(job_id, True, JobStatus.PENDING, groups)
 
 
@@ -249,13 +295,17 @@ def submit_and_publish(
     cover: Cover | None = None,
     folder: Callable[[str], ObjectStore] | None = None,
     lexicon: Lexicon | None = None,
+    callback_url: str | None = None,
+    callback_field: str = "callback_url",
 ) -> SubmittedJob:
     """A request's job, from its parsed body to published messages: the request's
     overrides applied to the server's `settings` and checked, the job created (or the one
     its Idempotency-Key made found), and its chunk groups published, or the job withdrawn
-    when they cannot be. Output goes under the server's storage URL."""
+    when they cannot be. Output goes under the server's storage URL. `callback_url`
+    (checked, a refusal naming `callback_field`) receives the job's final-state webhook."""
     chosen = job_settings(settings, overrides)
     check_submission(parsed.document, settings=chosen, engine=engine, lexicon=lexicon)
+    check_callback_url(callback_url, settings, field=callback_field)
     output_base = settings.resolved_storage_url
     submitted = submit_job(
         factory,
@@ -269,6 +319,7 @@ def submit_and_publish(
         cover=cover,
         folder=folder,
         lexicon=lexicon,
+        callback_url=callback_url,
     )
     publish_job(
         factory, submitted, publish=publish, output_base=output_base, cover=cover, folder=folder

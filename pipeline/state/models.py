@@ -155,6 +155,12 @@ class Job(Base):
     assembly_owner: Mapped[str | None] = mapped_column(String(200))
     assembly_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     assembly_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Where its final state is announced (a signed webhook); the key's default when the
+    # submit named none. None: no webhook.
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+    # QA while rendering: the summary and the chunks still flagged, with their times in
+    # the finished files, written once the job is assembled (pipeline.qa.live).
+    qa: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     items: Mapped[list[Item]] = relationship(back_populates="job", order_by="Item.position")
 
@@ -232,6 +238,13 @@ class Chunk(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rendered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # QA while rendering (pipeline.qa.live): the kept take's verdict; None: not checked.
+    # qa_flags: the flags joined by commas, "" for a clean chunk; qa_takes: how many takes
+    # were rendered; qa_words: the source words timed in the chunk's own audio.
+    qa_error_rate: Mapped[float | None] = mapped_column(Float)
+    qa_flags: Mapped[str | None] = mapped_column(String(200))
+    qa_takes: Mapped[int | None] = mapped_column(Integer)
+    qa_words: Mapped[list[Any] | None] = mapped_column(JSON)
 
 
 class ApiKey(Base):
@@ -252,3 +265,75 @@ class ApiKey(Base):
         default="jobs:read jobs:write speech",
         server_default="jobs:read jobs:write speech",
     )
+    # The callback URL of the key's jobs that name none (`voicebatch keys create --callback-url`).
+    callback_url: Mapped[str | None] = mapped_column(String(2000))
+
+
+class WebhookStatus(enum.StrEnum):
+    """Where a webhook delivery (one event of one job) stands."""
+
+    PENDING = "pending"  # due at next_attempt_at; taken for an attempt under a short lease
+    DELIVERED = "delivered"  # a receiver answered 2xx: final
+    GONE = "gone"  # the receiver answered 410 Gone: final, never tried again
+    EXHAUSTED = "exhausted"  # retries ran out (the schedule's 24 h) or the URL was refused
+
+
+class WebhookOutcome(enum.StrEnum):
+    """What one delivery attempt ended with."""
+
+    DELIVERED = "delivered"  # 2xx
+    RETRY = "retry"  # a network error, a timeout or any other status: tried again later
+    GONE = "gone"  # 410: no more tries
+    REFUSED = "refused"  # the URL points at an address the SSRF guard refuses: no more tries
+    EXHAUSTED = "exhausted"  # failed like `retry`, but it was the last try the schedule allows
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event of one job, written in the transaction that moved the job to
+    its final state; its id is the `webhook-id` of every attempt."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        # The sweeper asks for pending deliveries that are due: one index range.
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2000))
+    # The exact bytes signed and sent on every attempt (a retry is the same message).
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[WebhookStatus] = mapped_column(
+        _enum(WebhookStatus, "webhook_status"), default=WebhookStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Taken for an attempt until then (the database's clock): two workers never send at once.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookAttempt(Base):
+    """One try at delivering a webhook, whatever it ended with."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1 for the first try
+    url: Mapped[str] = mapped_column(String(2000))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[WebhookOutcome] = mapped_column(
+        _enum(WebhookOutcome, "webhook_attempt_outcome")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)

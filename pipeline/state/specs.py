@@ -43,6 +43,7 @@ class JobSpec:
     kind: str = "book"
     owner_id: uuid.UUID | None = None
     idempotency_key: str | None = None
+    callback_url: str | None = None  # where its final state is announced (a webhook)
 
 
 @dataclass(frozen=True)
