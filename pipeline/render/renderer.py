@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audio.process import to_wav_bytes, trim_silence
+from pipeline.audio.process import to_wav_bytes
 from pipeline.backoff import backoff_delay
 from pipeline.batching import BatchingEngine, isolate
 from pipeline.config import Settings
@@ -22,7 +22,6 @@ from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
 from pipeline.errors import (
     EngineHung,
-    PermanentError,
     RetryableError,
     VoicebatchError,
 )
@@ -36,6 +35,7 @@ from pipeline.render.failures import (
     retry_transient,
 )
 from pipeline.render.leases import LeaseHeartbeat, worker_id
+from pipeline.render.rendered import audible, recorded_audio
 from pipeline.render.stats import ProgressCallback, RenderProgress, RenderStats
 from pipeline.render.takes import LiveQa, Takes
 from pipeline.stages import stage
@@ -201,12 +201,9 @@ class ChunkRenderer:
         if not rest:
             return found
 
-        def confirm() -> dict[str, RenderedAudio]:
-            with transaction(self.factory) as session:
-                recorded = store.find_rendered_many(session, content_hashes=rest)
-            return {d: a for d, a in recorded.items() if self.objects.exists(a.object_key)}
-
-        confirmed = self._retrying("looking up rendered chunks", confirm)
+        confirmed = self._retrying(
+            "looking up rendered chunks", lambda: recorded_audio(self.factory, self.objects, rest)
+        )
         # Not put back in the index: an object found here may be near the end of its
         # life (the lifecycle rule expires chunks chunk_expire_days after they were
         # written), and an index entry lives 7 days. Only freshly written chunks are
@@ -256,9 +253,9 @@ class ChunkRenderer:
 
     def _store(self, lease: ChunkLease, result: SynthesisResult) -> RenderedAudio:
         with stage("render.trim"):
-            audio = trim_silence(result.audio, result.sample_rate)
-        if audio.size == 0:
-            raise PermanentError(f"the engine produced no audible speech for {lease.text[:60]!r}")
+            audio = audible(
+                result, silent=f"the engine produced no audible speech for {lease.text[:60]!r}"
+            )
         key = chunk_key(lease.content_hash)
         with stage("render.store_chunks"):
             self.objects.put_if_absent(

@@ -11,12 +11,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from pipeline.audio.process import to_wav_bytes, trim_silence
+from pipeline.audio.process import to_wav_bytes
 from pipeline.engines import SynthesisRequest, SynthesisResult
 from pipeline.engines.base import ParamValue
-from pipeline.errors import PermanentError
 from pipeline.qa.live import LiveQa, Verdict, take_seed, verdict_columns
 from pipeline.render.chunk_index import ChunkIndex
+from pipeline.render.rendered import audible
 from pipeline.render.stats import RenderStats
 from pipeline.stages import stage
 from pipeline.state import verdicts as verdict_rows
@@ -127,9 +127,7 @@ class Takes:
     ) -> RenderedAudio:
         if isinstance(result, BaseException):
             raise result
-        audio = trim_silence(result.audio, result.sample_rate)
-        if audio.size == 0:
-            raise PermanentError(f"take {take} of {lease.text[:60]!r} is silent")
+        audio = audible(result, silent=f"take {take} of {lease.text[:60]!r} is silent")
         wav = to_wav_bytes(audio, result.sample_rate)
         key = chunk_key(hashlib.sha256(wav).hexdigest())
         self.retrying(

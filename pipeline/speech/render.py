@@ -13,18 +13,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.audio.process import from_wav_bytes, to_wav_bytes, trim_silence
+from pipeline.audio.process import from_wav_bytes, to_wav_bytes
 from pipeline.batching import BatchingEngine
 from pipeline.config import Settings
 from pipeline.engines import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.base import AudioArray, ParamValue
-from pipeline.errors import PermanentError, VoicebatchError
+from pipeline.errors import VoicebatchError
 from pipeline.render.chunk_index import ChunkIndex
 from pipeline.render.leases import worker_id
+from pipeline.render.rendered import audible, recorded_audio
 from pipeline.speech.channel import AUDIO, END, ERROR, SpeechEvent, SpeechWriter
 from pipeline.speech.sentences import Sentence, plan_sentences
-from pipeline.state import store
-from pipeline.state.db import transaction
 from pipeline.state.store import RenderedAudio
 from pipeline.storage.base import ObjectStore
 from pipeline.storage.keys import chunk_key
@@ -108,9 +107,7 @@ class SpeechRenderer:
         found = self.index.lookup(digests) if self.index is not None else {}
         rest = [d for d in digests if d not in found]
         if rest and self.factory is not None:
-            with transaction(self.factory) as session:
-                recorded = store.find_rendered_many(session, content_hashes=rest)
-            found |= {d: a for d, a in recorded.items() if self.chunk_store.exists(a.object_key)}
+            found |= recorded_audio(self.factory, self.chunk_store, rest)
         return found
 
     def _fetch(self, audio: RenderedAudio) -> tuple[AudioArray, int]:
@@ -143,11 +140,9 @@ class SpeechRenderer:
     ) -> tuple[AudioArray, int]:
         request = SynthesisRequest(text=sentence.text, voice=voice, params=dict(params))
         result = _realtime(self.engine, request)
-        audio = trim_silence(result.audio, result.sample_rate)
-        if audio.size == 0:
-            raise PermanentError(
-                f"the engine produced no audible speech for {sentence.text[:60]!r}"
-            )
+        audio = audible(
+            result, silent=f"the engine produced no audible speech for {sentence.text[:60]!r}"
+        )
         key = chunk_key(sentence.content_hash)
         wav = to_wav_bytes(audio, result.sample_rate)
         self.chunk_store.put_if_absent(key, wav, content_type="audio/wav")
