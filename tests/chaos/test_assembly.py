@@ -1,4 +1,4 @@
-"""Scenarios 12, 15 and 17 (issue 16): a chunk object deleted before its item assembles;
+"""Scenarios 11, 14 and 15 (issue 16): a chunk object deleted before its item assembles;
 a long assembly while the reconciler runs every second; two reconcilers at once.
 Each assembly runs once (the assemblers' journal); the vanished chunk is rendered again
 and its job still finishes done."""
@@ -33,7 +33,7 @@ def _wait_assembling(cluster: Cluster, job: uuid.UUID, seconds: float = 90) -> N
 def test_a_chunk_object_deleted_before_assembly_is_rendered_again(
     make_cluster: MakeCluster,
 ) -> None:
-    cluster = make_cluster("12. a chunk object deleted before its item assembles")
+    cluster = make_cluster("11. a chunk object deleted before its item assembles")
     cluster.reconciler()
     cluster.render_worker("render")
     job = cluster.submit(cluster.book(0, chapters=2, sentences=4))
@@ -62,7 +62,7 @@ def test_a_long_assembly_runs_once_while_the_reconciler_runs(make_cluster: MakeC
     heartbeat keeps its lease, so nothing publishes it again, and no duplicate message
     (two assemble workers take them) assembles anything twice."""
     cluster = make_cluster(
-        "15. a long assembly (6 s a run) with the reconciler every 1 s",
+        "14. a long assembly (6 s a run) with the reconciler every 1 s",
         assembly_delay_ms="6000",
     )
     reconciler = cluster.reconciler(interval=1.0, grace=1.0)
@@ -83,7 +83,7 @@ def test_two_reconcilers_publish_each_lost_message_once(make_cluster: MakeCluste
     """Every message is lost (nothing published at submit): only the reconciler holding
     the advisory lock publishes, so each chunk is rendered once and each item and job is
     assembled once."""
-    cluster = make_cluster("17. two reconcilers, every message lost", assembly_delay_ms="2000")
+    cluster = make_cluster("15. two reconcilers, every message lost", assembly_delay_ms="2000")
     first = cluster.reconciler("reconcile", interval=1.0, grace=1.0)
     second = cluster.reconciler("reconcile2", interval=1.0, grace=1.0)
     cluster.assemble_worker()

@@ -1,4 +1,4 @@
-"""Scenario 13: an engine that turns sticky-broken. After a few renders the test engine
+"""Scenario 12: an engine that turns sticky-broken. After a few renders the test engine
 fails every render with torch's "CUDA error: an illegal memory access was encountered",
 as a GPU does once its context is corrupt. The worker hands back what it holds, stops
 taking work and exits non-zero; a supervisor starts it again; no chunk is failed for it
@@ -41,7 +41,7 @@ def test_a_sticky_broken_engine_restarts_its_worker_and_fails_no_chunk(
     make_cluster: MakeCluster,
 ) -> None:
     cluster = make_cluster(
-        "13. an engine that turns sticky-broken (CUDA illegal memory access)",
+        "12. an engine that turns sticky-broken (CUDA illegal memory access)",
         test_engine_break_after=str(BREAK_AFTER),
     )
     cluster.assemble_worker()

@@ -1,4 +1,4 @@
-"""Scenario 14: S3, and separately PostgreSQL, down for 60 s in the middle of the jobs.
+"""Scenario 13: S3, and separately PostgreSQL, down for 60 s in the middle of the jobs.
 Passing trouble is tried again in place with backoff for VOICEBATCH_TASK_RETRY_SECONDS
 (20 s here, shorter than the outage on purpose), then the chunks are handed back with
 their attempt given back and the message tried again later: no chunk fails, and every
@@ -46,7 +46,7 @@ def test_a_60_second_s3_outage_fails_no_chunk(
     make_cluster: MakeCluster, s3_proxy: S3FaultProxy
 ) -> None:
     cluster = make_cluster(
-        "14. S3 down for 60 s mid-job", s3_url=s3_proxy.url, s3_timeout_seconds="2"
+        "13. S3 down for 60 s mid-job", s3_url=s3_proxy.url, s3_timeout_seconds="2"
     )
     _start(cluster)
     cluster.fault()
@@ -64,7 +64,7 @@ def test_a_60_second_database_outage_fails_no_chunk(
     private_pg: PrivatePostgres, make_cluster: MakeCluster
 ) -> None:
     cluster = make_cluster(
-        "14. PostgreSQL down for 60 s mid-job", database_url=private_pg.create_database("chaos")
+        "13. PostgreSQL down for 60 s mid-job", database_url=private_pg.create_database("chaos")
     )
     # the leases run out while the database that holds them is down; the reconciler hands
     # them on within a round of its return

@@ -12,12 +12,10 @@ from __future__ import annotations
 import io
 import json
 import re
-import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 pytest.importorskip("torch")
@@ -28,11 +26,11 @@ from sqlalchemy import create_engine, text
 
 from pipeline.audio.encode import decode
 from tests.support.maya1_fixtures import build_tiny_maya1
-from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.metrics import metric_value
+from tests.support.postgres import pg_url
 from tests.support.s3 import s3_client_for
-from tests.support.services import free_port, private_redis_url
 from tests.support.snac_fixtures import build_tiny_snac
-from tests.support.stack import Stack, running_stack, service_env
+from tests.support.stack import Deployments, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -58,52 +56,28 @@ SAMPLES_PER_FRAME = 2048
 
 
 @pytest.fixture(scope="module")
-def stack(
-    pg_admin: PostgresAdmin,
-    pg_template: str,
-    s3_endpoint: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    import redis
-
-    broker = private_redis_url(12)
-    redis.Redis.from_url(broker).flushdb()
+def stack(deployments: Deployments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("maya1-stack")
     model, snac = build_tiny_maya1(root / "model"), build_tiny_snac(root / "snac")
-    database = pg_admin.create(template=pg_template)
-    bucket = f"maya1-{uuid.uuid4().hex[:12]}"
-    s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
-    env = service_env(
-        database_url=pg_url(database),
-        broker=broker,
-        redis_url=private_redis_url(13),
-        bucket=bucket,
-        s3_endpoint=s3_endpoint,
-        root=root,
-    ) | {
-        # the API plans maya1 jobs from the model folder's config, loading no weights
-        "VOICEBATCH_ENGINE": "maya1",
-        "VOICEBATCH_MAYA1_MODEL_DIR": str(model),
-        "VOICEBATCH_SNAC_DIR": str(snac),
-        "VOICEBATCH_DEVICE": "cpu",
-        "VOICEBATCH_TASK_CHUNKS": "2",  # several messages, so several task threads batch
-        "VOICEBATCH_CHUNK_MAX_CHARS": "40",  # short chunks: random weights run to the limit
-    }
-    redis.Redis.from_url(env["VOICEBATCH_REDIS_URL"]).flushdb()
     worker_flags = ("--engine", "maya1", "--batch-size", "8", "--batch-wait-ms", "200")
-    try:
-        with running_stack(
-            env=env,
-            logs=root,
-            api_port=free_port(),
-            render_concurrency=None,  # the worker sizes its threads for its batches
-            render_args=(*worker_flags, "--precision", "fp32"),
-        ) as running:
-            running.env["DATABASE"] = database
-            running.env["BUCKET"] = bucket
-            yield running
-    finally:
-        pg_admin.drop(database)
+    with deployments.stack(
+        root,
+        bucket_prefix="maya1",
+        broker_db=12,
+        redis_db=13,
+        settings={
+            # the API plans maya1 jobs from the model folder's config, loading no weights
+            "VOICEBATCH_ENGINE": "maya1",
+            "VOICEBATCH_MAYA1_MODEL_DIR": str(model),
+            "VOICEBATCH_SNAC_DIR": str(snac),
+            "VOICEBATCH_DEVICE": "cpu",
+            "VOICEBATCH_TASK_CHUNKS": "2",  # several messages, so several task threads batch
+            "VOICEBATCH_CHUNK_MAX_CHARS": "40",  # short chunks: random weights run to the limit
+        },
+        render_concurrency=None,  # the worker sizes its threads for its batches
+        render_args=(*worker_flags, "--precision", "fp32"),
+    ) as running:
+        yield running
 
 
 def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path: Path) -> None:
@@ -124,7 +98,7 @@ def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path:
     assert loaded, log
     assert log.index("loading engine maya1") < log.index(" ready.")
 
-    db = create_engine(pg_url(stack.env["DATABASE"]))
+    db = create_engine(pg_url(stack.database))
     with db.connect() as conn:
         chunks = conn.execute(
             text("SELECT object_key, sample_rate, status FROM chunks WHERE job_id = :j"),
@@ -135,18 +109,16 @@ def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path:
     assert {c.sample_rate for c in chunks} == {24_000}
     client = s3_client_for(stack.env["VOICEBATCH_S3_ENDPOINT_URL"])
     for chunk in chunks:
-        body = client.get_object(Bucket=stack.env["BUCKET"], Key=f"prod/{chunk.object_key}")[
-            "Body"
-        ].read()
+        body = client.get_object(Bucket=stack.bucket, Key=f"prod/{chunk.object_key}")["Body"].read()
         with wave.open(io.BytesIO(body)) as audio:
             assert audio.getframerate() == 24_000
             # SNAC gives whole frames; trimming may only take away, never add
             assert 0 < audio.getnframes() <= 200 * SAMPLES_PER_FRAME
 
     # the task threads' requests met in the batcher: fewer batches than chunks
-    metrics = httpx.get(stack.metrics["worker-render"], timeout=10).text
-    batches = float(re.search(r"^voicebatch_batcher_batches (\S+)", metrics, re.M).group(1))  # type: ignore[union-attr]
-    requests = float(re.search(r"^voicebatch_batcher_requests (\S+)", metrics, re.M).group(1))  # type: ignore[union-attr]
+    metrics = stack.scrape("worker-render")
+    batches = metric_value(metrics, "voicebatch_batcher_batches")
+    requests = metric_value(metrics, "voicebatch_batcher_requests")
     assert requests == len(chunks) and batches < requests
 
     out = tmp_path / "out"

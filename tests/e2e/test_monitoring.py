@@ -1,5 +1,6 @@
 """A real Prometheus (Debian's package) scrapes a real deployment while a job renders: the
-API's metrics port, a render and an assemble worker, the reconciler and the exporter.
+API's metrics port, a render and an assemble worker, the reconciler and the exporter (and
+one speech request after the job).
 With the recording and alerting rules of deploy/prometheus/ loaded, every Grafana panel
 query and every recording rule must return data: no dashboard shows a metric that does
 not exist. Prometheus cannot be installed on a laptop without it: skipped there, failed
@@ -12,7 +13,6 @@ import math
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.postgres import PostgresAdmin, pg_url
-from tests.support.s3 import s3_client_for
-from tests.support.services import IN_CI, free_port, private_redis_url, wait_for_http
-from tests.support.stack import Stack, running_stack, service_env
+from tests.support.services import IN_CI, free_port, wait_for_http
+from tests.support.stack import Deployments, Stack, metrics_url
 
 pytestmark = pytest.mark.e2e
 
@@ -66,65 +64,38 @@ def recording_rules() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    pg_admin: PostgresAdmin,
-    pg_template: str,
-    s3_endpoint: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Stack]:
-    import redis
-
+def stack(deployments: Deployments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     prometheus_binary()
-    broker = private_redis_url(12)
-    redis.Redis.from_url(broker).flushdb()
-    redis.Redis.from_url(private_redis_url(13)).flushdb()
-    database = pg_admin.create(template=pg_template)
-    bucket = f"mon-{uuid.uuid4().hex[:12]}"
-    s3_client_for(s3_endpoint).create_bucket(Bucket=bucket)
-    root = tmp_path_factory.mktemp("monitoring")
-    env = service_env(
-        database_url=pg_url(database),
-        broker=broker,
-        redis_url=private_redis_url(13),
-        bucket=bucket,
-        s3_endpoint=s3_endpoint,
-        root=root,
-    ) | {
-        "VOICEBATCH_ENGINE": "piper",
-        "VOICEBATCH_DYNAMIC_BATCHING": "on",  # the batcher's metrics (batch fill)
-        "VOICEBATCH_WORKER_HOURLY_PRICE": "1.5",
-        "VOICEBATCH_API_METRICS_PORT": str(free_port()),
-    }
-    try:
-        with running_stack(env=env, logs=root, api_port=free_port()) as running:
-            reconciler_port, exporter_port = free_port(), free_port()
-            running.start(
-                "reconciler",
-                "reconcile",
-                "--interval",
-                "2",
-                env={"VOICEBATCH_WORKER_METRICS_PORT": str(reconciler_port)},
-            )
-            running.start(
-                "exporter",
-                "exporter",
-                "--port",
-                str(exporter_port),
-                "--address",
-                "127.0.0.1",
-                "--interval",
-                "1",
-            )
-            running.metrics["api"] = (
-                f"http://127.0.0.1:{env['VOICEBATCH_API_METRICS_PORT']}/metrics"
-            )
-            running.metrics["reconciler"] = f"http://127.0.0.1:{reconciler_port}/metrics"
-            running.metrics["exporter"] = f"http://127.0.0.1:{exporter_port}/metrics"
-            for name in ("reconciler", "exporter"):
-                wait_for_http(running.metrics[name], running.processes[name], running.tails)
-            yield running
-    finally:
-        pg_admin.drop(database)
+    api_metrics_port = free_port()
+    with deployments.stack(
+        tmp_path_factory.mktemp("monitoring"),
+        bucket_prefix="mon",
+        broker_db=12,
+        redis_db=13,
+        settings={
+            "VOICEBATCH_ENGINE": "piper",
+            "VOICEBATCH_DYNAMIC_BATCHING": "on",  # the batcher's metrics (batch fill)
+            "VOICEBATCH_WORKER_HOURLY_PRICE": "1.5",
+            "VOICEBATCH_API_METRICS_PORT": str(api_metrics_port),
+        },
+    ) as running:
+        running.metrics["api"] = metrics_url(api_metrics_port)
+        reconciler_port, exporter_port = free_port(), free_port()
+        running.start_with_metrics(
+            "reconciler",
+            "reconcile",
+            "--interval",
+            "2",
+            port=reconciler_port,
+            env={"VOICEBATCH_WORKER_METRICS_PORT": str(reconciler_port)},
+        )
+        running.start_with_metrics(
+            "exporter",
+            *("exporter", "--port", str(exporter_port), "--address", "127.0.0.1"),
+            *("--interval", "1"),
+            port=exporter_port,
+        )
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +165,14 @@ def test_every_dashboard_query_and_recording_rule_returns_data_while_a_job_runs(
     job = submitted.stderr.split("submitted job ", 1)[1].split()[0]
     waited = stack.cli("watch", job, timeout=300)
     assert waited.returncode == 0, waited.stderr + stack.tails()
+    # one speech request (POST /v1/audio/speech), so the speech panels have data of their
+    # own: the API makes an engine's speech series when it first serves that engine
+    with stack.http() as http:
+        spoken = http.post(
+            "/v1/audio/speech",
+            json={"model": "tts-1", "voice": "alloy", "input": "The lamp was lit at dusk."},
+        )
+    assert spoken.status_code == 200 and spoken.content, spoken.text[:300] + stack.tails()
 
     queries = panel_queries() + [(f"recording rule {r}", r) for r in recording_rules()]
     deadline = time.monotonic() + 120  # the exporter counts a finished job 10 s late
@@ -228,6 +207,12 @@ def test_every_dashboard_query_and_recording_rule_returns_data_while_a_job_runs(
     assert 0 < fill <= 1
     assert value('sum(voicebatch_dependency_up{dependency=~"database|broker|storage"})') == 3
     assert value("voicebatch_reconciler_lock_held") == 1
+    assert value('sum(voicebatch_speech_requests_total{outcome="ok"})') == 1
+    assert value("sum(voicebatch_speech_ttfb_seconds_count)") == 1
+    # no webhooks in this run: an empty outbox, every attempt series at 0
+    assert value("max(voicebatch_webhook_deliveries_pending)") == 0
+    assert value("max(voicebatch_webhook_oldest_undelivered_age_seconds)") == 0
+    assert value("sum(voicebatch_webhook_attempts_total)") == 0
     # no alert fires on a healthy deployment but the ones about what was not running yet
     firing = {a["labels"]["alertname"] for a in query(prometheus, 'ALERTS{alertstate="firing"}')}
     assert firing <= {"VoicebatchReconcilerNotRunning"}, firing

@@ -17,55 +17,28 @@ import redis
 from sqlalchemy import text
 
 from pipeline.assemble.messages import assemble_item_message
-from pipeline.config import Settings, load_settings
-from pipeline.engines import engine_info
+from pipeline.config import Settings
 from pipeline.errors import InputError
 from pipeline.plan.documents import document_from_items
-from pipeline.plan.submit import SubmittedJob, submit_job
-from pipeline.render.messages import render_chunk_ids
-from pipeline.render.renderer import ChunkRenderer
+from pipeline.plan.submit import SubmittedJob
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus
 from pipeline.storage.factory import open_store
 from tests.support.services import private_redis_url
+from tests.support.workers import render_ids, submit, tone_settings
 from workers.context import WorkerResources
 
 pytestmark = pytest.mark.integration
 
 
 def _settings(root: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "engine": "test-tone",
-        "data_dir": root / "data",
-        "storage_url": str(root / "objects"),
-        "output_format": "wav",
-        "read_titles": False,
-    }
-    return load_settings(**(values | overrides))
+    return tone_settings(root, read_titles=False, **overrides)
 
 
 def _submit(resources: WorkerResources, settings: Settings, items: int = 2) -> SubmittedJob:
-    return submit_job(
-        resources.factory,
-        document_from_items("Shop", [(f"sku{i}", f"Item number {i}.") for i in range(items)]),
-        engine=engine_info(settings),
-        settings=settings,
-        kind="catalogue",
-        owner_id=uuid.uuid4(),
-        idempotency_key=None,
-        output_base=settings.resolved_storage_url,
-    )
-
-
-def _renderer(resources: WorkerResources, settings: Settings) -> ChunkRenderer:
-    return ChunkRenderer(
-        factory=resources.factory,
-        store_=resources.chunk_store,
-        engine=resources.engine,
-        settings=settings,
-        index=None,
-    )
+    parsed = document_from_items("Shop", [(f"sku{i}", f"Item number {i}.") for i in range(items)])
+    return submit(resources.factory, settings, parsed, kind="catalogue")
 
 
 def _assembly_lease() -> dict[str, object]:
@@ -132,9 +105,7 @@ def test_a_model_version_no_worker_runs_fails_the_chunks_with_why(
             {"id": submitted.job_id},
         )
     ids = [c for group in submitted.chunk_groups for c in group]
-    outcome = render_chunk_ids(
-        _renderer(resources, settings), job_id=submitted.job_id, chunk_ids=ids
-    )
+    outcome = render_ids(resources, settings, submitted.job_id, ids)
     assert outcome.retry_in is None and len(outcome.ready_items) == 2
     with transaction(resources.factory) as session:
         failed = store.failed_chunks(session, job_id=submitted.job_id)
@@ -150,9 +121,7 @@ def test_an_output_bucket_that_does_not_exist_fails_the_item_with_its_message(
     resources = WorkerResources.open(settings)
     submitted = _submit(resources, settings, items=1)
     ids = [c for group in submitted.chunk_groups for c in group]
-    outcome = render_chunk_ids(
-        _renderer(resources, settings), job_id=submitted.job_id, chunk_ids=ids
-    )
+    outcome = render_ids(resources, settings, submitted.job_id, ids)
     (item,) = outcome.ready_items
     missing = f"s3://gone-{uuid.uuid4().hex[:12]}/out"
     done = assemble_item_message(

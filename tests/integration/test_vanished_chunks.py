@@ -14,59 +14,30 @@ from celery.exceptions import Reject
 
 from pipeline.assemble.leases import AssemblyLease
 from pipeline.assemble.messages import assemble_item_message, finalize_job_message
-from pipeline.config import Settings, load_settings
-from pipeline.engines import engine_info
+from pipeline.config import Settings
 from pipeline.errors import ChunkObjectsMissing, NotFoundError, RecordGone
 from pipeline.plan.documents import document_from_chapters
-from pipeline.plan.submit import SubmittedJob, submit_job
-from pipeline.render.messages import render_chunk_ids
-from pipeline.render.renderer import ChunkRenderer
+from pipeline.plan.submit import SubmittedJob
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
 from pipeline.storage.local import LocalObjectStore
 from tests.support.services import private_redis_url
+from tests.support.workers import render_ids, submit, tone_settings
 from workers.context import WorkerResources
 
 pytestmark = pytest.mark.integration
 
 
 def _settings(root: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "engine": "test-tone",
-        "data_dir": root / "data",
-        "storage_url": str(root / "objects"),
-        "output_format": "wav",
-        "chunk_max_chars": 40,
-        "normalize_text": False,
-    }
-    return load_settings(**(values | overrides))
+    return tone_settings(root, chunk_max_chars=40, normalize_text=False, **overrides)
 
 
 def _submit(resources: WorkerResources, settings: Settings) -> SubmittedJob:
     parsed = document_from_chapters(
         "Book", [("One", "First line here. Second line here."), ("Two", "Third line here.")]
     )
-    return submit_job(
-        resources.factory,
-        parsed,
-        engine=engine_info(settings),
-        settings=settings,
-        kind="book",
-        owner_id=uuid.uuid4(),
-        idempotency_key=None,
-        output_base=settings.resolved_storage_url,
-    )
-
-
-def _render(resources: WorkerResources, settings: Settings, job: uuid.UUID, ids: Any) -> Any:
-    renderer = ChunkRenderer(
-        factory=resources.factory,
-        store_=resources.chunk_store,
-        engine=resources.engine,
-        settings=settings,
-    )
-    return render_chunk_ids(renderer, job_id=job, chunk_ids=ids)
+    return submit(resources.factory, settings, parsed)
 
 
 def _lease() -> AssemblyLease:
@@ -81,7 +52,7 @@ def test_a_chunk_object_gone_before_assembly_and_before_finalize_is_rendered_aga
     submitted = _submit(resources, settings)
     job = submitted.job_id
     ids = [c for group in submitted.chunk_groups for c in group]
-    ready = _render(resources, settings, job, ids).ready_items
+    ready = render_ids(resources, settings, job, ids).ready_items
     assert len(ready) == 2
     with transaction(resources.factory) as session:
         first, second = store.job_items(session, job_id=job)
@@ -108,7 +79,7 @@ def test_a_chunk_object_gone_before_assembly_and_before_finalize_is_rendered_aga
         assert store.get_item(session, item_id=first.id).status == ItemStatus.PENDING
         chunk = store.item_chunks(session, item_id=first.id)[1]
         assert chunk.status == ChunkStatus.PENDING and chunk.object_key is None
-    again = _render(resources, settings, job, outcome.reopened.chunk_ids)
+    again = render_ids(resources, settings, job, outcome.reopened.chunk_ids)
     assert again.ready_items == [first.id]
     assert resources.chunk_store.exists(victim.object_key)  # rendered again
     assert assemble(first.id).status == ItemStatus.DONE
@@ -124,7 +95,7 @@ def test_a_chunk_object_gone_before_assembly_and_before_finalize_is_rendered_aga
         lease=_lease(),
     )
     assert final.status is None and final.reopened.chunk_ids == [victim.id]
-    assert _render(resources, settings, job, [victim.id]).ready_items == [first.id]
+    assert render_ids(resources, settings, job, [victim.id]).ready_items == [first.id]
     assert assemble(first.id).finalize
     final = finalize_job_message(
         resources.factory,

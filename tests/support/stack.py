@@ -1,24 +1,29 @@
 """A whole distributed deployment in processes: API, a render worker and an assemble
 worker (real `celery worker`s via `voicebatch worker`), on the machine's PostgreSQL,
-Redis or RabbitMQ, and an S3 server. Used by the e2e tests and the benchmark."""
+Redis or RabbitMQ, and an S3 server. Used by the e2e tests and the benchmark.
+
+`Deployments` (the e2e suite's `deployments` fixture) makes one for a test module on a
+database, private Redis databases and a bucket of its own; a Stack starts processes
+beside it, scrapes their /metrics and runs the CLI against it."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.support.services import wait_for_http
+from tests.support.postgres import PostgresAdmin, pg_url
+from tests.support.services import free_port, private_redis_url, wait_for_http
 
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
 
@@ -65,7 +70,9 @@ class Stack:
     key: str
     logs: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    metrics: dict[str, str] = field(default_factory=dict)  # worker name -> metrics URL
+    metrics: dict[str, str] = field(default_factory=dict)  # process name -> metrics URL
+    database: str = ""  # its PostgreSQL database and bucket, when Deployments made it
+    bucket: str = ""
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "VOICEBATCH_API_URL": self.api_url, "VOICEBATCH_API_KEY": self.key}
@@ -81,6 +88,18 @@ class Stack:
             stderr=subprocess.STDOUT,
             env={**self.env, **(env or {})},
         )
+
+    def start_with_metrics(
+        self, name: str, *args: str, port: int, env: dict[str, str] | None = None
+    ) -> None:
+        """Start `name` (as `start`) and wait until its /metrics on `port` answers."""
+        self.start(name, *args, env=env)
+        self.metrics[name] = metrics_url(port)
+        wait_for_http(self.metrics[name], self.processes[name], self.tails)
+
+    def scrape(self, name: str) -> str:
+        """What `name`'s /metrics says now (tests.support.metrics reads it)."""
+        return httpx.get(self.metrics[name], timeout=10).text
 
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
@@ -120,10 +139,8 @@ def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
 
 
 @contextmanager
@@ -150,8 +167,8 @@ def running_stack(
             ("worker-render", "render", render_concurrency, render_args),
             ("worker-assemble", "assemble", assemble_concurrency, ()),
         ):
-            port = _free_port()
-            stack.metrics[name] = f"http://127.0.0.1:{port}/metrics"
+            port = free_port()
+            stack.metrics[name] = metrics_url(port)
             threads = ("--concurrency", str(concurrency)) if concurrency else ()
             stack.start(
                 name, "worker", "--queues", queue, *threads, "--metrics-port", str(port), *extra
@@ -162,3 +179,54 @@ def running_stack(
         yield stack
     finally:
         stack.stop()
+
+
+@dataclass(frozen=True)
+class Deployments:
+    """Deploys a Stack for a test module on the session's PostgreSQL template and S3
+    server (the e2e suite's `deployments` fixture)."""
+
+    pg_admin: PostgresAdmin
+    pg_template: str
+    s3_endpoint: str
+
+    @contextmanager
+    def stack(
+        self,
+        root: Path,
+        *,
+        bucket_prefix: str,
+        broker_db: int,
+        redis_db: int,
+        settings: Mapping[str, str],
+        **options: Any,
+    ) -> Iterator[Stack]:
+        """A fresh copy of the migrated database, the private Redis databases `broker_db`
+        (the broker) and `redis_db` emptied, a new bucket `bucket_prefix`-<random>, and
+        the API and workers (running_stack, with `options`) on them, with service_env's
+        settings and `settings` over them, logs and data in `root`. The database is
+        dropped after."""
+        import redis
+
+        from tests.support.s3 import s3_client_for
+
+        broker, redis_url = private_redis_url(broker_db), private_redis_url(redis_db)
+        for url in (broker, redis_url):
+            redis.Redis.from_url(url).flushdb()
+        database = self.pg_admin.create(template=self.pg_template)
+        bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:12]}"
+        s3_client_for(self.s3_endpoint).create_bucket(Bucket=bucket)
+        env = service_env(
+            database_url=pg_url(database),
+            broker=broker,
+            redis_url=redis_url,
+            bucket=bucket,
+            s3_endpoint=self.s3_endpoint,
+            root=root,
+        ) | dict(settings)
+        try:
+            with running_stack(env=env, logs=root, api_port=free_port(), **options) as running:
+                running.database, running.bucket = database, bucket
+                yield running
+        finally:
+            self.pg_admin.drop(database)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -241,15 +241,16 @@ def test_the_dynamic_batcher_merges_threads_into_one_batch(
     assert stats.requests == 3 and stats.batches < 3  # at least two rode together
 
 
-class _Corrupting:
-    """The real backend, with slot 3 of the first `bad[seed]` frames overwritten by a
-    slot-2 token: what a model that loses its place in the frame writes."""
+class _Altered:
+    """The real backend, each row's tokens then changed by `alter` (tokens, row), in
+    place: a fault the real model makes. Records the seed of every row generated."""
 
-    name = "hf+faults"
-
-    def __init__(self, inner: object, bad: dict[int, int]) -> None:
+    def __init__(
+        self, inner: object, alter: Callable[[list[int], RowSampling], None], name: str
+    ) -> None:
         self.inner = inner
-        self.bad = bad
+        self.alter = alter
+        self.name = name
         self.seeds: list[int] = []
 
     def generate(
@@ -258,16 +259,19 @@ class _Corrupting:
         out = self.inner.generate(prompts, rows)  # type: ignore[attr-defined]
         for tokens, row in zip(out, rows, strict=True):
             self.seeds.append(row.seed)
-            for frame in range(min(self.bad.get(row.seed, 0), len(tokens) // 7)):
-                tokens[frame * 7 + 3] = tokens[frame * 7 + 2]
+            self.alter(tokens, row)
         return out
 
 
-def _faulty(
-    engine: Maya1Engine, bad: dict[int, int], max_malformed: float = 0.05
-) -> tuple[Maya1Engine, _Corrupting]:
-    backend = _Corrupting(engine.backend, bad)
-    faulty = Maya1Engine(
+def _altered(
+    engine: Maya1Engine,
+    alter: Callable[[list[int], RowSampling], None],
+    name: str,
+    max_malformed: float = 0.05,
+) -> tuple[Maya1Engine, _Altered]:
+    """`engine` over its backend _Altered by `alter`, with two retries."""
+    backend = _Altered(engine.backend, alter, name)
+    altered = Maya1Engine(
         backend=backend,
         tokenizer=engine.tokenizer,
         decoder=engine.decoder,
@@ -275,7 +279,20 @@ def _faulty(
         max_malformed=max_malformed,
         retries=2,
     )
-    return faulty, backend
+    return altered, backend
+
+
+def _faulty(
+    engine: Maya1Engine, bad: dict[int, int], max_malformed: float = 0.05
+) -> tuple[Maya1Engine, _Altered]:
+    """Slot 3 of the first `bad[seed]` frames overwritten by a slot-2 token: what a model
+    that loses its place in the frame writes."""
+
+    def corrupt(tokens: list[int], row: RowSampling) -> None:
+        for frame in range(min(bad.get(row.seed, 0), len(tokens) // 7)):
+            tokens[frame * 7 + 3] = tokens[frame * 7 + 2]
+
+    return _altered(engine, corrupt, "hf+faults", max_malformed=max_malformed)
 
 
 def test_a_few_malformed_frames_are_dropped_with_a_warning(
@@ -354,44 +371,19 @@ def test_an_embedded_render_speaks_a_file_with_maya1(
     assert again.stats.rendered == 0
 
 
-class _NeverStopping:
-    """The real backend, except that the rows of the seeds in `endless` never write the
-    stop token: their audio runs on, valid frame after frame, up to the row's cap. What
-    the real model does on a text it cannot finish."""
+def _endless(engine: Maya1Engine, endless: set[int]) -> tuple[Maya1Engine, _Altered]:
+    """The rows of the seeds in `endless` never write the stop token: their audio runs
+    on, valid frame after frame, up to the row's cap. What the real model does on a text
+    it cannot finish."""
 
-    name = "hf+endless"
+    def never_stop(tokens: list[int], row: RowSampling) -> None:
+        if row.seed in endless:
+            frames = [tokens[i : i + 7] for i in range(0, len(tokens) - 6, 7)]
+            while len(tokens) < row.max_new_tokens:
+                tokens.extend(frames[(len(tokens) // 7) % len(frames)])
+            del tokens[row.max_new_tokens :]
 
-    def __init__(self, inner: object, endless: set[int]) -> None:
-        self.inner = inner
-        self.endless = endless
-        self.seeds: list[int] = []
-
-    def generate(
-        self, prompts: Sequence[Sequence[int]], rows: Sequence[RowSampling]
-    ) -> list[list[int]]:
-        out = self.inner.generate(prompts, rows)  # type: ignore[attr-defined]
-        for tokens, row in zip(out, rows, strict=True):
-            self.seeds.append(row.seed)
-            if row.seed in self.endless:
-                frames = [tokens[i : i + 7] for i in range(0, len(tokens) - 6, 7)]
-                while len(tokens) < row.max_new_tokens:
-                    tokens.extend(frames[(len(tokens) // 7) % len(frames)])
-                del tokens[row.max_new_tokens :]
-        return out
-
-
-def _endless(engine: Maya1Engine, endless: set[int]) -> tuple[Maya1Engine, _NeverStopping]:
-    backend = _NeverStopping(engine.backend, endless)
-    return (
-        Maya1Engine(
-            backend=backend,
-            tokenizer=engine.tokenizer,
-            decoder=engine.decoder,
-            model_version=engine.model_version,
-            retries=2,
-        ),
-        backend,
-    )
+    return _altered(engine, never_stop, "hf+endless")
 
 
 def test_a_chunk_that_never_ends_its_speech_is_tried_with_another_seed(
