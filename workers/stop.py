@@ -127,7 +127,7 @@ class WorkerStop:
         if not child:
             self._close_broker()
         log.warning(
-            "stopping: the %.1f s grace is up: released %d leased chunks%s; exiting",
+            "stopping: the %.1f s grace is up: released %d leases%s; exiting",
             self.grace,
             released,
             "" if child else f", requeued {requeued} messages",

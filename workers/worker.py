@@ -20,6 +20,7 @@ from pipeline.config import Settings
 from pipeline.engines import Engine
 from pipeline.errors import InputError
 from pipeline.state import store
+from pipeline.state.cut_off import release_process_assemblies
 from pipeline.state.db import transaction
 from workers import metrics
 from workers.app import VoicebatchCelery, create_celery, declare_dead_letters
@@ -164,11 +165,12 @@ def _bound_the_stop(app: VoicebatchCelery, *, prefork: bool) -> WorkerStop:
     app.conf.worker_soft_shutdown_timeout = grace
 
     def release() -> int:
+        # Render leases by owner; assembly leases by this process's worker id, which
+        # assembly tasks never register (an assemble worker has no render owners).
         owners = list(app.active_owners)
-        if not owners:
-            return 0
         with transaction(app.context.resources.factory) as session:
-            return sum(store.release_leases(session, owner=owner) for owner in owners)
+            released = sum(store.release_leases(session, owner=owner) for owner in owners)
+            return released + release_process_assemblies(session)
 
     stop = WorkerStop(grace=grace, draining=app.draining, release=release)
     worker_shutting_down.connect(lambda **_: stop.request(), weak=False)
