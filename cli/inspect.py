@@ -87,6 +87,7 @@ def as_record(found: Inspection) -> dict[str, Any]:
         "audio_seconds": round(found.audio_seconds, 1),
         "render_seconds": round(found.render_seconds, 1) if found.render_seconds else None,
         "render_speed_measured": found.pace.measured if found.pace else None,
+        "qa_seconds": round(found.qa_seconds, 1) if found.qa_seconds is not None else None,
     }
 
 
@@ -119,6 +120,8 @@ def _print(found: Inspection) -> None:
             else (f"at the design target of {pace.realtime:g}x real time (not measured yet)")
         )
         render = f"; render about {clock(found.render_seconds)} with {found.engine} {basis}"
+    if found.qa_seconds is not None:
+        render += f"; QA adds about {clock(found.qa_seconds)} on the CPU"
     console.print(
         f"{len(found.chapters)} {what}s, {found.chunks} chunks, about "
         f"{clock(found.audio_seconds)} of audio{render}. No job was created.",

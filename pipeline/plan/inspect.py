@@ -36,6 +36,10 @@ PACES = {
     "maya1": Pace(15.0, 150.0, None),
     "test-tone": Pace(21.0, 1000.0, "any CPU"),
 }
+# QA (`--qa`, VOICEBATCH_QA) checks speech on the CPU, whatever the engine: the tiny.en
+# recogniser scores a clean render at about 90x real time on a 2-core x86_64 CPU
+# (pipeline.qa.twostage's first stage; bench/bench_qa.py). Flagged chunks cost more.
+QA_REALTIME = 90.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,11 @@ class Inspection:
     chapters: list[ChapterPlan] = field(default_factory=list)
     first_sentences: list[str] = field(default_factory=list)
     pace: Pace | None = None
+    qa: bool = False  # QA while rendering is on: its time is estimated too
+
+    @property
+    def qa_seconds(self) -> float | None:
+        return self.audio_seconds / QA_REALTIME if self.qa else None
 
     @property
     def chunks(self) -> int:
@@ -89,7 +98,7 @@ def inspect_source(path: Path, settings: Settings, *, sentences: int = 3) -> Ins
         lexicon=job_lexicon(settings, None),
     )
     pace = PACES.get(engine.name)
-    out = Inspection(path, parsed.document, engine.name, spec.voice, pace=pace)
+    out = Inspection(path, parsed.document, engine.name, spec.voice, pace=pace, qa=settings.qa)
     by_title = {c.title: c for c in parsed.document.chapters}
     for index, item in enumerate(spec.items):
         chapter = by_title.get(item.title)

@@ -14,6 +14,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 from pipeline.qa.check import HeardWord
+from pipeline.qa.forced import WORKERS
 
 SAMPLE_RATE = 16_000  # what Whisper listens at
 MODEL_FILES = ("model.bin", "config.json")
@@ -45,6 +46,7 @@ class Recogniser:
     model: Any
     name: str
     language: str | None
+    decodes: int = 0  # free decodings so far (`transcribe` calls): what stage 2 costs
 
     def transcribe(self, samples: np.ndarray) -> list[HeardWord]:
         """Every word heard, with its times (seconds from the start of `samples`).
@@ -55,6 +57,7 @@ class Recogniser:
         the silences out before decoding: without it, the word after a long silence (a
         silenced chunk) is timed as if it spanned the silence, and lands in the wrong
         chunk."""
+        self.decodes += 1
         segments, _info = self.model.transcribe(
             samples,
             language=self.language,
@@ -79,7 +82,11 @@ def load_recogniser(folder: Path | None, *, language: str | None = "en") -> Reco
 
     try:
         model = WhisperModel(
-            str(folder), device="cpu", compute_type="int8", cpu_threads=os.cpu_count() or 1
+            str(folder),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=os.cpu_count() or 1,
+            num_workers=WORKERS,  # stage 1 scores this many chunks at once (qa.forced)
         )
     except (RuntimeError, ValueError, OSError) as exc:
         raise InputError(f"{SETTING}: cannot load the model in {folder}: {exc}") from exc

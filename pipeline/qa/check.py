@@ -84,6 +84,7 @@ class ChunkCheck:
     heard: str = ""
     words: list[TimedWord] = field(default_factory=list)
     word_count: int = 0  # source words, timed or not
+    stage: int = 0  # the QA stage that decided (pipeline.qa.twostage): 1, 2, or 0 unknown
 
     @property
     def error_rate(self) -> float:

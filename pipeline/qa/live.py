@@ -1,7 +1,8 @@
 """QA while rendering (`render --qa`, `VOICEBATCH_QA`, a job's `qa` option).
 
-Each chunk is checked right after it is rendered, by the renderer that rendered it: its
-audio is transcribed on its own and judged with the same `check` as `voicebatch qa`. A
+Each chunk is checked right after it is rendered, by the renderer that rendered it, in
+the same two stages as `voicebatch qa` (`pipeline.qa.twostage`): a batch's chunks are
+scored against their text, and only the suspects are transcribed and judged. A
 flagged chunk is rendered again with another seed (`take_seed`), up to
 `VOICEBATCH_QA_RETRIES` more takes, and the best take is kept (not flagged, then the
 lowest error rate); a chunk still flagged is kept too, never failed, and listed with its
@@ -28,7 +29,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pipeline.qa.asr import SAMPLE_RATE, Recogniser, check_model_dir, decode, load_recogniser
-from pipeline.qa.check import Span, TimedWord, check_file
+from pipeline.qa.check import Span, TimedWord
+from pipeline.qa.twostage import TwoStageChecker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,13 +80,14 @@ class Review:
 class LiveQa:
     """The recogniser of one process, loaded on first use, shared by its renderers.
 
-    One lock around transcription: CTranslate2 already spreads one call over every core,
+    One lock around checking: CTranslate2 already spreads one call over every core,
     so two calls at once only compete."""
 
     def __init__(self, model_dir: Path | None, *, retries: int) -> None:
         self.model_dir = check_model_dir(model_dir)  # one line now, not at the first chunk
         self.retries = retries
         self._recogniser: Recogniser | None = None
+        self._checker: TwoStageChecker | None = None
         self._lock = threading.Lock()
 
     @property
@@ -92,18 +95,23 @@ class LiveQa:
         return self.model_dir.name
 
     def load(self) -> Recogniser:
+        return self.checker().recogniser
+
+    def checker(self) -> TwoStageChecker:
         with self._lock:
-            if self._recogniser is None:
+            if self._checker is None:
                 self._recogniser = load_recogniser(self.model_dir)
-            return self._recogniser
+                self._checker = TwoStageChecker(self._recogniser)
+            return self._checker
 
     def check(self, chunks: Sequence[tuple[str, bytes]]) -> list[Verdict]:
-        """Transcribe several chunks' audio (any format PyAV reads) at once and judge each.
+        """Judge several chunks' audio (any format PyAV reads) at once.
 
         They are laid end to end with `GAP_SECONDS` of silence between them and checked
-        as one file (`check_file`, as `voicebatch qa` checks a chapter): Whisper pads
-        every call to a 30-second window, so one call per chunk would cost several times
-        the recogniser's time. Word times are returned in each chunk's own seconds."""
+        as one file, as `voicebatch qa` checks a chapter: stage 1 scores each chunk on
+        its own; the suspects are then transcribed in one call (Whisper pads every call
+        to a 30-second window, so one call per chunk would cost several times the
+        recogniser's time). Word times are returned in each chunk's own seconds."""
         if not chunks:
             return []
         gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), np.float32)
@@ -119,20 +127,20 @@ class LiveQa:
             pieces.append(samples)
             at += samples.size
         audio = np.concatenate(pieces)
-        recogniser = self.load()
+        checker = self.checker()
         with self._lock:
-            heard = recogniser.transcribe(audio)
+            checks = checker.check(spans, audio)
         return [
             Verdict(
                 round(check.error_rate, 4),
                 tuple(check.flags),
                 check.heard,
                 tuple(
-                    TimedWord(w.text, round(w.start - span.start, 3), round(w.end - span.start, 3))
+                    TimedWord(w.text, _within(w.start, span), _within(w.end, span))
                     for w in check.words
                 ),
             )
-            for check, span in zip(check_file(spans, heard, audio, SAMPLE_RATE), spans, strict=True)
+            for check, span in zip(checks, spans, strict=True)
         ]
 
     def review(
@@ -174,6 +182,11 @@ class LiveQa:
             Review(kept[i], replace(best[i], takes=len(takes[i])), takes[i])
             for i in range(len(firsts))
         ]
+
+
+def _within(seconds: float, span: Span) -> float:
+    """A file time as seconds in the span's own chunk, to the millisecond, inside it."""
+    return min(max(round(seconds - span.start, 3), 0.0), span.end - span.start)
 
 
 def verdict_columns(verdict: Verdict) -> dict[str, Any]:
