@@ -58,6 +58,7 @@ FORM_FIELDS = (
     "keep_front_matter",
     "callback_url",
     "qa",
+    "read_along",
 )
 
 
@@ -129,6 +130,11 @@ class JobSubmission:
     callback_url: str | None = None  # the request's own (the key's default applies later)
 
 
+def _overrides(body: JobRequest) -> dict[str, Any]:
+    """The per-job settings the request asks for: JobRequest's, and the read-along EPUB."""
+    return {**body.overrides(), "read_along": body.read_along}
+
+
 def _validation(exc: ValidationError) -> RequestValidationError:
     return RequestValidationError(
         [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
@@ -172,7 +178,7 @@ async def parse_submission(request: Request, settings: Settings) -> JobSubmissio
 
 async def _from_form(request: Request, settings: Settings) -> JobSubmission:
     try:
-        form = await request.form(max_files=3, max_fields=18)
+        form = await request.form(max_files=3, max_fields=19)
     except HTTPException as exc:  # Starlette's 400 for a malformed body or too many parts
         raise FieldError("body", f"malformed multipart body ({exc.detail})") from exc
     unknown = sorted(set(form.keys()) - FORM_PARTS)
@@ -222,7 +228,7 @@ async def _from_form(request: Request, settings: Settings) -> JobSubmission:
     lexicon = await run_in_threadpool(lexicon_from_request, lexicon_text)
     data = await upload.read()
     _refuse_control_bytes(upload.filename or "", data)
-    overrides = body.overrides()
+    overrides = _overrides(body)
     columns = CatalogueFormat.from_settings(job_settings(settings, overrides))
     keep = body.keep_front_matter
     parsed = await run_in_threadpool(
@@ -262,7 +268,7 @@ def _refuse_control_bytes(filename: str, data: bytes) -> None:
 
 def _from_json(body: JobRequest, max_chars: int) -> JobSubmission:
     title = body.title or "Untitled"
-    overrides = body.overrides()
+    overrides = _overrides(body)
     cover = _base64_cover(body.cover)
     lexicon = lexicon_from_request(body.lexicon)
     if body.items:

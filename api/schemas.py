@@ -22,7 +22,7 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
-from api.qa_schemas import QaOut, QaRequest
+from api.read_along_schemas import QaOut, ReadAlongRequest
 from pipeline.assemble.keys import FileKind
 from pipeline.config import LoudnessPreset, MasterFormat, OutputFormat, RestoreTier, TimingFormat
 from pipeline.errors import InputError
@@ -116,7 +116,7 @@ class ItemIn(BaseModel):
     )
 
 
-class JobRequest(QaRequest):
+class JobRequest(ReadAlongRequest):
     """Exactly one of `text` (a book as plain text), `chapters` or `items` (a catalogue)."""
 
     model_config = ConfigDict(

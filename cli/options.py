@@ -92,6 +92,16 @@ CoverOption = Annotated[
         show_default=False,
     ),
 ]
+# `submit`'s (render's own reads VOICEBATCH_READ_ALONG; left out here, the server's applies).
+SubmitReadAlongOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--read-along/--no-read-along",
+        help="Also <name>.epub: the book's text with its audio inside, highlighted as it is "
+        "spoken (EPUB 3 Media Overlays; books only; default: the server's).",
+        show_default=False,
+    ),
+]
 
 # The engine process: `render` and `worker`.
 EngineOption = Annotated[

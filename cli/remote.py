@@ -21,14 +21,17 @@ from cli.options import (
     NameTemplateOption,
     OutputDirOption,
     ServerOption,
+    SubmitReadAlongOption,
     TextColumnOption,
     VoiceColumnOption,
 )
 from cli.output import clock, console, err_console, print_jobs, reported_errors
 from cli.qa_listing import print_job_qa
+from pipeline.assemble.read_along import catalogue_refusal
 from pipeline.audio.cover import load_cover
 from pipeline.config import OUTPUT_FORMATS, RESTORE_TIERS, load_settings
 from pipeline.errors import InputError, RetryableError
+from pipeline.ingest.catalogue import CATALOGUE_READERS
 from pipeline.plan.prepare import check_output_dir
 from pipeline.text.lexicon import load_lexicon
 
@@ -205,6 +208,7 @@ def submit(
             show_default=False,
         ),
     ] = None,
+    read_along: SubmitReadAlongOption = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the job finishes.")
     ] = False,
@@ -212,6 +216,8 @@ def submit(
 ) -> None:
     """Send a book or a catalogue to a voicebatch server; prints the job id (a UUID)."""
     with reported_errors(cli_state(ctx).debug):
+        if read_along and source.suffix.lower() in CATALOGUE_READERS:
+            raise catalogue_refusal(str(source))  # before the upload
         client = client_for(server, api_key)
         if cover is not None:
             load_cover(cover)  # checked here, so a bad image fails before the upload
@@ -232,6 +238,7 @@ def submit(
             "name_template": name_template,
             "callback_url": callback_url,
             "qa": None if qa is None else str(qa).lower(),
+            "read_along": None if read_along is None else str(read_along).lower(),
         }
         job = client.submit_file(
             source, title=title, fmt=fmt, options=options, cover=cover, lexicon=lexicon

@@ -22,14 +22,12 @@ from pipeline.batching import BatchingEngine
 from pipeline.engines import Engine
 from pipeline.errors import EngineBroken, HandedBack
 from pipeline.qa.live import LiveQa
-from pipeline.qa.results import record_job
 from pipeline.render.leases import worker_id
 from pipeline.render.messages import render_message
 from pipeline.render.renderer import ChunkRenderer, RenderStats
 from pipeline.state import verdicts
 from pipeline.state.assembly import Reopened
 from pipeline.state.db import transaction
-from pipeline.state.models import JobStatus
 from pipeline.state.webhooks import pending_deliveries
 from pipeline.webhooks.delivery import deliver, early_by
 from workers import health
@@ -151,24 +149,20 @@ def assemble(ctx: WorkerContext, job_id: str, item_id: str) -> None:
 
 
 def finalize(ctx: WorkerContext, job_id: str) -> None:
-    """Write the job's book and manifest and mark it done (or failed)."""
+    """Write the job's book, manifest, QA results and read-along EPUB, and mark it done
+    (or failed)."""
     resources = ctx.resources
+    model_dir = resources.settings.asr_model_dir
     outcome = finalize_job_message(
         resources.factory,
         job_id=uuid.UUID(job_id),
         chunk_store=resources.chunk_store,
         output_store_for=resources.output_store,
         lease=_assembly_lease(ctx),
+        # the recogniser's name for the QA summary: the render workers made the verdicts
+        qa_model=model_dir.name if model_dir is not None else None,
     )
     _render_again(ctx, uuid.UUID(job_id), outcome.reopened)
-    if outcome.status in (JobStatus.DONE, JobStatus.PARTIALLY_FAILED) and resources.qa:
-        # this finalizer took the job (only one does): QA's results into its files
-        record_job(
-            resources.factory,
-            job_id=uuid.UUID(job_id),
-            output_store_for=resources.output_store,
-            model=resources.qa.model,
-        )
     if outcome.status is not None:
         ctx.metrics.jobs.labels(str(outcome.status)).inc()
         # Its webhook was written with its final state; queue it now (the reconciler's
@@ -183,7 +177,10 @@ def deliver_webhook(ctx: WorkerContext, delivery_id: str) -> None:
     """One attempt at a webhook delivery; a failed one is queued again for its retry."""
     resources = ctx.resources
     attempted = deliver(
-        resources.factory, delivery_id=uuid.UUID(delivery_id), settings=resources.settings
+        resources.factory,
+        delivery_id=uuid.UUID(delivery_id),
+        settings=resources.settings,
+        observer=ctx.metrics,
     )
     wait = (
         attempted.retry_in

@@ -4,6 +4,7 @@ then manifest.json. Run exactly once per job."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -101,12 +102,16 @@ def finalize_job(
     output_store: ObjectStore,
     rewrite: bool = False,
     book: tuple[str, Loudness] | None = None,
+    before_finish: Callable[[], None] | None = None,
 ) -> AssemblyResult:
     """Write the whole-book file (books), the timing files and manifest.json, then record
     the job finished.
 
     `book` is the key and loudness of a book file the caller wrote already (embedded
-    mode writes it in the same pass as the chapters).
+    mode writes it in the same pass as the chapters). `before_finish` writes what else
+    belongs in the folder (distributed mode: QA's results, the read-along EPUB) after
+    the manifest and before the job is recorded finished, so a job is never final
+    without them; it runs again, from the start, if the step is run again.
 
     Runs for a job in `assembling` (claimed by store.claim_finalization); for a job that
     is already final it changes nothing and reports what was recorded, unless `rewrite`
@@ -200,6 +205,8 @@ def finalize_job(
     if chapters:
         for key in stale - {key for _, key in manifest_files(manifest)}:
             output_store.delete(key)
+    if before_finish is not None:
+        before_finish()
 
     try:
         with transaction(factory) as session:

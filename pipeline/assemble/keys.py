@@ -20,10 +20,22 @@ ITEMS_FOLDER = "items"
 MASTER_FOLDER = "master"
 SUMMARY_KEY = f"{ITEMS_FOLDER}/summary.csv"
 QA_KEY = "qa.json"  # speech-recognition QA's verdicts (`voicebatch qa`, `render --qa`)
+# A submitted book's text as written, kept for the finalizer's read-along EPUB; no
+# manifest lists it (assemble.read_along_source).
+SOURCE_KEY = "source/document.json.gz"
 TIMING_SUFFIX = {"srt": ".srt", "vtt": ".vtt", "json": ".timings.json"}
 # What manifest_files calls each file it lists (the API's outputs say the same).
 FileKind = Literal[
-    "manifest", "book", "chapter", "item", "master", "timing", "cover", "summary", "qa"
+    "manifest",
+    "book",
+    "chapter",
+    "item",
+    "master",
+    "timing",
+    "cover",
+    "summary",
+    "qa",
+    "read_along",
 ]
 FILE_KINDS: tuple[str, ...] = get_args(FileKind)
 
@@ -76,6 +88,8 @@ def describe_key(key: str) -> str:
         return "summary CSV"
     if key == QA_KEY:
         return "QA report"
+    if key.endswith(".epub"):
+        return "read-along EPUB"
     for kind, name in (("srt", "SRT"), ("vtt", "WebVTT"), ("json", "timings JSON")):
         if key.endswith(TIMING_SUFFIX[kind]):
             return name

@@ -213,7 +213,8 @@ def write_manifest(output_store: ObjectStore, manifest: dict[str, Any]) -> None:
 def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
     """Every file a manifest lists, as (kind, key): the manifest itself first, then the
     book, its chapters or items, their masters and timing files, the cover, a
-    catalogue's summary CSV, and qa.json once speech-recognition QA has run."""
+    catalogue's summary CSV, qa.json once speech-recognition QA has run, and the
+    read-along EPUB once written."""
     files = [("manifest", MANIFEST_KEY)]
 
     def entry(kind: str, record: dict[str, Any]) -> None:
@@ -235,4 +236,6 @@ def manifest_files(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         files.append(("summary", manifest["summary"]))
     if isinstance(manifest.get("qa"), dict) and manifest["qa"].get("file"):
         files.append(("qa", manifest["qa"]["file"]))  # qa.json, once QA has run
+    if isinstance(manifest.get("read_along"), dict) and manifest["read_along"].get("file"):
+        files.append(("read_along", manifest["read_along"]["file"]))  # <name>.epub
     return files

@@ -9,6 +9,12 @@ and counts an attempt; an item or job whose assembly keeps failing is failed aft
 that does not match its record) fails its item or job, recorded with its error, and the
 rest of the job goes on. A chunk whose object vanished goes back to pending with its
 item: the outcome names the chunks to render again.
+
+A job is marked finished (and its webhook queued, in the same transaction) only once
+every file it asked for is in its folder: the finalizer writes QA's results and then
+the read-along EPUB under its lease, after the manifest and before the state change,
+so a finalizer that dies between them leaves the job `assembling` for the next one,
+which writes them again.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pipeline.assemble.book import finalize_job
 from pipeline.assemble.items import assemble_item
 from pipeline.assemble.leases import AssemblyLease, record_run, reopen_vanished
+from pipeline.assemble.read_along_source import write_job_read_along
 from pipeline.errors import (
     ChunkObjectsMissing,
     InputError,
@@ -32,15 +39,20 @@ from pipeline.errors import (
     RecordGone,
     RetryableError,
 )
+from pipeline.qa.results import record_job
 from pipeline.state import assembly, store
 from pipeline.state.assembly import Reopened, Take
 from pipeline.state.db import transaction
 from pipeline.state.models import ItemStatus, JobStatus
 from pipeline.storage.base import ObjectStore
+from pipeline.storage.write_once import WriteOnceStore
 
 log = logging.getLogger(__name__)
 
 OutputStoreFor = Callable[[str], ObjectStore]  # a job's output_uri -> where its files go
+# The recogniser's name in a job's QA summary when the finalizer has none of its own
+# (the verdicts were made by the render workers; the finalizer only places them).
+UNNAMED_MODEL = "unknown"
 
 
 @dataclass(frozen=True)
@@ -147,15 +159,21 @@ def finalize_job_message(
     chunk_store: ObjectStore,
     output_store_for: OutputStoreFor,
     lease: AssemblyLease,
+    qa_model: str | None = None,
 ) -> JobOutcome:
-    """Write the job's book and manifest and finish it; the status it ended in (failed,
-    recorded with its error, when its audio cannot be assembled), or None when the job
-    has no output folder, is not being assembled, or another finalizer holds it."""
+    """Write the job's book and manifest, QA's results (a job rendered with QA: the
+    verdicts in the timing files, qa.json, the manifest's and the row's `qa`; `qa_model`
+    names the recogniser) and the read-along EPUB (a job that asked for one), then finish
+    it; the status it ended in (failed, recorded with its error, when its audio cannot be
+    assembled), or None when the job has no output folder, is not being assembled, or
+    another finalizer holds it."""
     with transaction(factory) as session:
         job = store.get_job(session, job_id)
         if job.output_uri is None:
             return JobOutcome(None)
         output = output_store_for(job.output_uri)
+        read_along = bool((job.options or {}).get("read_along"))
+        source = job.source_name
         took = assembly.take_job_finalization(
             session,
             job_id=job_id,
@@ -168,10 +186,27 @@ def finalize_job_message(
     if took != Take.TAKEN:
         return JobOutcome(None)
     record_run(lease.journal, "job", job_id)
+
+    def results() -> None:
+        # QA's word times first: the read-along EPUB takes them from the timing files
+        record_job(
+            factory,
+            job_id=job_id,
+            output_store_for=output_store_for,
+            model=qa_model or UNNAMED_MODEL,
+        )
+        if read_along:
+            inner = output.inner if isinstance(output, WriteOnceStore) else output
+            write_job_read_along(inner, where=source)
+
     try:
         with _held(factory, lease):
             result = finalize_job(
-                factory, job_id=job_id, chunk_store=chunk_store, output_store=output
+                factory,
+                job_id=job_id,
+                chunk_store=chunk_store,
+                output_store=output,
+                before_finish=results,
             )
     except ChunkObjectsMissing as exc:
         return JobOutcome(None, reopen_vanished(factory, chunk_store, job_id=job_id, keys=exc.keys))

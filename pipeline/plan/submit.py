@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.assemble.keys import cover_key
+from pipeline.assemble.keys import SOURCE_KEY, cover_key
+from pipeline.assemble.read_along_source import store_source
 from pipeline.audio.cover import Cover
 from pipeline.audio.presets import mastering_options
 from pipeline.config import Settings
@@ -46,6 +47,7 @@ class SubmittedJob:
     created: bool  # False: an earlier submit with the same Idempotency-Key made it
     status: JobStatus
     chunk_groups: list[list[uuid.UUID]]  # chunk ids to publish, one render message each
+    read_along: bool = False  # its written text is stored beside its files (SOURCE_KEY)
 
 
 def job_settings(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
@@ -161,8 +163,11 @@ def submit_job(
 
     A cover is written into the job's output folder (`folder(output_uri)`) before the
     job exists, since the assemble workers read it from there; if the job is not
-    created, the cover is removed again.
+    created, the cover is removed again. So is the book's written text, for a job that
+    asks for a read-along EPUB (`settings.read_along`; a catalogue has none): the
+    finalizer builds the EPUB from it (pipeline.assemble.read_along_source).
     """
+    read_along = settings.read_along and kind != "catalogue"
     max_chars = min(settings.chunk_max_chars, engine.max_chunk_chars)
     for index, chapter in enumerate(parsed.document.chapters):
         spoken = chapter.spoken_paragraphs(read_titles=settings.read_titles)
@@ -199,7 +204,12 @@ def submit_job(
         for _ in planned_items(streamed):
             pass
         # The callback URL is not in the fingerprint (it changes no audio), so apart.
-        return streamed.fingerprint == earlier.fingerprint and earlier.callback_url == callback_url
+        # Nor is the read-along EPUB, which is made from the same audio.
+        return (
+            streamed.fingerprint == earlier.fingerprint
+            and earlier.callback_url == callback_url
+            and bool((earlier.options or {}).get("read_along")) == read_along
+        )
 
     if idempotency_key is not None:
         with transaction(factory) as session:
@@ -217,21 +227,27 @@ def submit_job(
         idempotency_key=idempotency_key,
         fingerprint=job_id.hex,
         callback_url=callback_url,
+        options={**streamed.header.options, **({"read_along": True} if read_along else {})},
     )
-    cover_folder = None
-    if cover is not None:
+    inputs_folder = None
+    if cover is not None or read_along:
         if folder is None:
-            raise ValueError("submit_job needs `folder` to store a cover")
-        cover_folder = folder(output_uri)
-        cover_folder.put(cover_key(cover), cover.data, content_type=cover.mime_type)
+            raise ValueError("submit_job needs `folder` to store a cover or the source")
+        inputs_folder = folder(output_uri)
+    if inputs_folder is not None and cover is not None:
+        inputs_folder.put(cover_key(cover), cover.data, content_type=cover.mime_type)
+    if inputs_folder is not None and read_along:
+        store_source(inputs_folder, parsed.document)
     try:
         with transaction(factory) as session:
             store.create_job(session, spec=header, job_id=job_id, items=planned_items(streamed))
             store.set_fingerprint(session, job_id=job_id, fingerprint=streamed.fingerprint)
             groups = store.chunk_groups(session, job_id=job_id, size=settings.task_chunks)
     except BaseException as exc:
-        if cover_folder is not None and cover is not None:
-            cover_folder.delete(cover_key(cover))  # no job: nothing of it is left behind
+        if inputs_folder is not None and cover is not None:
+            inputs_folder.delete(cover_key(cover))  # no job: nothing of it is left behind
+        if inputs_folder is not None and read_along:
+            inputs_folder.delete(SOURCE_KEY)
         if not isinstance(exc, IntegrityError) or idempotency_key is None:
             raise
         # The same key, submitted twice at the same moment: the first one won.
@@ -243,7 +259,7 @@ def submit_job(
     with transaction(factory) as session:
         # A big job changes the tables' size: the planner learns it before any message.
         store.refresh_planner_stats(session, rows=sum(map(len, groups)))
-    return SubmittedJob(job_id, True, JobStatus.PENDING, groups)
+    return SubmittedJob(job_id, True, JobStatus.PENDING, groups, read_along)
 
 
 def publish_job(
@@ -269,10 +285,14 @@ def publish_job(
             raise
         with transaction(factory) as session:
             withdrawn = store.withdraw_job(session, job_id=submitted.job_id)
-        if withdrawn and cover is not None:
+        if withdrawn and (cover is not None or submitted.read_along):
             if folder is None:
                 raise ValueError("publish_job needs `folder` to remove a cover") from exc
-            folder(job_output_uri(output_base, submitted.job_id)).delete(cover_key(cover))
+            left = folder(job_output_uri(output_base, submitted.job_id))
+            if cover is not None:
+                left.delete(cover_key(cover))
+            if submitted.read_along:
+                left.delete(SOURCE_KEY)
         if not withdrawn:
             raise RetryableError(
                 f"job {submitted.job_id} was created but not all of its work could be queued "
@@ -304,6 +324,10 @@ def submit_and_publish(
     when they cannot be. Output goes under the server's storage URL. `callback_url`
     (checked, a refusal naming `callback_field`) receives the job's final-state webhook."""
     chosen = job_settings(settings, overrides)
+    if overrides.get("read_along") and kind == "catalogue":
+        raise FieldError(
+            "read_along", "makes a book's EPUB; a catalogue (CSV or JSONL items) has none"
+        )
     check_submission(parsed.document, settings=chosen, engine=engine, lexicon=lexicon)
     check_callback_url(callback_url, settings, field=callback_field)
     output_base = settings.resolved_storage_url

@@ -80,7 +80,9 @@ def record_job(
 
     Distributed mode's folder is written once per file (`WriteOnceStore`); QA replaces
     the manifest and timing files as `voicebatch qa` does, so it writes through to the
-    store beneath. Only the finalizer that took the job calls this, after its files."""
+    store beneath. Only the finalizer holding the job's lease calls this, after its
+    files and before the job is marked finished (pipeline.assemble.messages); run again
+    after a crash, it writes the same results again."""
     with transaction(factory) as session:
         stored = verdicts.job_verdicts(session, job_id=job_id)
         uri = session.get(Job, job_id).output_uri if stored else None  # type: ignore[union-attr]
