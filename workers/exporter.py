@@ -6,6 +6,8 @@ Run one per deployment (compose service `exporter`). Every `interval` seconds it
   age comes from the database: the oldest pending chunk for `render`, the oldest item
   waiting for assembly for `assemble`);
 - jobs by status, open chunks and expired leases, from the database;
+- the webhook outbox's undelivered deliveries, those due, the age of the oldest, and how
+  long the most overdue one has waited for a sender;
 - each chunk's time from enqueue to done, and each job's turnaround, as histograms:
   the rows that finished since the last round (state.monitoring), seen `lag` seconds
   late so that rows committed a little after their timestamp are still counted once;
@@ -106,6 +108,27 @@ class ExporterMetrics:
             "1 if a reconciler holds its lock (one is acting), else 0.",
             registry=r,
         )
+        self.webhooks_pending = Gauge(
+            "voicebatch_webhook_deliveries_pending",
+            "Webhook deliveries not yet delivered, gone or given up (the outbox's backlog).",
+            registry=r,
+        )
+        self.webhooks_due = Gauge(
+            "voicebatch_webhook_deliveries_due",
+            "Undelivered webhook deliveries due now: a sender should be at them.",
+            registry=r,
+        )
+        self.webhook_oldest = Gauge(
+            "voicebatch_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest undelivered webhook delivery, since its event (0: none).",
+            registry=r,
+        )
+        self.webhook_overdue = Gauge(
+            "voicebatch_webhook_oldest_due_seconds",
+            "How long the most overdue webhook delivery nobody holds has been due (0: none; "
+            "growing: no sender is at the webhooks queue).",
+            registry=r,
+        )
         self.last_round = Gauge(
             "voicebatch_exporter_last_round_timestamp_seconds",
             "When the exporter last finished a round (Unix time).",
@@ -184,12 +207,17 @@ class Exporter:
         with transaction(self.resources.factory) as session:
             backlog = monitoring.backlog(session, now=now)
             held = monitoring.reconciler_lock_held(session)
+            webhooks = monitoring.webhook_backlog(session, now=now)
         for status, count in backlog.jobs.items():
             self.metrics.jobs.labels(status).set(count)
         for status, count in backlog.open_chunks.items():
             self.metrics.open_chunks.labels(status).set(count)
         self.metrics.expired_leases.set(backlog.expired_leases)
         self.metrics.lock_held.set(1 if held else 0)
+        self.metrics.webhooks_pending.set(webhooks.pending)
+        self.metrics.webhooks_due.set(webhooks.due)
+        self.metrics.webhook_oldest.set(webhooks.oldest_pending_seconds)
+        self.metrics.webhook_overdue.set(webhooks.oldest_due_seconds)
         return backlog
 
     @staticmethod

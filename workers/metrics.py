@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 SPOT_KINDS = (("aws", "interruption"), ("aws", "rebalance"), ("gcp", "preemption"))
 ITEM_OUTCOMES = ("done", "failed")
 JOB_OUTCOMES = ("done", "partially_failed", "failed", "cancelled")
+# Webhook attempts' labels, made at 0 (pipeline.state.webhooks.EVENTS and
+# pipeline.webhooks.delivery.METRIC_OUTCOMES; a test keeps them equal).
+WEBHOOK_EVENTS = ("job.done", "job.partially_failed", "job.failed", "job.cancelled")
+WEBHOOK_OUTCOMES = ("delivered", "failed", "timeout", "gone", "refused", "exhausted")
 RECONCILE_ACTIONS = (
     "chunks_republished",
     "items_assembled",
@@ -73,6 +77,10 @@ class WorkerMetrics:
     qa_flags: Counter
     qa_error_rate: Histogram
     qa_takes: Counter
+    webhook_attempts: Counter
+    webhook_seconds: Histogram
+    speech_sentences: Counter
+    speech_lane_wait: Histogram
 
     def __init__(self) -> None:
         # Lazy: see the module docstring (multiprocess mode is chosen at this import).
@@ -181,6 +189,40 @@ class WorkerMetrics:
             "retake: rendered again; flagged: a chunk recorded still flagged).",
             ["outcome"],
         )
+        # Webhook attempts (pipeline.webhooks.delivery); the backlog is the exporter's
+        self.webhook_attempts = Counter(
+            "voicebatch_webhook_attempts_total",
+            "Webhook delivery attempts, by event and outcome (delivered, failed, timeout, "
+            "gone: 410, refused: SSRF guard, exhausted: the last try failed, given up).",
+            ["event", "outcome"],
+        )
+        for event in WEBHOOK_EVENTS:
+            for outcome in WEBHOOK_OUTCOMES:
+                self.webhook_attempts.labels(event, outcome)
+        self.webhook_seconds = Histogram(
+            "voicebatch_webhook_delivery_seconds",
+            "Duration of each webhook delivery attempt (every hop, to the receiver's answer).",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60),
+        )
+        # Speech requests on a render worker (workers.speech)
+        self.speech_sentences = Counter(
+            "voicebatch_speech_sentences_total",
+            "Sentences of speech requests, by engine and source (cache: from the chunk "
+            "cache or another renderer's claim; rendered: by this worker's engine).",
+            ["engine", "source"],
+        )
+        self.speech_lane_wait = Histogram(
+            "voicebatch_speech_lane_wait_seconds",
+            "A speech sentence's wait in the batcher's realtime lane: queued to its engine "
+            "call starting.",
+            ["engine"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5),
+        )
+
+    def webhook_attempt(self, *, event: str, outcome: str, seconds: float) -> None:
+        """One recorded webhook attempt (a pipeline.webhooks.delivery.AttemptObserver)."""
+        self.webhook_attempts.labels(event, outcome).inc()
+        self.webhook_seconds.observe(seconds)
 
     def count_qa(self, stats: Any) -> None:
         """A render task's QA (a pipeline.render.stats.RenderStats)."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from pipeline.state.models import (
@@ -21,6 +21,8 @@ from pipeline.state.models import (
     ItemStatus,
     Job,
     JobStatus,
+    WebhookDelivery,
+    WebhookStatus,
     utcnow,
 )
 from pipeline.state.reconcile import RECONCILER_LOCK_KEY
@@ -122,3 +124,44 @@ def reconciler_lock_held(session: Session) -> bool:
         {"key": RECONCILER_LOCK_KEY},
     )
     return bool(held)
+
+
+@dataclass(frozen=True)
+class WebhookBacklog:
+    """The webhook outbox's undelivered deliveries, at `now`."""
+
+    pending: int  # not yet delivered, gone or given up
+    due: int  # of those, due now: a sender should be at them
+    oldest_pending_seconds: float  # since the oldest one's event was written; 0: none
+    # how long the most overdue one that nobody holds has been due; 0: none (senders
+    # keep up: a due delivery is taken within seconds, or the reconciler's sweep queues it)
+    oldest_due_seconds: float
+
+
+def webhook_backlog(session: Session, *, now: datetime | None = None) -> WebhookBacklog:
+    """Pending deliveries, those due, the age of the oldest and how long the most overdue
+    one has waited for a sender (index: status, next attempt; the pending rows are few
+    unless receivers are down)."""
+    now = now or utcnow()
+    pending = WebhookDelivery.status == WebhookStatus.PENDING
+    count, oldest = session.execute(
+        select(func.count(), func.min(WebhookDelivery.created_at)).where(pending)
+    ).one()
+    due = session.scalar(
+        select(func.count())
+        .select_from(WebhookDelivery)
+        .where(pending, WebhookDelivery.next_attempt_at <= now)
+    )
+    overdue = session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at)).where(
+            pending,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.lease_expires_at.is_(None), WebhookDelivery.lease_expires_at < now),
+        )
+    )
+    return WebhookBacklog(
+        pending=int(count or 0),
+        due=int(due or 0),
+        oldest_pending_seconds=_age(now, oldest),
+        oldest_due_seconds=_age(now, overdue),
+    )

@@ -2,7 +2,8 @@
 
 Called by the `webhooks` queue's task with a delivery id, by the reconciler's sweep for
 ones that are due and were never (or no longer) queued, and directly by tests. Any
-number of copies may run: only the one that takes the delivery's lease sends.
+number of copies may run: only the one that takes the delivery's lease sends. An
+`AttemptObserver` (the worker's metrics) hears of every attempt once it is recorded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,12 +35,37 @@ _OUTCOMES = {
 
 @dataclass(frozen=True)
 class Attempted:
-    """What one call did: the attempt's outcome, and when to try again (retries only)."""
+    """What one call did: the attempt's outcome, and when to try again (retries only);
+    `event`, `result` (the outcome as the metrics name it: `metric_outcome`) and `seconds`
+    (the attempt's duration) are what an AttemptObserver is told."""
 
     outcome: WebhookOutcome
     number: int
     status_code: int | None
     retry_in: timedelta | None = None
+    event: str = ""
+    result: str = ""
+    seconds: float = 0.0
+
+
+class AttemptObserver(Protocol):
+    """Counts attempts (workers.metrics.WorkerMetrics): labels stay bounded, an event name
+    and an outcome, never a job or a URL."""
+
+    def webhook_attempt(self, *, event: str, outcome: str, seconds: float) -> None: ...
+
+
+# Every `outcome` label an attempt can carry (the metrics make each at 0).
+METRIC_OUTCOMES = ("delivered", "failed", "timeout", "gone", "refused", "exhausted")
+
+
+def metric_outcome(outcome: WebhookOutcome, sent: Sent) -> str:
+    """An attempt's outcome as the metrics name it: delivered, gone, refused, exhausted
+    (the last try the schedule allowed failed: given up), or for an attempt to be retried
+    how it failed (timeout: no connection or answer in time; failed: anything else)."""
+    if outcome == WebhookOutcome.RETRY:
+        return str(Sent.TIMEOUT if sent == Sent.TIMEOUT else Sent.FAILED)
+    return str(outcome)
 
 
 # A message that arrives this close before its delivery is due (its countdown ran on
@@ -61,10 +88,15 @@ def attempt_lease(settings: Settings) -> timedelta:
 
 
 def deliver(
-    factory: sessionmaker[Session], *, delivery_id: uuid.UUID, settings: Settings
+    factory: sessionmaker[Session],
+    *,
+    delivery_id: uuid.UUID,
+    settings: Settings,
+    observer: AttemptObserver | None = None,
 ) -> Attempted | None:
     """Make one attempt at a delivery if it is due and nobody else holds it (None: not
-    due, final, or taken). The attempt is recorded whatever it ends with."""
+    due, final, or taken). The attempt is recorded whatever it ends with, then told to
+    `observer`."""
     if settings.webhook_secret is None:
         raise InputError(
             "VOICEBATCH_WEBHOOK_SECRET is not set: webhooks cannot be signed "
@@ -92,7 +124,7 @@ def deliver(
         ),
         policy=AddressPolicy.of(settings),
     )
-    duration_ms = int((time.monotonic() - clock) * 1000)
+    seconds = time.monotonic() - clock
     retry_in = None
     outcome = _OUTCOMES.get(result.sent, WebhookOutcome.RETRY)
     if outcome == WebhookOutcome.RETRY:
@@ -105,9 +137,22 @@ def deliver(
             taken=taken,
             outcome=outcome,
             started_at=started,
-            duration_ms=duration_ms,
+            duration_ms=int(seconds * 1000),
             status_code=result.status_code,
             error=result.error,
             retry_in=retry_in,
         )
-    return Attempted(outcome, taken.number, result.status_code, retry_in)
+    attempted = Attempted(
+        outcome,
+        taken.number,
+        result.status_code,
+        retry_in,
+        event=taken.event,
+        result=metric_outcome(outcome, result.sent),
+        seconds=seconds,
+    )
+    if observer is not None:
+        observer.webhook_attempt(
+            event=attempted.event, outcome=attempted.result, seconds=attempted.seconds
+        )
+    return attempted

@@ -27,7 +27,8 @@ class Sent(enum.StrEnum):
 
     OK = "ok"  # 2xx
     GONE = "gone"  # 410: the receiver wants no more
-    FAILED = "failed"  # any other status, a network error or a timeout: try again
+    FAILED = "failed"  # any other status or a network error: try again
+    TIMEOUT = "timeout"  # no connection or no answer in time: try again
     REFUSED = "refused"  # the URL (or a redirect) points where the guard refuses
 
 
@@ -91,7 +92,7 @@ def send(
                 finally:
                     response.close()
             except httpx.TimeoutException as exc:
-                return SendResult(Sent.FAILED, error=f"timed out: {type(exc).__name__}")
+                return SendResult(Sent.TIMEOUT, error=f"timed out: {type(exc).__name__}")
             except httpx.HTTPError as exc:
                 return SendResult(Sent.FAILED, error=_one_line(f"{type(exc).__name__}: {exc}"))
             if 200 <= code < 300:

@@ -218,3 +218,42 @@ def test_a_round_reads_a_bounded_number_of_finished_rows_and_the_next_goes_on(
         exporter.poll()
         counts.append(samples(exporter)[("voicebatch_chunk_latency_seconds_count", ())])
     assert counts == [2, 3, 3]  # each chunk once, none lost to the bound
+
+
+def test_the_webhook_backlog_comes_from_the_outbox(redis_settings: Settings) -> None:
+    """Undelivered deliveries, those due, and the oldest one's age: what the webhook
+    alerts read, whether or not any sender runs."""
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from pipeline.state import store
+    from pipeline.state.models import WebhookDelivery, utcnow
+    from tests.support.state import make_spec
+
+    exporter = Exporter(redis_settings, lag_seconds=0)
+    db = exporter.resources.factory
+    exporter.poll()
+    found = samples(exporter)
+    assert found[("voicebatch_webhook_deliveries_pending", ())] == 0
+    assert found[("voicebatch_webhook_oldest_undelivered_age_seconds", ())] == 0
+    spec = replace(
+        make_spec(fingerprint=uuid.uuid4().hex * 2), callback_url="https://hooks.example.com/a"
+    )
+    with transaction(db) as session:
+        job = store.create_job(session, spec=spec)
+        assert store.start_job(session, job_id=job)
+        assert store.cancel_job(session, job_id=job)
+    with transaction(db) as session:  # its event written two hours ago
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.job_id == job)
+            .values(created_at=utcnow() - timedelta(hours=2))
+        )
+    exporter.poll()
+    found = samples(exporter)
+    assert found[("voicebatch_webhook_deliveries_pending", ())] == 1
+    assert found[("voicebatch_webhook_deliveries_due", ())] == 1
+    assert 7200 <= found[("voicebatch_webhook_oldest_undelivered_age_seconds", ())] < 7300
+    assert 0 <= found[("voicebatch_webhook_oldest_due_seconds", ())] < 100  # due since written

@@ -52,15 +52,23 @@ def test_promtool_accepts_the_recording_and_alerting_rules() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def unit_test_files() -> list[Path]:
+    """The promtool unit test files: alerts_test.yml, and one per later area."""
+    files = sorted((RULES / "tests").glob("*_test.yml"))
+    assert RULES / "tests" / "alerts_test.yml" in files
+    return files
+
+
 def test_promtool_unit_tests_pass_and_show_every_alert_firing_and_quiet() -> None:
-    tested = run(tool("promtool"), "test", "rules", "deploy/prometheus/tests/alerts_test.yml")
+    files = unit_test_files()
+    tested = run(tool("promtool"), "test", "rules", *map(str, files))
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    cases = yaml.safe_load((RULES / "tests" / "alerts_test.yml").read_text())["tests"]
     fired: set[str] = set()
     quiet: set[str] = set()
-    for case in cases:
-        for check in case.get("alert_rule_test", []):
-            (fired if check["exp_alerts"] else quiet).add(check["alertname"])
+    for file in files:
+        for case in yaml.safe_load(file.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fired if check["exp_alerts"] else quiet).add(check["alertname"])
     assert fired == alert_names(), alert_names() - fired
     assert quiet == alert_names(), alert_names() - quiet
 
@@ -75,6 +83,35 @@ def test_a_broken_rule_fails_the_unit_tests(tmp_path: Path) -> None:
     tested = run(promtool, "test", "rules", str(copy / "tests" / "alerts_test.yml"))
     assert tested.returncode != 0
     assert "VoicebatchTurnaroundBudgetBurnFast" in tested.stdout + tested.stderr
+
+
+@pytest.mark.parametrize(
+    ("rule", "broken", "alert"),
+    [
+        ("voicebatch:qa_flagged:ratio_rate30m > 0.1", "voicebatch:qa_flagged:ratio_rate30m > 0.5",
+         "VoicebatchQaFlaggedShareHigh"),
+        ("error_ratio_rate1h > (14.4 * 0.05)", "error_ratio_rate1h > (19 * 0.05)",
+         "VoicebatchSpeechTtfbBudgetBurnFast"),
+        ("voicebatch:speech_no_worker:ratio_rate5m > 0.1",
+         "voicebatch:speech_no_worker:ratio_rate5m > 0.5", "VoicebatchSpeechNoWorker"),
+        ("voicebatch:webhook_oldest_due_seconds:max > 600",
+         "voicebatch:webhook_oldest_due_seconds:max > 6000", "VoicebatchWebhookSendersBehind"),
+        ("voicebatch:webhook_failure:ratio_rate15m > 0.5",
+         "voicebatch:webhook_failure:ratio_rate15m > 0.9", "VoicebatchWebhookFailureRate"),
+    ],
+)  # fmt: skip
+def test_the_qa_speech_and_webhook_tests_fail_on_a_broken_threshold(
+    tmp_path: Path, rule: str, broken: str, alert: str
+) -> None:
+    promtool = tool("promtool")
+    copy = tmp_path / "prometheus"
+    shutil.copytree(RULES, copy)
+    alerts = copy / "alerts.yml"
+    assert rule in alerts.read_text()
+    alerts.write_text(alerts.read_text().replace(rule, broken))
+    tested = run(promtool, "test", "rules", str(copy / "tests" / "qa_speech_webhooks_test.yml"))
+    assert tested.returncode != 0
+    assert alert in tested.stdout + tested.stderr
 
 
 def test_every_alert_has_a_severity_alertmanager_routes_and_a_runbook() -> None:
@@ -112,7 +149,7 @@ def panel_queries() -> list[tuple[str, str, str]]:
     ]
 
 
-def test_grafana_provisions_the_datasource_the_dashboards_name_and_three_dashboards() -> None:
+def test_grafana_provisions_the_datasource_the_dashboards_name_and_four_dashboards() -> None:
     datasource = yaml.safe_load(
         (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )["datasources"][0]
@@ -124,10 +161,11 @@ def test_grafana_provisions_the_datasource_the_dashboards_name_and_three_dashboa
     boards = dashboards()
     assert sorted(b["title"] for b in boards.values()) == [
         "voicebatch / Overview",
+        "voicebatch / QA, speech and webhooks",
         "voicebatch / Storage and cache",
         "voicebatch / Workers",
     ]
-    assert len({b["uid"] for b in boards.values()}) == 3
+    assert len({b["uid"] for b in boards.values()}) == 4
     for board in boards.values():
         ids = [panel["id"] for panel in board["panels"]]
         assert len(ids) == len(set(ids)), board["title"]
