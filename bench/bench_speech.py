@@ -1,19 +1,24 @@
 """Speech latency beside batch work: time to the first audio byte of one-sentence
 `POST /v1/audio/speech` requests at several concurrencies while a batch job renders, and
-the batch job's throughput with and without that load (Piper, one render worker).
+the batch job's throughput with and without that load (Piper, one render worker), with
+where the first byte's milliseconds go (the API's Server-Timing header).
 
-    python bench/bench_speech.py [--concurrency 1,4,8] [--chunks 40]
-                                 [--batching on] [--batch-size 1] [--write docs/benchmarks.md]
+    python bench/bench_speech.py [--concurrency 1,4,8] [--chunks 40] [--modes open,closed]
+                                 [--batching auto] [--batch-size 8] [--write docs/benchmarks.md]
 
 Everything runs on this machine in separate processes, as a deployment would: the API,
 one render worker (`voicebatch worker --queues render`: Celery threads for batch
 messages, its speech consumer beside them) and one assemble worker, on the machine's
 PostgreSQL, a private Redis (broker, chunk index, speech streams) and a shared folder for
-objects. For each concurrency, a fresh batch job of N distinct sentences is submitted;
-once its first chunk is done, that many clients each send one distinct sentence after
-another (never a cache hit) until the job's chunks are all done. The clock of a request
-runs from sending it to its first body byte. Targets (issue 20): p95 <= 400 ms at 4
-concurrent requests; batch throughput down by at most 20 %.
+objects. First a few requests with no batch job (the floor), then for each load model
+and concurrency a fresh batch job of N distinct sentences is submitted; once its first
+chunk is done, that many clients each send one distinct sentence (never a cache hit)
+until the job's chunks are all done. Load models: `open`, the realistic one (each client
+reads the whole response, then waits as long as its audio lasts, as a voice agent plays
+it), and `closed` (back to back: N clients saturate a 2-core engine with speech, so
+batch work can only get the lane guard's share). The clock of a request runs from
+sending it to its first body byte. Targets (issue 20): p95 <= 400 ms at 4 concurrent
+requests; batch throughput down by at most 20 %.
 """
 
 from __future__ import annotations
@@ -72,20 +77,40 @@ def book(chunks: int, tag: str) -> str:
     return "# Bench\n\n" + "\n\n".join(paragraphs) + "\n"
 
 
-def first_byte(client: httpx.Client, text: str) -> float:
+@dataclass
+class Sample:
+    """One request: its time to first byte, its audio's duration and the server's stage
+    timings (the API's Server-Timing header, ms)."""
+
+    ttfb: float
+    audio_seconds: float
+    stages: dict[str, float]
+
+
+def server_timing(header: str) -> dict[str, float]:
+    stages = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name and dur:
+            stages[name] = float(dur)
+    return stages
+
+
+def speak(client: httpx.Client, text: str) -> Sample:
     body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
     started = time.perf_counter()
+    seconds = 0.0
+    size = 0
     with client.stream("POST", "/v1/audio/speech", json=body) as response:
         if response.status_code != 200:
             raise AssertionError(f"{response.status_code}: {response.read()!r}")
-        chunks = response.iter_bytes()
-        for chunk in chunks:
-            if chunk:
+        for chunk in response.iter_bytes():
+            if chunk and not size:
                 seconds = time.perf_counter() - started
-                break
-        for _ in chunks:
-            pass
-    return seconds
+            size += len(chunk)
+        stages = server_timing(response.headers.get("server-timing", ""))
+    stages["client"] = seconds * 1000 - stages.get("total", 0.0)  # HTTP, both ways
+    return Sample(seconds, size / 2 / 24_000, stages)  # pcm: 16-bit mono at 24 kHz
 
 
 @dataclass
@@ -94,24 +119,28 @@ class JobRun:
     seconds: float  # submit to every chunk done
     rate: float  # chunks/s over the whole job
     loaded_rate: float = 0.0  # chunks/s from the first chunk done (when the load starts)
-    samples: list[float] = field(default_factory=list)  # seconds to the first byte
+    samples: list[Sample] = field(default_factory=list)
 
 
-def run_job(stack: Stack, chunks: int, tag: str, load: int) -> JobRun:
+def client_loop(
+    stack: Stack, tag: str, think: bool, stop: threading.Event, out: list[Sample]
+) -> None:
+    """One client: a distinct sentence, the whole response read, then (open loop) a wait
+    as long as the audio it got, as a voice agent plays it before it speaks again."""
+    with httpx.Client(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.key}"}, timeout=120
+    ) as client:
+        while not stop.is_set():
+            sample = speak(client, sentence(f"{tag} speech"))
+            out.append(sample)  # list.append is atomic
+            if think:
+                stop.wait(sample.audio_seconds)
+
+
+def run_job(stack: Stack, chunks: int, tag: str, load: int, *, think: bool = True) -> JobRun:
     """One batch job; `load` clients speaking while its chunks render."""
-    samples: list[float] = []
+    samples: list[Sample] = []
     stop = threading.Event()
-    lock = threading.Lock()
-
-    def client_loop() -> None:
-        with httpx.Client(
-            base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.key}"}, timeout=120
-        ) as client:
-            while not stop.is_set():
-                seconds = first_byte(client, sentence(f"{tag} speech"))
-                with lock:
-                    samples.append(seconds)
-
     with stack.http() as http:
         started = time.perf_counter()
         created = http.post("/v1/jobs", files={"file": ("bench.md", book(chunks, tag).encode())})
@@ -123,7 +152,10 @@ def run_job(stack: Stack, chunks: int, tag: str, load: int) -> JobRun:
             info = http.get(f"/v1/jobs/{job['id']}").json()
             done = info["chunks"]["done"] + info["chunks"]["failed"]
             if load and not threads and done >= 1:
-                threads = [threading.Thread(target=client_loop) for _ in range(load)]
+                threads = [
+                    threading.Thread(target=client_loop, args=(stack, tag, think, stop, samples))
+                    for _ in range(load)
+                ]
                 for thread in threads:
                     thread.start()
                 load_started = time.perf_counter()
@@ -143,17 +175,58 @@ def run_job(stack: Stack, chunks: int, tag: str, load: int) -> JobRun:
     return result
 
 
+def idle_samples(stack: Stack, count: int) -> list[Sample]:
+    """One client, no batch job: the floor of the time to first byte."""
+    with stack.http() as client:
+        return [speak(client, sentence("idle speech")) for _ in range(count)]
+
+
+STAGES = (
+    "parse", "publish", "w-queue", "w-pool", "w-plan", "w-lookup", "w-claim", "w-lane",
+    "w-engine", "w-store", "stream", "api-wait", "encode", "total", "client",
+)  # fmt: skip
+
+
+def stage_row(label: str, samples: list[Sample]) -> str:
+    cells = []
+    for stage in STAGES:
+        values = [s.stages[stage] for s in samples if stage in s.stages]
+        cells.append(f"{np.median(values):.0f}" if values else "–")
+    ttfb = np.median([s.ttfb for s in samples]) * 1000
+    return f"| {label} | {len(samples)} | {' | '.join(cells)} | {ttfb:.0f} |"
+
+
+def ttfb_row(load: int, run: JobRun, baseline: float) -> str:
+    ttfb = np.array([s.ttfb for s in run.samples]) * 1000
+    drop = 1 - run.loaded_rate / baseline
+    per_s = len(ttfb) / max(run.seconds, 1e-9)
+    return (
+        f"| {load} | {len(ttfb)} | {per_s:.1f} | {np.percentile(ttfb, 50):.0f} | "
+        f"**{np.percentile(ttfb, 95):.0f}** | {ttfb.max():.0f} | "
+        f"{run.loaded_rate:.2f} | **{drop * 100:.0f} %** |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--chunks", type=int, default=40)
-    parser.add_argument("--batching", default="on", help="VOICEBATCH_DYNAMIC_BATCHING")
+    parser.add_argument("--batching", default="auto", help="VOICEBATCH_DYNAMIC_BATCHING")
+    parser.add_argument("--batch-size", default="8", help="VOICEBATCH_BATCH_SIZE")
     parser.add_argument(
-        "--batch-size",
-        default="1",
-        help="VOICEBATCH_BATCH_SIZE: Piper renders one request at a time, so a batch of one "
-        "lets a speech sentence in after every batch chunk",
+        "--batch-nice",
+        default="15",
+        help="VOICEBATCH_SPEECH_BATCH_NICE: batch rendering's nice value beside speech on a "
+        "twin session; 0 = one session (speech in a batcher of one's realtime lane)",
     )
+    parser.add_argument(
+        "--modes",
+        default="open",
+        help="load models: open (think time = the audio's duration), closed (back to back; "
+        "with batch rendering lowered, a saturating client leaves batch work ~6%% of its "
+        "rate, so a closed run takes minutes)",
+    )
+    parser.add_argument("--idle", type=int, default=10, help="requests with no batch job")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     import tempfile
@@ -164,7 +237,6 @@ def main() -> None:
     broker, index = private_redis_url(14), private_redis_url(15)
     for url in (broker, index):
         redis.Redis.from_url(url).flushdb()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="voicebatch-bench-") as folder, fresh_database() as db:
         root = Path(folder)
         env = deployment_env(
@@ -179,46 +251,84 @@ def main() -> None:
             chunk_max_chars="120",
             dynamic_batching=args.batching,
             batch_size=args.batch_size,
+            speech_batch_nice=args.batch_nice,
             speech_threads="8",
         )
         upgrade({**{k: v for k, v in os.environ.items() if not k.startswith("VOICEBATCH_")}, **env})
         with running_stack(env=env, logs=root, api_port=free_port(), render_concurrency=2) as stack:
-            first_byte(stack.http(), sentence("warm-up"))  # the engine's first call is slow
+            with stack.http() as client:
+                speak(client, sentence("warm-up"))  # the engine's first call is slow
+            idle = idle_samples(stack, args.idle)
             baseline = run_job(stack, args.chunks, "baseline", 0)
             print("no load", baseline, flush=True)
-            for load in [int(c) for c in args.concurrency.split(",")]:
-                loaded = run_job(stack, args.chunks, f"load{load}", load)
-                ttfb = np.array(loaded.samples) * 1000
-                print(load, loaded.rate, loaded.loaded_rate, f"n={len(ttfb)}", flush=True)
-                drop = 1 - loaded.loaded_rate / baseline.rate
-                rows.append(
-                    f"| {load} | {len(ttfb)} | {np.percentile(ttfb, 50):.0f} | "
-                    f"**{np.percentile(ttfb, 95):.0f}** | {ttfb.max():.0f} | "
-                    f"{loaded.loaded_rate:.2f} | **{drop * 100:.0f} %** |"
-                )
+            tables: dict[str, list[str]] = {}
+            stages = [stage_row("1 client, no batch job", idle)]
+            for mode in args.modes.split(","):
+                for load in [int(c) for c in args.concurrency.split(",")]:
+                    run = run_job(stack, args.chunks, f"{mode}{load}", load, think=mode == "open")
+                    print(mode, load, run.rate, run.loaded_rate, len(run.samples), flush=True)
+                    tables.setdefault(mode, []).append(ttfb_row(load, run, baseline.rate))
+                    stages.append(
+                        stage_row(f"{mode} loop, {load} client(s), batch job", run.samples)
+                    )
+            after = run_job(stack, args.chunks, "after", 0)
+    header = (
+        "| clients | requests | requests/s | TTFB p50 (ms) | TTFB p95 (ms) | max (ms) | "
+        "batch chunks/s under load | batch throughput down |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    titles = {
+        "open": "**Open loop (the realistic load model)**: each client sends one distinct "
+        "sentence, reads the whole response, then waits as long as the audio lasts (a "
+        "voice agent playing what it got) before the next.",
+        "closed": "**Closed loop (saturating; not a realistic load)**: each client sends the "
+        "next sentence as soon as the last response ended, so N clients keep the engine "
+        "busy with speech and batch work can only get the lane guard's share.",
+    }
+    sections = "\n\n".join(
+        f"{titles.get(mode, mode)}\n\n{header}\n" + "\n".join(rows) for mode, rows in tables.items()
+    )
+    stage_header = f"| run | requests | {' | '.join(STAGES)} | TTFB |\n|---|---:|" + "---:|" * (
+        len(STAGES) + 1
+    )
+    stage_table = stage_header + "\n" + "\n".join(stages)
     report = f"""
 ## Speech beside batch work: time to first audio byte, batch throughput — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
 
 - Machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}; load
   average at the start {load_average[0]:.1f} / {load_average[1]:.1f} / {load_average[2]:.1f}
-  (1/5/15 min: other work shared these cores); commit {git_commit()}
-- Command: `make bench` (`python bench/bench_speech.py --concurrency {args.concurrency}
-  --chunks {args.chunks} --batching {args.batching} --batch-size {args.batch_size}`)
+  and at the end {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f}
+  (1/5/15 min; above ~2 on 2 cores, other work shared these cores); commit {git_commit()}
+- Command: `python bench/bench_speech.py --concurrency {args.concurrency} --chunks
+  {args.chunks} --modes {args.modes} --batching {args.batching} --batch-size
+  {args.batch_size} --batch-nice {args.batch_nice}`
 - Piper (en_US-joe-medium), one render worker (2 Celery threads for batch messages of 4
   chunks, its speech consumer with 8 threads), one assemble worker, the API, PostgreSQL
   and a private Redis, all on these cores; objects in a shared folder.
-  VOICEBATCH_DYNAMIC_BATCHING={args.batching}, VOICEBATCH_BATCH_SIZE={args.batch_size}.
+  VOICEBATCH_DYNAMIC_BATCHING={args.batching}, VOICEBATCH_BATCH_SIZE={args.batch_size},
+  VOICEBATCH_SPEECH_BATCH_NICE={args.batch_nice} (above 0: speech on a second Piper session
+  at normal priority, batch rendering lowered; 0: one session).
 - Batch job: {args.chunks} distinct ten-word sentences, one chunk each. Without speech
-  load: **{baseline.rate:.2f} chunks/s** ({baseline.seconds:.1f} s).
-- Speech: one distinct ten-word sentence per request (`pcm`), each client sending the
-  next as soon as the last one ended, while the batch job renders; first byte = first
-  body byte at the client.
+  load: **{baseline.rate:.2f} chunks/s** ({baseline.seconds:.1f} s) before the loaded runs,
+  {after.rate:.2f} chunks/s after them; "down" compares with the first.
+- Speech: one distinct ten-word sentence per request (`pcm`, never a cache hit), while
+  the batch job renders; first byte = first body byte at the client.
 
-| concurrent requests | requests | TTFB p50 (ms) | TTFB p95 (ms) | max (ms) | batch chunks/s under load | batch throughput down |
-|---:|---:|---:|---:|---:|---:|---:|
-{chr(10).join(rows)}
+{sections}
 
-Targets: p95 <= 400 ms at 4 concurrent requests; batch throughput down by at most 20 %.
+**Where the first byte's milliseconds go** (medians, ms; the API's Server-Timing
+header): parse (body checked), publish (to the speech queue), w-queue (broker to the
+worker's speech consumer), w-pool (to a speech thread), w-plan (normalise, hash),
+w-lookup (chunk index, database), w-claim, w-lane (realtime lane wait; without a batcher
+it is inside w-engine, on Piper's lock), w-engine (phonemize + VITS), w-store (WAV, object
+store, index), stream (XADD to the API's read), api-wait (publish to read: every worker
+stage in it), encode (first sentence, before the headers), total (request received to
+first byte handed to the server), client (the rest of the client's TTFB: HTTP).
+
+{stage_table}
+
+Targets (issue 20): p95 <= 400 ms at 4 concurrent requests; batch throughput down by at
+most 20 %.
 """
     print(report)
     if args.write:

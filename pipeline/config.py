@@ -210,8 +210,9 @@ class Settings(BaseSettings):
     read_titles: bool = Field(True, description="Speak each chapter's heading at its start.")
     read_along: bool = Field(
         False,
-        description="render: also write <name>.epub, a read-along EPUB 3 (the text with "
-        "Media Overlays and the audio inside); books only (EPUB, Markdown, text).",
+        description="Also write <name>.epub, a read-along EPUB 3 (the text with Media "
+        "Overlays and the audio inside), listed in the manifest; books only (EPUB, Markdown, "
+        "text). render, and a server's default for submitted books.",
     )
     normalize_text: bool = Field(
         True,
@@ -514,6 +515,16 @@ class Settings(BaseSettings):
     )
     speech_max_input_chars: int = Field(
         4096, ge=1, le=100_000, description="Longest `input` of one speech request."
+    )
+    speech_batch_nice: int = Field(
+        15,
+        ge=0,
+        le=19,
+        description="On a render worker that answers speech with a CPU engine of one "
+        "request per call (Piper): the nice value batch rendering runs at, while speech "
+        "renders on a second session of the engine at normal priority, so a sentence "
+        "never waits for a batch chunk to finish. 0: one session, speech waits for the "
+        "chunk in the engine (a batcher of one request per call).",
     )
     speech_threads: int = Field(
         4,

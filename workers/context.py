@@ -19,9 +19,12 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.batching import with_batching
+from pipeline.batching import BatchingEngine, with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
+from pipeline.engines.base import TwinnedEngine
+from pipeline.engines.priority import made_lowered
+from pipeline.engines.registry import twinned
 from pipeline.qa.live import LiveQa
 from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex, index_ttl_seconds
 from pipeline.render.failures import EngineHealth
@@ -66,6 +69,9 @@ class WorkerResources:
     _outputs: dict[str, ObjectStore] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _qa: LiveQa | None = None
+    # set before the engine loads when this process answers speech requests too
+    serves_speech: bool = False
+    _speech_engine: Engine | None = None
 
     @property
     def qa(self) -> LiveQa | None:
@@ -100,9 +106,36 @@ class WorkerResources:
         """The speech engine, loaded on first use (render workers load it at start-up)."""
         with self._lock:
             if self._engine is None:
-                # One batcher per process: every task thread's requests meet in it.
-                self._engine = with_batching(create_engine(self.settings), self.settings)
+                self._engine = self._load_engine()
             return self._engine
+
+    def _load_engine(self) -> Engine:
+        # With speech served and an engine that renders one request per call (Piper),
+        # batch work runs lowered and speech gets a twin session at normal priority
+        # (engines.priority); speech on one session instead waits in a batcher of one.
+        settings = self.settings
+        niceness = settings.speech_batch_nice if self.serves_speech else 0
+        if not twinned(settings.engine):
+            niceness = 0
+        engine = made_lowered(niceness, lambda: create_engine(settings))
+        if isinstance(engine, TwinnedEngine):
+            engine.niceness = niceness
+        # One batcher per process: every task thread's requests meet in it.
+        return with_batching(engine, settings, realtime_lane=self.serves_speech and niceness == 0)
+
+    @property
+    def speech_engine(self) -> Engine:
+        """The engine speech requests render on: the batch engine's twin when batch work
+        runs lowered, else the batch engine itself (in its batcher's realtime lane)."""
+        engine = self.engine
+        inner = engine.inner if isinstance(engine, BatchingEngine) else engine
+        with self._lock:
+            if self._speech_engine is None:
+                if isinstance(inner, TwinnedEngine) and inner.niceness > 0:
+                    self._speech_engine = inner.twin()
+                else:
+                    self._speech_engine = engine
+            return self._speech_engine
 
     def output_store(self, uri: str) -> ObjectStore:
         """Where a job's finished files go (its output_uri), each written once (a second

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis as redis_lib
 
+from pipeline.batching import BatchingEngine
 from pipeline.speech.render import SpeechRenderer
 from workers.app import VoicebatchCelery
 from workers.celery_config import speech_queues
 from workers.dispatch import SPEECH_TASK, speech_queue
 
 log = logging.getLogger(__name__)
+
+SOURCES = ("cache", "rendered")  # voicebatch_speech_sentences_total's `source`
 
 
 class SpeechConsumer:
@@ -45,13 +49,20 @@ class SpeechConsumer:
         self.app = app
         self.queue_name = speech_queue(settings.engine)
         self.renderer = SpeechRenderer(
-            engine=resources.engine,
+            engine=resources.speech_engine,
             settings=settings,
             chunk_store=resources.chunk_store,
             factory=resources.factory,
             index=resources.index,
             redis=redis_lib.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5),
         )
+        self.engine_name = settings.engine
+        self.metrics = app.metrics
+        for source in SOURCES:  # at 0, so the first sentence is an increase
+            self.metrics.speech_sentences.labels(self.engine_name, source)
+        lane_wait = self.metrics.speech_lane_wait.labels(self.engine_name)
+        if isinstance(resources.engine, BatchingEngine):
+            resources.engine.batcher.on_lane_wait = lane_wait.observe
         self.threads = settings.speech_threads
         self._slots = threading.Semaphore(self.threads)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="speech")
@@ -102,12 +113,16 @@ class SpeechConsumer:
         if not args or not isinstance(args[0], dict):
             log.warning("speech queue: dropped a message without a request")
             return
+        request = dict(args[0], taken_at=time.time())  # stage timings (pipeline.speech.render)
         self._slots.acquire()
-        self._pool.submit(self._speak, args[0])
+        self._pool.submit(self._speak, request)
 
     def _speak(self, request: dict[str, Any]) -> None:
         try:
             stats = self.renderer.speak(request)
+            sentences = self.metrics.speech_sentences
+            sentences.labels(self.engine_name, "cache").inc(stats.cached)
+            sentences.labels(self.engine_name, "rendered").inc(stats.rendered)
             log.info(
                 "spoke request %s: %d sentence(s) rendered, %d cached, %.1f s of audio",
                 request.get("request_id"),

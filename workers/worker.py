@@ -54,7 +54,14 @@ def render_threads(engine: Engine, settings: Settings) -> int:
     one batch generating while the next fills (and the last one's audio is stored)."""
     if not isinstance(engine, BatchingEngine):
         return DEFAULT_THREADS
-    return max(DEFAULT_THREADS, 2 * math.ceil(settings.batch_size / settings.task_chunks))
+    return max(DEFAULT_THREADS, 2 * math.ceil(engine.batcher.max_batch / settings.task_chunks))
+
+
+def _speech_note(engine: Engine, speech: Engine) -> str:
+    if speech is engine:
+        return ", in the batcher's realtime lane" if isinstance(engine, BatchingEngine) else ""
+    inner = engine.inner if isinstance(engine, BatchingEngine) else engine
+    return f", on a session of its own (batch rendering at nice {getattr(inner, 'niceness', 0)})"
 
 
 def run_worker(
@@ -93,6 +100,9 @@ def run_worker(
         else:
             # Celery's logging is not set up yet: say it on stderr, where its banner goes
             print(f"loading engine {settings.engine}...", file=sys.stderr, flush=True)
+            # Speech requests on a consumer of their own (workers.speech) when Redis
+            # carries their audio: the engine is loaded for that (engines.priority).
+            resources.serves_speech = bool(settings.resolved_redis_url)
             started = time.perf_counter()
             engine = resources.engine
             print(
@@ -101,14 +111,15 @@ def run_worker(
                 file=sys.stderr,
                 flush=True,
             )
-            if settings.resolved_redis_url:
+            if resources.serves_speech:
                 # Speech requests on a consumer of their own, ahead of the batch messages
                 # Celery's threads hold (workers.speech).
                 speech = SpeechConsumer(app)
                 speech.start()
                 worker_shutting_down.connect(lambda **_: speech.stop(), weak=False)
                 print(
-                    f"speech: {speech.queue_name}, {speech.threads} thread(s)",
+                    f"speech: {speech.queue_name}, {speech.threads} thread(s)"
+                    f"{_speech_note(resources.engine, resources.speech_engine)}",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -24,6 +25,7 @@ from api.context import ApiContext
 from api.deps import Context, Speaker
 from api.routes.allow import AllowingRoute
 from api.schemas import ErrorBody, error_responses
+from api.speech_metrics import SpeechObservation, prepare_speech_metrics
 from api.speech_schemas import (
     ModelList,
     ModelOut,
@@ -34,7 +36,14 @@ from api.speech_schemas import (
 from pipeline.errors import RetryableError, VoicebatchError
 from pipeline.speech.channel import AUDIO, END, ERROR, SpeechEvent, SpeechReader
 from pipeline.speech.encoding import SpeechEncoder, content_type
-from pipeline.speech.request import SpeechInputError, SpeechRequest, check_speech, models, voices
+from pipeline.speech.request import (
+    RESPONSE_FORMATS,
+    SpeechInputError,
+    SpeechRequest,
+    check_speech,
+    models,
+    voices,
+)
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["speech"], route_class=AllowingRoute)
@@ -57,6 +66,10 @@ AUDIO_RESPONSE = {
 
 class SpeechFailed(RetryableError):
     """The worker could not speak the request, or no worker answered in time."""
+
+
+class NoSpeechWorker(SpeechFailed):
+    """No worker answered within `speech_wait_seconds` (the `no_worker` outcome)."""
 
 
 async def _speech_body(request: Request) -> SpeechBody:
@@ -96,7 +109,7 @@ async def _next_events(reader: SpeechReader, wait_seconds: float) -> list[Speech
         if events:
             return events
         waited += READ_BLOCK_MS / 1000
-    raise SpeechFailed(
+    raise NoSpeechWorker(
         f"no speech worker answered within {wait_seconds:g} s "
         "(VOICEBATCH_SPEECH_WAIT_SECONDS); try again shortly"
     )
@@ -119,55 +132,142 @@ def _failed(event: SpeechEvent) -> VoicebatchError:
             "description": "A bad field, named by `field`; the body also has OpenAI's "
             "`type` (invalid_request_error), `param` (the field) and `code`.",
         },
+        413: {
+            "model": ErrorBody,
+            "description": "`input` is over the limit (4,096 characters by default); the "
+            "message states the limit and the length received. OpenAI's error shape.",
+        },
         **error_responses(401, 403, 429, 503),
     },
 )
 async def create_speech(request: Request, context: Context, _caller: Speaker) -> StreamingResponse:
+    received = time.perf_counter()
     speech = _checked(context, await _speech_body(request))
+    prepare_speech_metrics(context.engine.name, RESPONSE_FORMATS)
+    seen = SpeechObservation(context.engine.name, speech.response_format, received)
     if context.redis is None:
+        seen.outcome("error")
         raise SpeechFailed("speech needs Redis (VOICEBATCH_REDIS_URL), which is not configured")
     request_id = uuid.uuid4().hex
     reader = SpeechReader(context.redis, request_id)
     message = speech.message(request_id)
-    await run_in_threadpool(lambda: context.dispatcher.speech(message, engine=context.engine.name))
+    timing = ServerTiming(received)
+    timing.lap("parse")
     wait = context.settings.speech_wait_seconds
+    stream = _Encoding(speech.response_format)
     try:
+        message["published_at"] = time.time()
+        await run_in_threadpool(
+            lambda: context.dispatcher.speech(message, engine=context.engine.name)
+        )
+        timing.lap("publish")
         first = await _next_events(reader, wait)
-    except BaseException:
+        timing.worker(first[0].timings)
+        # the first sentence encoded before the headers leave: its time is in them too
+        head = await anyio.to_thread.run_sync(stream.feed, first)
+        timing.lap("encode")
+    except BaseException as exc:
+        seen.outcome(_outcome_of(exc))
         await anyio.to_thread.run_sync(reader.delete)
         raise
-    if first[0].kind == ERROR:
-        await anyio.to_thread.run_sync(reader.delete)
-        raise _failed(first[0])
     return StreamingResponse(
-        _audio(reader, first, speech.response_format, wait),
+        _audio(reader, head, stream, seen, wait),
         media_type=content_type(speech.response_format),
-        headers={"X-Request-Id": request_id},
+        headers={"X-Request-Id": request_id, "Server-Timing": timing.header()},
     )
 
 
+def _outcome_of(exc: BaseException) -> str:
+    """The `voicebatch_speech_requests_total` outcome of a request that ended in `exc`:
+    anything not an Exception (cancellation, GeneratorExit) is its client leaving."""
+    if isinstance(exc, NoSpeechWorker):
+        return "no_worker"
+    return "error" if isinstance(exc, Exception) else "client_gone"
+
+
+class _Encoding:
+    """The response's encoder, fed the stream's events a read at a time (in a pool
+    thread: encoding is CPU work the event loop must not wait on)."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        self.encoder: SpeechEncoder | None = None
+        self.ended = False
+
+    def feed(self, events: list[SpeechEvent]) -> bytes:
+        """The bytes these events encode to; SpeechFailed at an `error` event."""
+        out = bytearray()
+        for event in events:
+            if event.kind == ERROR:
+                raise _failed(event)
+            if event.kind == END:
+                self.encoder = self.encoder or SpeechEncoder(self.format, 24_000)
+                out += self.encoder.finish()
+                self.ended = True
+                break
+            if event.kind == AUDIO:
+                self.encoder = self.encoder or SpeechEncoder(self.format, event.sample_rate)
+                out += self.encoder.feed(event.pcm)
+        return bytes(out)
+
+
+class ServerTiming:
+    """Where a request's time to first byte went, as a Server-Timing header (ms): the
+    API's stages (parse, publish, encode), the worker's (queue, pool, plan, lookup, claim,
+    lane, engine, store, fetch: pipeline.speech.render.StageClock), `stream` (the worker's
+    XADD to this read) and `api-wait` (publish to read, all the worker's time in it), and
+    `total`. bench/bench_speech.py reads it."""
+
+    def __init__(self, received: float) -> None:
+        self.received = received
+        self.last = received
+        self.stages: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = (now - self.last) * 1000
+        self.last = now
+
+    def worker(self, timings: dict[str, float]) -> None:
+        """The wait for the first events, and the worker's stages within it."""
+        self.lap("api-wait")
+        sent_at = timings.get("sent_at")
+        for stage, ms in timings.items():
+            if stage != "sent_at":
+                self.stages[f"w-{stage}"] = ms
+        if sent_at:
+            self.stages["stream"] = max(0.0, (time.time() - sent_at) * 1000)
+
+    def header(self) -> str:
+        total = (time.perf_counter() - self.received) * 1000
+        parts = [f"{name};dur={ms:.1f}" for name, ms in self.stages.items()]
+        return ", ".join([*parts, f"total;dur={total:.1f}"])
+
+
 async def _audio(
-    reader: SpeechReader, first: list[SpeechEvent], fmt: str, wait: float
+    reader: SpeechReader,
+    head: bytes,
+    stream: _Encoding,
+    seen: SpeechObservation,
+    wait: float,
 ) -> AsyncIterator[bytes]:
-    """Encoded bytes, a sentence at a time; a worker failure mid-way ends the response
-    without its final chunk, so the client sees the audio cut short."""
-    encoder: SpeechEncoder | None = None
-    events = first
+    """Encoded bytes, a read of the stream at a time, starting with the first sentence's
+    (`head`); a worker failure mid-way ends the response without its final chunk, so the
+    client sees the audio cut short."""
     try:
-        while True:
-            for event in events:
-                if event.kind == ERROR:
-                    raise _failed(event)
-                if event.kind == END:
-                    encoder = encoder or SpeechEncoder(fmt, 24_000)
-                    yield encoder.finish()
-                    return
-                if event.kind == AUDIO:
-                    encoder = encoder or SpeechEncoder(fmt, event.sample_rate)
-                    data = encoder.feed(event.pcm)
-                    if data:
-                        yield data
+        if head:
+            seen.first_byte()  # handed to the server, which writes it at once
+            yield head
+        while not stream.ended:
             events = await _next_events(reader, wait)
+            data = await anyio.to_thread.run_sync(stream.feed, events)
+            if data:
+                seen.first_byte()
+                yield data
+        seen.outcome("ok")
+    except BaseException as exc:
+        seen.outcome(_outcome_of(exc))
+        raise
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(reader.delete)

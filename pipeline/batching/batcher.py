@@ -25,6 +25,13 @@ class BatcherDead(EngineBroken):
     """A batcher thread died: nothing renders in this process any more."""
 
 
+class TimedFuture(Future[SynthesisResult]):
+    """A request's future, with how long it waited in the queue before its engine call
+    started (set when the call starts; speech reports it per request)."""
+
+    queued_seconds: float = 0.0
+
+
 @dataclass
 class _Pending:
     request: SynthesisRequest
@@ -89,6 +96,9 @@ class DynamicBatcher:
         self._closed = False
         self.dead: BatcherDead | None = None  # set when a batcher thread died
         self._realtime_run = 0  # realtime batches since the last batch batch
+        # Called with each realtime request's lane wait (queued -> its engine call starts),
+        # in seconds, on the batcher's thread: the speech worker's metrics set it.
+        self.on_lane_wait: Callable[[float], None] | None = None
         # stage two runs here, one batch at a time; at most one more batch waits for it
         self._decode_slots = threading.Semaphore(2)
         self._decode_work: list[_Decode | None] = []  # None: stop
@@ -110,7 +120,7 @@ class DynamicBatcher:
 
         `realtime` requests (speech a client is waiting for) form the next batch, with no
         wait for company, ahead of every batch request already waiting."""
-        future: Future[SynthesisResult] = Future()
+        future = TimedFuture()
         tokens = self._expected_tokens(request)
         with self._cond:
             if self.dead is not None:
@@ -276,6 +286,7 @@ class DynamicBatcher:
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         requests = [item.request for item in batch]
+        self._observe_lane_waits(batch)
         started = time.perf_counter()
         if not self._staged:
             outcomes, splits = isolate(self.engine.render_batch, requests)
@@ -323,6 +334,21 @@ class DynamicBatcher:
         with self._decode_cond:
             self._decode_work.append(_Decode(decode, [item for item, _ in todo]))
             self._decode_cond.notify_all()
+
+    def _observe_lane_waits(self, batch: list[_Pending]) -> None:
+        now = time.monotonic()
+        for item in batch:
+            if isinstance(item.future, TimedFuture):
+                item.future.queued_seconds = now - item.arrived
+        observe = self.on_lane_wait
+        if observe is None:
+            return
+        for item in batch:
+            if item.realtime:
+                try:
+                    observe(now - item.arrived)
+                except Exception as exc:  # a metric must never stop the engine
+                    log.warning("lane wait observer failed: %s", exc)
 
     def _decode_loop(self) -> None:
         while True:

@@ -40,6 +40,14 @@ class BatchingEngine:
             outcomes.append(exc if exc is not None else future.result())
         return outcomes
 
+    def render_realtime(self, request: SynthesisRequest) -> tuple[Outcome, float]:
+        """One request in the realtime lane: its result (or failure) and its lane wait,
+        in seconds (queued to its engine call starting)."""
+        future = self.batcher.submit(request, realtime=True)
+        exc = future.exception()
+        outcome: Outcome = exc if exc is not None else future.result()
+        return outcome, getattr(future, "queued_seconds", 0.0)
+
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
         """Render every request, in order. Raises the first request's failure, if any."""
         results = []
@@ -53,21 +61,36 @@ class BatchingEngine:
         self.batcher.close()
 
 
-def batching_wanted(engine: Engine, settings: Settings) -> bool:
+def batching_wanted(engine: Engine, settings: Settings, *, realtime_lane: bool = False) -> bool:
     """Whether `settings.dynamic_batching` (auto: for two-stage engines such as maya1) asks
-    for the batcher in front of this engine."""
+    for the batcher in front of this engine. `realtime_lane`: the process serves speech
+    requests too, so under auto every engine gets the batcher (its realtime lane is how
+    speech goes ahead of batch work)."""
     mode = settings.dynamic_batching
+    if mode == "auto" and realtime_lane:
+        return True
     return mode == "on" or (mode == "auto" and isinstance(engine, StagedEngine))
 
 
-def with_batching(engine: Engine, settings: Settings) -> Engine:
-    """The engine behind a DynamicBatcher configured from settings, when batching is wanted."""
-    if isinstance(engine, BatchingEngine) or not batching_wanted(engine, settings):
+def with_batching(engine: Engine, settings: Settings, *, realtime_lane: bool = False) -> Engine:
+    """The engine behind a DynamicBatcher configured from settings, when batching is wanted.
+
+    With `realtime_lane` under auto, a one-stage engine (Piper: no batched inference, one
+    request per call) gets a batcher of one request per engine call: a speech sentence then
+    waits for at most one batch chunk, not for a whole batch of them."""
+    if isinstance(engine, BatchingEngine) or not batching_wanted(
+        engine, settings, realtime_lane=realtime_lane
+    ):
         return engine
+    one_stage_lane = (
+        realtime_lane
+        and settings.dynamic_batching == "auto"
+        and not isinstance(engine, StagedEngine)
+    )
     batcher = DynamicBatcher(
         engine,
-        max_batch=settings.batch_size,
-        max_wait_ms=settings.batch_wait_ms,
+        max_batch=1 if one_stage_lane else settings.batch_size,
+        max_wait_ms=0 if one_stage_lane else settings.batch_wait_ms,
         token_budget=settings.batch_token_budget,
     )
     return BatchingEngine(engine, batcher)

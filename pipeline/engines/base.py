@@ -79,3 +79,16 @@ class StagedEngine(Engine, Protocol):
     ) -> list[SynthesisResult]:
         """Stage two: audio for every request from its stage-one output."""
         ...
+
+
+@runtime_checkable
+class TwinnedEngine(Engine, Protocol):
+    """A CPU engine that renders one request at a time and can load a second session of
+    itself: on a worker that answers speech, speech renders on the twin at normal
+    priority and batch work on this one, lowered to `niceness` (engines.priority)."""
+
+    niceness: int
+
+    def twin(self) -> Engine:
+        """The same model and voice in a session of its own."""
+        ...

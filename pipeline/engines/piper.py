@@ -12,11 +12,30 @@ from typing import Any
 import numpy as np
 
 from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
+from pipeline.engines.priority import lower_this_thread
 from pipeline.errors import InputError, PermanentError
 
 log = logging.getLogger(__name__)
 
 BUNDLED_VOICE = "en_US-joe-medium"
+# espeak-ng, piper's phonemizer, keeps its state in the process: one phonemizes at a time,
+# whichever engine (a worker's batch engine and its speech twin) asks.
+_ESPEAK = threading.Lock()
+
+
+def _load_voice(model_path: Path, config_path: Path) -> Any:
+    """A PiperVoice (its own onnxruntime session) whose phonemizer takes the process lock."""
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(model_path, config_path=config_path)
+    phonemize = voice.phonemize
+
+    def locked_phonemize(text: str) -> list[list[str]]:
+        with _ESPEAK:
+            return list(phonemize(text))
+
+    voice.phonemize = locked_phonemize  # type: ignore[method-assign]
+    return voice
 
 
 def _version(dist: str) -> str:
@@ -63,25 +82,20 @@ class PiperEngine:
     default_voice = BUNDLED_VOICE
 
     def __init__(self, voice: str | None = None) -> None:
-        from piper import PiperVoice
-
         self.default_voice = voice or BUNDLED_VOICE
         model_path, config_path = voice_files(self.default_voice)
-        self._voices: dict[str, Any] = {
-            self.default_voice: PiperVoice.load(model_path, config_path=config_path)
-        }
-        self._lock = (
-            threading.Lock()
-        )  # one onnxruntime session; piper's phonemizer is not re-entrant
+        self._voices: dict[str, Any] = {self.default_voice: _load_voice(model_path, config_path)}
+        self._lock = threading.Lock()  # one onnxruntime session per voice, one call at a time
+        # the nice value each rendering thread lowers itself to (engines.priority): set on
+        # a worker's batch engine when a twin at normal priority answers speech
+        self.niceness = 0
         self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
         self.model_version = model_version(self.default_voice)
 
     def _voice(self, name: str) -> Any:
         if name not in self._voices:
-            from piper import PiperVoice
-
             model_path, config_path = voice_files(name)
-            voice = PiperVoice.load(model_path, config_path=config_path)
+            voice = _load_voice(model_path, config_path)
             if int(voice.config.sample_rate) != self.sample_rate:
                 raise InputError(
                     f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
@@ -100,6 +114,7 @@ class PiperEngine:
         )
         config = SynthesisConfig(length_scale=1.0 / rate)
         pieces: list[AudioArray] = []
+        lower_this_thread(self.niceness)
         with self._lock:
             voice = self._voice(request.voice)
             try:
@@ -113,6 +128,11 @@ class PiperEngine:
                 ) from exc
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return SynthesisResult(audio=audio, sample_rate=self.sample_rate)
+
+    def twin(self) -> PiperEngine:
+        """The same voice in a session of its own, at the caller's priority: a worker's
+        speech requests render on it beside the batch engine (engines.priority)."""
+        return PiperEngine(voice=self.default_voice)
 
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
         # Piper has no batched inference; onnxruntime already uses every core per call.

@@ -13,10 +13,11 @@ was quick) still finds every sentence.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class SpeechEvent:
     pcm: bytes = b""  # int16 little-endian mono
     cached: bool = False
     message: str = ""
+    # the first sentence's stage timings on the worker (ms), and when it was sent (epoch
+    # seconds): the API reports them in its Server-Timing header
+    timings: dict[str, float] = field(default_factory=dict)
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class SpeechEvent:
             "pcm": self.pcm,
             "cached": int(self.cached),
             "message": self.message,
+            "timings": json.dumps(self.timings) if self.timings else "",
         }
 
     @classmethod
@@ -58,7 +63,18 @@ class SpeechEvent:
             pcm=fields[b"pcm"],
             cached=fields[b"cached"] == b"1",
             message=fields[b"message"].decode(errors="replace"),
+            timings=_timings(fields.get(b"timings", b"")),
         )
+
+
+def _timings(raw: bytes) -> dict[str, float]:
+    try:
+        parsed = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): float(v) for k, v in parsed.items() if isinstance(v, int | float)}
 
 
 class SpeechWriter:

@@ -63,9 +63,23 @@ def stack(
         bucket=bucket,
         s3_endpoint=s3_endpoint,
         root=root,
-    ) | {"VOICEBATCH_ENGINE": "piper", "VOICEBATCH_SPEECH_VOICES": '{"nova": "en_US-joe-medium"}'}
+    ) | {
+        "VOICEBATCH_ENGINE": "piper",
+        "VOICEBATCH_SPEECH_VOICES": '{"nova": "en_US-joe-medium"}',
+        "VOICEBATCH_API_METRICS_PORT": str(free_port()),
+    }
+    if request.param == "rabbitmq":  # one session: the batcher's realtime lane, a chunk a call
+        env |= {
+            "VOICEBATCH_DYNAMIC_BATCHING": "on",
+            "VOICEBATCH_BATCH_SIZE": "1",
+            "VOICEBATCH_SPEECH_BATCH_NICE": "0",
+        }
+    # redis: the default, speech on a twin session, batch rendering lowered
     try:
         with running_stack(env=env, logs=root, api_port=free_port()) as running:
+            running.metrics["api"] = (
+                f"http://127.0.0.1:{env['VOICEBATCH_API_METRICS_PORT']}/metrics"
+            )
             yield running
     finally:
         pg_admin.drop(database)
@@ -191,7 +205,6 @@ def _error(exc: openai.APIStatusError) -> dict[str, object]:
     [
         ({"voice": "no-such-voice"}, "voice", "unknown voice"),
         ({"response_format": "ogg"}, "response_format", "response_format"),
-        ({"input": "a" * 4097}, "input", "4096"),
         ({"model": "tts-9"}, "model", "unknown model"),
         ({"speed": 9.0}, "speed", "speed"),
     ],
@@ -208,6 +221,19 @@ def test_bad_requests_get_400_in_openai_s_error_shape(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param == error["field"]
     assert words in str(error["message"])
+
+
+def test_over_long_input_is_a_413_stating_the_limit(stack: Stack) -> None:
+    """Issue 20's bad input: over-long input is a 413 (not OpenAI's 400) with the limit
+    stated, still in OpenAI's error shape."""
+    with pytest.raises(openai.APIStatusError) as caught:
+        _client(stack).audio.speech.create(model="tts-1", voice="alloy", input="a" * 4097)
+    assert caught.value.status_code == 413
+    error = _error(caught.value)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "input" == error["field"]
+    assert "4,097 characters" in str(error["message"])
+    assert "limit of 4,096 characters" in str(error["message"])
 
 
 def test_speech_needs_the_speech_scope(stack: Stack) -> None:
@@ -254,3 +280,79 @@ def test_curl_streams_chunked(stack: Stack, tmp_path: Path) -> None:
     assert "transfer-encoding: chunked" in (tmp_path / "headers").read_text().lower()
     decoded = decode(io.BytesIO(out.read_bytes()).getvalue())
     assert 0.5 < decoded.duration < 5
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a real /metrics scrape, by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=10).text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_speech_metrics_on_a_real_scrape(stack: Stack) -> None:
+    """The API counts requests by outcome and times the first byte; the render worker
+    counts sentences by source and, behind the batcher, times each lane wait."""
+    api, worker = stack.metrics["api"], stack.metrics["worker-render"]
+    batched = stack.env.get("VOICEBATCH_DYNAMIC_BATCHING") == "on"
+    before_api, before_worker = _scrape(api), _scrape(worker)
+    text = _unique_sentences(2)
+    timings = []
+    for _ in range(2):  # rendered, then from the cache
+        spoken = _client(stack).audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="wav"
+        )
+        assert spoken.read()
+        timings.append(spoken.response.headers["server-timing"])
+    # where the first byte's time went: the worker's stages, then the API's total
+    assert "w-engine;dur=" in timings[0] and "w-fetch;dur=" in timings[1]
+    assert all(re.search(r"total;dur=\d+\.\d$", t) for t in timings), timings
+    with httpx.stream(  # a client that leaves after the first bytes
+        "POST",
+        f"{stack.api_url}/v1/audio/speech",
+        headers={"Authorization": f"Bearer {stack.key}"},
+        json={"model": "tts-1", "voice": "alloy", "input": _unique_sentences(4),
+              "response_format": "wav"},
+        timeout=60,
+    ) as response:  # fmt: skip
+        assert next(response.iter_bytes())
+
+    def delta(url: str, before: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+        return _value(_scrape(url), name, **labels) - _value(before, name, **labels)
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the worker counts just after each stream's end
+        gone = delta(api, before_api, "voicebatch_speech_requests_total",
+                     engine="piper", format="wav", outcome="client_gone")  # fmt: skip
+        rendered = delta(worker, before_worker, "voicebatch_speech_sentences_total",
+                         engine="piper", source="rendered")  # fmt: skip
+        if gone >= 1 and rendered >= 6:
+            break
+        time.sleep(0.2)
+    assert gone == 1
+    ok = delta(api, before_api, "voicebatch_speech_requests_total",
+               engine="piper", format="wav", outcome="ok")  # fmt: skip
+    assert ok == 2
+    after = _scrape(api)
+    for outcome in ("error", "no_worker"):  # made at 0, so their first is an increase
+        labels = (("engine", "piper"), ("format", "wav"), ("outcome", outcome))
+        assert ("voicebatch_speech_requests_total", labels) in after
+    ttfb = delta(api, before_api, "voicebatch_speech_ttfb_seconds_count", engine="piper")
+    assert ttfb == 3
+    assert 0 < delta(api, before_api, "voicebatch_speech_ttfb_seconds_sum", engine="piper") < 60
+    assert rendered == 6  # 2 sentences, then the 4 of the request whose client left
+    assert delta(worker, before_worker, "voicebatch_speech_sentences_total",
+                 engine="piper", source="cache") == 2  # fmt: skip
+    lane = delta(worker, before_worker, "voicebatch_speech_lane_wait_seconds_count",
+                 engine="piper")  # fmt: skip
+    assert lane == (6 if batched else 0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.audio.encode import decode
-from pipeline.batching import DynamicBatcher
+from pipeline.batching import BatchingEngine, DynamicBatcher, with_batching
 from pipeline.config import load_settings
 from pipeline.engines import SynthesisRequest, engine_info
 from pipeline.engines.testing import TestToneEngine
@@ -68,19 +68,19 @@ def test_requests_are_checked_field_by_field(piper_settings) -> None:  # type: i
         "custom.onnx"
     )
     cases = [
-        ({"model": "whisper-1"}, "model"),
-        ({"text": "x" * 4097}, "input"),
-        ({"text": "   "}, "input"),
-        ({"voice": "no-such-voice"}, "voice"),
-        ({"response_format": "ogg"}, "response_format"),
-        ({"speed": 0.1}, "speed"),
+        ({"model": "whisper-1"}, "model", 400),
+        ({"text": "x" * 4097}, "input", 413),  # over-long input: 413, issue 20
+        ({"text": "   "}, "input", 400),
+        ({"voice": "no-such-voice"}, "voice", 400),
+        ({"response_format": "ogg"}, "response_format", 400),
+        ({"speed": 0.1}, "speed", 400),
     ]
-    for change, field in cases:
+    for change, field, status in cases:
         request = {"model": "tts-1", "text": "Hi.", "voice": "alloy"} | change
         with pytest.raises(SpeechInputError) as caught:
             check_speech(piper_settings, info, **request)  # type: ignore[arg-type]
-        assert caught.value.field == field and caught.value.http_status == 400
-    with pytest.raises(SpeechInputError, match="4096"):
+        assert caught.value.field == field and caught.value.http_status == status
+    with pytest.raises(SpeechInputError, match="5,000 characters, over the limit of 4,096"):
         check_speech(piper_settings, info, model="tts-1", text="x" * 5000, voice="alloy")
     listed = {v["voice_id"]: v["speaks_as"] for v in voices(piper_settings, info)}
     assert listed["nova"] == "custom.onnx" and listed["shimmer"] == info.default_voice
@@ -189,3 +189,35 @@ def test_a_stream_of_realtime_requests_slows_batch_work_but_never_starves_it(
     rest = [f"speech {i}" for i in range(REALTIME_RUN, 2 * REALTIME_RUN)]
     expected = ["held in the engine", *run, "batch chunk 0", *rest, "batch chunk 1"]
     assert order == [_digest(text) for text in expected]
+
+
+def test_the_lane_wait_of_each_realtime_request_is_observed() -> None:
+    """voicebatch_speech_lane_wait_seconds: queued in the batcher -> its engine call."""
+    batcher = DynamicBatcher(TestToneEngine(), max_batch=1, max_wait_ms=0)
+    waits: list[float] = []
+    batcher.on_lane_wait = waits.append
+    try:
+        batcher.submit(SynthesisRequest("batch work", "tone")).result(timeout=30)
+        assert waits == []  # batch work has no lane wait
+        batcher.submit(SynthesisRequest("speech", "tone"), realtime=True).result(timeout=30)
+        assert len(waits) == 1 and 0 <= waits[0] < 5
+    finally:
+        batcher.close()
+
+
+def test_a_speech_serving_process_gives_a_one_stage_engine_the_realtime_lane(
+    tmp_path: Path,
+) -> None:
+    """Under the default `auto`, a render worker that serves speech puts even Piper (one
+    stage) behind a batcher of one request per engine call; elsewhere it is left alone."""
+    settings = load_settings(engine="test-tone", data_dir=tmp_path, batch_size=8)
+    tone = TestToneEngine()
+    assert with_batching(tone, settings) is tone
+    lane = with_batching(tone, settings, realtime_lane=True)
+    assert isinstance(lane, BatchingEngine)
+    try:
+        assert lane.batcher.max_batch == 1 and lane.batcher.max_wait == 0
+    finally:
+        lane.close()
+    off = load_settings(engine="test-tone", data_dir=tmp_path, dynamic_batching="off")
+    assert with_batching(tone, off, realtime_lane=True) is tone  # off stays off
