@@ -46,7 +46,7 @@ bench: install  ## render vs a plain Piper loop (whole processes); assembly memo
 	$(BIN)/python bench/bench_embedded.py --rounds 5 --formats mp3,flac,wav --write docs/benchmarks.md
 	$(BIN)/python bench/bench_assembly_memory.py --minutes 60 --format mp3 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_distributed.py --chunks 2000 --brokers redis,rabbitmq --write docs/benchmarks.md
-	$(BIN)/python bench/bench_speech.py --concurrency 1,4,8 --chunks 120 --modes open --write docs/benchmarks.md
+	$(BIN)/python bench/bench_speech.py --concurrency 1,4,8 --chunks 300 --modes open --write docs/benchmarks.md
 	$(BIN)/python bench/bench_catalogue.py --items 1000,10000,100000 --storage local --write docs/benchmarks.md
 	PYTHONPATH=. $(BIN)/python bench/maya1_throughput.py --shapes tiny --device cpu --budget-seconds 300 --write docs/benchmarks.md
 	$(BIN)/python bench/bench_qa.py --chapters 40 --write docs/benchmarks.md

@@ -63,13 +63,18 @@ WORDS = [
     "morning",
     "evening",
 ]
-_counter = itertools.count()
+_counters: dict[str, itertools.count[int]] = {}
 
 
 def sentence(tag: str) -> str:
-    """A distinct ten-word sentence (numbers are spoken, so every one is new audio)."""
-    n = next(_counter)
-    return f"The {tag} {WORDS[n % 10]} number {n} was quiet near the {WORDS[(n * 7) % 10]}."
+    """A distinct ten-word sentence of a steady length: the tag and a three-digit number
+    (spoken, so every one is new audio; one count per tag, so a later run's numbers are
+    no longer to speak than an earlier one's)."""
+    n = next(_counters.setdefault(tag, itertools.count()))
+    return (
+        f"The {tag} {WORDS[n % 10]} number {100 + n % 900} was quiet near the "
+        f"{WORDS[(n * 7) % 10]}."
+    )
 
 
 def book(chunks: int, tag: str) -> str:
@@ -111,6 +116,9 @@ def speak(client: httpx.Client, text: str) -> Sample:
         stages = server_timing(response.headers.get("server-timing", ""))
     stages["client"] = seconds * 1000 - stages.get("total", 0.0)  # HTTP, both ways
     return Sample(seconds, size / 2 / 24_000, stages)  # pcm: 16-bit mono at 24 kHz
+
+
+FINISHED = ("done", "partially_failed", "failed", "cancelled")
 
 
 @dataclass
@@ -167,6 +175,10 @@ def run_job(stack: Stack, chunks: int, tag: str, load: int, *, think: bool = Tru
         stop.set()
         for thread in threads:
             thread.join()
+        # the job's assembly (normal priority) finishes before the next run starts, so it
+        # never competes with the next job's lowered batch rendering
+        while http.get(f"/v1/jobs/{job['id']}").json()["status"] not in FINISHED:
+            time.sleep(0.1)
     result = JobRun(total, rendered, total / rendered)
     if load:
         # throughput over the loaded part only (from the first chunk done)
@@ -187,12 +199,13 @@ STAGES = (
 )  # fmt: skip
 
 
-def stage_row(label: str, samples: list[Sample]) -> str:
+def stage_row(label: str, samples: list[Sample], q: float = 50) -> str:
+    """Each stage's percentile `q` over the samples (a column each, not one request's)."""
     cells = []
     for stage in STAGES:
         values = [s.stages[stage] for s in samples if stage in s.stages]
-        cells.append(f"{np.median(values):.0f}" if values else "–")
-    ttfb = np.median([s.ttfb for s in samples]) * 1000
+        cells.append(f"{np.percentile(values, q):.0f}" if values else "–")
+    ttfb = np.percentile([s.ttfb for s in samples], q) * 1000
     return f"| {label} | {len(samples)} | {' | '.join(cells)} | {ttfb:.0f} |"
 
 
@@ -216,15 +229,15 @@ def main() -> None:
     parser.add_argument(
         "--batch-nice",
         default="15",
-        help="VOICEBATCH_SPEECH_BATCH_NICE: batch rendering's nice value beside speech on a "
-        "twin session; 0 = one session (speech in a batcher of one's realtime lane)",
+        help="VOICEBATCH_SPEECH_BATCH_NICE: the nice value of the batch render processes "
+        "(stopped while speech renders); 0 = one in-process engine (speech in a batcher of "
+        "one's realtime lane)",
     )
     parser.add_argument(
         "--modes",
         default="open",
-        help="load models: open (think time = the audio's duration), closed (back to back; "
-        "with batch rendering lowered, a saturating client leaves batch work ~6%% of its "
-        "rate, so a closed run takes minutes)",
+        help="load models: open (think time = the audio's duration), closed (back to back: "
+        "saturating; batch renders are stopped for speech at most half of each 10 s)",
     )
     parser.add_argument("--idle", type=int, default=10, help="requests with no batch job")
     parser.add_argument("--write", type=Path)
@@ -261,17 +274,23 @@ def main() -> None:
             idle = idle_samples(stack, args.idle)
             baseline = run_job(stack, args.chunks, "baseline", 0)
             print("no load", baseline, flush=True)
-            tables: dict[str, list[str]] = {}
+            runs: list[tuple[str, int, JobRun]] = []
             stages = [stage_row("1 client, no batch job", idle)]
             for mode in args.modes.split(","):
                 for load in [int(c) for c in args.concurrency.split(",")]:
                     run = run_job(stack, args.chunks, f"{mode}{load}", load, think=mode == "open")
                     print(mode, load, run.rate, run.loaded_rate, len(run.samples), flush=True)
-                    tables.setdefault(mode, []).append(ttfb_row(load, run, baseline.rate))
-                    stages.append(
-                        stage_row(f"{mode} loop, {load} client(s), batch job", run.samples)
-                    )
+                    runs.append((mode, load, run))
+                    label = f"{mode} loop, {load} client(s), batch job"
+                    stages.append(stage_row(label, run.samples))
+                    stages.append(stage_row(f"{label}, p95", run.samples, 95))
             after = run_job(stack, args.chunks, "after", 0)
+            print("no load, after", after, flush=True)
+    # The unloaded rate before and after the loaded runs, averaged: a VM's speed drifts
+    unloaded = (baseline.rate + after.rate) / 2
+    tables: dict[str, list[str]] = {}
+    for mode, load, run in runs:
+        tables.setdefault(mode, []).append(ttfb_row(load, run, unloaded))
     header = (
         "| clients | requests | requests/s | TTFB p50 (ms) | TTFB p95 (ms) | max (ms) | "
         "batch chunks/s under load | batch throughput down |\n"
@@ -306,17 +325,20 @@ def main() -> None:
   chunks, its speech consumer with 8 threads), one assemble worker, the API, PostgreSQL
   and a private Redis, all on these cores; objects in a shared folder.
   VOICEBATCH_DYNAMIC_BATCHING={args.batching}, VOICEBATCH_BATCH_SIZE={args.batch_size},
-  VOICEBATCH_SPEECH_BATCH_NICE={args.batch_nice} (above 0: speech on a second Piper session
-  at normal priority, batch rendering lowered; 0: one session).
+  VOICEBATCH_SPEECH_BATCH_NICE={args.batch_nice} (above 0: batch chunks render in one child
+  process per core at that nice value, stopped while a speech sentence renders in the
+  worker's own process; 0: one in-process engine, speech in a batcher of one's lane).
 - Batch job: {args.chunks} distinct ten-word sentences, one chunk each. Without speech
   load: **{baseline.rate:.2f} chunks/s** ({baseline.seconds:.1f} s) before the loaded runs,
-  {after.rate:.2f} chunks/s after them; "down" compares with the first.
+  {after.rate:.2f} chunks/s after them; "down" compares with their mean,
+  {unloaded:.2f} chunks/s.
 - Speech: one distinct ten-word sentence per request (`pcm`, never a cache hit), while
   the batch job renders; first byte = first body byte at the client.
 
 {sections}
 
-**Where the first byte's milliseconds go** (medians, ms; the API's Server-Timing
+**Where the first byte's milliseconds go** (medians, and each stage's own 95th
+percentile in the "p95" rows, ms; the API's Server-Timing
 header): parse (body checked), publish (to the speech queue), w-queue (broker to the
 worker's speech consumer), w-pool (to a speech thread), w-plan (normalise, hash),
 w-lookup (chunk index, database), w-claim, w-lane (realtime lane wait; without a batcher

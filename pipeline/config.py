@@ -521,10 +521,11 @@ class Settings(BaseSettings):
         ge=0,
         le=19,
         description="On a render worker that answers speech with a CPU engine of one "
-        "request per call (Piper): the nice value batch rendering runs at, while speech "
-        "renders on a second session of the engine at normal priority, so a sentence "
-        "never waits for a batch chunk to finish. 0: one session, speech waits for the "
-        "chunk in the engine (a batcher of one request per call).",
+        "request per call (Piper): the nice value of the child processes batch chunks "
+        "render in, while speech renders in the worker's own process at normal priority "
+        "with those processes stopped, so a sentence never waits for a batch chunk. "
+        "0: one in-process engine, speech waits for at most one chunk (a batcher of one "
+        "request per call).",
     )
     speech_threads: int = Field(
         4,

@@ -19,12 +19,10 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pipeline.batching import BatchingEngine, with_batching
+from pipeline.batching import with_batching
 from pipeline.config import Settings
 from pipeline.engines import Engine, create_engine
-from pipeline.engines.base import TwinnedEngine
-from pipeline.engines.priority import made_lowered
-from pipeline.engines.registry import twinned
+from pipeline.engines.base import LowerableEngine
 from pipeline.qa.live import LiveQa
 from pipeline.render.chunk_index import ChunkIndex, RedisChunkIndex, index_ttl_seconds
 from pipeline.render.failures import EngineHealth
@@ -110,32 +108,27 @@ class WorkerResources:
             return self._engine
 
     def _load_engine(self) -> Engine:
-        # With speech served and an engine that renders one request per call (Piper),
-        # batch work runs lowered and speech gets a twin session at normal priority
-        # (engines.priority); speech on one session instead waits in a batcher of one.
+        # With speech served and an engine that renders one request per call on the CPU
+        # (Piper), speech renders on the engine in this process at normal priority and
+        # batch work in lowered processes of its own (engines.priority); at nice 0, or
+        # with another engine, speech shares the engine in its batcher's realtime lane.
         settings = self.settings
+        engine = create_engine(settings)
         niceness = settings.speech_batch_nice if self.serves_speech else 0
-        if not twinned(settings.engine):
-            niceness = 0
-        engine = made_lowered(niceness, lambda: create_engine(settings))
-        if isinstance(engine, TwinnedEngine):
-            engine.niceness = niceness
+        if niceness > 0 and isinstance(engine, LowerableEngine):
+            engine, self._speech_engine = engine.split(niceness)
         # One batcher per process: every task thread's requests meet in it.
-        return with_batching(engine, settings, realtime_lane=self.serves_speech and niceness == 0)
+        lane = self.serves_speech and self._speech_engine is None
+        return with_batching(engine, settings, realtime_lane=lane)
 
     @property
     def speech_engine(self) -> Engine:
-        """The engine speech requests render on: the batch engine's twin when batch work
-        runs lowered, else the batch engine itself (in its batcher's realtime lane)."""
+        """The engine speech requests render on: this process's own when batch work
+        renders in lowered processes, else the batch engine (in its batcher's realtime
+        lane)."""
         engine = self.engine
-        inner = engine.inner if isinstance(engine, BatchingEngine) else engine
         with self._lock:
-            if self._speech_engine is None:
-                if isinstance(inner, TwinnedEngine) and inner.niceness > 0:
-                    self._speech_engine = inner.twin()
-                else:
-                    self._speech_engine = engine
-            return self._speech_engine
+            return self._speech_engine or engine
 
     def output_store(self, uri: str) -> ObjectStore:
         """Where a job's finished files go (its output_uri), each written once (a second

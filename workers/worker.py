@@ -61,7 +61,11 @@ def _speech_note(engine: Engine, speech: Engine) -> str:
     if speech is engine:
         return ", in the batcher's realtime lane" if isinstance(engine, BatchingEngine) else ""
     inner = engine.inner if isinstance(engine, BatchingEngine) else engine
-    return f", on a session of its own (batch rendering at nice {getattr(inner, 'niceness', 0)})"
+    processes = getattr(inner, "processes", 0)
+    return (
+        f", in this process (batch rendering in {processes} process(es) at nice "
+        f"{getattr(inner, 'niceness', 0)})"
+    )
 
 
 def run_worker(

@@ -82,13 +82,12 @@ class StagedEngine(Engine, Protocol):
 
 
 @runtime_checkable
-class TwinnedEngine(Engine, Protocol):
-    """A CPU engine that renders one request at a time and can load a second session of
-    itself: on a worker that answers speech, speech renders on the twin at normal
-    priority and batch work on this one, lowered to `niceness` (engines.priority)."""
+class LowerableEngine(Engine, Protocol):
+    """A CPU engine that renders one request per call and can split into a batch side
+    rendering in lowered processes and a speech side in the caller's process: on a
+    worker that answers speech, batch work cannot hold speech up (engines.priority)."""
 
-    niceness: int
-
-    def twin(self) -> Engine:
-        """The same model and voice in a session of its own."""
+    def split(self, niceness: int) -> tuple[Engine, Engine]:
+        """(batch, speech): the same model and voice, batch rendering in other processes
+        at nice `niceness`, speech in this one at the caller's priority."""
         ...

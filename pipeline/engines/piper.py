@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
-from pipeline.engines.priority import lower_this_thread
 from pipeline.errors import InputError, PermanentError
+
+if TYPE_CHECKING:
+    from pipeline.engines.piper_processes import PiperProcesses, SpeechFirstPiper
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +27,47 @@ BUNDLED_VOICE = "en_US-joe-medium"
 _ESPEAK = threading.Lock()
 
 
-def _load_voice(model_path: Path, config_path: Path) -> Any:
-    """A PiperVoice (its own onnxruntime session) whose phonemizer takes the process lock."""
-    from piper import PiperVoice
+def cpu_slots() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
-    voice = PiperVoice.load(model_path, config_path=config_path)
+
+def _session(model_path: Path, threads: int) -> Any:
+    """An onnxruntime session whose every call uses `threads` threads.
+
+    More than one (the default: every core): onnxruntime's pool splits each operator
+    across the threads, which spin between operators, and they meet at each one: the
+    fastest single call on idle cores. One (a worker's batch processes): each call runs
+    on its caller's thread alone, so it never waits for a delayed partner, and two such
+    calls side by side render 10-25 % more than one two-thread call on these cores (a
+    VITS voice's operators are small; docs/benchmarks.md).
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    if threads == 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
+def _load_voice(model_path: Path, config_path: Path, threads: int) -> Any:
+    """A PiperVoice on a session of `threads` threads a call, whose phonemizer takes the
+    process lock."""
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    try:
+        config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"piper voice config {config_path} is not a voice config: {exc}") from exc
+    voice = PiperVoice(session=_session(model_path, threads), config=config)
     phonemize = voice.phonemize
 
     def locked_phonemize(text: str) -> list[list[str]]:
@@ -81,28 +121,32 @@ class PiperEngine:
     takes_phonemes = True
     default_voice = BUNDLED_VOICE
 
-    def __init__(self, voice: str | None = None) -> None:
+    def __init__(self, voice: str | None = None, *, call_threads: int | None = None) -> None:
         self.default_voice = voice or BUNDLED_VOICE
+        # onnxruntime threads per call (_session): every core by default, one call at a
+        # time; a worker's batch processes take one each (engines.piper_processes)
+        self.call_threads = call_threads or cpu_slots()
         model_path, config_path = voice_files(self.default_voice)
-        self._voices: dict[str, Any] = {self.default_voice: _load_voice(model_path, config_path)}
-        self._lock = threading.Lock()  # one onnxruntime session per voice, one call at a time
-        # the nice value each rendering thread lowers itself to (engines.priority): set on
-        # a worker's batch engine when a twin at normal priority answers speech
-        self.niceness = 0
+        self._voices: dict[str, Any] = {
+            self.default_voice: _load_voice(model_path, config_path, self.call_threads)
+        }
+        self._voices_lock = threading.Lock()
+        self._lock = threading.Lock()  # one call at a time: each has the cores it needs
         self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
         self.model_version = model_version(self.default_voice)
 
     def _voice(self, name: str) -> Any:
-        if name not in self._voices:
-            model_path, config_path = voice_files(name)
-            voice = _load_voice(model_path, config_path)
-            if int(voice.config.sample_rate) != self.sample_rate:
-                raise InputError(
-                    f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
-                    f"one job's voices must share {self.sample_rate} Hz"
-                )
-            self._voices[name] = voice
-        return self._voices[name]
+        with self._voices_lock:
+            if name not in self._voices:
+                model_path, config_path = voice_files(name)
+                voice = _load_voice(model_path, config_path, self.call_threads)
+                if int(voice.config.sample_rate) != self.sample_rate:
+                    raise InputError(
+                        f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
+                        f"one job's voices must share {self.sample_rate} Hz"
+                    )
+                self._voices[name] = voice
+            return self._voices[name]
 
     def _render_one(self, request: SynthesisRequest) -> SynthesisResult:
         from piper import SynthesisConfig
@@ -114,9 +158,8 @@ class PiperEngine:
         )
         config = SynthesisConfig(length_scale=1.0 / rate)
         pieces: list[AudioArray] = []
-        lower_this_thread(self.niceness)
+        voice = self._voice(request.voice)
         with self._lock:
-            voice = self._voice(request.voice)
             try:
                 for audio_chunk in voice.synthesize(request.text, syn_config=config):
                     if pieces:
@@ -129,11 +172,18 @@ class PiperEngine:
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
         return SynthesisResult(audio=audio, sample_rate=self.sample_rate)
 
-    def twin(self) -> PiperEngine:
-        """The same voice in a session of its own, at the caller's priority: a worker's
-        speech requests render on it beside the batch engine (engines.priority)."""
-        return PiperEngine(voice=self.default_voice)
+    def split(self, niceness: int) -> tuple[PiperProcesses, SpeechFirstPiper]:
+        """A worker's two sides of this voice: batch work in child processes at nice
+        `niceness`, one per core, each call on one thread, and speech on this engine in
+        this process, with the batch processes stopped while a sentence renders
+        (engines.piper_processes). With the cores to itself a sentence takes about half
+        as long as on one; sentences that arrive together wait their turn, which costs
+        less than splitting the cores between them (docs/benchmarks.md)."""
+        from pipeline.engines.piper_processes import PiperProcesses, SpeechFirstPiper
+
+        batch = PiperProcesses(self, niceness=niceness, processes=cpu_slots())
+        return batch, SpeechFirstPiper(self, batch)
 
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
-        # Piper has no batched inference; onnxruntime already uses every core per call.
+        # Piper has no batched inference; each call already uses every core.
         return [self._render_one(request) for request in requests]

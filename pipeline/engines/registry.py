@@ -54,17 +54,6 @@ ENGINES: dict[str, Callable[[Settings], Engine]] = {
     "test-tone": _test_tone,
 }
 
-# Engines that render one request per call on the CPU and can load a second session of
-# themselves (base.TwinnedEngine): on a worker answering speech, their batch work runs
-# lowered while speech renders on the twin (engines.priority).
-TWINNED = frozenset({"piper"})
-
-
-def twinned(name: str) -> bool:
-    """Whether the engine `name` is loaded lowered, with a twin for speech, on a worker
-    that answers speech requests."""
-    return name in TWINNED
-
 
 def check_engine_name(name: str) -> None:
     """Raise InputError naming the known engines if `name` is not one."""
