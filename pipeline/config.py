@@ -34,6 +34,22 @@ RestoreTier = Literal["Standard", "Bulk", "Expedited"]
 RESTORE_TIERS: tuple[str, ...] = get_args(RestoreTier)
 
 
+def webhook_secret_keys(secrets: str) -> list[bytes]:
+    """The signing keys of VOICEBATCH_WEBHOOK_SECRET: one secret, or several separated by
+    spaces while receivers move from one to the next (every webhook is signed with each;
+    the first is the newest by convention). A one-line ValueError names the bad one."""
+    parts = secrets.split()
+    if not parts:
+        raise ValueError("no secret given (whsec_ + base64 of 24 to 64 random bytes)")
+    keys = []
+    for n, part in enumerate(parts, start=1):
+        try:
+            keys.append(check_webhook_secret(part))
+        except ValueError as exc:
+            raise ValueError(exc.args[0] if len(parts) == 1 else f"secret {n}: {exc}") from exc
+    return keys
+
+
 def check_webhook_secret(secret: str) -> bytes:
     """The signing key in a Standard Webhooks secret (`whsec_` + base64), or a one-line
     ValueError saying what is wrong with it."""
@@ -469,8 +485,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         None,
         description="Signs every webhook (Standard Webhooks): whsec_ and base64 of 24 to 64 "
-        "random bytes (make one: echo whsec_$(openssl rand -base64 32)). Unset: a submit "
-        "with a callback URL is refused.",
+        "random bytes (make one: echo whsec_$(openssl rand -base64 32)). To rotate, give "
+        "the new and the old separated by a space: every webhook carries a signature by "
+        "each until the old one is removed. Unset: a submit with a callback URL is refused.",
     )
     webhook_allow_private_hosts: bool = Field(
         False,
@@ -683,7 +700,7 @@ class Settings(BaseSettings):
     @classmethod
     def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            check_webhook_secret(value.get_secret_value())
+            webhook_secret_keys(value.get_secret_value())
         return value
 
     @field_validator("redis_url", mode="after")

@@ -24,7 +24,7 @@ from pipeline.state.models import WebhookOutcome, utcnow
 from pipeline.webhooks.addresses import AddressPolicy
 from pipeline.webhooks.schedule import settings_delay
 from pipeline.webhooks.sender import MAX_REDIRECTS, Sent, Timeouts, send
-from pipeline.webhooks.signing import secret_key, signed_headers
+from pipeline.webhooks.signing import secret_keys, signed_headers
 
 _OUTCOMES = {
     Sent.OK: WebhookOutcome.DELIVERED,
@@ -102,7 +102,7 @@ def deliver(
             "VOICEBATCH_WEBHOOK_SECRET is not set: webhooks cannot be signed "
             "(set it to whsec_ + base64 of 24 to 64 random bytes)"
         )
-    key = secret_key(settings.webhook_secret.get_secret_value())
+    keys = secret_keys(settings.webhook_secret.get_secret_value())
     with transaction(factory) as session:
         taken = outbox.take_delivery(
             session, delivery_id=delivery_id, lease=attempt_lease(settings)
@@ -117,7 +117,7 @@ def deliver(
         body=body,
         # The same webhook-id on every attempt; the timestamp is this attempt's.
         headers=signed_headers(
-            key, webhook_id=taken.webhook_id, timestamp=int(started.timestamp()), body=body
+            keys, webhook_id=taken.webhook_id, timestamp=int(started.timestamp()), body=body
         ),
         timeouts=Timeouts(
             settings.webhook_connect_timeout_seconds, settings.webhook_read_timeout_seconds

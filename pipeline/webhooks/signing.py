@@ -2,7 +2,9 @@
 
 The signed content is `{webhook-id}.{webhook-timestamp}.{body}`; the signature is
 HMAC-SHA256 under the secret's key (the base64 after `whsec_`), sent base64-encoded
-after `v1,` in `webhook-signature`.
+after `v1,` in `webhook-signature`. Several secrets (a rotation) give several
+signatures, separated by spaces as the spec allows; a receiver accepts a message when
+any one of them verifies under its secret.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Sequence
 
-from pipeline.config import check_webhook_secret
+from pipeline.config import check_webhook_secret, webhook_secret_keys
 
 
 def secret_key(secret: str) -> bytes:
@@ -26,10 +29,22 @@ def signature(key: bytes, *, webhook_id: str, timestamp: int, body: bytes) -> st
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
-def signed_headers(key: bytes, *, webhook_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers of one attempt."""
+def secret_keys(secrets: str) -> list[bytes]:
+    """The HMAC keys of VOICEBATCH_WEBHOOK_SECRET: one secret or several, space-separated
+    (a rotation)."""
+    return webhook_secret_keys(secrets)
+
+
+def signed_headers(
+    keys: bytes | Sequence[bytes], *, webhook_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The three Standard Webhooks headers of one attempt: a signature by each key."""
+    signatures = [
+        signature(key, webhook_id=webhook_id, timestamp=timestamp, body=body)
+        for key in ([keys] if isinstance(keys, bytes) else keys)
+    ]
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(key, webhook_id=webhook_id, timestamp=timestamp, body=body),
+        "webhook-signature": " ".join(signatures),
     }

@@ -12,7 +12,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from pipeline.config import load_settings
 from pipeline.errors import InputError
-from pipeline.webhooks.signing import secret_key, signature, signed_headers
+from pipeline.webhooks.signing import secret_key, secret_keys, signature, signed_headers
 
 # Published with the Standard Webhooks specification (and Svix's documentation).
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -54,7 +54,7 @@ def test_the_official_verifier_accepts_our_headers_and_refuses_a_changed_body() 
     ("secret", "reason"),
     [
         ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with whsec_"),
-        ("whsec_not base64!", "not valid base64"),
+        ("whsec_not-base64!", "not valid base64"),
         ("whsec_" + base64.b64encode(b"short").decode(), "the key is 5 bytes"),
     ],
 )
@@ -71,3 +71,31 @@ def test_an_unpadded_secret_is_read_like_the_official_library_reads_it() -> None
     settings = load_settings(webhook_secret=unpadded)
     assert settings.webhook_secret is not None
     assert secret_key(unpadded) == bytes(range(25))
+
+
+def _secret(seed: int) -> str:
+    return "whsec_" + base64.b64encode(bytes((seed + n) % 256 for n in range(32))).decode()
+
+
+def test_a_rotation_signs_with_every_secret_and_each_receiver_verifies() -> None:
+    new, old, stranger = _secret(1), _secret(100), _secret(200)
+    settings = load_settings(webhook_secret=f"{new} {old}")
+    assert settings.webhook_secret is not None
+    keys = secret_keys(settings.webhook_secret.get_secret_value())
+    assert keys == [secret_key(new), secret_key(old)]
+    body = b'{"type":"job.done","data":{"id":"x"}}'
+    headers = signed_headers(keys, webhook_id="msg_r", timestamp=int(time.time()), body=body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    # a receiver still on the old secret, and one already on the new, both accept it
+    assert Webhook(old).verify(body, headers)["type"] == "job.done"
+    assert Webhook(new).verify(body, headers)["type"] == "job.done"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(stranger).verify(body, headers)
+
+
+def test_a_bad_secret_in_a_rotation_is_named() -> None:
+    with pytest.raises(InputError) as caught:
+        load_settings(webhook_secret=f"{_secret(1)} whsec_short")
+    message = caught.value.message
+    assert "VOICEBATCH_WEBHOOK_SECRET" in message and "secret 2:" in message
+    assert "\n" not in message
