@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 from pipeline.audio.encode import decode
 from tests.support.maya1_fixtures import build_tiny_maya1
-from tests.support.metrics import metric_value
+from tests.support.metrics import metric_samples, metric_value
 from tests.support.postgres import pg_url
 from tests.support.s3 import s3_client_for
 from tests.support.snac_fixtures import build_tiny_snac
@@ -119,7 +119,13 @@ def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path:
     metrics = stack.scrape("worker-render")
     batches = metric_value(metrics, "voicebatch_batcher_batches")
     requests = metric_value(metrics, "voicebatch_batcher_requests")
-    assert requests == len(chunks) and batches < requests
+    # a speech test that ran first put its sentence through the same batcher
+    spoken = sum(
+        value
+        for labels, value in metric_samples(metrics, "voicebatch_speech_sentences_total")
+        if labels.get("source") == "rendered"
+    )
+    assert requests - spoken == len(chunks) and batches < requests
 
     out = tmp_path / "out"
     downloaded = stack.cli("download", job_id, "-o", str(out))
@@ -128,3 +134,33 @@ def test_a_maya1_worker_renders_a_book_in_merged_batches(stack: Stack, tmp_path:
     assert [c["title"] for c in manifest["chapters"]] == ["Dawn", "Dusk"]
     book = decode(out / manifest["file"])
     assert book.sample_rate == 24_000 and book.duration > 2.0
+
+
+def test_a_maya1_worker_answers_openai_speech_in_its_realtime_lane(stack: Stack) -> None:
+    """Speech on the GPU engine's path: the worker's speech consumer puts the sentence in
+    its batcher's realtime lane, and the audio streams back through Redis to the API."""
+    openai = pytest.importorskip("openai")
+    log = stack.log("worker-render")
+    assert "speech: speech.maya1" in log and "in the batcher's realtime lane" in log, log
+    client = openai.OpenAI(base_url=f"{stack.api_url}/v1", api_key=stack.key, max_retries=0)
+    response = client.audio.speech.create(
+        model="tts-1",
+        voice="alloy",
+        input="The lamp was lit.",
+        response_format="pcm",
+        extra_body={"instructions": "A calm, low voice, unhurried."},
+    )
+    pcm = response.content  # OpenAI's pcm: 16-bit little-endian mono at 24 kHz
+    samples = len(pcm) // 2
+    assert len(pcm) % 2 == 0 and samples > 0
+    # SNAC decodes whole frames; trimming may only take away, never add
+    assert samples <= 200 * SAMPLES_PER_FRAME
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 4097)
+    assert refused.value.status_code == 413
+    metrics = stack.scrape("worker-render")
+    rendered = metric_value(
+        metrics, "voicebatch_speech_sentences_total", engine="maya1", source="rendered"
+    )
+    assert rendered >= 1
+    assert metric_value(metrics, "voicebatch_speech_lane_wait_seconds_count", engine="maya1") >= 1
