@@ -9,15 +9,13 @@ import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pipeline.engines.base import AudioArray, SynthesisRequest, SynthesisResult
+from pipeline.engines.piper_processes import PiperProcesses, SpeechFirstPiper
 from pipeline.errors import InputError, PermanentError
-
-if TYPE_CHECKING:
-    from pipeline.engines.piper_processes import PiperProcesses, SpeechFirstPiper
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +177,7 @@ class PiperEngine:
         (engines.piper_processes). With the cores to itself a sentence takes about half
         as long as on one; sentences that arrive together wait their turn, which costs
         less than splitting the cores between them (docs/benchmarks.md)."""
-        from pipeline.engines.piper_processes import PiperProcesses, SpeechFirstPiper
-
-        batch = PiperProcesses(self, niceness=niceness, processes=cpu_slots())
+        batch = PiperProcesses(self, make=PiperEngine, niceness=niceness, processes=cpu_slots())
         return batch, SpeechFirstPiper(self, batch)
 
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:

@@ -32,14 +32,13 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import wait
 
-from pipeline.engines.base import SynthesisRequest, SynthesisResult
-from pipeline.engines.piper import PiperEngine
+from pipeline.engines.base import Engine, SynthesisRequest, SynthesisResult
 from pipeline.engines.priority import lower_process
 from pipeline.errors import RetryableError
 
@@ -52,10 +51,13 @@ PAUSE_WINDOW = 10.0
 _PR_SET_PDEATHSIG = 1
 
 # The engine of a child process (set by _start_child, in the child only).
-_CHILD_ENGINE: PiperEngine | None = None
+_CHILD_ENGINE: Engine | None = None
+# How a child makes its engine: the class of the engine split (engines.piper.PiperEngine),
+# called with the voice and call_threads=1. Passed in, so this module imports no engine.
+EngineMaker = Callable[..., Engine]
 
 
-def _start_child(voice: str, niceness: int) -> None:
+def _start_child(make: EngineMaker, voice: str, niceness: int) -> None:
     global _CHILD_ENGINE
     lower_process(niceness)  # first: every thread started after takes its nice value
     # A stopped child cannot watch anything: the kernel kills it when the thread that
@@ -69,7 +71,7 @@ def _start_child(voice: str, niceness: int) -> None:
         threading.Thread(
             target=_exit_with, args=(parent.sentinel,), name="parent-watch", daemon=True
         ).start()
-    _CHILD_ENGINE = PiperEngine(voice=voice, call_threads=1)
+    _CHILD_ENGINE = make(voice=voice, call_threads=1)
 
 
 def _exit_with(sentinel: int) -> None:
@@ -89,13 +91,14 @@ def _child_ready() -> int:
 
 class PiperProcesses:
     """A Piper engine's batch side: requests rendered in `processes` child processes at
-    nice `niceness`, one request per child at a time (base.Engine)."""
+    nice `niceness`, one request per child at a time, each child's engine made by `make`
+    (base.Engine)."""
 
-    name = PiperEngine.name
-    max_chunk_chars = PiperEngine.max_chunk_chars
-    takes_phonemes = PiperEngine.takes_phonemes
-
-    def __init__(self, engine: PiperEngine, *, niceness: int, processes: int) -> None:
+    def __init__(self, engine: Engine, *, make: EngineMaker, niceness: int, processes: int) -> None:
+        self.name = engine.name
+        self.max_chunk_chars = engine.max_chunk_chars
+        self.takes_phonemes: bool = getattr(engine, "takes_phonemes", False)
+        self.make = make
         self.default_voice = engine.default_voice
         self.sample_rate = engine.sample_rate
         self.model_version = engine.model_version
@@ -114,7 +117,7 @@ class PiperProcesses:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_child,
-            initargs=(self.default_voice, self.niceness),
+            initargs=(self.make, self.default_voice, self.niceness),
         )
         # Every child started and its voice loaded now: the first chunk should not wait
         # for it, and a voice that cannot load fails the worker's start, not a chunk.
@@ -222,11 +225,10 @@ class SpeechFirstPiper:
     """A worker's speech side of a Piper voice: each call renders in this process with
     the batch side's children stopped (PiperProcesses.stopped) (base.Engine)."""
 
-    name = PiperEngine.name
-    max_chunk_chars = PiperEngine.max_chunk_chars
-    takes_phonemes = PiperEngine.takes_phonemes
-
-    def __init__(self, engine: PiperEngine, batch: PiperProcesses) -> None:
+    def __init__(self, engine: Engine, batch: PiperProcesses) -> None:
+        self.name = engine.name
+        self.max_chunk_chars = engine.max_chunk_chars
+        self.takes_phonemes: bool = getattr(engine, "takes_phonemes", False)
         self.engine = engine
         self.batch = batch
         self.default_voice = engine.default_voice
