@@ -6,7 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pipeline.batching.batcher import DynamicBatcher
-from pipeline.engines.base import Engine, StagedEngine, SynthesisRequest, SynthesisResult
+from pipeline.engines.base import (
+    Engine,
+    EngineStandIn,
+    StagedEngine,
+    SynthesisRequest,
+    SynthesisResult,
+)
 
 if TYPE_CHECKING:  # a type only: the batcher runs where pydantic is not (bench/gpu-wheels.txt)
     from pipeline.config import Settings
@@ -14,19 +20,14 @@ if TYPE_CHECKING:  # a type only: the batcher runs where pydantic is not (bench/
 Outcome = SynthesisResult | BaseException
 
 
-class BatchingEngine:
+class BatchingEngine(EngineStandIn):
     """An Engine whose render_batch goes through a DynamicBatcher: concurrent callers'
     requests are merged into the inner engine's batches."""
 
     def __init__(self, inner: Engine, batcher: DynamicBatcher) -> None:
+        super().__init__(inner)
         self.inner = inner
         self.batcher = batcher
-        self.name = inner.name
-        self.model_version = inner.model_version
-        self.sample_rate = inner.sample_rate
-        self.max_chunk_chars = inner.max_chunk_chars
-        self.default_voice = inner.default_voice
-        self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
 
     def render_outcomes(
         self, requests: Sequence[SynthesisRequest], *, realtime: bool = False

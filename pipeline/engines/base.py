@@ -55,6 +55,20 @@ def request_params(engine_params: Mapping[str, ParamValue]) -> dict[str, ParamVa
     return {key: engine_params[key] for key in sorted(engine_params)}
 
 
+class EngineStandIn:
+    """What an engine that stands in for another (a batcher in front of it, its batch or
+    speech side on a worker) says of itself: the other's name, model version, sample
+    rate, limits and voice, so chunk hashes and plans do not see the difference."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.name = inner.name
+        self.model_version = inner.model_version
+        self.sample_rate = inner.sample_rate
+        self.max_chunk_chars = inner.max_chunk_chars
+        self.default_voice = inner.default_voice
+        self.takes_phonemes = bool(getattr(inner, "takes_phonemes", False))
+
+
 @runtime_checkable
 class StagedEngine(Engine, Protocol):
     """An engine whose batch runs in two stages, so the dynamic batcher can overlap the

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 BUNDLED_VOICE = "en_US-joe-medium"
 # espeak-ng, piper's phonemizer, keeps its state in the process: one phonemizes at a time,
-# whichever engine (a worker's batch engine and its speech twin) asks.
+# whichever of the process's engines asks.
 _ESPEAK = threading.Lock()
 
 
@@ -128,23 +128,21 @@ class PiperEngine:
         self._voices: dict[str, Any] = {
             self.default_voice: _load_voice(model_path, config_path, self.call_threads)
         }
-        self._voices_lock = threading.Lock()
         self._lock = threading.Lock()  # one call at a time: each has the cores it needs
         self.sample_rate = int(self._voices[self.default_voice].config.sample_rate)
         self.model_version = model_version(self.default_voice)
 
     def _voice(self, name: str) -> Any:
-        with self._voices_lock:
-            if name not in self._voices:
-                model_path, config_path = voice_files(name)
-                voice = _load_voice(model_path, config_path, self.call_threads)
-                if int(voice.config.sample_rate) != self.sample_rate:
-                    raise InputError(
-                        f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
-                        f"one job's voices must share {self.sample_rate} Hz"
-                    )
-                self._voices[name] = voice
-            return self._voices[name]
+        if name not in self._voices:
+            model_path, config_path = voice_files(name)
+            voice = _load_voice(model_path, config_path, self.call_threads)
+            if int(voice.config.sample_rate) != self.sample_rate:
+                raise InputError(
+                    f"piper voice {name} runs at {voice.config.sample_rate} Hz; "
+                    f"one job's voices must share {self.sample_rate} Hz"
+                )
+            self._voices[name] = voice
+        return self._voices[name]
 
     def _render_one(self, request: SynthesisRequest) -> SynthesisResult:
         from piper import SynthesisConfig
@@ -156,8 +154,8 @@ class PiperEngine:
         )
         config = SynthesisConfig(length_scale=1.0 / rate)
         pieces: list[AudioArray] = []
-        voice = self._voice(request.voice)
         with self._lock:
+            voice = self._voice(request.voice)
             try:
                 for audio_chunk in voice.synthesize(request.text, syn_config=config):
                     if pieces:

@@ -38,7 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import wait
 
-from pipeline.engines.base import Engine, SynthesisRequest, SynthesisResult
+from pipeline.engines.base import Engine, EngineStandIn, SynthesisRequest, SynthesisResult
 from pipeline.engines.priority import lower_process
 from pipeline.errors import RetryableError
 
@@ -89,19 +89,14 @@ def _child_ready() -> int:
     return os.getpid()
 
 
-class PiperProcesses:
+class PiperProcesses(EngineStandIn):
     """A Piper engine's batch side: requests rendered in `processes` child processes at
     nice `niceness`, one request per child at a time, each child's engine made by `make`
     (base.Engine)."""
 
     def __init__(self, engine: Engine, *, make: EngineMaker, niceness: int, processes: int) -> None:
-        self.name = engine.name
-        self.max_chunk_chars = engine.max_chunk_chars
-        self.takes_phonemes: bool = getattr(engine, "takes_phonemes", False)
+        super().__init__(engine)
         self.make = make
-        self.default_voice = engine.default_voice
-        self.sample_rate = engine.sample_rate
-        self.model_version = engine.model_version
         self.niceness = niceness
         self.processes = processes
         self._lock = threading.Lock()
@@ -195,8 +190,8 @@ class PiperProcesses:
                 self._signal(signal.SIGCONT)
                 self._stops.append((self._stopped_at, time.monotonic()))
 
-    def _signal(self, signum: int, pids: Sequence[int] | None = None) -> None:
-        for pid in self.pids() if pids is None else pids:
+    def _signal(self, signum: int) -> None:
+        for pid in self.pids():
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:  # died meanwhile: the pool notices and says so
@@ -221,19 +216,14 @@ class PiperProcesses:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class SpeechFirstPiper:
+class SpeechFirstPiper(EngineStandIn):
     """A worker's speech side of a Piper voice: each call renders in this process with
     the batch side's children stopped (PiperProcesses.stopped) (base.Engine)."""
 
     def __init__(self, engine: Engine, batch: PiperProcesses) -> None:
-        self.name = engine.name
-        self.max_chunk_chars = engine.max_chunk_chars
-        self.takes_phonemes: bool = getattr(engine, "takes_phonemes", False)
+        super().__init__(engine)
         self.engine = engine
         self.batch = batch
-        self.default_voice = engine.default_voice
-        self.sample_rate = engine.sample_rate
-        self.model_version = engine.model_version
 
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
         with self.batch.stopped():
