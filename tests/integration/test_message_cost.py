@@ -28,8 +28,8 @@ from pipeline.engines import engine_info
 from pipeline.plan.documents import document_from_items
 from pipeline.plan.submit import SubmittedJob, submit_job
 from pipeline.render.messages import render_chunk_ids
-from pipeline.render.renderer import ChunkRenderer
 from pipeline.storage.factory import open_store
+from tests.support.workers import chunk_renderer
 from workers.context import WorkerResources
 
 pytestmark = pytest.mark.integration
@@ -120,13 +120,7 @@ def _one_message_each(settings: Settings, submitted: SubmittedJob) -> MessageCos
 
     event.listen(bind, "before_cursor_execute", count)
     try:
-        renderer = ChunkRenderer(
-            factory=resources.factory,
-            store_=resources.chunk_store,
-            engine=resources.engine,
-            settings=settings,
-            index=None,
-        )
+        renderer = chunk_renderer(resources, settings)
         outcome = render_chunk_ids(
             renderer, job_id=submitted.job_id, chunk_ids=submitted.chunk_groups[0]
         )

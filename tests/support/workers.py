@@ -58,6 +58,17 @@ def submit(
     )
 
 
+def chunk_renderer(resources: WorkerResources, settings: Settings) -> ChunkRenderer:
+    """The renderer a worker's render message uses, on its engine and store (no index)."""
+    return ChunkRenderer(
+        factory=resources.factory,
+        store_=resources.chunk_store,
+        engine=resources.engine,
+        settings=settings,
+        index=None,
+    )
+
+
 def render_ids(
     resources: WorkerResources,
     settings: Settings,
@@ -65,13 +76,7 @@ def render_ids(
     chunk_ids: Sequence[uuid.UUID],
 ) -> ChunkTaskOutcome:
     """One render message's work on these chunks of the job, by the worker's driver."""
-    renderer = ChunkRenderer(
-        factory=resources.factory,
-        store_=resources.chunk_store,
-        engine=resources.engine,
-        settings=settings,
-        index=None,
-    )
+    renderer = chunk_renderer(resources, settings)
     return render_chunk_ids(renderer, job_id=job_id, chunk_ids=chunk_ids)
 
 
