@@ -34,9 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pipeline.config import Settings, load_settings
-from pipeline.engines import engine_info
 from pipeline.plan.documents import document_from_chapters
-from pipeline.plan.submit import submit_job
 from pipeline.state import store
 from pipeline.state.db import create_db_engine, session_factory, transaction
 from pipeline.state.models import ChunkStatus, ItemStatus, JobStatus
@@ -45,6 +43,7 @@ from tests.chaos.files import PREFIX, check_files  # noqa: F401  (PREFIX: re-exp
 from tests.chaos.report import RESULTS, ScenarioResult
 from tests.chaos.services import PrivateRedis
 from tests.support.stack import VOICEBATCH, stop_processes
+from tests.support.workers import submit
 from workers.app import create_celery
 from workers.dispatch import CeleryDispatcher
 
@@ -175,16 +174,7 @@ class Cluster:
             title,
             [(f"Part {n + 1}", "\n\n".join(s)) for n, s in enumerate(chapters)],
         )
-        submitted = submit_job(
-            self.factory,
-            parsed,
-            engine=engine_info(settings),
-            settings=settings,
-            kind="book",
-            owner_id=uuid.uuid4(),
-            idempotency_key=None,
-            output_base=settings.resolved_storage_url,
-        )
+        submitted = submit(self.factory, settings, parsed)
         if publish:
             CeleryDispatcher(create_celery(settings)).render(
                 submitted.job_id, submitted.chunk_groups

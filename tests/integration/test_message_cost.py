@@ -24,12 +24,11 @@ from sqlalchemy import create_engine, event, text
 
 from pipeline.assemble.messages import assemble_item_message
 from pipeline.config import Settings, load_settings
-from pipeline.engines import engine_info
 from pipeline.plan.documents import document_from_items
-from pipeline.plan.submit import SubmittedJob, submit_job
+from pipeline.plan.submit import SubmittedJob
 from pipeline.render.messages import render_chunk_ids
 from pipeline.storage.factory import open_store
-from tests.support.workers import chunk_renderer
+from tests.support.workers import chunk_renderer, submit
 from workers.context import WorkerResources
 
 pytestmark = pytest.mark.integration
@@ -92,16 +91,7 @@ def _catalogue(url: str, settings: Settings, items: int) -> SubmittedJob:
         parsed = document_from_items(
             "Catalogue", [(f"sku{i}", f"Item number {i}.") for i in range(items)]
         )
-        submitted = submit_job(
-            resources.factory,
-            parsed,
-            engine=engine_info(settings),
-            settings=settings,
-            kind="catalogue",
-            owner_id=uuid.uuid4(),
-            idempotency_key=None,
-            output_base=settings.resolved_storage_url,
-        )
+        submitted = submit(resources.factory, settings, parsed, kind="catalogue")
     finally:
         resources.factory.kw["bind"].dispose()
     return submitted
