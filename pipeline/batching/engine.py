@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 from pipeline.batching.batcher import DynamicBatcher
@@ -20,6 +21,12 @@ if TYPE_CHECKING:  # a type only: the batcher runs where pydantic is not (bench/
 Outcome = SynthesisResult | BaseException
 
 
+def _outcome(future: Future[SynthesisResult]) -> Outcome:
+    """A finished request's result, or its failure (waiting for it to finish)."""
+    exc = future.exception()
+    return exc if exc is not None else future.result()
+
+
 class BatchingEngine(EngineStandIn):
     """An Engine whose render_batch goes through a DynamicBatcher: concurrent callers'
     requests are merged into the inner engine's batches."""
@@ -35,19 +42,13 @@ class BatchingEngine(EngineStandIn):
         """Each request's result or its own failure, in order (`realtime`: in the
         batcher's realtime lane, ahead of batch work)."""
         futures = [self.batcher.submit(request, realtime=realtime) for request in requests]
-        outcomes: list[Outcome] = []
-        for future in futures:
-            exc = future.exception()
-            outcomes.append(exc if exc is not None else future.result())
-        return outcomes
+        return [_outcome(future) for future in futures]
 
     def render_realtime(self, request: SynthesisRequest) -> tuple[Outcome, float]:
         """One request in the realtime lane: its result (or failure) and its lane wait,
         in seconds (queued to its engine call starting)."""
         future = self.batcher.submit(request, realtime=True)
-        exc = future.exception()
-        outcome: Outcome = exc if exc is not None else future.result()
-        return outcome, getattr(future, "queued_seconds", 0.0)
+        return _outcome(future), getattr(future, "queued_seconds", 0.0)
 
     def render_batch(self, requests: Sequence[SynthesisRequest]) -> list[SynthesisResult]:
         """Render every request, in order. Raises the first request's failure, if any."""
