@@ -191,12 +191,14 @@ def test_batch_processes_are_stopped_while_speech_renders(
     threading.Event().wait(0.3)  # the chunk is rendering in a child
     [result] = first.render_batch([_request(speech.engine, SENTENCE)])
     assert watched.seen == [{"T"}]  # every child stopped while the sentence rendered
+    # read now: the window forgets a stop PAUSE_WINDOW seconds on, and on a busy
+    # machine the chunk below may take longer than that
+    assert 0 < processes.stopped_share() < piper_processes.PAUSE_SHARE
     assert result.duration > 2.0
     assert _states(pids, {"R", "S"}) <= {"R", "S"}  # running again after it
     chunk.join(120)
     # stopped and continued, the chunk's render went on where it was: all of it is there
     assert len(batch_done) == 1 and batch_done[0].duration > 40
-    assert 0 < processes.stopped_share() < piper_processes.PAUSE_SHARE
 
 
 def test_batch_processes_are_not_stopped_past_their_share(
